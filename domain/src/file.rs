@@ -1,0 +1,122 @@
+//! File attachments: sanitised names, kinds and the metadata a message carries.
+
+use crate::{uuid_id, Timestamp};
+
+uuid_id!(
+    /// Identifies stored bytes; the storage key is derived from this id, never from a client's name.
+    FileId
+);
+
+/// Images are shown inline and expire sooner; everything else is a plain file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FileKind {
+    Image,
+    File,
+}
+
+impl FileKind {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Image => "image",
+            Self::File => "file",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        match raw {
+            "image" => Some(Self::Image),
+            "file" => Some(Self::File),
+            _ => None,
+        }
+    }
+}
+
+/// A display name for a file: path components and control characters stripped, at most 255 bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileName(String);
+
+impl FileName {
+    pub const MAX_BYTES: usize = 255;
+    const FALLBACK: &'static str = "file";
+
+    /// Sanitises any client-supplied name; never fails, falling back to `file` when nothing is left.
+    pub fn sanitize(raw: &str) -> Self {
+        let last = raw.rsplit(['/', '\\']).next().unwrap_or_default();
+        let cleaned: String = last.chars().filter(|c| !c.is_control()).collect();
+        let cleaned = cleaned.trim();
+        let cleaned = match cleaned {
+            "" | "." | ".." => Self::FALLBACK,
+            other => other,
+        };
+        let mut end = cleaned.len().min(Self::MAX_BYTES);
+        while !cleaned.is_char_boundary(end) {
+            end -= 1;
+        }
+        Self(cleaned[..end].to_owned())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// What a message says about an attached file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileMeta {
+    pub id: FileId,
+    pub name: FileName,
+    pub size: u64,
+    pub content_type: String,
+    pub kind: FileKind,
+    pub expires_at: Timestamp,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn path_components_are_stripped() {
+        assert_eq!(FileName::sanitize("../../etc/passwd").as_str(), "passwd");
+        assert_eq!(
+            FileName::sanitize("/abs/path/photo.png").as_str(),
+            "photo.png"
+        );
+        assert_eq!(
+            FileName::sanitize("C:\\Users\\x\\doc.pdf").as_str(),
+            "doc.pdf"
+        );
+    }
+
+    #[test]
+    fn empty_and_dot_names_fall_back_to_file() {
+        assert_eq!(FileName::sanitize("").as_str(), "file");
+        assert_eq!(FileName::sanitize("dir/..").as_str(), "file");
+        assert_eq!(FileName::sanitize("\u{0}\u{1}").as_str(), "file");
+    }
+
+    #[test]
+    fn control_characters_are_removed() {
+        assert_eq!(FileName::sanitize("a\u{0}b\nc.txt").as_str(), "abc.txt");
+    }
+
+    #[test]
+    fn long_names_are_cut_to_255_bytes_on_a_character_boundary() {
+        let name = FileName::sanitize(&"é".repeat(1000));
+        assert!(name.as_str().len() <= 255);
+        assert!(name.as_str().chars().all(|c| c == 'é'));
+    }
+
+    proptest! {
+        #[test]
+        fn sanitized_names_are_single_clean_components(raw in "\\PC{0,300}|[./\\\\\\x00a-z]{0,30}") {
+            let name = FileName::sanitize(&raw);
+            let s = name.as_str();
+            prop_assert!(!s.is_empty() && s.len() <= 255);
+            prop_assert!(!s.contains('/') && !s.contains('\\'));
+            prop_assert!(s != "." && s != "..");
+            prop_assert!(!s.chars().any(char::is_control));
+        }
+    }
+}
