@@ -120,3 +120,42 @@ mod tests {
         }
     }
 }
+
+/// Recognises the raster image formats we show inline, from their first bytes.
+/// Anything else is a plain file, whatever the client claimed.
+pub fn sniff_image(head: &[u8]) -> Option<&'static str> {
+    if head.starts_with(&[0xFF, 0xD8, 0xFF]) {
+        Some("image/jpeg")
+    } else if head.starts_with(b"\x89PNG\r\n\x1a\n") {
+        Some("image/png")
+    } else if head.starts_with(b"GIF87a") || head.starts_with(b"GIF89a") {
+        Some("image/gif")
+    } else if head.len() >= 12 && head.starts_with(b"RIFF") && &head[8..12] == b"WEBP" {
+        Some("image/webp")
+    } else {
+        None
+    }
+}
+
+/// How many leading bytes `sniff_image` needs to decide.
+pub const SNIFF_BYTES: usize = 12;
+
+#[cfg(test)]
+mod sniff_tests {
+    use super::*;
+
+    #[test]
+    fn recognises_the_four_image_formats_by_their_magic_bytes() {
+        assert_eq!(sniff_image(&[0xFF, 0xD8, 0xFF, 0xE0]), Some("image/jpeg"));
+        assert_eq!(sniff_image(b"\x89PNG\r\n\x1a\n...."), Some("image/png"));
+        assert_eq!(sniff_image(b"GIF89a......"), Some("image/gif"));
+        assert_eq!(sniff_image(b"RIFF\0\0\0\0WEBPVP8 "), Some("image/webp"));
+    }
+
+    #[test]
+    fn html_or_svg_is_never_an_image() {
+        assert_eq!(sniff_image(b"<svg xmlns='http://www.w3.org/2000/svg'>"), None);
+        assert_eq!(sniff_image(b"<html><script>"), None);
+        assert_eq!(sniff_image(b""), None);
+    }
+}

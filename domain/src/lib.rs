@@ -10,7 +10,7 @@ pub mod user;
 /// Every instant in the domain is UTC.
 pub type Timestamp = chrono::DateTime<chrono::Utc>;
 
-pub use file::{FileId, FileKind, FileMeta, FileName};
+pub use file::{sniff_image, FileId, FileKind, FileMeta, FileName, SNIFF_BYTES};
 pub use message::{
     ClientMsgId, Message, MessageBody, MessageId, MessageKind, MessageText, Sender, Seq,
 };

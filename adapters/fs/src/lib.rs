@@ -1,0 +1,1 @@
+//! Local-filesystem FileStore: bytes under generated ids inside one storage root.

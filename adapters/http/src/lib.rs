@@ -1,0 +1,1 @@
+//! HTTP and WebSocket adapter: the REST API (poem-openapi), the socket protocol and file routes.

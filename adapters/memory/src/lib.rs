@@ -1,0 +1,1 @@
+//! In-memory adapters: the embedded message log and event bus.

@@ -1,0 +1,1 @@
+//! SQLite adapters: users, refresh tokens, rooms, message archive and file catalog.

@@ -1,0 +1,201 @@
+//! Accounts use cases: register, log in, rotate refresh tokens, log out, authenticate.
+
+use std::sync::Arc;
+
+use domain::{Password, User, Username};
+use secrecy::SecretString;
+
+use crate::ports::{
+    AccessClaims, Clock, Consumed, CreateUserError, EventBus, IdGenerator, PasswordHasher, RefreshRecord,
+    RefreshTokenStore, RoomEvent, SessionEndReason, SessionId, StoredUser, TokenError, TokenService,
+    UserRepository,
+};
+
+/// A valid registration: both fields passed the domain rules.
+#[derive(Debug)]
+pub struct Registration {
+    pub username: Username,
+    pub password: Password,
+}
+
+/// What a login or a refresh hands the client.
+#[derive(Debug)]
+pub struct TokenPair {
+    pub access_token: String,
+    pub refresh_token: SecretString,
+    pub expires_in_secs: u64,
+}
+
+/// A caller whose access token checked out and whose account still exists.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Authenticated {
+    pub user: User,
+    pub claims: AccessClaims,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RegisterError {
+    #[error("username is already taken")]
+    UsernameTaken,
+    #[error(transparent)]
+    Unknown(#[from] anyhow::Error),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoginError {
+    #[error("invalid username or password")]
+    InvalidCredentials,
+    #[error(transparent)]
+    Unknown(#[from] anyhow::Error),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RefreshError {
+    #[error("the refresh token is invalid or expired")]
+    Invalid,
+    #[error("the refresh token was already used; the session has been revoked")]
+    Reused,
+    #[error(transparent)]
+    Unknown(#[from] anyhow::Error),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error("the access token has expired")]
+    Expired,
+    #[error("the access token is invalid")]
+    Invalid,
+    #[error(transparent)]
+    Unknown(#[from] anyhow::Error),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LogoutError {
+    #[error(transparent)]
+    Unknown(#[from] anyhow::Error),
+}
+
+#[derive(Clone)]
+pub struct Accounts {
+    users: Arc<dyn UserRepository>,
+    refresh: Arc<dyn RefreshTokenStore>,
+    hasher: Arc<dyn PasswordHasher>,
+    tokens: Arc<dyn TokenService>,
+    bus: Arc<dyn EventBus>,
+    clock: Arc<dyn Clock>,
+    ids: Arc<dyn IdGenerator>,
+}
+
+impl Accounts {
+    pub fn new(
+        users: Arc<dyn UserRepository>,
+        refresh: Arc<dyn RefreshTokenStore>,
+        hasher: Arc<dyn PasswordHasher>,
+        tokens: Arc<dyn TokenService>,
+        bus: Arc<dyn EventBus>,
+        clock: Arc<dyn Clock>,
+        ids: Arc<dyn IdGenerator>,
+    ) -> Self {
+        Self { users, refresh, hasher, tokens, bus, clock, ids }
+    }
+
+    /// # Errors
+    /// `UsernameTaken` when the name is in use.
+    pub async fn register(&self, registration: Registration) -> Result<User, RegisterError> {
+        let password_hash = self.hasher.hash(&registration.password).await?;
+        let user = User {
+            id: domain::UserId::from_uuid(self.ids.new_id()),
+            username: registration.username,
+            created_at: self.clock.now(),
+        };
+        let stored = StoredUser { user: user.clone(), password_hash };
+        match self.users.create(&stored).await {
+            Ok(()) => Ok(user),
+            Err(CreateUserError::Duplicate) => Err(RegisterError::UsernameTaken),
+            Err(CreateUserError::Unknown(e)) => Err(RegisterError::Unknown(e)),
+        }
+    }
+
+    /// Unknown users and wrong passwords get the same answer and take the same time.
+    ///
+    /// # Errors
+    /// `InvalidCredentials` for any mismatch.
+    pub async fn login(&self, username: &str, password: &str) -> Result<TokenPair, LoginError> {
+        let stored = match Username::new(username) {
+            Ok(name) => self.users.by_username(&name).await?,
+            Err(_) => None,
+        };
+        let hash = stored.as_ref().map(|s| s.password_hash.clone());
+        let matches = self.hasher.verify(password, hash).await?;
+        match stored {
+            Some(stored) if matches => {
+                let session = SessionId(self.ids.new_id());
+                Ok(self.issue_pair(&stored.user, session).await?)
+            }
+            _ => Err(LoginError::InvalidCredentials),
+        }
+    }
+
+    /// Trades a refresh token for a new pair; each refresh token works once.
+    ///
+    /// # Errors
+    /// `Reused` when the token was used before (the whole session is revoked), `Invalid` when it
+    /// is unknown, revoked, expired or its user is gone.
+    pub async fn refresh(&self, refresh_token: &str) -> Result<TokenPair, RefreshError> {
+        let hash = self.tokens.hash_refresh(refresh_token);
+        match self.refresh.consume(&hash).await? {
+            Consumed::Invalid => Err(RefreshError::Invalid),
+            Consumed::Reused(record) => {
+                self.refresh.revoke_session(record.session).await?;
+                tracing::warn!(user_id = %record.user_id, "refresh token reused; session revoked");
+                Err(RefreshError::Reused)
+            }
+            Consumed::Fresh(record) => {
+                if record.expires_at <= self.clock.now() {
+                    return Err(RefreshError::Invalid);
+                }
+                let user = self.users.by_id(record.user_id).await?.ok_or(RefreshError::Invalid)?;
+                Ok(self.issue_pair(&user, record.session).await?)
+            }
+        }
+    }
+
+    /// Revokes the caller's session and closes their live connections everywhere.
+    ///
+    /// # Errors
+    /// Only infrastructure failures.
+    pub async fn logout(&self, caller: &Authenticated) -> Result<(), LogoutError> {
+        self.refresh.revoke_session(caller.claims.session).await?;
+        let event = RoomEvent::SessionEnded { user_id: caller.user.id, reason: SessionEndReason::LoggedOut };
+        self.bus.publish(event).await?;
+        Ok(())
+    }
+
+    /// Checks an access token and that its user still exists.
+    ///
+    /// # Errors
+    /// `Expired` or `Invalid` for a token that does not check out.
+    pub async fn authenticate(&self, access_token: &str) -> Result<Authenticated, AuthError> {
+        let claims = self.tokens.verify_access(access_token).map_err(|e| match e {
+            TokenError::Expired => AuthError::Expired,
+            TokenError::Invalid(_) => AuthError::Invalid,
+        })?;
+        let user = self.users.by_id(claims.user_id).await?.ok_or(AuthError::Invalid)?;
+        Ok(Authenticated { user, claims })
+    }
+
+    async fn issue_pair(&self, user: &User, session: SessionId) -> anyhow::Result<TokenPair> {
+        let now = self.clock.now();
+        let access = self.tokens.issue_access(user.id, session, now)?;
+        let (refresh_token, hash) = self.tokens.new_refresh();
+        let record = RefreshRecord {
+            hash,
+            user_id: user.id,
+            session,
+            created_at: now,
+            expires_at: now + self.tokens.refresh_ttl(),
+        };
+        self.refresh.insert(&record).await?;
+        Ok(TokenPair { access_token: access.token, refresh_token, expires_in_secs: access.expires_in_secs })
+    }
+}

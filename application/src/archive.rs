@@ -1,0 +1,127 @@
+//! Worker use cases: move messages from the log to the archive, recover counters, purge expired data.
+
+use std::sync::Arc;
+
+use domain::RetentionPolicy;
+
+use crate::ports::{Clock, FileCatalog, FileStore, MessageArchive, MessageLog};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ArchiveReport {
+    /// Messages handed over in this batch.
+    pub claimed: usize,
+    /// Of those, how many the archive did not have yet.
+    pub inserted: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PurgeReport {
+    pub messages: u64,
+    pub files: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ArchiveError {
+    #[error(transparent)]
+    Unknown(#[from] anyhow::Error),
+}
+
+#[derive(Clone)]
+pub struct Archiver {
+    log: Arc<dyn MessageLog>,
+    archive: Arc<dyn MessageArchive>,
+    store: Arc<dyn FileStore>,
+    catalog: Arc<dyn FileCatalog>,
+    clock: Arc<dyn Clock>,
+    retention: RetentionPolicy,
+    /// How many rows one purge step deletes, so purging never holds a long lock.
+    purge_batch: u32,
+}
+
+impl Archiver {
+    pub fn new(
+        log: Arc<dyn MessageLog>,
+        archive: Arc<dyn MessageArchive>,
+        store: Arc<dyn FileStore>,
+        catalog: Arc<dyn FileCatalog>,
+        clock: Arc<dyn Clock>,
+        retention: RetentionPolicy,
+        purge_batch: u32,
+    ) -> Self {
+        Self { log, archive, store, catalog, clock, retention, purge_batch: purge_batch.max(1) }
+    }
+
+    /// Archives one batch: claim, write, and only then acknowledge. A crash between the write and
+    /// the ack re-delivers the batch, and the idempotent insert stores nothing twice.
+    ///
+    /// # Errors
+    /// Infrastructure failures; unacknowledged messages stay queued for the next attempt.
+    pub async fn archive_batch(&self, consumer: &str, max: usize) -> Result<ArchiveReport, ArchiveError> {
+        let batch = self.log.claim_batch(consumer, max).await?;
+        if batch.is_empty() {
+            return Ok(ArchiveReport::default());
+        }
+        let messages: Vec<_> = batch.iter().map(|q| q.message.clone()).collect();
+        let inserted = self.archive.insert_batch(&messages).await?;
+        let receipts: Vec<String> = batch.into_iter().map(|q| q.receipt).collect();
+        self.log.ack(&receipts).await?;
+        Ok(ArchiveReport { claimed: receipts.len(), inserted })
+    }
+
+    /// Archives until the log has nothing left for `consumer`; used at shutdown.
+    ///
+    /// # Errors
+    /// The first failing batch's error.
+    pub async fn drain(&self, consumer: &str, batch: usize) -> Result<u64, ArchiveError> {
+        let mut total = 0;
+        loop {
+            let report = self.archive_batch(consumer, batch).await?;
+            if report.claimed == 0 {
+                return Ok(total);
+            }
+            total += report.claimed as u64;
+        }
+    }
+
+    /// Makes every room's next seq follow its highest archived one, after the log lost its counters.
+    ///
+    /// # Errors
+    /// Infrastructure failures.
+    pub async fn recover_sequences(&self) -> Result<usize, ArchiveError> {
+        let seqs = self.archive.last_seqs().await?;
+        for (room, seq) in &seqs {
+            self.log.raise_seq(*room, *seq).await?;
+        }
+        Ok(seqs.len())
+    }
+
+    /// Deletes archived messages past retention, and expired files' bytes and catalog entries.
+    ///
+    /// # Errors
+    /// Infrastructure failures; what was purged before the failure stays purged.
+    pub async fn purge(&self) -> Result<PurgeReport, ArchiveError> {
+        let now = self.clock.now();
+        let cutoff = self.retention.message_cutoff(now);
+        let mut report = PurgeReport::default();
+        loop {
+            let deleted = self.archive.delete_sent_before(cutoff, self.purge_batch).await?;
+            report.messages += deleted;
+            if deleted < u64::from(self.purge_batch) {
+                break;
+            }
+        }
+        loop {
+            let expired = self.catalog.expired(now, self.purge_batch).await?;
+            for id in &expired {
+                // Bytes first: a catalog entry without bytes answers 410, bytes without an entry would leak.
+                self.store.delete(*id).await?;
+                self.catalog.delete(*id).await?;
+                report.files += 1;
+            }
+            if expired.len() < self.purge_batch as usize {
+                break;
+            }
+        }
+        Ok(report)
+    }
+}

@@ -1,0 +1,14 @@
+//! Chat use cases behind ports: accounts, rooms, messaging, archiving and retention.
+
+pub mod accounts;
+pub mod archive;
+pub mod files;
+pub mod messaging;
+pub mod ports;
+pub mod rooms;
+
+pub use accounts::Accounts;
+pub use archive::Archiver;
+pub use files::Files;
+pub use messaging::Messaging;
+pub use rooms::Rooms;

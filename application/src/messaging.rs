@@ -1,0 +1,251 @@
+//! Messaging use cases: send text and files, typing, history and reconnect sync.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use domain::{ClientMsgId, FileName, Message, MessageBody, MessageId, MessageText, RoomId, Sender, Seq, User};
+
+use crate::files::{Files, UploadError};
+use crate::ports::{
+    Appended, ByteStream, Clock, DedupeKey, EventBus, IdGenerator, MessageArchive, MessageLog, NewMessage, RoomEvent,
+    RoomRepository, SeqRange, Take,
+};
+use crate::rooms::PageSize;
+
+/// The most messages one sync answer carries.
+pub const SYNC_MAX: u32 = 1000;
+/// The most messages one history page carries.
+pub const HISTORY_MAX: u32 = 100;
+
+#[derive(Debug, Clone)]
+pub struct SendText {
+    pub room_id: RoomId,
+    pub client_msg_id: Option<ClientMsgId>,
+    pub text: MessageText,
+}
+
+/// A stored message, and whether this call created it or found an earlier send with the same key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sent {
+    pub message: Message,
+    pub duplicate: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    #[error("room not found")]
+    NotFound,
+    #[error("you are not a member of this room")]
+    Forbidden,
+    #[error(transparent)]
+    Unknown(#[from] anyhow::Error),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SendFileError {
+    #[error("room not found")]
+    NotFound,
+    #[error("you are not a member of this room")]
+    Forbidden,
+    #[error("the file is larger than the {limit}-byte limit for its kind")]
+    TooLarge { limit: u64 },
+    #[error("the upload would exceed your storage quota of {quota} bytes")]
+    QuotaExceeded { quota: u64 },
+    #[error(transparent)]
+    Unknown(#[from] anyhow::Error),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum HistoryError {
+    #[error("room not found")]
+    NotFound,
+    #[error(transparent)]
+    Unknown(#[from] anyhow::Error),
+}
+
+/// Which messages a history request wants: exclusive seq bounds, newest first unless `after` is set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HistoryQuery {
+    pub before: Option<Seq>,
+    pub after: Option<Seq>,
+    pub limit: PageSize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistoryPage {
+    /// Ascending by seq.
+    pub items: Vec<Message>,
+    /// More messages exist in the paging direction.
+    pub has_more: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncPage {
+    pub items: Vec<Message>,
+    /// The seq to sync after next time: the last one sent, or the request's if none.
+    pub last_seq: u64,
+    pub has_more: bool,
+}
+
+#[derive(Clone)]
+pub struct Messaging {
+    rooms: Arc<dyn RoomRepository>,
+    log: Arc<dyn MessageLog>,
+    archive: Arc<dyn MessageArchive>,
+    bus: Arc<dyn EventBus>,
+    files: Files,
+    clock: Arc<dyn Clock>,
+    ids: Arc<dyn IdGenerator>,
+}
+
+impl Messaging {
+    pub fn new(
+        rooms: Arc<dyn RoomRepository>,
+        log: Arc<dyn MessageLog>,
+        archive: Arc<dyn MessageArchive>,
+        bus: Arc<dyn EventBus>,
+        files: Files,
+        clock: Arc<dyn Clock>,
+        ids: Arc<dyn IdGenerator>,
+    ) -> Self {
+        Self { rooms, log, archive, bus, files, clock, ids }
+    }
+
+    /// Stores a text message and tells the room. Acknowledge only after this returns `Ok`.
+    ///
+    /// # Errors
+    /// `NotFound` for an unknown room, `Forbidden` for a non-member.
+    pub async fn send_text(&self, actor: &User, request: SendText) -> Result<Sent, SendError> {
+        self.ensure_member(actor, request.room_id).await?;
+        self.append(actor, request.room_id, request.client_msg_id, MessageBody::Text(request.text)).await.map_err(SendError::Unknown)
+    }
+
+    /// Stores a file, then a message pointing at it, and tells the room.
+    ///
+    /// # Errors
+    /// As `send_text`, plus `TooLarge` and `QuotaExceeded` from the upload.
+    pub async fn send_file(
+        &self,
+        actor: &User,
+        room_id: RoomId,
+        client_msg_id: Option<ClientMsgId>,
+        name: FileName,
+        data: ByteStream,
+    ) -> Result<Sent, SendFileError> {
+        self.ensure_member(actor, room_id).await.map_err(|e| match e {
+            SendError::NotFound => SendFileError::NotFound,
+            SendError::Forbidden => SendFileError::Forbidden,
+            SendError::Unknown(e) => SendFileError::Unknown(e),
+        })?;
+        let file = self.files.upload(actor, room_id, name, data).await.map_err(|e| match e {
+            UploadError::NotFound => SendFileError::Forbidden,
+            UploadError::TooLarge { limit } => SendFileError::TooLarge { limit },
+            UploadError::QuotaExceeded { quota } => SendFileError::QuotaExceeded { quota },
+            UploadError::Unknown(e) => SendFileError::Unknown(e),
+        })?;
+        let file_id = file.meta.id;
+        let sent = self.append(actor, room_id, client_msg_id, MessageBody::File(file.meta)).await?;
+        if sent.duplicate {
+            self.files.discard(file_id).await;
+        }
+        Ok(sent)
+    }
+
+    /// Tells the room's other connections that `actor` is typing. Nothing is stored.
+    ///
+    /// # Errors
+    /// As `send_text`.
+    pub async fn typing(&self, actor: &User, room_id: RoomId) -> Result<(), SendError> {
+        self.ensure_member(actor, room_id).await?;
+        self.bus.publish(RoomEvent::Typing { room_id, user: actor.into() }).await?;
+        Ok(())
+    }
+
+    /// A page of a room's messages, hot cache and archive merged, each message once, by seq.
+    /// Without `after` it pages backwards from the newest (or from `before`); with it, forwards.
+    ///
+    /// # Errors
+    /// `NotFound` unless `actor` is a member.
+    pub async fn history(&self, actor: &User, room_id: RoomId, query: HistoryQuery) -> Result<HistoryPage, HistoryError> {
+        self.ensure_reader(actor, room_id).await?;
+        let range = SeqRange { after: query.after, before: query.before };
+        let limit = query.limit.get() as usize;
+        let take = if query.after.is_some() { Take::Oldest(limit) } else { Take::Newest(limit) };
+        Ok(self.read(room_id, range, take).await?)
+    }
+
+    /// Everything after `after_seq` (0 for the start), oldest first, at most `SYNC_MAX` at a time.
+    ///
+    /// # Errors
+    /// `NotFound` unless `actor` is a member.
+    pub async fn sync(&self, actor: &User, room_id: RoomId, after_seq: u64) -> Result<SyncPage, HistoryError> {
+        self.ensure_reader(actor, room_id).await?;
+        let range = SeqRange { after: Seq::new(after_seq), before: None };
+        let page = self.read(room_id, range, Take::Oldest(SYNC_MAX as usize)).await?;
+        let last_seq = page.items.last().map_or(after_seq, |m| m.seq.get());
+        Ok(SyncPage { items: page.items, last_seq, has_more: page.has_more })
+    }
+
+    /// Reads one more than asked from both stores, merges by seq, and keeps the wanted end.
+    async fn read(&self, room_id: RoomId, range: SeqRange, take: Take) -> anyhow::Result<HistoryPage> {
+        let (limit, probe) = match take {
+            Take::Oldest(n) => (n, Take::Oldest(n + 1)),
+            Take::Newest(n) => (n, Take::Newest(n + 1)),
+        };
+        let (cached, archived) = futures::join!(self.log.fetch(room_id, range, probe), self.archive.fetch(room_id, range, probe));
+        let mut merged: BTreeMap<Seq, Message> = BTreeMap::new();
+        for message in archived?.into_iter().chain(cached?) {
+            merged.insert(message.seq, message);
+        }
+        let mut items: Vec<Message> = merged.into_values().collect();
+        let has_more = items.len() > limit;
+        if has_more {
+            match take {
+                Take::Oldest(_) => items.truncate(limit),
+                Take::Newest(_) => {
+                    items.drain(..items.len() - limit);
+                }
+            }
+        }
+        Ok(HistoryPage { items, has_more })
+    }
+
+    async fn ensure_reader(&self, actor: &User, room_id: RoomId) -> Result<(), HistoryError> {
+        if self.rooms.is_member(room_id, actor.id).await? {
+            Ok(())
+        } else {
+            Err(HistoryError::NotFound)
+        }
+    }
+
+    async fn ensure_member(&self, actor: &User, room_id: RoomId) -> Result<(), SendError> {
+        if self.rooms.is_member(room_id, actor.id).await? {
+            return Ok(());
+        }
+        match self.rooms.get(room_id).await? {
+            Some(_) => Err(SendError::Forbidden),
+            None => Err(SendError::NotFound),
+        }
+    }
+
+    async fn append(&self, actor: &User, room_id: RoomId, client_msg_id: Option<ClientMsgId>, body: MessageBody) -> anyhow::Result<Sent> {
+        let new = NewMessage {
+            id: MessageId::from_uuid(self.ids.new_id()),
+            room_id,
+            sender: Sender { id: actor.id, username: actor.username.clone() },
+            body,
+            sent_at: self.clock.now(),
+        };
+        let dedupe = client_msg_id.map(|client_msg_id| DedupeKey { user: actor.id, client_msg_id });
+        match self.log.append(new, dedupe).await? {
+            Appended::Duplicate(message) => Ok(Sent { message, duplicate: true }),
+            Appended::Created(message) => {
+                // Delivery is best effort: the message is stored, and sync recovers what was missed.
+                if let Err(e) = self.bus.publish(RoomEvent::Message(message.clone())).await {
+                    tracing::warn!(error = %e, room_id = %room_id, "could not publish message");
+                }
+                Ok(Sent { message, duplicate: false })
+            }
+        }
+    }
+}

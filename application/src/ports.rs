@@ -1,0 +1,484 @@
+//! Ports: the traits the use cases need from storage, security, messaging infrastructure and time.
+
+use async_trait::async_trait;
+use domain::{
+    ClientMsgId, FileId, FileMeta, Message, MessageBody, MessageId, Password, Room, RoomId, Sender, Seq,
+    Timestamp, User, UserId, Username,
+};
+use futures::stream::BoxStream;
+
+#[cfg(any(test, feature = "mocks"))]
+use mockall::automock;
+
+/// A user together with the credential only the accounts use case may see.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredUser {
+    pub user: User,
+    pub password_hash: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CreateUserError {
+    #[error("username is already taken")]
+    Duplicate,
+    #[error(transparent)]
+    Unknown(#[from] anyhow::Error),
+}
+
+#[cfg_attr(any(test, feature = "mocks"), automock)]
+#[async_trait]
+pub trait UserRepository: Send + Sync + 'static {
+    /// Stores a new user.
+    ///
+    /// # Errors
+    /// MUST return `Duplicate` when a user with the same username exists (the check is atomic with
+    /// the insert, e.g. a unique index); `Unknown` for any other failure.
+    async fn create(&self, user: &StoredUser) -> Result<(), CreateUserError>;
+
+    /// # Errors
+    /// Only storage failures; an unknown username is `Ok(None)`.
+    async fn by_username(&self, username: &Username) -> anyhow::Result<Option<StoredUser>>;
+
+    /// # Errors
+    /// Only storage failures; an unknown id is `Ok(None)`.
+    async fn by_id(&self, id: UserId) -> anyhow::Result<Option<User>>;
+
+    /// The users among `ids` that exist, in any order.
+    ///
+    /// # Errors
+    /// Only storage failures; unknown ids are simply absent from the result.
+    async fn by_ids(&self, ids: &[UserId]) -> anyhow::Result<Vec<User>>;
+}
+
+/// Identifies one login session: the family of refresh tokens that descend from one login.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SessionId(pub uuid::Uuid);
+
+/// A refresh token is stored only as this hash, never in the clear.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct TokenHash(pub String);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefreshRecord {
+    pub hash: TokenHash,
+    pub user_id: UserId,
+    pub session: SessionId,
+    pub created_at: Timestamp,
+    pub expires_at: Timestamp,
+}
+
+/// What consuming a refresh token found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Consumed {
+    /// The token was live and is now used; this answer is given at most once per token.
+    Fresh(RefreshRecord),
+    /// The token had already been used: a sign that it was stolen.
+    Reused(RefreshRecord),
+    /// Never issued, or its session was revoked.
+    Invalid,
+}
+
+#[cfg_attr(any(test, feature = "mocks"), automock)]
+#[async_trait]
+pub trait RefreshTokenStore: Send + Sync + 'static {
+    /// # Errors
+    /// Only storage failures.
+    async fn insert(&self, record: &RefreshRecord) -> anyhow::Result<()>;
+
+    /// Marks the token used and says what it was.
+    ///
+    /// # Errors
+    /// Only storage failures. MUST be atomic: of concurrent calls with the same hash, exactly one
+    /// gets `Fresh`; the others get `Reused`. A token of a revoked session is `Invalid`.
+    async fn consume(&self, hash: &TokenHash) -> anyhow::Result<Consumed>;
+
+    /// Revokes every token of the session, used or not.
+    ///
+    /// # Errors
+    /// Only storage failures; revoking an unknown session succeeds.
+    async fn revoke_session(&self, session: SessionId) -> anyhow::Result<()>;
+}
+
+#[cfg_attr(any(test, feature = "mocks"), automock)]
+#[async_trait]
+pub trait PasswordHasher: Send + Sync + 'static {
+    /// Hashes a password that passed the policy. Runs off the async runtime.
+    ///
+    /// # Errors
+    /// Only hashing failures.
+    async fn hash(&self, password: &Password) -> anyhow::Result<String>;
+
+    /// Checks `candidate` against `hash`. With `None`, checks against a fixed dummy hash and
+    /// returns false, so an unknown user costs as much time as a wrong password.
+    ///
+    /// # Errors
+    /// Only hashing failures; a malformed stored hash is an error, a mismatch is `Ok(false)`.
+    async fn verify(&self, candidate: &str, hash: Option<String>) -> anyhow::Result<bool>;
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessClaims {
+    pub user_id: UserId,
+    pub session: SessionId,
+    pub expires_at: Timestamp,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IssuedAccess {
+    pub token: String,
+    pub expires_in_secs: u64,
+    pub expires_at: Timestamp,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    #[error("the access token has expired")]
+    Expired,
+    #[error("the access token is invalid: {0}")]
+    Invalid(String),
+}
+
+#[cfg_attr(any(test, feature = "mocks"), automock)]
+pub trait TokenService: Send + Sync + 'static {
+    /// # Errors
+    /// Only signing failures.
+    fn issue_access(&self, user: UserId, session: SessionId, now: Timestamp) -> anyhow::Result<IssuedAccess>;
+
+    /// # Errors
+    /// MUST return `Expired` for a well-signed token past its `exp`, and `Invalid` for anything
+    /// else that fails: signature, algorithm, issuer, audience, missing claims, not yet valid.
+    fn verify_access(&self, token: &str) -> Result<AccessClaims, TokenError>;
+
+    /// A new opaque refresh token and the hash to store for it.
+    fn new_refresh(&self) -> (secrecy::SecretString, TokenHash);
+
+    /// The hash under which `token` would have been stored.
+    fn hash_refresh(&self, token: &str) -> TokenHash;
+
+    /// How long a refresh token lives.
+    fn refresh_ttl(&self) -> chrono::Duration;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum UpdateRoomError {
+    #[error("the room changed since it was read")]
+    Conflict,
+    #[error("the room no longer exists")]
+    NotFound,
+    #[error(transparent)]
+    Unknown(#[from] anyhow::Error),
+}
+
+/// Keyset pagination over rooms ordered by id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RoomPage {
+    pub after: Option<RoomId>,
+    pub limit: u32,
+}
+
+#[cfg_attr(any(test, feature = "mocks"), automock)]
+#[async_trait]
+pub trait RoomRepository: Send + Sync + 'static {
+    /// # Errors
+    /// Only storage failures.
+    async fn insert(&self, room: &Room) -> anyhow::Result<()>;
+
+    /// # Errors
+    /// Only storage failures; an unknown id is `Ok(None)`.
+    async fn get(&self, id: RoomId) -> anyhow::Result<Option<Room>>;
+
+    /// Replaces the stored room (owner and members) and bumps its version.
+    ///
+    /// # Errors
+    /// MUST return `Conflict` when the stored version differs from `room.version()` (someone else
+    /// changed it first) and `NotFound` when the room is gone; nothing is written in either case.
+    async fn update(&self, room: &Room) -> Result<(), UpdateRoomError>;
+
+    /// Deletes the room and its memberships; true when it existed.
+    ///
+    /// # Errors
+    /// Only storage failures.
+    async fn delete(&self, id: RoomId) -> anyhow::Result<bool>;
+
+    /// The rooms `user` belongs to, ordered by id, after the page's cursor.
+    ///
+    /// # Errors
+    /// Only storage failures.
+    async fn list_for_member(&self, user: UserId, page: RoomPage) -> anyhow::Result<Vec<Room>>;
+
+    /// Public rooms ordered by id, after the page's cursor.
+    ///
+    /// # Errors
+    /// Only storage failures.
+    async fn list_public(&self, page: RoomPage) -> anyhow::Result<Vec<Room>>;
+
+    /// Every room id `user` belongs to, for subscribing a live connection.
+    ///
+    /// # Errors
+    /// Only storage failures.
+    async fn room_ids_for_member(&self, user: UserId) -> anyhow::Result<Vec<RoomId>>;
+
+    /// # Errors
+    /// Only storage failures; an unknown room is `Ok(false)`.
+    async fn is_member(&self, room: RoomId, user: UserId) -> anyhow::Result<bool>;
+}
+
+/// A message before the log gives it its sequence number.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewMessage {
+    pub id: MessageId,
+    pub room_id: RoomId,
+    pub sender: Sender,
+    pub body: MessageBody,
+    pub sent_at: Timestamp,
+}
+
+/// Makes a resend of the same client message id by the same user a no-op.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct DedupeKey {
+    pub user: UserId,
+    pub client_msg_id: ClientMsgId,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Appended {
+    Created(Message),
+    /// The key was seen before; this is the message it created then.
+    Duplicate(Message),
+}
+
+/// Exclusive bounds on seq.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SeqRange {
+    pub after: Option<Seq>,
+    pub before: Option<Seq>,
+}
+
+impl SeqRange {
+    pub fn contains(&self, seq: Seq) -> bool {
+        self.after.is_none_or(|a| seq > a) && self.before.is_none_or(|b| seq < b)
+    }
+}
+
+/// Which end of a range to read from. Results are always in ascending seq.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Take {
+    Oldest(usize),
+    Newest(usize),
+}
+
+/// A message handed to an archiver, with the receipt that acknowledges it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Queued {
+    pub receipt: String,
+    pub message: Message,
+}
+
+#[cfg_attr(any(test, feature = "mocks"), automock)]
+#[async_trait]
+pub trait MessageLog: Send + Sync + 'static {
+    /// Gives the message the room's next seq and stores it in the hot cache and the archive
+    /// queue, all or nothing.
+    ///
+    /// # Errors
+    /// Only storage failures. With a `dedupe` key seen before, MUST store nothing and return
+    /// `Duplicate` with the original message.
+    async fn append(&self, message: NewMessage, dedupe: Option<DedupeKey>) -> anyhow::Result<Appended>;
+
+    /// Cached messages of `room` within `range`, ascending by seq.
+    ///
+    /// # Errors
+    /// Only storage failures.
+    async fn fetch(&self, room: RoomId, range: SeqRange, take: Take) -> anyhow::Result<Vec<Message>>;
+
+    /// The highest seq given out in `room`, if any.
+    ///
+    /// # Errors
+    /// Only storage failures.
+    async fn last_seq(&self, room: RoomId) -> anyhow::Result<Option<Seq>>;
+
+    /// Makes the room's next seq greater than `seq` (after a restart lost the counters).
+    ///
+    /// # Errors
+    /// Only storage failures.
+    async fn raise_seq(&self, room: RoomId, seq: Seq) -> anyhow::Result<()>;
+
+    /// Up to `max` queued messages not yet archived, for `consumer`. Its own unacknowledged
+    /// entries come first, then entries abandoned by others, then new ones.
+    ///
+    /// # Errors
+    /// Only storage failures.
+    async fn claim_batch(&self, consumer: &str, max: usize) -> anyhow::Result<Vec<Queued>>;
+
+    /// Marks messages archived; only then may they leave the queue and be trimmed from the cache.
+    ///
+    /// # Errors
+    /// Only storage failures; unknown receipts are ignored.
+    async fn ack(&self, receipts: &[String]) -> anyhow::Result<()>;
+}
+
+#[cfg_attr(any(test, feature = "mocks"), automock)]
+#[async_trait]
+pub trait MessageArchive: Send + Sync + 'static {
+    /// Stores the messages; ones whose id is already stored are skipped. Returns how many were new.
+    ///
+    /// # Errors
+    /// Only storage failures. MUST be idempotent: a retried batch stores nothing twice.
+    async fn insert_batch(&self, messages: &[Message]) -> anyhow::Result<u64>;
+
+    /// Archived messages of `room` within `range`, ascending by seq.
+    ///
+    /// # Errors
+    /// Only storage failures.
+    async fn fetch(&self, room: RoomId, range: SeqRange, take: Take) -> anyhow::Result<Vec<Message>>;
+
+    /// The highest archived seq of every room.
+    ///
+    /// # Errors
+    /// Only storage failures.
+    async fn last_seqs(&self) -> anyhow::Result<Vec<(RoomId, Seq)>>;
+
+    /// Deletes up to `limit` messages sent before `cutoff`; returns how many.
+    ///
+    /// # Errors
+    /// Only storage failures.
+    async fn delete_sent_before(&self, cutoff: Timestamp, limit: u32) -> anyhow::Result<u64>;
+}
+
+/// A stream of byte chunks, for uploads and downloads that are never held whole in memory.
+pub type ByteStream = BoxStream<'static, std::io::Result<Vec<u8>>>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PutFileError {
+    #[error("the file is larger than {limit} bytes")]
+    TooLarge { limit: u64 },
+    #[error(transparent)]
+    Unknown(#[from] anyhow::Error),
+}
+
+#[cfg_attr(any(test, feature = "mocks"), automock)]
+#[async_trait]
+pub trait FileStore: Send + Sync + 'static {
+    /// Streams `data` into storage under `id`; returns the size written.
+    ///
+    /// # Errors
+    /// MUST return `TooLarge` as soon as more than `max_bytes` arrive, leaving nothing stored.
+    async fn put(&self, id: FileId, data: ByteStream, max_bytes: u64) -> Result<u64, PutFileError>;
+
+    /// The stored bytes from `offset` on, or `None` when nothing is stored under `id`.
+    ///
+    /// # Errors
+    /// Only storage failures.
+    async fn open(&self, id: FileId, offset: u64) -> anyhow::Result<Option<ByteStream>>;
+
+    /// # Errors
+    /// Only storage failures; deleting a missing file succeeds.
+    async fn delete(&self, id: FileId) -> anyhow::Result<()>;
+}
+
+/// Catalog entry for stored bytes: what they are, whose, and in which room.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredFile {
+    pub meta: FileMeta,
+    pub room_id: RoomId,
+    pub owner: UserId,
+    pub created_at: Timestamp,
+}
+
+#[cfg_attr(any(test, feature = "mocks"), automock)]
+#[async_trait]
+pub trait FileCatalog: Send + Sync + 'static {
+    /// # Errors
+    /// Only storage failures.
+    async fn insert(&self, file: &StoredFile) -> anyhow::Result<()>;
+
+    /// # Errors
+    /// Only storage failures.
+    async fn get(&self, id: FileId) -> anyhow::Result<Option<StoredFile>>;
+
+    /// Bytes stored by `user` in files not yet purged.
+    ///
+    /// # Errors
+    /// Only storage failures.
+    async fn usage_of(&self, user: UserId) -> anyhow::Result<u64>;
+
+    /// Up to `limit` files whose expiry is at or before `now`.
+    ///
+    /// # Errors
+    /// Only storage failures.
+    async fn expired(&self, now: Timestamp, limit: u32) -> anyhow::Result<Vec<FileId>>;
+
+    /// # Errors
+    /// Only storage failures.
+    async fn delete(&self, id: FileId) -> anyhow::Result<()>;
+}
+
+/// Who did something, as live clients render it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserSummary {
+    pub id: UserId,
+    pub username: Username,
+}
+
+impl From<&User> for UserSummary {
+    fn from(user: &User) -> Self {
+        Self { id: user.id, username: user.username.clone() }
+    }
+}
+
+/// Why a user's live connections are closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionEndReason {
+    LoggedOut,
+}
+
+/// What live connections on every node hear about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RoomEvent {
+    Message(Message),
+    MemberJoined { room_id: RoomId, user: UserSummary },
+    MemberLeft { room_id: RoomId, user: UserSummary },
+    RoomDeleted { room_id: RoomId },
+    Typing { room_id: RoomId, user: UserSummary },
+    Presence { user_id: UserId, online: bool, rooms: Vec<RoomId> },
+    SessionEnded { user_id: UserId, reason: SessionEndReason },
+}
+
+#[cfg_attr(any(test, feature = "mocks"), automock)]
+#[async_trait]
+pub trait EventBus: Send + Sync + 'static {
+    /// Delivers `event` to every current subscriber on every node, at most once each.
+    ///
+    /// # Errors
+    /// Only transport failures.
+    async fn publish(&self, event: RoomEvent) -> anyhow::Result<()>;
+
+    /// Every event published from now on, on any node. One subscription serves a whole node.
+    ///
+    /// # Errors
+    /// Only transport failures.
+    async fn subscribe(&self) -> anyhow::Result<BoxStream<'static, RoomEvent>>;
+}
+
+#[cfg_attr(any(test, feature = "mocks"), automock)]
+pub trait Clock: Send + Sync + 'static {
+    fn now(&self) -> Timestamp;
+}
+
+#[cfg_attr(any(test, feature = "mocks"), automock)]
+pub trait IdGenerator: Send + Sync + 'static {
+    /// A new time-ordered id (UUIDv7).
+    fn new_id(&self) -> uuid::Uuid;
+}
+
+/// Reports whether an adapter can serve, for readiness checks.
+#[cfg_attr(any(test, feature = "mocks"), automock)]
+#[async_trait]
+pub trait HealthCheck: Send + Sync + 'static {
+    /// A short name for the adapter, e.g. `sqlite`.
+    fn name(&self) -> &'static str;
+
+    /// # Errors
+    /// When the adapter cannot currently serve.
+    async fn check(&self) -> anyhow::Result<()>;
+}

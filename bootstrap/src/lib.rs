@@ -1,0 +1,1 @@
+//! Composition root: configuration, wiring of adapters, and the chat binaries.
