@@ -7,8 +7,7 @@ use secrecy::SecretString;
 
 use crate::ports::{
     AccessClaims, Clock, Consumed, CreateUserError, EventBus, IdGenerator, PasswordHasher, RefreshRecord,
-    RefreshTokenStore, RoomEvent, SessionEndReason, SessionId, StoredUser, TokenError, TokenService,
-    UserRepository,
+    RefreshTokenStore, RoomEvent, SessionEndReason, SessionId, StoredUser, TokenError, TokenService, UserRepository,
 };
 
 /// A valid registration: both fields passed the domain rules.

@@ -98,7 +98,13 @@ impl Files {
     /// # Errors
     /// `NotFound` unless `actor` is a member, `TooLarge` past the kind's limit, `QuotaExceeded`
     /// past the user's quota; nothing stays stored after an error.
-    pub async fn upload(&self, actor: &User, room_id: RoomId, name: FileName, data: ByteStream) -> Result<StoredFile, UploadError> {
+    pub async fn upload(
+        &self,
+        actor: &User,
+        room_id: RoomId,
+        name: FileName,
+        data: ByteStream,
+    ) -> Result<StoredFile, UploadError> {
         if !self.rooms.is_member(room_id, actor.id).await? {
             return Err(UploadError::NotFound);
         }

@@ -117,7 +117,9 @@ impl Messaging {
     /// `NotFound` for an unknown room, `Forbidden` for a non-member.
     pub async fn send_text(&self, actor: &User, request: SendText) -> Result<Sent, SendError> {
         self.ensure_member(actor, request.room_id).await?;
-        self.append(actor, request.room_id, request.client_msg_id, MessageBody::Text(request.text)).await.map_err(SendError::Unknown)
+        self.append(actor, request.room_id, request.client_msg_id, MessageBody::Text(request.text))
+            .await
+            .map_err(SendError::Unknown)
     }
 
     /// Stores a file, then a message pointing at it, and tells the room.
@@ -166,7 +168,12 @@ impl Messaging {
     ///
     /// # Errors
     /// `NotFound` unless `actor` is a member.
-    pub async fn history(&self, actor: &User, room_id: RoomId, query: HistoryQuery) -> Result<HistoryPage, HistoryError> {
+    pub async fn history(
+        &self,
+        actor: &User,
+        room_id: RoomId,
+        query: HistoryQuery,
+    ) -> Result<HistoryPage, HistoryError> {
         self.ensure_reader(actor, room_id).await?;
         let range = SeqRange { after: query.after, before: query.before };
         let limit = query.limit.get() as usize;
@@ -192,7 +199,8 @@ impl Messaging {
             Take::Oldest(n) => (n, Take::Oldest(n + 1)),
             Take::Newest(n) => (n, Take::Newest(n + 1)),
         };
-        let (cached, archived) = futures::join!(self.log.fetch(room_id, range, probe), self.archive.fetch(room_id, range, probe));
+        let (cached, archived) =
+            futures::join!(self.log.fetch(room_id, range, probe), self.archive.fetch(room_id, range, probe));
         let mut merged: BTreeMap<Seq, Message> = BTreeMap::new();
         for message in archived?.into_iter().chain(cached?) {
             merged.insert(message.seq, message);
@@ -228,7 +236,13 @@ impl Messaging {
         }
     }
 
-    async fn append(&self, actor: &User, room_id: RoomId, client_msg_id: Option<ClientMsgId>, body: MessageBody) -> anyhow::Result<Sent> {
+    async fn append(
+        &self,
+        actor: &User,
+        room_id: RoomId,
+        client_msg_id: Option<ClientMsgId>,
+        body: MessageBody,
+    ) -> anyhow::Result<Sent> {
         let new = NewMessage {
             id: MessageId::from_uuid(self.ids.new_id()),
             room_id,

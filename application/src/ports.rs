@@ -2,8 +2,8 @@
 
 use async_trait::async_trait;
 use domain::{
-    ClientMsgId, FileId, FileMeta, Message, MessageBody, MessageId, Password, Room, RoomId, Sender, Seq,
-    Timestamp, User, UserId, Username,
+    ClientMsgId, FileId, FileMeta, Message, MessageBody, MessageId, Password, Room, RoomId, Sender, Seq, Timestamp,
+    User, UserId, Username,
 };
 use futures::stream::BoxStream;
 

@@ -284,9 +284,7 @@ impl Rooms {
     /// # Errors
     /// `NotFound` unless `actor` is a member.
     pub async fn leave(&self, actor: &User, room_id: RoomId) -> Result<(), RoomAccessError> {
-        let outcome = self
-            .change(room_id, |room| room.leave(actor.id).map_err(|_| RoomAccessError::NotFound))
-            .await;
+        let outcome = self.change(room_id, |room| room.leave(actor.id).map_err(|_| RoomAccessError::NotFound)).await;
         match outcome {
             Ok((_, LeaveOutcome::Emptied)) => {
                 self.rooms.delete(room_id).await?;
@@ -380,7 +378,9 @@ impl Rooms {
                 Err(UpdateRoomError::Unknown(e)) => return Err(ChangeError::Unknown(e)),
             }
         }
-        Err(ChangeError::Unknown(anyhow::anyhow!("room {room_id} kept changing; gave up after {UPDATE_ATTEMPTS} attempts")))
+        Err(ChangeError::Unknown(anyhow::anyhow!(
+            "room {room_id} kept changing; gave up after {UPDATE_ATTEMPTS} attempts"
+        )))
     }
 
     /// Events are best effort: the change is already stored, and clients resync on reconnect.

@@ -11,14 +11,10 @@ pub mod user;
 pub type Timestamp = chrono::DateTime<chrono::Utc>;
 
 pub use file::{sniff_image, FileId, FileKind, FileMeta, FileName, SNIFF_BYTES};
-pub use message::{
-    ClientMsgId, Message, MessageBody, MessageId, MessageKind, MessageText, Sender, Seq,
-};
+pub use message::{ClientMsgId, Message, MessageBody, MessageId, MessageKind, MessageText, Sender, Seq};
 pub use password::{Password, PasswordError};
 pub use retention::RetentionPolicy;
-pub use room::{
-    LeaveOutcome, Member, MemberLimit, Role, Room, RoomError, RoomId, RoomName, Visibility,
-};
+pub use room::{LeaveOutcome, Member, MemberLimit, Role, Room, RoomError, RoomId, RoomName, Visibility};
 pub use user::{User, UserId, Username};
 
 /// Declares a UUID-backed identifier newtype with parsing and display.

@@ -1,8 +1,6 @@
 //! Messages: time-ordered ids, per-room sequence numbers, and validated bodies.
 
-use crate::{
-    is_forbidden_control, uuid_id, FileKind, FileMeta, RoomId, Timestamp, UserId, Username,
-};
+use crate::{is_forbidden_control, uuid_id, FileKind, FileMeta, RoomId, Timestamp, UserId, Username};
 
 uuid_id!(
     /// Identifies a message; UUIDv7, so ids sort by creation time.
@@ -87,10 +85,7 @@ impl MessageText {
         if count == 0 || count > Self::MAX_CHARS {
             return Err(MessageTextError::Length(count));
         }
-        if trimmed
-            .chars()
-            .any(|c| is_forbidden_control(c, &['\n', '\t']))
-        {
+        if trimmed.chars().any(|c| is_forbidden_control(c, &['\n', '\t'])) {
             return Err(MessageTextError::ControlCharacter);
         }
         Ok(Self(trimmed.to_owned()))
@@ -172,40 +167,22 @@ mod tests {
     #[test]
     fn text_is_at_most_four_thousand_characters() {
         assert!(MessageText::new(&"ж".repeat(4000)).is_ok());
-        assert_eq!(
-            MessageText::new(&"ж".repeat(4001)),
-            Err(MessageTextError::Length(4001))
-        );
+        assert_eq!(MessageText::new(&"ж".repeat(4001)), Err(MessageTextError::Length(4001)));
     }
 
     #[test]
     fn text_refuses_other_control_characters() {
-        assert_eq!(
-            MessageText::new("a\u{0}b"),
-            Err(MessageTextError::ControlCharacter)
-        );
-        assert_eq!(
-            MessageText::new("a\u{1b}[31mb"),
-            Err(MessageTextError::ControlCharacter)
-        );
-        assert_eq!(
-            MessageText::new("a\rb"),
-            Err(MessageTextError::ControlCharacter)
-        );
+        assert_eq!(MessageText::new("a\u{0}b"), Err(MessageTextError::ControlCharacter));
+        assert_eq!(MessageText::new("a\u{1b}[31mb"), Err(MessageTextError::ControlCharacter));
+        assert_eq!(MessageText::new("a\rb"), Err(MessageTextError::ControlCharacter));
     }
 
     #[test]
     fn client_msg_ids_are_one_to_sixty_four_characters() {
         assert!(ClientMsgId::new("c-1").is_ok());
         assert_eq!(ClientMsgId::new(""), Err(ClientMsgIdError::Length(0)));
-        assert_eq!(
-            ClientMsgId::new(&"c".repeat(65)),
-            Err(ClientMsgIdError::Length(65))
-        );
-        assert_eq!(
-            ClientMsgId::new("a\u{0}"),
-            Err(ClientMsgIdError::ControlCharacter)
-        );
+        assert_eq!(ClientMsgId::new(&"c".repeat(65)), Err(ClientMsgIdError::Length(65)));
+        assert_eq!(ClientMsgId::new("a\u{0}"), Err(ClientMsgIdError::ControlCharacter));
     }
 
     #[test]

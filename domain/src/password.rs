@@ -56,9 +56,7 @@ impl std::fmt::Debug for Password {
 
 fn is_common(raw: &str) -> bool {
     let lowered = raw.to_lowercase();
-    COMMON_PASSWORDS
-        .lines()
-        .any(|common| common.eq_ignore_ascii_case(&lowered))
+    COMMON_PASSWORDS.lines().any(|common| common.eq_ignore_ascii_case(&lowered))
 }
 
 #[cfg(test)]
@@ -79,14 +77,8 @@ mod tests {
 
     #[test]
     fn rejects_short_and_long_passwords() {
-        assert_eq!(
-            Password::new("short12", &alice()),
-            Err(PasswordError::TooShort)
-        );
-        assert_eq!(
-            Password::new(&"z".repeat(129), &alice()),
-            Err(PasswordError::TooLong)
-        );
+        assert_eq!(Password::new("short12", &alice()), Err(PasswordError::TooShort));
+        assert_eq!(Password::new(&"z".repeat(129), &alice()), Err(PasswordError::TooLong));
     }
 
     #[test]
@@ -98,26 +90,14 @@ mod tests {
     #[test]
     fn rejects_the_username_in_any_case() {
         let name = Username::new("Alexander").unwrap();
-        assert_eq!(
-            Password::new("aLEXANDER", &name),
-            Err(PasswordError::EqualsUsername)
-        );
+        assert_eq!(Password::new("aLEXANDER", &name), Err(PasswordError::EqualsUsername));
     }
 
     #[test]
     fn rejects_common_passwords_in_any_case() {
-        assert_eq!(
-            Password::new("password123", &alice()),
-            Err(PasswordError::Common)
-        );
-        assert_eq!(
-            Password::new("PassWord123", &alice()),
-            Err(PasswordError::Common)
-        );
-        assert_eq!(
-            Password::new("qwertyuiop", &alice()),
-            Err(PasswordError::Common)
-        );
+        assert_eq!(Password::new("password123", &alice()), Err(PasswordError::Common));
+        assert_eq!(Password::new("PassWord123", &alice()), Err(PasswordError::Common));
+        assert_eq!(Password::new("qwertyuiop", &alice()), Err(PasswordError::Common));
     }
 
     #[test]

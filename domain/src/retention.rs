@@ -17,27 +17,15 @@ pub struct RetentionError;
 impl Default for RetentionPolicy {
     /// Messages 30 days, images 14 days, other files 28 days.
     fn default() -> Self {
-        Self {
-            messages: Duration::days(30),
-            images: Duration::days(14),
-            files: Duration::days(28),
-        }
+        Self { messages: Duration::days(30), images: Duration::days(14), files: Duration::days(28) }
     }
 }
 
 impl RetentionPolicy {
-    pub fn new(
-        messages: Duration,
-        images: Duration,
-        files: Duration,
-    ) -> Result<Self, RetentionError> {
+    pub fn new(messages: Duration, images: Duration, files: Duration) -> Result<Self, RetentionError> {
         let positive = |d: Duration| d > Duration::zero();
         if positive(messages) && positive(images) && positive(files) {
-            Ok(Self {
-                messages,
-                images,
-                files,
-            })
+            Ok(Self { messages, images, files })
         } else {
             Err(RetentionError)
         }
@@ -105,30 +93,15 @@ mod tests {
         let p = RetentionPolicy::default();
         let image = p.file_expiry(FileKind::Image, t0());
         let file = p.file_expiry(FileKind::File, t0());
-        assert!(!RetentionPolicy::is_file_expired(
-            image,
-            t0() + Duration::days(14) - Duration::seconds(1)
-        ));
-        assert!(RetentionPolicy::is_file_expired(
-            image,
-            t0() + Duration::days(14)
-        ));
-        assert!(!RetentionPolicy::is_file_expired(
-            file,
-            t0() + Duration::days(27)
-        ));
-        assert!(RetentionPolicy::is_file_expired(
-            file,
-            t0() + Duration::days(28)
-        ));
+        assert!(!RetentionPolicy::is_file_expired(image, t0() + Duration::days(14) - Duration::seconds(1)));
+        assert!(RetentionPolicy::is_file_expired(image, t0() + Duration::days(14)));
+        assert!(!RetentionPolicy::is_file_expired(file, t0() + Duration::days(27)));
+        assert!(RetentionPolicy::is_file_expired(file, t0() + Duration::days(28)));
     }
 
     #[test]
     fn non_positive_periods_are_refused() {
-        assert_eq!(
-            RetentionPolicy::new(Duration::zero(), Duration::days(1), Duration::days(1)),
-            Err(RetentionError)
-        );
+        assert_eq!(RetentionPolicy::new(Duration::zero(), Duration::days(1), Duration::days(1)), Err(RetentionError));
     }
 
     proptest! {

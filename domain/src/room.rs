@@ -169,11 +169,7 @@ impl Room {
             name,
             visibility,
             owner,
-            members: vec![Member {
-                user_id: owner,
-                role: Role::Owner,
-                joined_at: created_at,
-            }],
+            members: vec![Member { user_id: owner, role: Role::Owner, joined_at: created_at }],
             member_limit,
             created_at,
             version: 0,
@@ -193,16 +189,7 @@ impl Room {
         version: u64,
     ) -> Self {
         members.sort_by_key(|m| (m.joined_at, m.role != Role::Owner, m.user_id));
-        Self {
-            id,
-            name,
-            visibility,
-            owner,
-            members,
-            member_limit,
-            created_at,
-            version,
-        }
+        Self { id, name, visibility, owner, members, member_limit, created_at, version }
     }
 
     pub fn id(&self) -> RoomId {
@@ -247,11 +234,7 @@ impl Room {
         if self.members.len() >= limit as usize {
             return Err(RoomError::Full(limit));
         }
-        self.members.push(Member {
-            user_id: user,
-            role: Role::Member,
-            joined_at: now,
-        });
+        self.members.push(Member { user_id: user, role: Role::Member, joined_at: now });
         Ok(())
     }
 
@@ -267,9 +250,7 @@ impl Room {
             Some(heir) => {
                 heir.role = Role::Owner;
                 self.owner = heir.user_id;
-                Ok(LeaveOutcome::OwnershipTransferred {
-                    new_owner: heir.user_id,
-                })
+                Ok(LeaveOutcome::OwnershipTransferred { new_owner: heir.user_id })
             }
         }
     }
@@ -285,10 +266,7 @@ impl Room {
     }
 
     fn position(&self, user: UserId) -> Result<usize, RoomError> {
-        self.members
-            .iter()
-            .position(|m| m.user_id == user)
-            .ok_or(RoomError::NotMember)
+        self.members.iter().position(|m| m.user_id == user).ok_or(RoomError::NotMember)
     }
 }
 
@@ -322,18 +300,12 @@ mod tests {
         assert_eq!(RoomName::new("  lobby  ").unwrap().as_str(), "lobby");
         assert_eq!(RoomName::new("   "), Err(RoomNameError::Length(0)));
         assert!(RoomName::new(&"r".repeat(64)).is_ok());
-        assert_eq!(
-            RoomName::new(&"r".repeat(65)),
-            Err(RoomNameError::Length(65))
-        );
+        assert_eq!(RoomName::new(&"r".repeat(65)), Err(RoomNameError::Length(65)));
     }
 
     #[test]
     fn room_names_refuse_control_characters() {
-        assert_eq!(
-            RoomName::new("a\u{7}b"),
-            Err(RoomNameError::ControlCharacter)
-        );
+        assert_eq!(RoomName::new("a\u{7}b"), Err(RoomNameError::ControlCharacter));
         assert_eq!(RoomName::new("a\nb"), Err(RoomNameError::ControlCharacter));
     }
 
@@ -362,10 +334,7 @@ mod tests {
     fn adding_a_member_twice_is_refused() {
         let mut room = room_of(1, 10);
         room.add_member(user(2), t(1)).unwrap();
-        assert_eq!(
-            room.add_member(user(2), t(2)),
-            Err(RoomError::AlreadyMember)
-        );
+        assert_eq!(room.add_member(user(2), t(2)), Err(RoomError::AlreadyMember));
     }
 
     #[test]
@@ -373,10 +342,7 @@ mod tests {
         let mut room = room_of(1, 10);
         room.add_member(user(3), t(5)).unwrap();
         room.add_member(user(2), t(10)).unwrap();
-        assert_eq!(
-            room.leave(user(1)),
-            Ok(LeaveOutcome::OwnershipTransferred { new_owner: user(3) })
-        );
+        assert_eq!(room.leave(user(1)), Ok(LeaveOutcome::OwnershipTransferred { new_owner: user(3) }));
         assert!(room.is_owner(user(3)));
         assert_eq!(room.members()[0].role, Role::Owner);
     }
@@ -400,10 +366,7 @@ mod tests {
     fn the_owner_cannot_be_removed() {
         let mut room = room_of(1, 10);
         room.add_member(user(2), t(1)).unwrap();
-        assert_eq!(
-            room.remove_member(user(1)),
-            Err(RoomError::CannotRemoveOwner)
-        );
+        assert_eq!(room.remove_member(user(1)), Err(RoomError::CannotRemoveOwner));
         assert_eq!(room.remove_member(user(2)), Ok(()));
         assert_eq!(room.remove_member(user(2)), Err(RoomError::NotMember));
     }
@@ -411,16 +374,8 @@ mod tests {
     #[test]
     fn restore_orders_members_oldest_first() {
         let members = vec![
-            Member {
-                user_id: user(2),
-                role: Role::Member,
-                joined_at: t(9),
-            },
-            Member {
-                user_id: user(1),
-                role: Role::Owner,
-                joined_at: t(0),
-            },
+            Member { user_id: user(2), role: Role::Member, joined_at: t(9) },
+            Member { user_id: user(1), role: Role::Owner, joined_at: t(0) },
         ];
         let room = Room::restore(
             RoomId::from_uuid(uuid::Uuid::from_u128(5)),
