@@ -12,3 +12,6 @@ pub use archive::Archiver;
 pub use files::Files;
 pub use messaging::Messaging;
 pub use rooms::Rooms;
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,1 @@
+//! Unit tests of the use cases against mockall mocks of every port.
