@@ -1,1 +1,5 @@
 //! Local-filesystem FileStore: bytes under generated ids inside one storage root.
+
+mod local;
+
+pub use local::LocalFileStore;

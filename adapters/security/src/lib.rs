@@ -1,1 +1,9 @@
 //! Security adapters: argon2id password hashing, HS256 JWT access tokens, refresh token generation, clock and ids.
+
+mod password;
+mod system;
+mod token;
+
+pub use password::Argon2Hasher;
+pub use system::{SystemClock, UuidV7Ids};
+pub use token::{JwtConfig, JwtConfigError, JwtTokenService};

@@ -1,0 +1,137 @@
+//! The embedded event bus: one process, so a tokio broadcast channel reaches every subscriber.
+
+use application::ports::{EventBus, RoomEvent};
+use async_trait::async_trait;
+use futures::stream::{BoxStream, StreamExt};
+use tokio::sync::broadcast;
+use tokio_stream::wrappers::{errors::BroadcastStreamRecvError, BroadcastStream};
+
+/// Delivers each published event to every subscriber that exists at publish time.
+pub struct InMemoryEventBus {
+    sender: broadcast::Sender<RoomEvent>,
+}
+
+impl InMemoryEventBus {
+    /// How many events a slow subscriber may fall behind before it starts missing some.
+    pub const DEFAULT_CAPACITY: usize = 4096;
+
+    pub fn new(capacity: usize) -> Self {
+        // A zero-capacity broadcast channel panics; one slot is the least that works.
+        let (sender, _) = broadcast::channel(capacity.max(1));
+        Self { sender }
+    }
+}
+
+impl Default for InMemoryEventBus {
+    fn default() -> Self {
+        Self::new(Self::DEFAULT_CAPACITY)
+    }
+}
+
+#[async_trait]
+impl EventBus for InMemoryEventBus {
+    async fn publish(&self, event: RoomEvent) -> anyhow::Result<()> {
+        // Sending fails only when nobody subscribes; an event nobody listens for is not a failure.
+        let _ = self.sender.send(event);
+        Ok(())
+    }
+
+    async fn subscribe(&self) -> anyhow::Result<BoxStream<'static, RoomEvent>> {
+        let events = BroadcastStream::new(self.sender.subscribe()).filter_map(|item| async move {
+            match item {
+                Ok(event) => Some(event),
+                Err(BroadcastStreamRecvError::Lagged(skipped)) => {
+                    // Live delivery is best effort; clients catch up through sync, so keep going.
+                    tracing::warn!(skipped, "event bus subscriber fell behind and missed events");
+                    None
+                }
+            }
+        });
+        Ok(events.boxed())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use application::ports::SessionEndReason;
+    use domain::{RoomId, UserId};
+    use std::time::Duration;
+
+    fn room_deleted(n: u128) -> RoomEvent {
+        RoomEvent::RoomDeleted { room_id: RoomId::from_uuid(uuid::Uuid::from_u128(n)) }
+    }
+
+    async fn next_within_a_second(events: &mut BoxStream<'static, RoomEvent>) -> Option<RoomEvent> {
+        tokio::time::timeout(Duration::from_secs(1), events.next()).await.ok().flatten()
+    }
+
+    async fn nothing_more_arrives(events: &mut BoxStream<'static, RoomEvent>) -> bool {
+        tokio::time::timeout(Duration::from_millis(50), events.next()).await.is_err()
+    }
+
+    #[tokio::test]
+    async fn every_subscriber_receives_each_published_event_once() {
+        // Arrange
+        let bus = InMemoryEventBus::default();
+        let mut first = bus.subscribe().await.unwrap();
+        let mut second = bus.subscribe().await.unwrap();
+        let ended = RoomEvent::SessionEnded {
+            user_id: UserId::from_uuid(uuid::Uuid::from_u128(7)),
+            reason: SessionEndReason::LoggedOut,
+        };
+
+        // Act
+        bus.publish(room_deleted(1)).await.unwrap();
+        bus.publish(ended.clone()).await.unwrap();
+
+        // Assert
+        for events in [&mut first, &mut second] {
+            assert_eq!(next_within_a_second(events).await, Some(room_deleted(1)));
+            assert_eq!(next_within_a_second(events).await, Some(ended.clone()));
+            assert!(nothing_more_arrives(events).await);
+        }
+    }
+
+    #[tokio::test]
+    async fn publishing_without_subscribers_succeeds() {
+        let bus = InMemoryEventBus::default();
+
+        let published = bus.publish(room_deleted(1)).await;
+
+        assert!(published.is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_subscriber_hears_only_events_published_after_it_subscribed() {
+        // Arrange
+        let bus = InMemoryEventBus::default();
+        bus.publish(room_deleted(1)).await.unwrap();
+        let mut events = bus.subscribe().await.unwrap();
+
+        // Act
+        bus.publish(room_deleted(2)).await.unwrap();
+
+        // Assert
+        assert_eq!(next_within_a_second(&mut events).await, Some(room_deleted(2)));
+        assert!(nothing_more_arrives(&mut events).await);
+    }
+
+    #[tokio::test]
+    async fn a_lagging_subscriber_skips_the_lost_events_and_keeps_receiving() {
+        // Arrange
+        let bus = InMemoryEventBus::new(2);
+        let mut events = bus.subscribe().await.unwrap();
+
+        // Act
+        for n in 1..=5 {
+            bus.publish(room_deleted(n)).await.unwrap();
+        }
+
+        // Assert
+        assert_eq!(next_within_a_second(&mut events).await, Some(room_deleted(4)));
+        assert_eq!(next_within_a_second(&mut events).await, Some(room_deleted(5)));
+        bus.publish(room_deleted(6)).await.unwrap();
+        assert_eq!(next_within_a_second(&mut events).await, Some(room_deleted(6)));
+    }
+}

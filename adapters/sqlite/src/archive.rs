@@ -1,0 +1,191 @@
+//! `MessageArchive` on SQLite: idempotent batch inserts, seq-range reads and retention purges.
+
+use anyhow::Context;
+use application::ports::{MessageArchive, SeqRange, Take};
+use async_trait::async_trait;
+use domain::{
+    FileKind, FileMeta, FileName, Message, MessageBody, MessageKind, MessageText, RoomId, Sender, Seq, Timestamp,
+    Username,
+};
+use rusqlite::{params, Row, TransactionBehavior};
+
+use crate::codec::{id_text, millis, parse_id, saturating_i64, timestamp, to_i64, to_u64};
+use crate::SqliteStore;
+
+const COLUMNS: &str = "id, room_id, seq, sender_id, sender_username, kind, text,
+                       file_id, file_name, file_size, content_type, file_kind, expires_at, sent_at";
+
+fn seq_from(raw: i64) -> anyhow::Result<Seq> {
+    Seq::new(to_u64(raw)?).with_context(|| format!("stored seq {raw} is not positive"))
+}
+
+fn body_from_row(row: &Row<'_>) -> anyhow::Result<MessageBody> {
+    let kind: String = row.get("kind")?;
+    if kind == MessageKind::Text.as_str() {
+        let text: String = row.get::<_, Option<String>>("text")?.context("a text message has no text")?;
+        return Ok(MessageBody::Text(MessageText::new(&text).context("stored message text is invalid")?));
+    }
+    let file_id: String = row.get::<_, Option<String>>("file_id")?.context("a file message has no file id")?;
+    let name: String = row.get::<_, Option<String>>("file_name")?.context("a file message has no file name")?;
+    let file_kind: String = row.get::<_, Option<String>>("file_kind")?.context("a file message has no file kind")?;
+    let size: i64 = row.get::<_, Option<i64>>("file_size")?.context("a file message has no size")?;
+    let expires_at: i64 = row.get::<_, Option<i64>>("expires_at")?.context("a file message has no expiry")?;
+    let meta = FileMeta {
+        id: parse_id(&file_id)?,
+        name: FileName::sanitize(&name),
+        size: to_u64(size)?,
+        content_type: row.get::<_, Option<String>>("content_type")?.context("a file message has no content type")?,
+        kind: FileKind::parse(&file_kind).with_context(|| format!("unknown file kind {file_kind:?}"))?,
+        expires_at: timestamp(expires_at)?,
+    };
+    let body = MessageBody::File(meta);
+    anyhow::ensure!(body.kind().as_str() == kind, "message kind {kind:?} does not match its file kind {file_kind:?}");
+    Ok(body)
+}
+
+fn message_from_row(row: &Row<'_>) -> anyhow::Result<Message> {
+    let id: String = row.get("id")?;
+    let room_id: String = row.get("room_id")?;
+    let sender_id: String = row.get("sender_id")?;
+    let username: String = row.get("sender_username")?;
+    Ok(Message {
+        body: body_from_row(row).with_context(|| format!("message {id} is corrupt"))?,
+        id: parse_id(&id)?,
+        room_id: parse_id(&room_id)?,
+        seq: seq_from(row.get("seq")?)?,
+        sender: Sender {
+            id: parse_id(&sender_id)?,
+            username: Username::new(&username)
+                .with_context(|| format!("message {id} has an invalid sender name {username:?}"))?,
+        },
+        sent_at: timestamp(row.get("sent_at")?)?,
+    })
+}
+
+/// The file columns of a message, all null for text.
+struct FileColumns {
+    id: Option<String>,
+    name: Option<String>,
+    size: Option<i64>,
+    content_type: Option<String>,
+    kind: Option<&'static str>,
+    expires_at: Option<i64>,
+}
+
+impl FileColumns {
+    fn of(body: &MessageBody) -> anyhow::Result<Self> {
+        Ok(match body {
+            MessageBody::Text(_) => {
+                Self { id: None, name: None, size: None, content_type: None, kind: None, expires_at: None }
+            }
+            MessageBody::File(meta) => Self {
+                id: Some(id_text(meta.id.as_uuid())),
+                name: Some(meta.name.as_str().to_owned()),
+                size: Some(to_i64(meta.size)?),
+                content_type: Some(meta.content_type.clone()),
+                kind: Some(meta.kind.as_str()),
+                expires_at: Some(millis(meta.expires_at)),
+            },
+        })
+    }
+}
+
+#[async_trait]
+impl MessageArchive for SqliteStore {
+    async fn insert_batch(&self, messages: &[Message]) -> anyhow::Result<u64> {
+        let messages = messages.to_vec();
+        self.run(move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let mut inserted = 0_u64;
+            {
+                // Only a repeated id is skipped: the same seq under another id is a real inconsistency
+                // and fails the whole batch rather than silently dropping a message.
+                let mut insert = tx.prepare_cached(&format!(
+                    "INSERT INTO messages ({COLUMNS})
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
+                     ON CONFLICT (id) DO NOTHING"
+                ))?;
+                for message in &messages {
+                    let text = match &message.body {
+                        MessageBody::Text(text) => Some(text.as_str()),
+                        MessageBody::File(_) => None,
+                    };
+                    let file = FileColumns::of(&message.body)?;
+                    let changed = insert.execute(params![
+                        id_text(message.id.as_uuid()),
+                        id_text(message.room_id.as_uuid()),
+                        to_i64(message.seq.get())?,
+                        id_text(message.sender.id.as_uuid()),
+                        message.sender.username.as_str(),
+                        message.body.kind().as_str(),
+                        text,
+                        file.id,
+                        file.name,
+                        file.size,
+                        file.content_type,
+                        file.kind,
+                        file.expires_at,
+                        millis(message.sent_at),
+                    ])?;
+                    inserted += changed as u64;
+                }
+            }
+            tx.commit()?;
+            Ok(inserted)
+        })
+        .await
+    }
+
+    async fn fetch(&self, room: RoomId, range: SeqRange, take: Take) -> anyhow::Result<Vec<Message>> {
+        let after = range.after.map_or(0, |s| saturating_i64(s.get()));
+        let before = range.before.map_or(i64::MAX, |s| saturating_i64(s.get()));
+        let (order, count) = match take {
+            Take::Oldest(n) => ("ASC", n),
+            Take::Newest(n) => ("DESC", n),
+        };
+        let limit = i64::try_from(count).unwrap_or(i64::MAX);
+        self.run(move |conn| {
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT {COLUMNS} FROM messages
+                 WHERE room_id = ?1 AND seq > ?2 AND seq < ?3
+                 ORDER BY seq {order} LIMIT ?4"
+            ))?;
+            let mut rows = stmt.query(params![id_text(room.as_uuid()), after, before, limit])?;
+            let mut messages = Vec::new();
+            while let Some(row) = rows.next()? {
+                messages.push(message_from_row(row)?);
+            }
+            if matches!(take, Take::Newest(_)) {
+                messages.reverse();
+            }
+            Ok(messages)
+        })
+        .await
+    }
+
+    async fn last_seqs(&self) -> anyhow::Result<Vec<(RoomId, Seq)>> {
+        self.run(|conn| {
+            let mut stmt = conn.prepare_cached("SELECT room_id, MAX(seq) FROM messages GROUP BY room_id")?;
+            let mut rows = stmt.query([])?;
+            let mut seqs = Vec::new();
+            while let Some(row) = rows.next()? {
+                seqs.push((parse_id(&row.get::<_, String>(0)?)?, seq_from(row.get(1)?)?));
+            }
+            Ok(seqs)
+        })
+        .await
+    }
+
+    async fn delete_sent_before(&self, cutoff: Timestamp, limit: u32) -> anyhow::Result<u64> {
+        self.run(move |conn| {
+            // Bounded so a large backlog is purged in short transactions that never starve writers.
+            let deleted = conn.execute(
+                "DELETE FROM messages WHERE id IN (
+                     SELECT id FROM messages WHERE sent_at < ?1 ORDER BY sent_at LIMIT ?2)",
+                params![millis(cutoff), limit],
+            )?;
+            Ok(deleted as u64)
+        })
+        .await
+    }
+}

@@ -1,0 +1,139 @@
+//! The `MessageArchive` contract.
+
+use application::ports::{MessageArchive, SeqRange, Take};
+use domain::{
+    FileId, FileKind, FileMeta, FileName, Message, MessageBody, MessageId, MessageText, RoomId, Sender, Seq, UserId,
+    Username,
+};
+
+use super::{at, uuid};
+
+pub fn room(n: u128) -> RoomId {
+    RoomId::from_uuid(uuid(1_000 + n))
+}
+
+pub fn seq(n: u64) -> Seq {
+    Seq::new(n).expect("fixture seqs are positive")
+}
+
+/// A text message in room `room_n` with seq `n`, sent `n` seconds after the fixture epoch.
+pub fn text_message(room_n: u128, n: u64) -> Message {
+    message(room_n, n, MessageBody::Text(MessageText::new(&format!("message {n}")).expect("valid text")))
+}
+
+pub fn message(room_n: u128, n: u64, body: MessageBody) -> Message {
+    Message {
+        id: MessageId::from_uuid(uuid(room_n * 1_000_000 + u128::from(n))),
+        room_id: room(room_n),
+        seq: seq(n),
+        sender: Sender { id: UserId::from_uuid(uuid(7)), username: Username::new("sender").expect("valid") },
+        body,
+        sent_at: at(i64::try_from(n).expect("small") * 1_000),
+    }
+}
+
+fn file_body(n: u128, kind: FileKind, name: &str, content_type: &str) -> MessageBody {
+    MessageBody::File(FileMeta {
+        id: FileId::from_uuid(uuid(5_000 + n)),
+        name: FileName::sanitize(name),
+        size: 1_234_567,
+        content_type: content_type.to_owned(),
+        kind,
+        expires_at: at(86_400_000),
+    })
+}
+
+fn seqs(messages: &[Message]) -> Vec<u64> {
+    messages.iter().map(|m| m.seq.get()).collect()
+}
+
+async fn archive_seqs(archive: &impl MessageArchive, room_n: u128, seqs: impl IntoIterator<Item = u64>) {
+    let batch: Vec<Message> = seqs.into_iter().map(|n| text_message(room_n, n)).collect();
+    archive.insert_batch(&batch).await.expect("insert_batch");
+}
+
+const EVERYTHING: SeqRange = SeqRange { after: None, before: None };
+
+pub async fn archived_messages_read_back_exactly(archive: &impl MessageArchive) {
+    let batch = vec![
+        message(1, 1, MessageBody::Text(MessageText::new("hello\n\twörld ✓").expect("valid"))),
+        message(1, 2, file_body(1, FileKind::Image, "cat.png", "image/png")),
+        message(1, 3, file_body(2, FileKind::File, "report 2024.pdf", "application/pdf")),
+    ];
+
+    let inserted = archive.insert_batch(&batch).await.expect("insert_batch");
+
+    assert_eq!(inserted, 3);
+    assert_eq!(archive.fetch(room(1), EVERYTHING, Take::Oldest(10)).await.expect("fetch"), batch);
+}
+
+pub async fn a_retried_archive_batch_stores_nothing_twice(archive: &impl MessageArchive) {
+    let batch = vec![text_message(1, 1), text_message(1, 2)];
+    let first = archive.insert_batch(&batch).await.expect("first insert");
+
+    let retried = archive.insert_batch(&[batch.clone(), vec![text_message(1, 3)]].concat()).await.expect("retry");
+    let again = archive.insert_batch(&batch).await.expect("second retry");
+
+    assert_eq!((first, retried, again), (2, 1, 0));
+    assert_eq!(seqs(&archive.fetch(room(1), EVERYTHING, Take::Oldest(10)).await.expect("fetch")), vec![1, 2, 3]);
+}
+
+pub async fn oldest_take_returns_the_lowest_seqs_in_the_range(archive: &impl MessageArchive) {
+    archive_seqs(archive, 1, (1..=10).rev()).await;
+
+    let page = archive.fetch(room(1), SeqRange { after: Some(seq(2)), before: None }, Take::Oldest(3)).await;
+
+    assert_eq!(seqs(&page.expect("fetch")), vec![3, 4, 5]);
+}
+
+pub async fn newest_take_returns_the_highest_seqs_in_ascending_order(archive: &impl MessageArchive) {
+    archive_seqs(archive, 1, 1..=10).await;
+
+    let latest = archive.fetch(room(1), EVERYTHING, Take::Newest(3)).await.expect("fetch");
+    let earlier = archive.fetch(room(1), SeqRange { after: None, before: Some(seq(8)) }, Take::Newest(3)).await;
+
+    assert_eq!(seqs(&latest), vec![8, 9, 10]);
+    assert_eq!(seqs(&earlier.expect("fetch")), vec![5, 6, 7]);
+}
+
+pub async fn fetch_bounds_are_exclusive_and_rooms_do_not_mix(archive: &impl MessageArchive) {
+    archive_seqs(archive, 1, 1..=5).await;
+    archive_seqs(archive, 2, 1..=5).await;
+    let inner = SeqRange { after: Some(seq(1)), before: Some(seq(5)) };
+
+    let oldest = archive.fetch(room(1), inner, Take::Oldest(100)).await.expect("fetch");
+    let newest = archive.fetch(room(1), inner, Take::Newest(100)).await.expect("fetch");
+    let none = archive.fetch(room(1), inner, Take::Oldest(0)).await.expect("fetch");
+    let unknown_room = archive.fetch(room(3), EVERYTHING, Take::Newest(10)).await.expect("fetch");
+
+    assert_eq!(seqs(&oldest), vec![2, 3, 4]);
+    assert_eq!(newest, oldest);
+    assert!(oldest.iter().all(|m| m.room_id == room(1)));
+    assert!(none.is_empty());
+    assert!(unknown_room.is_empty());
+}
+
+pub async fn last_seqs_reports_the_highest_seq_per_room(archive: &impl MessageArchive) {
+    let before_any = archive.last_seqs().await.expect("last_seqs");
+    archive_seqs(archive, 1, [2, 3, 1]).await;
+    archive_seqs(archive, 2, [9, 7]).await;
+
+    let mut last = archive.last_seqs().await.expect("last_seqs");
+
+    last.sort();
+    assert!(before_any.is_empty());
+    assert_eq!(last, vec![(room(1), seq(3)), (room(2), seq(9))]);
+}
+
+pub async fn purge_deletes_at_most_the_limit_and_only_older_messages(archive: &impl MessageArchive) {
+    // Seq n is sent at n seconds: 1, 2 and 3 are older than the cutoff, 4 is sent exactly at it.
+    archive_seqs(archive, 1, 1..=5).await;
+    let cutoff = at(4_000);
+
+    let first = archive.delete_sent_before(cutoff, 2).await.expect("first purge");
+    let second = archive.delete_sent_before(cutoff, 10).await.expect("second purge");
+    let third = archive.delete_sent_before(cutoff, 10).await.expect("third purge");
+
+    assert_eq!((first, second, third), (2, 1, 0));
+    assert_eq!(seqs(&archive.fetch(room(1), EVERYTHING, Take::Oldest(10)).await.expect("fetch")), vec![4, 5]);
+}

@@ -1,0 +1,90 @@
+//! The `FileCatalog` contract.
+
+use application::ports::{FileCatalog, StoredFile};
+use domain::{FileId, FileKind, FileMeta, FileName, RoomId, UserId};
+
+use super::{at, uuid};
+
+pub fn owner(n: u128) -> UserId {
+    UserId::from_uuid(uuid(n))
+}
+
+/// File `n` of `owner`, `size` bytes, expiring `expires_ms` after the fixture epoch.
+pub fn file(n: u128, owner: UserId, size: u64, expires_ms: i64) -> StoredFile {
+    StoredFile {
+        meta: FileMeta {
+            id: FileId::from_uuid(uuid(5_000 + n)),
+            name: FileName::sanitize(&format!("photo {n}.png")),
+            size,
+            content_type: "image/png".to_owned(),
+            kind: FileKind::Image,
+            expires_at: at(expires_ms),
+        },
+        room_id: RoomId::from_uuid(uuid(1_000)),
+        owner,
+        created_at: at(0),
+    }
+}
+
+pub async fn a_catalogued_file_reads_back_exactly(catalog: &impl FileCatalog) {
+    let mut plain = file(1, owner(1), 42, 60_000);
+    plain.meta.kind = FileKind::File;
+    plain.meta.content_type = "application/octet-stream".to_owned();
+    let image = file(2, owner(1), 7, 30_000);
+
+    catalog.insert(&plain).await.expect("insert");
+    catalog.insert(&image).await.expect("insert");
+
+    assert_eq!(catalog.get(plain.meta.id).await.expect("get"), Some(plain));
+    assert_eq!(catalog.get(image.meta.id).await.expect("get"), Some(image));
+}
+
+pub async fn an_unknown_file_is_absent(catalog: &impl FileCatalog) {
+    let found = catalog.get(FileId::from_uuid(uuid(404))).await.expect("get");
+
+    assert_eq!(found, None);
+}
+
+pub async fn usage_sums_the_sizes_of_the_owners_files_only(catalog: &impl FileCatalog) {
+    for stored in [file(1, owner(1), 100, 0), file(2, owner(1), 250, 0), file(3, owner(2), 999, 0)] {
+        catalog.insert(&stored).await.expect("insert");
+    }
+
+    let first = catalog.usage_of(owner(1)).await.expect("usage");
+    let second = catalog.usage_of(owner(2)).await.expect("usage");
+    let nobody = catalog.usage_of(owner(3)).await.expect("usage");
+
+    assert_eq!((first, second, nobody), (350, 999, 0));
+}
+
+pub async fn expired_lists_files_due_at_or_before_now_up_to_the_limit(catalog: &impl FileCatalog) {
+    let files: Vec<StoredFile> =
+        (1..=4).map(|n| file(n, owner(1), 1, i64::try_from(n).expect("small") * 1_000)).collect();
+    for stored in &files {
+        catalog.insert(stored).await.expect("insert");
+    }
+    let due: Vec<FileId> = files[..3].iter().map(|f| f.meta.id).collect();
+
+    let mut all_due = catalog.expired(at(3_000), 10).await.expect("expired");
+    let limited = catalog.expired(at(3_000), 2).await.expect("expired");
+    let none_yet = catalog.expired(at(999), 10).await.expect("expired");
+
+    all_due.sort();
+    assert_eq!(all_due, due, "expiry exactly at `now` counts as expired");
+    assert_eq!(limited.len(), 2);
+    assert!(limited.iter().all(|id| due.contains(id)));
+    assert!(none_yet.is_empty());
+}
+
+pub async fn deleting_a_file_removes_it_and_deleting_a_missing_file_succeeds(catalog: &impl FileCatalog) {
+    let stored = file(1, owner(1), 100, 0);
+    catalog.insert(&stored).await.expect("insert");
+
+    catalog.delete(stored.meta.id).await.expect("delete");
+    let again = catalog.delete(stored.meta.id).await;
+
+    assert!(again.is_ok(), "{again:?}");
+    assert_eq!(catalog.get(stored.meta.id).await.expect("get"), None);
+    assert_eq!(catalog.usage_of(owner(1)).await.expect("usage"), 0);
+    assert!(catalog.expired(at(0), 10).await.expect("expired").is_empty());
+}

@@ -1,0 +1,72 @@
+//! The `UserRepository` contract.
+
+use application::ports::{CreateUserError, StoredUser, UserRepository};
+use domain::{User, UserId, Username};
+
+use super::{at, uuid};
+
+pub fn stored_user(n: u128, name: &str) -> StoredUser {
+    StoredUser {
+        user: User {
+            id: UserId::from_uuid(uuid(n)),
+            username: Username::new(name).expect("fixture usernames are valid"),
+            created_at: at(i64::try_from(n).expect("small fixture numbers")),
+        },
+        password_hash: format!("$argon2id$fixture${n}"),
+    }
+}
+
+pub async fn a_created_user_can_be_found_by_name_and_by_id(repo: &impl UserRepository) {
+    let alice = stored_user(1, "Alice");
+
+    repo.create(&alice).await.expect("create");
+
+    assert_eq!(repo.by_username(&alice.user.username).await.expect("by_username"), Some(alice.clone()));
+    assert_eq!(repo.by_id(alice.user.id).await.expect("by_id"), Some(alice.user));
+}
+
+pub async fn lookup_by_name_ignores_case(repo: &impl UserRepository) {
+    let alice = stored_user(1, "Alice");
+    repo.create(&alice).await.expect("create");
+
+    let found = repo.by_username(&Username::new("aLICE").expect("valid")).await.expect("by_username");
+
+    assert_eq!(found, Some(alice), "the stored spelling is returned, whatever case was asked for");
+}
+
+pub async fn a_second_user_with_the_same_name_in_other_case_is_a_duplicate(repo: &impl UserRepository) {
+    let first = stored_user(1, "Ærøskøbing");
+    repo.create(&first).await.expect("create first");
+
+    let second = repo.create(&stored_user(2, "ærØSKØBING")).await;
+
+    assert!(matches!(second, Err(CreateUserError::Duplicate)), "got {second:?}");
+    assert_eq!(repo.by_id(UserId::from_uuid(uuid(2))).await.expect("by_id"), None, "nothing was stored");
+    assert_eq!(repo.by_username(&first.user.username).await.expect("by_username"), Some(first));
+}
+
+pub async fn unknown_users_are_absent_not_errors(repo: &impl UserRepository) {
+    let name = Username::new("nobody").expect("valid");
+
+    let by_name = repo.by_username(&name).await.expect("by_username");
+    let by_id = repo.by_id(UserId::from_uuid(uuid(404))).await.expect("by_id");
+
+    assert_eq!(by_name, None);
+    assert_eq!(by_id, None);
+}
+
+pub async fn by_ids_returns_only_the_users_that_exist(repo: &impl UserRepository) {
+    let alice = stored_user(1, "alice");
+    let bob = stored_user(2, "bob");
+    let carol = stored_user(3, "carol");
+    for user in [&alice, &bob, &carol] {
+        repo.create(user).await.expect("create");
+    }
+
+    let mut found = repo.by_ids(&[carol.user.id, UserId::from_uuid(uuid(404)), alice.user.id]).await.expect("by_ids");
+    let none = repo.by_ids(&[]).await.expect("by_ids of nothing");
+
+    found.sort_by_key(|u| u.id);
+    assert_eq!(found, vec![alice.user, carol.user]);
+    assert!(none.is_empty());
+}

@@ -1,0 +1,100 @@
+//! `FileCatalog` on SQLite: what stored bytes are, whose they are, and when they expire.
+
+use anyhow::Context;
+use application::ports::{FileCatalog, StoredFile};
+use async_trait::async_trait;
+use domain::{FileId, FileKind, FileMeta, FileName, Timestamp, UserId};
+use rusqlite::{params, Row};
+
+use crate::codec::{id_text, millis, parse_id, timestamp, to_i64, to_u64};
+use crate::SqliteStore;
+
+fn file_from_row(row: &Row<'_>) -> anyhow::Result<StoredFile> {
+    let id: String = row.get("id")?;
+    let room_id: String = row.get("room_id")?;
+    let owner: String = row.get("owner_id")?;
+    let name: String = row.get("name")?;
+    let kind: String = row.get("kind")?;
+    Ok(StoredFile {
+        meta: FileMeta {
+            id: parse_id(&id)?,
+            name: FileName::sanitize(&name),
+            size: to_u64(row.get("size")?)?,
+            content_type: row.get("content_type")?,
+            kind: FileKind::parse(&kind).with_context(|| format!("file {id} has an unknown kind {kind:?}"))?,
+            expires_at: timestamp(row.get("expires_at")?)?,
+        },
+        room_id: parse_id(&room_id)?,
+        owner: parse_id(&owner)?,
+        created_at: timestamp(row.get("created_at")?)?,
+    })
+}
+
+#[async_trait]
+impl FileCatalog for SqliteStore {
+    async fn insert(&self, file: &StoredFile) -> anyhow::Result<()> {
+        let file = file.clone();
+        self.run(move |conn| {
+            conn.execute(
+                "INSERT INTO files (id, room_id, owner_id, name, size, content_type, kind, expires_at, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                params![
+                    id_text(file.meta.id.as_uuid()),
+                    id_text(file.room_id.as_uuid()),
+                    id_text(file.owner.as_uuid()),
+                    file.meta.name.as_str(),
+                    to_i64(file.meta.size)?,
+                    file.meta.content_type,
+                    file.meta.kind.as_str(),
+                    millis(file.meta.expires_at),
+                    millis(file.created_at),
+                ],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn get(&self, id: FileId) -> anyhow::Result<Option<StoredFile>> {
+        self.run(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT id, room_id, owner_id, name, size, content_type, kind, expires_at, created_at
+                 FROM files WHERE id = ?1",
+            )?;
+            let mut rows = stmt.query([id_text(id.as_uuid())])?;
+            rows.next()?.map(file_from_row).transpose()
+        })
+        .await
+    }
+
+    async fn usage_of(&self, user: UserId) -> anyhow::Result<u64> {
+        self.run(move |conn| {
+            let mut stmt = conn.prepare_cached("SELECT COALESCE(SUM(size), 0) FROM files WHERE owner_id = ?1")?;
+            let total: i64 = stmt.query_row([id_text(user.as_uuid())], |row| row.get(0))?;
+            to_u64(total)
+        })
+        .await
+    }
+
+    async fn expired(&self, now: Timestamp, limit: u32) -> anyhow::Result<Vec<FileId>> {
+        self.run(move |conn| {
+            let mut stmt =
+                conn.prepare_cached("SELECT id FROM files WHERE expires_at <= ?1 ORDER BY expires_at, id LIMIT ?2")?;
+            let mut rows = stmt.query(params![millis(now), limit])?;
+            let mut ids = Vec::new();
+            while let Some(row) = rows.next()? {
+                ids.push(parse_id(&row.get::<_, String>(0)?)?);
+            }
+            Ok(ids)
+        })
+        .await
+    }
+
+    async fn delete(&self, id: FileId) -> anyhow::Result<()> {
+        self.run(move |conn| {
+            conn.execute("DELETE FROM files WHERE id = ?1", [id_text(id.as_uuid())])?;
+            Ok(())
+        })
+        .await
+    }
+}

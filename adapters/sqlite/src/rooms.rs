@@ -1,0 +1,252 @@
+//! `RoomRepository` on SQLite: rooms with their memberships, optimistic versioning and keyset pages.
+
+use anyhow::Context;
+use application::ports::{RoomPage, RoomRepository, UpdateRoomError};
+use async_trait::async_trait;
+use domain::{Member, MemberLimit, Role, Room, RoomId, RoomName, Timestamp, UserId, Visibility};
+use rusqlite::{params, OptionalExtension, Row, Rows, Transaction, TransactionBehavior};
+
+use crate::codec::{id_text, millis, parse_id, timestamp, to_i64, to_u64};
+use crate::SqliteStore;
+
+/// Reads rooms with their members in one statement: `{page}` is a query over `rooms` that picks the
+/// rooms (already ordered and limited); every member row of each picked room follows, grouped by room.
+fn rooms_with_members(page: &str) -> String {
+    format!(
+        "WITH page AS ({page})
+         SELECT page.id AS room_id, page.name, page.visibility, page.owner_id, page.member_limit,
+                page.created_at, page.version,
+                m.user_id AS member_id, m.role AS member_role, m.joined_at AS member_joined_at
+         FROM page LEFT JOIN room_members m ON m.room_id = page.id
+         ORDER BY page.id"
+    )
+}
+
+/// The room columns of one joined row, waiting for the rest of its members.
+struct PartialRoom {
+    raw_id: String,
+    id: RoomId,
+    name: RoomName,
+    visibility: Visibility,
+    owner: UserId,
+    member_limit: MemberLimit,
+    created_at: Timestamp,
+    version: u64,
+    members: Vec<Member>,
+}
+
+impl PartialRoom {
+    fn read(raw_id: String, row: &Row<'_>) -> anyhow::Result<Self> {
+        let name: String = row.get("name")?;
+        let visibility: String = row.get("visibility")?;
+        let owner: String = row.get("owner_id")?;
+        let limit: i64 = row.get("member_limit")?;
+        Ok(Self {
+            id: parse_id(&raw_id)?,
+            name: RoomName::new(&name).with_context(|| format!("room {raw_id} has an invalid name {name:?}"))?,
+            visibility: Visibility::parse(&visibility)
+                .with_context(|| format!("room {raw_id} has an unknown visibility {visibility:?}"))?,
+            owner: parse_id(&owner)?,
+            member_limit: u32::try_from(limit)
+                .ok()
+                .and_then(MemberLimit::new)
+                .with_context(|| format!("room {raw_id} has an invalid member limit {limit}"))?,
+            created_at: timestamp(row.get("created_at")?)?,
+            version: to_u64(row.get("version")?)?,
+            members: Vec::new(),
+            raw_id,
+        })
+    }
+
+    fn build(self) -> Room {
+        Room::restore(
+            self.id,
+            self.name,
+            self.visibility,
+            self.owner,
+            self.members,
+            self.member_limit,
+            self.created_at,
+            self.version,
+        )
+    }
+}
+
+fn member_from_row(row: &Row<'_>) -> anyhow::Result<Option<Member>> {
+    let Some(user) = row.get::<_, Option<String>>("member_id")? else {
+        return Ok(None);
+    };
+    let role: String = row.get("member_role")?;
+    Ok(Some(Member {
+        user_id: parse_id(&user)?,
+        role: Role::parse(&role).with_context(|| format!("member {user} has an unknown role {role:?}"))?,
+        joined_at: timestamp(row.get("member_joined_at")?)?,
+    }))
+}
+
+/// Folds joined rows, ordered by room, back into rooms.
+fn collect_rooms(mut rows: Rows<'_>) -> anyhow::Result<Vec<Room>> {
+    let mut rooms = Vec::new();
+    let mut current: Option<PartialRoom> = None;
+    while let Some(row) = rows.next()? {
+        let raw_id: String = row.get("room_id")?;
+        let room = match current.take() {
+            Some(room) if room.raw_id == raw_id => room,
+            finished => {
+                rooms.extend(finished.map(PartialRoom::build));
+                PartialRoom::read(raw_id, row)?
+            }
+        };
+        let room = current.insert(room);
+        room.members.extend(member_from_row(row)?);
+    }
+    rooms.extend(current.map(PartialRoom::build));
+    Ok(rooms)
+}
+
+fn write_members(tx: &Transaction<'_>, room: &Room) -> anyhow::Result<()> {
+    let room_id = id_text(room.id().as_uuid());
+    tx.execute("DELETE FROM room_members WHERE room_id = ?1", [&room_id])?;
+    let mut insert =
+        tx.prepare_cached("INSERT INTO room_members (room_id, user_id, role, joined_at) VALUES (?1, ?2, ?3, ?4)")?;
+    for member in room.members() {
+        insert.execute(params![
+            room_id,
+            id_text(member.user_id.as_uuid()),
+            member.role.as_str(),
+            millis(member.joined_at)
+        ])?;
+    }
+    Ok(())
+}
+
+/// The lowest possible cursor: every id text sorts after the empty string.
+fn cursor(page: RoomPage) -> String {
+    page.after.map(|id| id_text(id.as_uuid())).unwrap_or_default()
+}
+
+#[async_trait]
+impl RoomRepository for SqliteStore {
+    async fn insert(&self, room: &Room) -> anyhow::Result<()> {
+        let room = room.clone();
+        self.run(move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            tx.execute(
+                "INSERT INTO rooms (id, name, visibility, owner_id, member_limit, created_at, version)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![
+                    id_text(room.id().as_uuid()),
+                    room.name().as_str(),
+                    room.visibility().as_str(),
+                    id_text(room.owner().as_uuid()),
+                    room.member_limit().get(),
+                    millis(room.created_at()),
+                    to_i64(room.version())?,
+                ],
+            )?;
+            write_members(&tx, &room)?;
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn get(&self, id: RoomId) -> anyhow::Result<Option<Room>> {
+        self.run(move |conn| {
+            let mut stmt = conn.prepare_cached(&rooms_with_members("SELECT * FROM rooms WHERE id = ?1"))?;
+            let rooms = collect_rooms(stmt.query([id_text(id.as_uuid())])?)?;
+            Ok(rooms.into_iter().next())
+        })
+        .await
+    }
+
+    async fn update(&self, room: &Room) -> Result<(), UpdateRoomError> {
+        let room = room.clone();
+        self.run(move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(anyhow::Error::from)?;
+            let room_id = id_text(room.id().as_uuid());
+            let stored: Option<i64> = tx
+                .query_row("SELECT version FROM rooms WHERE id = ?1", [&room_id], |row| row.get(0))
+                .optional()
+                .map_err(anyhow::Error::from)?;
+            let Some(stored) = stored else {
+                return Err(UpdateRoomError::NotFound);
+            };
+            if stored != to_i64(room.version())? {
+                return Err(UpdateRoomError::Conflict);
+            }
+            tx.execute(
+                "UPDATE rooms SET name = ?2, visibility = ?3, owner_id = ?4, member_limit = ?5, version = version + 1
+                 WHERE id = ?1",
+                params![
+                    room_id,
+                    room.name().as_str(),
+                    room.visibility().as_str(),
+                    id_text(room.owner().as_uuid()),
+                    room.member_limit().get(),
+                ],
+            )
+            .map_err(anyhow::Error::from)?;
+            write_members(&tx, &room)?;
+            tx.commit().map_err(anyhow::Error::from)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn delete(&self, id: RoomId) -> anyhow::Result<bool> {
+        self.run(move |conn| {
+            // Memberships go with the room through ON DELETE CASCADE.
+            let deleted = conn.execute("DELETE FROM rooms WHERE id = ?1", [id_text(id.as_uuid())])?;
+            Ok(deleted > 0)
+        })
+        .await
+    }
+
+    async fn list_for_member(&self, user: UserId, page: RoomPage) -> anyhow::Result<Vec<Room>> {
+        self.run(move |conn| {
+            let mut stmt = conn.prepare_cached(&rooms_with_members(
+                "SELECT r.* FROM room_members mine JOIN rooms r ON r.id = mine.room_id
+                 WHERE mine.user_id = ?1 AND mine.room_id > ?2
+                 ORDER BY mine.room_id LIMIT ?3",
+            ))?;
+            let rooms = collect_rooms(stmt.query(params![id_text(user.as_uuid()), cursor(page), page.limit])?)?;
+            Ok(rooms)
+        })
+        .await
+    }
+
+    async fn list_public(&self, page: RoomPage) -> anyhow::Result<Vec<Room>> {
+        self.run(move |conn| {
+            let mut stmt = conn.prepare_cached(&rooms_with_members(
+                "SELECT * FROM rooms WHERE visibility = 'public' AND id > ?1 ORDER BY id LIMIT ?2",
+            ))?;
+            let rooms = collect_rooms(stmt.query(params![cursor(page), page.limit])?)?;
+            Ok(rooms)
+        })
+        .await
+    }
+
+    async fn room_ids_for_member(&self, user: UserId) -> anyhow::Result<Vec<RoomId>> {
+        self.run(move |conn| {
+            let mut stmt =
+                conn.prepare_cached("SELECT room_id FROM room_members WHERE user_id = ?1 ORDER BY room_id")?;
+            let mut rows = stmt.query([id_text(user.as_uuid())])?;
+            let mut ids = Vec::new();
+            while let Some(row) = rows.next()? {
+                ids.push(parse_id(&row.get::<_, String>(0)?)?);
+            }
+            Ok(ids)
+        })
+        .await
+    }
+
+    async fn is_member(&self, room: RoomId, user: UserId) -> anyhow::Result<bool> {
+        self.run(move |conn| {
+            let mut stmt =
+                conn.prepare_cached("SELECT EXISTS (SELECT 1 FROM room_members WHERE room_id = ?1 AND user_id = ?2)")?;
+            Ok(stmt.query_row([id_text(room.as_uuid()), id_text(user.as_uuid())], |row| row.get(0))?)
+        })
+        .await
+    }
+}

@@ -1,0 +1,117 @@
+//! Schema migrations, applied in order and tracked by `PRAGMA user_version`.
+
+use rusqlite::{Connection, TransactionBehavior};
+
+/// Migration `n` (1-based) is `MIGRATIONS[n - 1]`. Append new ones; never edit one that has shipped.
+const MIGRATIONS: &[&str] = &[V1_INITIAL];
+
+/// The schema version this build writes.
+#[cfg(test)]
+pub(crate) const CURRENT_VERSION: i64 = MIGRATIONS.len() as i64;
+
+// Ids are lowercase hyphenated UUID text, so text order is UUIDv7 time order; instants are integer
+// milliseconds since the epoch; enums are their domain `as_str()` spelling.
+// Only memberships reference another table: each port owns its own records, and the use cases,
+// not the database, keep them consistent, as they must for any other adapter too.
+const V1_INITIAL: &str = "
+CREATE TABLE users (
+    id            TEXT    NOT NULL PRIMARY KEY,
+    username      TEXT    NOT NULL,
+    username_key  TEXT    NOT NULL,
+    password_hash TEXT    NOT NULL,
+    created_at    INTEGER NOT NULL
+) STRICT;
+CREATE UNIQUE INDEX users_username_key ON users (username_key);
+
+CREATE TABLE refresh_tokens (
+    hash       TEXT    NOT NULL PRIMARY KEY,
+    user_id    TEXT    NOT NULL,
+    session_id TEXT    NOT NULL,
+    created_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL,
+    used_at    INTEGER
+) STRICT;
+CREATE INDEX refresh_tokens_session ON refresh_tokens (session_id);
+
+CREATE TABLE revoked_sessions (
+    session_id TEXT    NOT NULL PRIMARY KEY,
+    revoked_at INTEGER NOT NULL
+) STRICT;
+
+CREATE TABLE rooms (
+    id           TEXT    NOT NULL PRIMARY KEY,
+    name         TEXT    NOT NULL,
+    visibility   TEXT    NOT NULL CHECK (visibility IN ('public', 'private')),
+    owner_id     TEXT    NOT NULL,
+    member_limit INTEGER NOT NULL,
+    created_at   INTEGER NOT NULL,
+    version      INTEGER NOT NULL
+) STRICT;
+CREATE INDEX rooms_visibility_id ON rooms (visibility, id);
+
+CREATE TABLE room_members (
+    room_id   TEXT    NOT NULL REFERENCES rooms (id) ON DELETE CASCADE,
+    user_id   TEXT    NOT NULL,
+    role      TEXT    NOT NULL CHECK (role IN ('owner', 'member')),
+    joined_at INTEGER NOT NULL,
+    PRIMARY KEY (room_id, user_id)
+) STRICT;
+CREATE INDEX room_members_user ON room_members (user_id, room_id);
+
+CREATE TABLE messages (
+    id              TEXT    NOT NULL PRIMARY KEY,
+    room_id         TEXT    NOT NULL,
+    seq             INTEGER NOT NULL,
+    sender_id       TEXT    NOT NULL,
+    sender_username TEXT    NOT NULL,
+    kind            TEXT    NOT NULL CHECK (kind IN ('text', 'image', 'file')),
+    text            TEXT,
+    file_id         TEXT,
+    file_name       TEXT,
+    file_size       INTEGER,
+    content_type    TEXT,
+    file_kind       TEXT,
+    expires_at      INTEGER,
+    sent_at         INTEGER NOT NULL
+) STRICT;
+CREATE UNIQUE INDEX messages_room_seq ON messages (room_id, seq);
+CREATE INDEX messages_sent_at ON messages (sent_at);
+
+CREATE TABLE files (
+    id           TEXT    NOT NULL PRIMARY KEY,
+    room_id      TEXT    NOT NULL,
+    owner_id     TEXT    NOT NULL,
+    name         TEXT    NOT NULL,
+    size         INTEGER NOT NULL,
+    content_type TEXT    NOT NULL,
+    kind         TEXT    NOT NULL CHECK (kind IN ('image', 'file')),
+    expires_at   INTEGER NOT NULL,
+    created_at   INTEGER NOT NULL
+) STRICT;
+CREATE INDEX files_owner ON files (owner_id);
+CREATE INDEX files_expires_at ON files (expires_at);
+";
+
+/// Applies every migration the database has not seen yet, each in its own transaction.
+pub(crate) fn migrate(conn: &mut Connection) -> anyhow::Result<()> {
+    loop {
+        // IMMEDIATE takes the write lock before reading the version, so two processes opening the
+        // same file cannot both apply the same migration.
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let version: i64 = tx.pragma_query_value(None, "user_version", |row| row.get(0))?;
+        let applied = usize::try_from(version)?;
+        anyhow::ensure!(
+            applied <= MIGRATIONS.len(),
+            "database schema version {applied} is newer than this build supports ({})",
+            MIGRATIONS.len()
+        );
+        let Some(sql) = MIGRATIONS.get(applied) else {
+            return Ok(());
+        };
+        tx.execute_batch(sql)?;
+        let next = version + 1;
+        tx.pragma_update(None, "user_version", next)?;
+        tx.commit()?;
+        tracing::info!(version = next, "applied sqlite schema migration");
+    }
+}

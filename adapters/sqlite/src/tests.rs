@@ -1,0 +1,245 @@
+//! Runs every port contract against real SQLite files, plus the SQLite-specific guarantees.
+
+use std::path::PathBuf;
+
+use application::ports::{
+    Consumed, FileCatalog, HealthCheck, MessageArchive, RefreshTokenStore, RoomRepository, SeqRange, Take,
+    UserRepository,
+};
+use domain::Visibility;
+use tempfile::TempDir;
+
+use crate::contract::{archive, files, rooms, tokens, users};
+use crate::schema::CURRENT_VERSION;
+use crate::SqliteStore;
+
+/// A store on a new database file that lives as long as this value.
+struct TestDb {
+    store: SqliteStore,
+    path: PathBuf,
+    _dir: TempDir,
+}
+
+impl TestDb {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("chat.db");
+        let store = SqliteStore::open(&path).unwrap();
+        Self { store, path, _dir: dir }
+    }
+
+    /// A plain connection to the same file, to inspect or tamper with it behind the store's back.
+    fn raw(&self) -> rusqlite::Connection {
+        rusqlite::Connection::open(&self.path).unwrap()
+    }
+}
+
+impl std::ops::Deref for TestDb {
+    type Target = SqliteStore;
+
+    fn deref(&self) -> &SqliteStore {
+        &self.store
+    }
+}
+
+mod user_repository {
+    use super::TestDb;
+
+    crate::contract_tests!(crate::contract::users, TestDb::new();
+        a_created_user_can_be_found_by_name_and_by_id,
+        lookup_by_name_ignores_case,
+        a_second_user_with_the_same_name_in_other_case_is_a_duplicate,
+        unknown_users_are_absent_not_errors,
+        by_ids_returns_only_the_users_that_exist,
+    );
+}
+
+mod refresh_token_store {
+    use super::TestDb;
+
+    crate::contract_tests!(crate::contract::tokens, TestDb::new();
+        a_fresh_token_is_consumed_once_then_reported_as_reused,
+        an_unknown_token_is_invalid,
+        tokens_of_a_revoked_session_are_invalid,
+        revoking_an_unknown_session_succeeds,
+        concurrent_consumes_of_one_refresh_token_yield_exactly_one_fresh,
+    );
+}
+
+mod room_repository {
+    use super::TestDb;
+
+    crate::contract_tests!(crate::contract::rooms, TestDb::new();
+        an_inserted_room_reads_back_with_its_members,
+        an_unknown_room_is_absent,
+        an_update_replaces_members_and_owner_and_bumps_the_version,
+        a_stale_room_update_is_a_conflict_and_writes_nothing,
+        updating_a_deleted_room_is_not_found,
+        deleting_a_room_removes_its_memberships,
+        member_listing_pages_by_id_after_the_cursor,
+        public_listing_skips_private_rooms_and_pages_by_id,
+        room_ids_for_member_lists_every_room_the_user_belongs_to,
+        is_member_is_false_for_non_members,
+    );
+}
+
+mod message_archive {
+    use super::TestDb;
+
+    crate::contract_tests!(crate::contract::archive, TestDb::new();
+        archived_messages_read_back_exactly,
+        a_retried_archive_batch_stores_nothing_twice,
+        oldest_take_returns_the_lowest_seqs_in_the_range,
+        newest_take_returns_the_highest_seqs_in_ascending_order,
+        fetch_bounds_are_exclusive_and_rooms_do_not_mix,
+        last_seqs_reports_the_highest_seq_per_room,
+        purge_deletes_at_most_the_limit_and_only_older_messages,
+    );
+}
+
+mod file_catalog {
+    use super::TestDb;
+
+    crate::contract_tests!(crate::contract::files, TestDb::new();
+        a_catalogued_file_reads_back_exactly,
+        an_unknown_file_is_absent,
+        usage_sums_the_sizes_of_the_owners_files_only,
+        expired_lists_files_due_at_or_before_now_up_to_the_limit,
+        deleting_a_file_removes_it_and_deleting_a_missing_file_succeeds,
+    );
+}
+
+#[tokio::test]
+async fn data_survives_reopening_the_database_file() {
+    let TestDb { store, path, _dir } = TestDb::new();
+    let alice = users::stored_user(1, "alice");
+    let token = tokens::record("hash-a", 10);
+    let room = rooms::room(1, Visibility::Public, alice.user.id, &[rooms::user(2)]);
+    let messages = vec![archive::text_message(1, 1), archive::text_message(1, 2)];
+    let file = files::file(1, alice.user.id, 10, 0);
+    store.create(&alice).await.unwrap();
+    RefreshTokenStore::insert(&store, &token).await.unwrap();
+    store.consume(&token.hash).await.unwrap();
+    RoomRepository::insert(&store, &room).await.unwrap();
+    store.insert_batch(&messages).await.unwrap();
+    FileCatalog::insert(&store, &file).await.unwrap();
+
+    drop(store);
+    let reopened = SqliteStore::open(&path).unwrap();
+
+    assert_eq!(reopened.by_username(&alice.user.username).await.unwrap(), Some(alice));
+    assert_eq!(reopened.consume(&token.hash).await.unwrap(), Consumed::Reused(token));
+    assert_eq!(RoomRepository::get(&reopened, room.id()).await.unwrap(), Some(room));
+    let everything = SeqRange::default();
+    assert_eq!(
+        MessageArchive::fetch(&reopened, archive::room(1), everything, Take::Oldest(10)).await.unwrap(),
+        messages
+    );
+    assert_eq!(FileCatalog::get(&reopened, file.meta.id).await.unwrap(), Some(file));
+}
+
+#[tokio::test]
+async fn opening_creates_missing_parent_directories() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("nested/deeper/chat.db");
+
+    let store = SqliteStore::open(&path);
+
+    assert!(store.is_ok(), "{store:?}");
+    assert!(path.is_file());
+}
+
+#[tokio::test]
+async fn opening_enables_wal_foreign_keys_and_records_the_schema_version() {
+    let db = TestDb::new();
+
+    let (journal, foreign_keys, version) = db
+        .store
+        .run(|conn| {
+            let journal: String = conn.pragma_query_value(None, "journal_mode", |r| r.get(0))?;
+            let foreign_keys: bool = conn.pragma_query_value(None, "foreign_keys", |r| r.get(0))?;
+            let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+            anyhow::Ok((journal, foreign_keys, version))
+        })
+        .await
+        .unwrap();
+
+    assert_eq!(journal, "wal");
+    assert!(foreign_keys);
+    assert_eq!(version, CURRENT_VERSION);
+}
+
+#[tokio::test]
+async fn reopening_an_up_to_date_database_applies_no_migration() {
+    let db = TestDb::new();
+    db.store.create(&users::stored_user(1, "alice")).await.unwrap();
+
+    let reopened = SqliteStore::open(&db.path);
+
+    assert!(reopened.is_ok(), "{reopened:?}");
+    let version: i64 = db.raw().pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
+    assert_eq!(version, CURRENT_VERSION);
+}
+
+#[tokio::test]
+async fn a_database_from_a_newer_build_is_refused() {
+    let db = TestDb::new();
+    db.raw().pragma_update(None, "user_version", CURRENT_VERSION + 1).unwrap();
+
+    let reopened = SqliteStore::open(&db.path);
+
+    let error = format!("{:#}", reopened.unwrap_err());
+    assert!(error.contains("newer than this build"), "{error}");
+}
+
+#[tokio::test]
+async fn a_corrupt_room_row_is_an_error_not_a_panic() {
+    let db = TestDb::new();
+    let room = rooms::room(1, Visibility::Public, rooms::user(1), &[]);
+    RoomRepository::insert(&db.store, &room).await.unwrap();
+    db.raw().execute("UPDATE rooms SET member_limit = 0", []).unwrap();
+
+    let read = RoomRepository::get(&db.store, room.id()).await;
+
+    let error = format!("{:#}", read.unwrap_err());
+    assert!(error.contains("member limit"), "{error}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn consumes_racing_through_separate_handles_on_one_file_yield_exactly_one_fresh() {
+    const HANDLES: usize = 8;
+    let db = TestDb::new();
+    let token = tokens::record("hash-raced", 10);
+    RefreshTokenStore::insert(&db.store, &token).await.unwrap();
+    let handles: Vec<SqliteStore> = (0..HANDLES).map(|_| SqliteStore::open(&db.path).unwrap()).collect();
+    let start = std::sync::Arc::new(tokio::sync::Barrier::new(HANDLES));
+
+    let racers: Vec<_> = handles
+        .into_iter()
+        .map(|store| {
+            let (start, hash) = (start.clone(), token.hash.clone());
+            tokio::spawn(async move {
+                start.wait().await;
+                store.consume(&hash).await
+            })
+        })
+        .collect();
+    let mut outcomes = Vec::new();
+    for racer in racers {
+        outcomes.push(racer.await.unwrap().unwrap());
+    }
+
+    let fresh = outcomes.iter().filter(|c| matches!(c, Consumed::Fresh(_))).count();
+    assert_eq!(fresh, 1, "{outcomes:?}");
+    assert!(outcomes.iter().all(|c| matches!(c, Consumed::Fresh(_) | Consumed::Reused(_))), "{outcomes:?}");
+}
+
+#[tokio::test]
+async fn the_health_check_is_named_sqlite_and_passes() {
+    let db = TestDb::new();
+
+    let checked = db.store.check().await;
+
+    assert_eq!(db.store.name(), "sqlite");
+    assert!(checked.is_ok(), "{checked:?}");
+}
