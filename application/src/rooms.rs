@@ -354,6 +354,14 @@ impl Rooms {
         Ok(())
     }
 
+    /// Every room `actor` belongs to, for subscribing a live connection.
+    ///
+    /// # Errors
+    /// Only infrastructure failures.
+    pub async fn subscriptions(&self, actor: &User) -> anyhow::Result<Vec<RoomId>> {
+        self.rooms.room_ids_for_member(actor.id).await
+    }
+
     /// Reads, changes and writes a room, retrying when another writer got there first.
     async fn change<T, E>(
         &self,

@@ -1,1 +1,152 @@
-//! HTTP and WebSocket adapter: the REST API (poem-openapi), the socket protocol and file routes.
+//! HTTP and WebSocket adapter: the REST API (poem-openapi), the socket protocol and the file routes.
+
+mod api_auth;
+mod api_health;
+mod api_rooms;
+mod auth;
+pub mod dto;
+mod error;
+mod limiter;
+mod metrics;
+mod state;
+pub mod ws;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use poem::endpoint::BoxEndpoint;
+use poem::listener::{Acceptor, TcpAcceptor};
+use poem::middleware::SizeLimit;
+use poem::{Endpoint, EndpointExt, IntoResponse, Response, Route};
+use poem_openapi::OpenApiService;
+
+pub use error::ErrorBody;
+pub use limiter::LimiterConfig;
+pub use metrics::Metrics;
+pub use state::AppState;
+pub use ws::{SocketApp, WsConfig};
+
+/// Which of the apps this server serves; `chat` serves them all on one port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Apps {
+    pub api: bool,
+    pub socket: bool,
+    pub files: bool,
+}
+
+impl Apps {
+    pub const ALL: Self = Self { api: true, socket: true, files: true };
+}
+
+#[derive(Debug, Clone)]
+pub struct HttpConfig {
+    pub apps: Apps,
+    /// Largest accepted JSON body.
+    pub max_body_bytes: usize,
+    /// How long in-flight requests get to finish at shutdown.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self { apps: Apps::ALL, max_body_bytes: 1 << 20, shutdown_grace: Duration::from_secs(10) }
+    }
+}
+
+const TITLE: &str = "Chat API";
+
+fn openapi() -> OpenApiService<(api_auth::AuthApi, api_rooms::RoomsApi, api_health::HealthApi), ()> {
+    OpenApiService::new((api_auth::AuthApi, api_rooms::RoomsApi, api_health::HealthApi), TITLE, env!("CARGO_PKG_VERSION"))
+        .description("REST API of the self-hosted chat backend. Errors are always `{code, message}`.")
+}
+
+/// The OpenAPI document as YAML, exactly as `/openapi.yaml` serves it.
+pub fn openapi_yaml() -> String {
+    openapi().spec_yaml()
+}
+
+/// Builds the whole HTTP application for the given apps.
+pub fn app(state: AppState, config: &HttpConfig) -> BoxEndpoint<'static, Response> {
+    let mut route = Route::new();
+    if config.apps.api {
+        let api = openapi();
+        let spec_json = api.spec();
+        let spec_yaml = api.spec_yaml();
+        let ui = api.swagger_ui();
+        route = route
+            .nest("/", api)
+            .nest("/docs", ui)
+            .at("/openapi.json", poem::endpoint::make_sync(move |_| json_response(spec_json.clone())))
+            .at("/openapi.yaml", poem::endpoint::make_sync(move |_| yaml_response(spec_yaml.clone())));
+    } else {
+        route = route.nest("/", OpenApiService::new(api_health::HealthApi, TITLE, env!("CARGO_PKG_VERSION")));
+    }
+    if config.apps.socket {
+        route = route.at("/ws", poem::get(ws::ws_handler));
+    }
+    let metrics = state.metrics.clone();
+    route
+        .with(SizeLimit::new(config.max_body_bytes))
+        .data(state)
+        .around(move |ep, req| {
+            let metrics = metrics.clone();
+            async move {
+                let started = Instant::now();
+                let method = req.method().to_string();
+                let path = req.uri().path().to_owned();
+                let resp = match ep.call(req).await {
+                    Ok(resp) => resp.into_response(),
+                    Err(err) => error::normalize(err).await,
+                };
+                metrics.record_request(&method, &path, resp.status().as_u16(), started.elapsed());
+                Ok(resp)
+            }
+        })
+        .boxed()
+}
+
+fn json_response(body: String) -> Response {
+    Response::builder().content_type("application/json").body(body)
+}
+
+fn yaml_response(body: String) -> Response {
+    Response::builder().content_type("application/yaml").body(body)
+}
+
+/// A bound server; binding to port 0 lets tests run many side by side.
+pub struct HttpServer {
+    acceptor: TcpAcceptor,
+    app: BoxEndpoint<'static, Response>,
+    grace: Duration,
+}
+
+impl HttpServer {
+    /// Binds `addr` now, so the port is known before serving starts.
+    ///
+    /// # Errors
+    /// When the address cannot be bound.
+    pub async fn bind(addr: SocketAddr, state: AppState, config: HttpConfig) -> anyhow::Result<Self> {
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        let acceptor = TcpAcceptor::from_tokio(listener)?;
+        Ok(Self { acceptor, app: app(state, &config), grace: config.shutdown_grace })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.acceptor
+            .local_addr()
+            .first()
+            .and_then(|a| a.as_socket_addr().copied())
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)))
+    }
+
+    /// Serves until `shutdown` resolves, then stops accepting and lets requests finish.
+    ///
+    /// # Errors
+    /// When the listener fails.
+    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send) -> std::io::Result<()> {
+        poem::Server::new_with_acceptor(self.acceptor)
+            .run_with_graceful_shutdown(self.app, shutdown, Some(self.grace))
+            .await
+    }
+}

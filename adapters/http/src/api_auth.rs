@@ -1,0 +1,148 @@
+//! Account routes: register, login, refresh, logout, and who am I.
+
+use application::accounts::{LoginError, RefreshError, RegisterError, Registration};
+use domain::{Password, PasswordError, Username};
+use poem::Request;
+use poem_openapi::payload::Json;
+use poem_openapi::{ApiResponse, Object, OpenApi, Tags};
+
+use crate::auth::BearerAuth;
+use crate::dto::{TokenPairDto, UserDto};
+use crate::error::ApiError;
+use crate::state::AppState;
+use poem::web::Data;
+
+#[derive(Tags)]
+enum Tag {
+    /// Accounts and tokens.
+    Auth,
+}
+
+#[derive(Debug, Object)]
+pub struct Credentials {
+    /// 2 to 32 letters or digits, starting with a letter.
+    #[oai(validator(max_length = 256))]
+    pub username: String,
+    /// 8 to 128 characters; common passwords and the username are refused.
+    #[oai(validator(max_length = 1024))]
+    pub password: String,
+}
+
+#[derive(Debug, Object)]
+pub struct RefreshRequest {
+    #[oai(validator(max_length = 256))]
+    pub refresh_token: String,
+}
+
+#[derive(ApiResponse)]
+pub enum RegisterResponse {
+    /// The account was created.
+    #[oai(status = 201)]
+    Created(Json<UserDto>),
+}
+
+#[derive(ApiResponse)]
+pub enum TokenResponse {
+    /// A new access and refresh token pair.
+    #[oai(status = 200)]
+    Ok(Json<TokenPairDto>),
+}
+
+#[derive(ApiResponse)]
+pub enum NoContent {
+    /// Done.
+    #[oai(status = 204)]
+    NoContent,
+}
+
+#[derive(ApiResponse)]
+pub enum MeResponse {
+    /// The signed-in user.
+    #[oai(status = 200)]
+    Ok(Json<UserDto>),
+}
+
+pub struct AuthApi;
+
+#[OpenApi(tag = "Tag::Auth")]
+impl AuthApi {
+    /// Create an account
+    #[oai(path = "/auth/register", method = "post")]
+    async fn register(&self, state: Data<&AppState>, body: Json<Credentials>) -> Result<RegisterResponse, ApiError> {
+        let username = Username::new(&body.username)
+            .map_err(|e| ApiError::bad_request("invalid_username", format!("username: {e}")))?;
+        let password = Password::new(&body.password, &username).map_err(|e: PasswordError| {
+            ApiError::bad_request("weak_password", format!("password: {e}"))
+        })?;
+        match state.accounts.register(Registration { username, password }).await {
+            Ok(user) => Ok(RegisterResponse::Created(Json(UserDto::from(&user)))),
+            Err(RegisterError::UsernameTaken) => {
+                Err(ApiError::conflict("username_taken", "username: this username is already taken"))
+            }
+            Err(RegisterError::Unknown(e)) => Err(ApiError::internal(&e)),
+        }
+    }
+
+    /// Log in with username and password
+    ///
+    /// Unknown users and wrong passwords get the same answer. Repeated failures are rate limited
+    /// per username and per client address.
+    #[oai(path = "/auth/login", method = "post")]
+    async fn login(&self, state: Data<&AppState>, req: &Request, body: Json<Credentials>) -> Result<TokenResponse, ApiError> {
+        let address = client_address(req);
+        if let Some(secs) = state.limiter.retry_after(&body.username, &address) {
+            return Err(ApiError::rate_limited(secs));
+        }
+        match state.accounts.login(&body.username, &body.password).await {
+            Ok(pair) => {
+                state.limiter.record_success(&body.username);
+                Ok(TokenResponse::Ok(Json(pair.into())))
+            }
+            Err(LoginError::InvalidCredentials) => {
+                state.limiter.record_failure(&body.username, &address);
+                Err(ApiError::unauthorized("invalid_credentials", "invalid username or password"))
+            }
+            Err(LoginError::Unknown(e)) => Err(ApiError::internal(&e)),
+        }
+    }
+
+    /// Trade a refresh token for a new pair
+    ///
+    /// Each refresh token works once. Presenting a used one revokes its whole session.
+    #[oai(path = "/auth/refresh", method = "post")]
+    async fn refresh(&self, state: Data<&AppState>, body: Json<RefreshRequest>) -> Result<TokenResponse, ApiError> {
+        match state.accounts.refresh(&body.refresh_token).await {
+            Ok(pair) => Ok(TokenResponse::Ok(Json(pair.into()))),
+            Err(RefreshError::Invalid) => {
+                Err(ApiError::unauthorized("invalid_token", "the refresh token is invalid or expired"))
+            }
+            Err(RefreshError::Reused) => Err(ApiError::unauthorized(
+                "token_reused",
+                "the refresh token was already used; the session was revoked, log in again",
+            )),
+            Err(RefreshError::Unknown(e)) => Err(ApiError::internal(&e)),
+        }
+    }
+
+    /// Log out
+    ///
+    /// Revokes the session's refresh tokens and closes the user's live sockets.
+    #[oai(path = "/auth/logout", method = "post")]
+    async fn logout(&self, state: Data<&AppState>, auth: BearerAuth) -> Result<NoContent, ApiError> {
+        state.accounts.logout(&auth.0).await.map_err(|e| match e {
+            application::accounts::LogoutError::Unknown(e) => ApiError::internal(&e),
+        })?;
+        Ok(NoContent::NoContent)
+    }
+
+    /// The signed-in user
+    #[oai(path = "/users/me", method = "get")]
+    async fn me(&self, auth: BearerAuth) -> MeResponse {
+        MeResponse::Ok(Json(UserDto::from(&auth.0.user)))
+    }
+}
+
+/// The peer address; proxies are not trusted, so forwarded headers are ignored.
+fn client_address(req: &Request) -> String {
+    req.remote_addr().as_socket_addr().map_or_else(|| "unknown".to_owned(), |a| a.ip().to_string())
+}

@@ -1,0 +1,273 @@
+//! Room routes: create, list, view, join, leave, members, delete, and message history.
+
+use application::messaging::{HistoryError, HistoryQuery, HISTORY_MAX};
+use application::rooms::{
+    CreateRoomError, DeleteRoomError, InviteError, JoinError, NewRoom, PageSize, RemoveMemberError, RoomAccessError,
+};
+use domain::{RoomId, RoomName, Seq, UserId};
+use poem_openapi::param::{Path, Query};
+use poem_openapi::payload::Json;
+use poem_openapi::{ApiResponse, Object, OpenApi, Tags};
+
+use crate::api_auth::NoContent;
+use crate::auth::BearerAuth;
+use crate::dto::{MessageDto, MessagePageDto, RoomDto, RoomPageDto, VisibilityDto};
+use crate::error::ApiError;
+use crate::state::AppState;
+use poem::web::Data;
+
+#[derive(Tags)]
+enum Tag {
+    /// Rooms and membership.
+    Rooms,
+    /// Message history.
+    Messages,
+}
+
+const ROOMS_PAGE_MAX: u32 = 100;
+const ROOMS_PAGE_DEFAULT: u32 = 20;
+const HISTORY_DEFAULT: u32 = 50;
+
+#[derive(Debug, Object)]
+pub struct CreateRoomRequest {
+    /// 1 to 64 characters after trimming; no control characters.
+    #[oai(validator(max_length = 1024))]
+    pub name: String,
+    pub visibility: VisibilityDto,
+    /// Users to add as members right away (at most 50).
+    #[oai(validator(max_items = 50))]
+    pub member_ids: Option<Vec<String>>,
+}
+
+#[derive(Debug, Object)]
+pub struct InviteRequest {
+    pub user_id: String,
+}
+
+#[derive(ApiResponse)]
+pub enum RoomCreated {
+    /// The room, with its members.
+    #[oai(status = 201)]
+    Created(Json<RoomDto>),
+}
+
+#[derive(ApiResponse)]
+pub enum RoomResponse {
+    /// The room, with its members.
+    #[oai(status = 200)]
+    Ok(Json<RoomDto>),
+}
+
+#[derive(ApiResponse)]
+pub enum RoomPageResponse {
+    /// A page of rooms ordered by creation.
+    #[oai(status = 200)]
+    Ok(Json<RoomPageDto>),
+}
+
+#[derive(ApiResponse)]
+pub enum MessagePageResponse {
+    /// Messages in ascending seq.
+    #[oai(status = 200)]
+    Ok(Json<MessagePageDto>),
+}
+
+pub struct RoomsApi;
+
+#[OpenApi]
+impl RoomsApi {
+    /// Create a room
+    #[oai(path = "/rooms", method = "post", tag = "Tag::Rooms")]
+    async fn create(&self, state: Data<&AppState>, auth: BearerAuth, body: Json<CreateRoomRequest>) -> Result<RoomCreated, ApiError> {
+        let name = RoomName::new(&body.name).map_err(|e| ApiError::bad_request("invalid_room_name", format!("name: {e}")))?;
+        let raw_ids = body.0.member_ids.unwrap_or_default();
+        let bad: Vec<&String> = raw_ids.iter().filter(|s| s.parse::<UserId>().is_err()).collect();
+        if !bad.is_empty() {
+            let listed = bad.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ");
+            return Err(ApiError::bad_request("unknown_members", format!("member_ids: not user ids: {listed}")));
+        }
+        let member_ids = raw_ids.iter().filter_map(|s| s.parse().ok()).collect();
+        let request = NewRoom { name, visibility: body.0.visibility.into(), member_ids };
+        match state.rooms.create(&auth.0.user, request).await {
+            Ok(details) => Ok(RoomCreated::Created(Json(RoomDto::from(&details)))),
+            Err(e @ CreateRoomError::UnknownMembers(_)) => {
+                Err(ApiError::bad_request("unknown_members", format!("member_ids: {e}")))
+            }
+            Err(e @ CreateRoomError::TooManyMembers { .. }) => {
+                Err(ApiError::bad_request("invalid_request", format!("member_ids: {e}")))
+            }
+            Err(e @ CreateRoomError::Full(_)) => Err(ApiError::conflict("room_full", e.to_string())),
+            Err(CreateRoomError::Unknown(e)) => Err(ApiError::internal(&e)),
+        }
+    }
+
+    /// List the rooms you belong to
+    #[oai(path = "/rooms", method = "get", tag = "Tag::Rooms")]
+    async fn list_mine(&self, state: Data<&AppState>,
+        auth: BearerAuth,
+        /// `next_cursor` of the previous page.
+        cursor: Query<Option<String>>,
+        /// 1 to 100, default 20.
+        limit: Query<Option<u32>>,
+    ) -> Result<RoomPageResponse, ApiError> {
+        let after = parse_cursor(cursor.0.as_deref())?;
+        let size = page_size(limit.0, ROOMS_PAGE_DEFAULT, ROOMS_PAGE_MAX)?;
+        let list = state.rooms.list_mine(&auth.0.user, after, size).await.map_err(|e| ApiError::internal(&e))?;
+        Ok(RoomPageResponse::Ok(Json(RoomPageDto::from(&list))))
+    }
+
+    /// List public rooms
+    #[oai(path = "/rooms/public", method = "get", tag = "Tag::Rooms")]
+    async fn list_public(&self, state: Data<&AppState>,
+        _auth: BearerAuth,
+        /// `next_cursor` of the previous page.
+        cursor: Query<Option<String>>,
+        /// 1 to 100, default 20.
+        limit: Query<Option<u32>>,
+    ) -> Result<RoomPageResponse, ApiError> {
+        let after = parse_cursor(cursor.0.as_deref())?;
+        let size = page_size(limit.0, ROOMS_PAGE_DEFAULT, ROOMS_PAGE_MAX)?;
+        let list = state.rooms.list_public(after, size).await.map_err(|e| ApiError::internal(&e))?;
+        Ok(RoomPageResponse::Ok(Json(RoomPageDto::from(&list))))
+    }
+
+    /// Get a room
+    ///
+    /// Private rooms are visible to their members only; to anyone else they do not exist.
+    #[oai(path = "/rooms/:room_id", method = "get", tag = "Tag::Rooms")]
+    async fn get(&self, state: Data<&AppState>, auth: BearerAuth, room_id: Path<String>) -> Result<RoomResponse, ApiError> {
+        let room_id = parse_room(&room_id)?;
+        match state.rooms.get(&auth.0.user, room_id).await {
+            Ok(details) => Ok(RoomResponse::Ok(Json(RoomDto::from(&details)))),
+            Err(e) => Err(access_error(e)),
+        }
+    }
+
+    /// Join a public room
+    #[oai(path = "/rooms/:room_id/join", method = "post", tag = "Tag::Rooms")]
+    async fn join(&self, state: Data<&AppState>, auth: BearerAuth, room_id: Path<String>) -> Result<RoomResponse, ApiError> {
+        let room_id = parse_room(&room_id)?;
+        match state.rooms.join(&auth.0.user, room_id).await {
+            Ok(details) => Ok(RoomResponse::Ok(Json(RoomDto::from(&details)))),
+            Err(JoinError::NotFound) => Err(ApiError::not_found("room not found")),
+            Err(JoinError::Private) => Err(ApiError::forbidden("the room is private; members join by invitation")),
+            Err(e @ JoinError::Full(_)) => Err(ApiError::conflict("room_full", e.to_string())),
+            Err(JoinError::Unknown(e)) => Err(ApiError::internal(&e)),
+        }
+    }
+
+    /// Leave a room
+    ///
+    /// An owner who leaves hands the room to the longest-standing member; the last member out
+    /// deletes it.
+    #[oai(path = "/rooms/:room_id/leave", method = "post", tag = "Tag::Rooms")]
+    async fn leave(&self, state: Data<&AppState>, auth: BearerAuth, room_id: Path<String>) -> Result<NoContent, ApiError> {
+        let room_id = parse_room(&room_id)?;
+        state.rooms.leave(&auth.0.user, room_id).await.map_err(access_error)?;
+        Ok(NoContent::NoContent)
+    }
+
+    /// Add a member (any member may invite)
+    #[oai(path = "/rooms/:room_id/members", method = "post", tag = "Tag::Rooms")]
+    async fn invite(&self, state: Data<&AppState>, auth: BearerAuth, room_id: Path<String>, body: Json<InviteRequest>) -> Result<RoomCreated, ApiError> {
+        let room_id = parse_room(&room_id)?;
+        let user_id: UserId = body
+            .user_id
+            .parse()
+            .map_err(|_| ApiError::bad_request("invalid_request", "user_id: not a valid user id"))?;
+        match state.rooms.invite(&auth.0.user, room_id, user_id).await {
+            Ok(details) => Ok(RoomCreated::Created(Json(RoomDto::from(&details)))),
+            Err(InviteError::NotFound) => Err(ApiError::not_found("room not found")),
+            Err(InviteError::UnknownUser) => Err(ApiError::bad_request("unknown_user", "user_id: no such user")),
+            Err(InviteError::AlreadyMember) => Err(ApiError::conflict("already_member", "the user is already a member")),
+            Err(e @ InviteError::Full(_)) => Err(ApiError::conflict("room_full", e.to_string())),
+            Err(InviteError::Unknown(e)) => Err(ApiError::internal(&e)),
+        }
+    }
+
+    /// Remove a member (owner only)
+    #[oai(path = "/rooms/:room_id/members/:user_id", method = "delete", tag = "Tag::Rooms")]
+    async fn remove_member(&self, state: Data<&AppState>, auth: BearerAuth, room_id: Path<String>, user_id: Path<String>) -> Result<NoContent, ApiError> {
+        let room_id = parse_room(&room_id)?;
+        let user_id: UserId =
+            user_id.parse().map_err(|_| ApiError::bad_request("invalid_request", "user_id: not a valid user id"))?;
+        match state.rooms.remove_member(&auth.0.user, room_id, user_id).await {
+            Ok(()) => Ok(NoContent::NoContent),
+            Err(RemoveMemberError::NotFound) => Err(ApiError::not_found("room not found")),
+            Err(RemoveMemberError::Forbidden) => Err(ApiError::forbidden("only the owner may remove members")),
+            Err(RemoveMemberError::NotMember) => Err(ApiError::not_found("the user is not a member of this room")),
+            Err(RemoveMemberError::CannotRemoveOwner) => {
+                Err(ApiError::conflict("cannot_remove_owner", "the owner cannot be removed; leave or delete the room"))
+            }
+            Err(RemoveMemberError::Unknown(e)) => Err(ApiError::internal(&e)),
+        }
+    }
+
+    /// Delete a room (owner only)
+    #[oai(path = "/rooms/:room_id", method = "delete", tag = "Tag::Rooms")]
+    async fn delete(&self, state: Data<&AppState>, auth: BearerAuth, room_id: Path<String>) -> Result<NoContent, ApiError> {
+        let room_id = parse_room(&room_id)?;
+        match state.rooms.delete(&auth.0.user, room_id).await {
+            Ok(()) => Ok(NoContent::NoContent),
+            Err(DeleteRoomError::NotFound) => Err(ApiError::not_found("room not found")),
+            Err(DeleteRoomError::Forbidden) => Err(ApiError::forbidden("only the owner may delete the room")),
+            Err(DeleteRoomError::Unknown(e)) => Err(ApiError::internal(&e)),
+        }
+    }
+
+    /// Page through a room's messages
+    ///
+    /// With neither `before` nor `after`, the newest `limit` messages. `before` pages backwards,
+    /// `after` forwards. Items are always in ascending seq; `has_more` is about the paging
+    /// direction. Members only.
+    #[oai(path = "/rooms/:room_id/messages", method = "get", tag = "Tag::Messages")]
+    async fn messages(&self, state: Data<&AppState>,
+        auth: BearerAuth,
+        room_id: Path<String>,
+        /// Only messages with a smaller seq.
+        before: Query<Option<u64>>,
+        /// Only messages with a greater seq.
+        after: Query<Option<u64>>,
+        /// 1 to 100, default 50.
+        limit: Query<Option<u32>>,
+    ) -> Result<MessagePageResponse, ApiError> {
+        let room_id = parse_room(&room_id)?;
+        let limit = page_size(limit.0, HISTORY_DEFAULT, HISTORY_MAX)?;
+        // Seqs start at 1, so before=0 matches nothing, exactly like before=1.
+        let query = HistoryQuery {
+            before: before.0.map(|b| Seq::new(b).unwrap_or(Seq::FIRST)),
+            after: after.0.and_then(Seq::new),
+            limit,
+        };
+        let page = match state.messaging.history(&auth.0.user, room_id, query).await {
+            Ok(page) => page,
+            Err(HistoryError::NotFound) => return Err(ApiError::not_found("room not found")),
+            Err(HistoryError::Unknown(e)) => return Err(ApiError::internal(&e)),
+        };
+        Ok(MessagePageResponse::Ok(Json(MessagePageDto {
+            items: page.items.iter().map(MessageDto::from).collect(),
+            has_more: page.has_more,
+        })))
+    }
+}
+
+fn parse_room(raw: &str) -> Result<RoomId, ApiError> {
+    raw.parse().map_err(|_| ApiError::not_found("room not found"))
+}
+
+fn parse_cursor(raw: Option<&str>) -> Result<Option<RoomId>, ApiError> {
+    raw.map(|c| c.parse().map_err(|_| ApiError::bad_request("invalid_request", "cursor: not a cursor from this API")))
+        .transpose()
+}
+
+fn page_size(raw: Option<u32>, default: u32, max: u32) -> Result<PageSize, ApiError> {
+    PageSize::new(raw.unwrap_or(default), max)
+        .ok_or_else(|| ApiError::bad_request("invalid_request", format!("limit: must be between 1 and {max}")))
+}
+
+fn access_error(e: RoomAccessError) -> ApiError {
+    match e {
+        RoomAccessError::NotFound => ApiError::not_found("room not found"),
+        RoomAccessError::Unknown(e) => ApiError::internal(&e),
+    }
+}

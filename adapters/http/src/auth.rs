@@ -1,0 +1,46 @@
+//! Bearer authentication: the OpenAPI security scheme and token checks shared by every route.
+
+use application::accounts::{AuthError, Authenticated};
+use poem::Request;
+use poem_openapi::auth::Bearer;
+use poem_openapi::SecurityScheme;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// A JWT access token from `POST /auth/login`, sent as `Authorization: Bearer <token>`.
+#[derive(SecurityScheme)]
+#[oai(ty = "bearer", bearer_format = "JWT", checker = "check_bearer")]
+pub struct BearerAuth(pub Authenticated);
+
+async fn check_bearer(req: &Request, bearer: Bearer) -> poem::Result<Authenticated> {
+    let state = req.data::<AppState>().ok_or_else(|| {
+        poem::Error::from_string("application state missing", poem::http::StatusCode::INTERNAL_SERVER_ERROR)
+    })?;
+    authenticate(state, &bearer.token).await.map_err(Into::into)
+}
+
+/// Checks a raw access token, from a header or the `access_token` query parameter.
+pub async fn authenticate(state: &AppState, token: &str) -> Result<Authenticated, ApiError> {
+    state.accounts.authenticate(token).await.map_err(|e| match e {
+        AuthError::Expired => ApiError::unauthorized("token_expired", "the access token has expired; refresh it"),
+        AuthError::Invalid => ApiError::unauthorized("invalid_token", "the access token is invalid"),
+        AuthError::Unknown(e) => ApiError::internal(&e),
+    })
+}
+
+/// The access token of a request: the bearer header, else the `access_token` query parameter
+/// (for browsers, which cannot set headers on WebSocket or `<img>` requests).
+pub fn token_from(req: &Request) -> Option<String> {
+    let header = req
+        .headers()
+        .get(poem::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .map(|t| t.trim().to_owned());
+    header.or_else(|| {
+        req.uri().query().and_then(|q| {
+            q.split('&').find_map(|pair| pair.strip_prefix("access_token=").map(|t| t.to_owned()))
+        })
+    })
+}

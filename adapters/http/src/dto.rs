@@ -1,0 +1,223 @@
+//! JSON shapes shared by the REST API and the WebSocket protocol.
+
+use application::accounts::TokenPair;
+use application::rooms::{RoomDetails, RoomList};
+use chrono::SecondsFormat;
+use domain::{FileMeta, Message, MessageBody, Timestamp, User};
+use poem_openapi::{Enum, Object};
+use secrecy::ExposeSecret;
+use serde::Serialize;
+
+/// RFC 3339 in UTC with millisecond precision, e.g. `2026-11-24T20:45:30.123Z`.
+pub fn rfc3339(t: Timestamp) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+#[derive(Debug, Clone, Object, Serialize)]
+pub struct UserDto {
+    pub id: String,
+    pub username: String,
+    pub created_at: String,
+}
+
+impl From<&User> for UserDto {
+    fn from(u: &User) -> Self {
+        Self { id: u.id.to_string(), username: u.username.to_string(), created_at: rfc3339(u.created_at) }
+    }
+}
+
+#[derive(Debug, Clone, Object, Serialize)]
+pub struct TokenPairDto {
+    pub access_token: String,
+    pub refresh_token: String,
+    /// Always `Bearer`.
+    pub token_type: String,
+    /// Seconds until the access token expires.
+    pub expires_in: u64,
+}
+
+impl From<TokenPair> for TokenPairDto {
+    fn from(p: TokenPair) -> Self {
+        Self {
+            access_token: p.access_token,
+            refresh_token: p.refresh_token.expose_secret().to_owned(),
+            token_type: "Bearer".to_owned(),
+            expires_in: p.expires_in_secs,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum, Serialize)]
+#[oai(rename_all = "lowercase")]
+#[serde(rename_all = "lowercase")]
+pub enum VisibilityDto {
+    Public,
+    Private,
+}
+
+impl From<VisibilityDto> for domain::Visibility {
+    fn from(v: VisibilityDto) -> Self {
+        match v {
+            VisibilityDto::Public => Self::Public,
+            VisibilityDto::Private => Self::Private,
+        }
+    }
+}
+
+impl From<domain::Visibility> for VisibilityDto {
+    fn from(v: domain::Visibility) -> Self {
+        match v {
+            domain::Visibility::Public => Self::Public,
+            domain::Visibility::Private => Self::Private,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Object, Serialize)]
+pub struct MemberDto {
+    pub user_id: String,
+    pub username: String,
+    /// `owner` or `member`.
+    pub role: String,
+    pub joined_at: String,
+}
+
+#[derive(Debug, Clone, Object, Serialize)]
+pub struct RoomDto {
+    pub id: String,
+    pub name: String,
+    pub visibility: VisibilityDto,
+    pub owner_id: String,
+    pub members: Vec<MemberDto>,
+    pub created_at: String,
+    /// The seq of the newest message, 0 when there is none.
+    pub last_seq: u64,
+}
+
+impl From<&RoomDetails> for RoomDto {
+    fn from(d: &RoomDetails) -> Self {
+        let room = &d.room;
+        Self {
+            id: room.id().to_string(),
+            name: room.name().as_str().to_owned(),
+            visibility: room.visibility().into(),
+            owner_id: room.owner().to_string(),
+            members: room
+                .members()
+                .iter()
+                .map(|m| MemberDto {
+                    user_id: m.user_id.to_string(),
+                    username: d.usernames.get(&m.user_id).map(ToString::to_string).unwrap_or_default(),
+                    role: m.role.as_str().to_owned(),
+                    joined_at: rfc3339(m.joined_at),
+                })
+                .collect(),
+            created_at: rfc3339(room.created_at()),
+            last_seq: d.last_seq,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Object, Serialize)]
+pub struct RoomPageDto {
+    pub items: Vec<RoomDto>,
+    /// Pass as `cursor` to get the next page; absent on the last page.
+    #[oai(skip_serializing_if_is_none)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+}
+
+impl From<&RoomList> for RoomPageDto {
+    fn from(list: &RoomList) -> Self {
+        Self { items: list.items.iter().map(RoomDto::from).collect(), next_cursor: list.next_cursor.map(|c| c.to_string()) }
+    }
+}
+
+#[derive(Debug, Clone, Object, Serialize)]
+pub struct SenderDto {
+    pub id: String,
+    pub username: String,
+}
+
+#[derive(Debug, Clone, Object, Serialize)]
+pub struct FileDto {
+    pub id: String,
+    pub name: String,
+    pub size: u64,
+    pub content_type: String,
+    /// Where members download the bytes (bearer header or `access_token` query parameter).
+    pub url: String,
+    pub expires_at: String,
+}
+
+impl FileDto {
+    pub fn new(meta: &FileMeta) -> Self {
+        Self {
+            id: meta.id.to_string(),
+            name: meta.name.as_str().to_owned(),
+            size: meta.size,
+            content_type: meta.content_type.clone(),
+            url: format!("/files/{}", meta.id),
+            expires_at: rfc3339(meta.expires_at),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum, Serialize)]
+#[oai(rename_all = "lowercase")]
+#[serde(rename_all = "lowercase")]
+pub enum MessageKindDto {
+    Text,
+    Image,
+    File,
+}
+
+/// A chat message, as both the REST API and the socket protocol show it.
+#[derive(Debug, Clone, Object, Serialize)]
+pub struct MessageDto {
+    pub id: String,
+    pub room_id: String,
+    pub seq: u64,
+    pub sender: SenderDto,
+    pub kind: MessageKindDto,
+    #[oai(skip_serializing_if_is_none)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+    #[oai(skip_serializing_if_is_none)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file: Option<FileDto>,
+    pub sent_at: String,
+}
+
+impl From<&Message> for MessageDto {
+    fn from(m: &Message) -> Self {
+        let (kind, text, file) = match &m.body {
+            MessageBody::Text(t) => (MessageKindDto::Text, Some(t.as_str().to_owned()), None),
+            MessageBody::File(meta) => {
+                let kind = match meta.kind {
+                    domain::FileKind::Image => MessageKindDto::Image,
+                    domain::FileKind::File => MessageKindDto::File,
+                };
+                (kind, None, Some(FileDto::new(meta)))
+            }
+        };
+        Self {
+            id: m.id.to_string(),
+            room_id: m.room_id.to_string(),
+            seq: m.seq.get(),
+            sender: SenderDto { id: m.sender.id.to_string(), username: m.sender.username.to_string() },
+            kind,
+            text,
+            file,
+            sent_at: rfc3339(m.sent_at),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Object, Serialize)]
+pub struct MessagePageDto {
+    /// Ascending by seq.
+    pub items: Vec<MessageDto>,
+    /// More messages exist in the paging direction.
+    pub has_more: bool,
+}

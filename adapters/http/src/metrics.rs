@@ -1,0 +1,137 @@
+//! Prometheus metrics: requests by route and status, latency histograms, live sockets, archive lag.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::time::Duration;
+
+use parking_lot::Mutex;
+
+/// Upper bounds of the latency buckets, in seconds.
+const BUCKETS: [f64; 10] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0];
+
+#[derive(Default)]
+struct Histogram {
+    counts: [u64; BUCKETS.len()],
+    count: u64,
+    sum: f64,
+}
+
+#[derive(Default)]
+pub struct Metrics {
+    requests: Mutex<BTreeMap<(String, String, u16), u64>>,
+    latency: Mutex<BTreeMap<String, Histogram>>,
+    live_sockets: AtomicI64,
+    /// Age in milliseconds of the oldest message not yet archived, as last seen by the worker.
+    archive_lag_ms: AtomicU64,
+    archived_total: AtomicU64,
+    purged_messages_total: AtomicU64,
+    purged_files_total: AtomicU64,
+}
+
+impl Metrics {
+    pub fn record_request(&self, method: &str, path: &str, status: u16, elapsed: Duration) {
+        let route = route_of(path);
+        *self.requests.lock().entry((method.to_owned(), route.clone(), status)).or_default() += 1;
+        let secs = elapsed.as_secs_f64();
+        let mut latency = self.latency.lock();
+        let h = latency.entry(route).or_default();
+        for (i, bound) in BUCKETS.iter().enumerate() {
+            if secs <= *bound {
+                h.counts[i] += 1;
+            }
+        }
+        h.count += 1;
+        h.sum += secs;
+    }
+
+    pub fn socket_opened(&self) {
+        self.live_sockets.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn socket_closed(&self) {
+        self.live_sockets.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    pub fn live_sockets(&self) -> i64 {
+        self.live_sockets.load(Ordering::Relaxed)
+    }
+
+    pub fn set_archive_lag(&self, lag: Duration) {
+        self.archive_lag_ms.store(u64::try_from(lag.as_millis()).unwrap_or(u64::MAX), Ordering::Relaxed);
+    }
+
+    pub fn add_archived(&self, n: u64) {
+        self.archived_total.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub fn add_purged(&self, messages: u64, files: u64) {
+        self.purged_messages_total.fetch_add(messages, Ordering::Relaxed);
+        self.purged_files_total.fetch_add(files, Ordering::Relaxed);
+    }
+
+    /// The Prometheus text exposition format.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        out.push_str("# TYPE http_requests_total counter\n");
+        for ((method, route, status), n) in self.requests.lock().iter() {
+            let _ = writeln!(out, "http_requests_total{{method=\"{method}\",route=\"{route}\",status=\"{status}\"}} {n}");
+        }
+        out.push_str("# TYPE http_request_duration_seconds histogram\n");
+        for (route, h) in self.latency.lock().iter() {
+            for (bound, n) in BUCKETS.iter().zip(h.counts) {
+                let _ = writeln!(out, "http_request_duration_seconds_bucket{{route=\"{route}\",le=\"{bound}\"}} {n}");
+            }
+            let _ = writeln!(out, "http_request_duration_seconds_bucket{{route=\"{route}\",le=\"+Inf\"}} {}", h.count);
+            let _ = writeln!(out, "http_request_duration_seconds_sum{{route=\"{route}\"}} {}", h.sum);
+            let _ = writeln!(out, "http_request_duration_seconds_count{{route=\"{route}\"}} {}", h.count);
+        }
+        let gauges = [
+            ("chat_live_sockets", "gauge", self.live_sockets.load(Ordering::Relaxed).to_string()),
+            (
+                "chat_archive_lag_seconds",
+                "gauge",
+                format!("{}", self.archive_lag_ms.load(Ordering::Relaxed) as f64 / 1000.0),
+            ),
+            ("chat_messages_archived_total", "counter", self.archived_total.load(Ordering::Relaxed).to_string()),
+            ("chat_messages_purged_total", "counter", self.purged_messages_total.load(Ordering::Relaxed).to_string()),
+            ("chat_files_purged_total", "counter", self.purged_files_total.load(Ordering::Relaxed).to_string()),
+        ];
+        for (name, kind, value) in gauges {
+            let _ = writeln!(out, "# TYPE {name} {kind}\n{name} {value}");
+        }
+        out
+    }
+}
+
+/// Collapses ids in a path so that metrics have one series per route, not per room.
+fn route_of(path: &str) -> String {
+    path.split('/')
+        .map(|seg| if seg.parse::<uuid::Uuid>().is_ok() { ":id" } else { seg })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_in_paths_collapse_into_one_route() {
+        let m = Metrics::default();
+        m.record_request("GET", "/rooms/0191f0d4-6c7e-7cc3-8e3a-1a2b3c4d5e6f", 200, Duration::from_millis(3));
+        m.record_request("GET", "/rooms/0191f0d4-6c7e-7cc3-8e3a-1a2b3c4d5e70", 200, Duration::from_millis(3));
+        let text = m.render();
+        assert!(text.contains("http_requests_total{method=\"GET\",route=\"/rooms/:id\",status=\"200\"} 2"), "{text}");
+        assert!(text.contains("http_request_duration_seconds_count{route=\"/rooms/:id\"} 2"));
+    }
+
+    #[test]
+    fn live_sockets_go_up_and_down() {
+        let m = Metrics::default();
+        m.socket_opened();
+        m.socket_opened();
+        m.socket_closed();
+        assert!(m.render().contains("chat_live_sockets 1"));
+    }
+}

@@ -1,0 +1,291 @@
+//! The node's registry of live sockets: which rooms each follows, and fan-out of bus events to them.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use application::ports::{RoomEvent, SessionEndReason, UserSummary};
+use domain::{RoomId, UserId};
+use futures::{Stream, StreamExt};
+use parking_lot::Mutex;
+use tokio::sync::{mpsc, watch};
+
+use super::frames::{ServerFrame, UserRef};
+use crate::dto::MessageDto;
+
+/// Close codes of the protocol.
+pub mod close {
+    pub const GOING_AWAY: u16 = 1001;
+    pub const MESSAGE_TOO_BIG: u16 = 1009;
+    pub const TRY_AGAIN_LATER: u16 = 1013;
+    pub const SESSION_ENDED: u16 = 4001;
+}
+
+/// A request to close a socket: code and reason.
+pub type CloseRequest = Option<(u16, &'static str)>;
+
+/// What the hub keeps of one socket.
+struct Conn {
+    user: UserId,
+    rooms: HashSet<RoomId>,
+    /// Pre-serialized frames; bounded, so one slow reader cannot hold the room back.
+    tx: mpsc::Sender<Arc<str>>,
+    close: watch::Sender<CloseRequest>,
+}
+
+#[derive(Default)]
+struct State {
+    conns: HashMap<u64, Conn>,
+    rooms: HashMap<RoomId, HashSet<u64>>,
+    users: HashMap<UserId, HashSet<u64>>,
+    /// Sockets per user, counted from the handshake on so the limit holds under races.
+    reserved: HashMap<UserId, usize>,
+}
+
+/// Counts one socket of a user against the limit until it is dropped.
+pub struct Reservation {
+    hub: Arc<Hub>,
+    user: UserId,
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        let mut state = self.hub.state.lock();
+        if let Some(n) = state.reserved.get_mut(&self.user) {
+            *n -= 1;
+            if *n == 0 {
+                state.reserved.remove(&self.user);
+            }
+        }
+    }
+}
+
+/// A registered socket's end of the hub.
+pub struct Registration {
+    pub id: u64,
+    pub frames: mpsc::Receiver<Arc<str>>,
+    pub close: watch::Receiver<CloseRequest>,
+    /// True when this is the user's first socket on this node.
+    pub first_for_user: bool,
+}
+
+pub struct Hub {
+    state: Mutex<State>,
+    next_id: AtomicU64,
+    queue_len: usize,
+    /// Last forwarded typing event per user and room.
+    typing: Mutex<HashMap<(UserId, RoomId), Instant>>,
+    typing_every: Duration,
+}
+
+impl Hub {
+    pub fn new(queue_len: usize, typing_every: Duration) -> Arc<Self> {
+        Arc::new(Self {
+            state: Mutex::new(State::default()),
+            next_id: AtomicU64::new(1),
+            queue_len: queue_len.max(1),
+            typing: Mutex::new(HashMap::new()),
+            typing_every,
+        })
+    }
+
+    /// Holds a place for one more socket of `user`, unless they already have `max`.
+    pub fn reserve(self: &Arc<Self>, user: UserId, max: usize) -> Option<Reservation> {
+        let mut state = self.state.lock();
+        let n = state.reserved.entry(user).or_insert(0);
+        if *n >= max {
+            return None;
+        }
+        *n += 1;
+        Some(Reservation { hub: self.clone(), user })
+    }
+
+    pub fn register(&self, user: UserId, rooms: Vec<RoomId>) -> Registration {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, frames) = mpsc::channel(self.queue_len);
+        let (close_tx, close) = watch::channel(None);
+        let mut state = self.state.lock();
+        for room in &rooms {
+            state.rooms.entry(*room).or_default().insert(id);
+        }
+        let user_conns = state.users.entry(user).or_default();
+        let first_for_user = user_conns.is_empty();
+        user_conns.insert(id);
+        state.conns.insert(id, Conn { user, rooms: rooms.into_iter().collect(), tx, close: close_tx });
+        Registration { id, frames, close, first_for_user }
+    }
+
+    /// Removes a socket; true when it was the user's last on this node.
+    pub fn unregister(&self, id: u64) -> bool {
+        let mut state = self.state.lock();
+        let Some(conn) = state.conns.remove(&id) else { return false };
+        for room in &conn.rooms {
+            if let Some(set) = state.rooms.get_mut(room) {
+                set.remove(&id);
+                if set.is_empty() {
+                    state.rooms.remove(room);
+                }
+            }
+        }
+        let last = match state.users.get_mut(&conn.user) {
+            Some(set) => {
+                set.remove(&id);
+                set.is_empty()
+            }
+            None => true,
+        };
+        if last {
+            state.users.remove(&conn.user);
+        }
+        last
+    }
+
+    /// Whether a typing event of `user` in `room` may be forwarded now (at most one per interval).
+    pub fn allow_typing(&self, user: UserId, room: RoomId) -> bool {
+        let now = Instant::now();
+        let mut typing = self.typing.lock();
+        typing.retain(|_, at| now.duration_since(*at) < self.typing_every);
+        match typing.get(&(user, room)) {
+            Some(_) => false,
+            None => {
+                typing.insert((user, room), now);
+                true
+            }
+        }
+    }
+
+    /// Rooms a user's sockets here follow; empty when the user has none.
+    pub fn rooms_of(&self, user: UserId) -> Vec<RoomId> {
+        let state = self.state.lock();
+        let mut rooms: HashSet<RoomId> = HashSet::new();
+        for id in state.users.get(&user).into_iter().flatten() {
+            if let Some(conn) = state.conns.get(id) {
+                rooms.extend(conn.rooms.iter().copied());
+            }
+        }
+        rooms.into_iter().collect()
+    }
+
+    /// Asks every socket to close, e.g. at shutdown.
+    pub fn close_all(&self, code: u16, reason: &'static str) {
+        for conn in self.state.lock().conns.values() {
+            let _ = conn.close.send(Some((code, reason)));
+        }
+    }
+
+    /// Delivers bus events to the sockets here until the stream ends.
+    pub async fn run(self: Arc<Self>, mut events: impl Stream<Item = RoomEvent> + Unpin) {
+        while let Some(event) = events.next().await {
+            self.dispatch(event);
+        }
+    }
+
+    pub fn dispatch(&self, event: RoomEvent) {
+        match event {
+            RoomEvent::Message(message) => {
+                let dto = MessageDto::from(&message);
+                self.to_room(message.room_id, None, &ServerFrame::Message { message: &dto });
+            }
+            RoomEvent::MemberJoined { room_id, user } => {
+                self.subscribe(user.id, room_id);
+                self.to_room(room_id, None, &ServerFrame::MemberJoined { room_id: room_id.to_string(), user: user_ref(&user) });
+            }
+            RoomEvent::MemberLeft { room_id, user } => {
+                self.to_room(room_id, None, &ServerFrame::MemberLeft { room_id: room_id.to_string(), user: user_ref(&user) });
+                self.unsubscribe(user.id, room_id);
+            }
+            RoomEvent::RoomDeleted { room_id } => {
+                self.to_room(room_id, None, &ServerFrame::RoomDeleted { room_id: room_id.to_string() });
+                self.drop_room(room_id);
+            }
+            RoomEvent::Typing { room_id, user } => {
+                let frame = ServerFrame::Typing { room_id: room_id.to_string(), user: user_ref(&user) };
+                self.to_room(room_id, Some(user.id), &frame);
+            }
+            RoomEvent::Presence { user_id, online, rooms } => {
+                let frame = ServerFrame::Presence { user_id: user_id.to_string(), online };
+                let json: Arc<str> = frame.to_json().into();
+                let targets: HashSet<u64> = {
+                    let state = self.state.lock();
+                    rooms.iter().filter_map(|r| state.rooms.get(r)).flatten().copied().collect()
+                };
+                self.send_to(targets, Some(user_id), &json);
+            }
+            RoomEvent::SessionEnded { user_id, reason } => {
+                let reason = match reason {
+                    SessionEndReason::LoggedOut => "logged_out",
+                };
+                let state = self.state.lock();
+                for id in state.users.get(&user_id).into_iter().flatten() {
+                    if let Some(conn) = state.conns.get(id) {
+                        let _ = conn.close.send(Some((close::SESSION_ENDED, reason)));
+                    }
+                }
+            }
+        }
+    }
+
+    fn to_room(&self, room: RoomId, except_user: Option<UserId>, frame: &ServerFrame<'_>) {
+        let targets: HashSet<u64> = self.state.lock().rooms.get(&room).cloned().unwrap_or_default();
+        if targets.is_empty() {
+            return;
+        }
+        // Serialized once per event, shared by every socket.
+        let json: Arc<str> = frame.to_json().into();
+        self.send_to(targets, except_user, &json);
+    }
+
+    fn send_to(&self, targets: HashSet<u64>, except_user: Option<UserId>, json: &Arc<str>) {
+        let state = self.state.lock();
+        for id in targets {
+            let Some(conn) = state.conns.get(&id) else { continue };
+            if Some(conn.user) == except_user {
+                continue;
+            }
+            if conn.tx.try_send(json.clone()).is_err() {
+                // Too slow to drain its queue: close it rather than slow the room down.
+                let _ = conn.close.send(Some((close::TRY_AGAIN_LATER, "too_slow")));
+            }
+        }
+    }
+
+    fn subscribe(&self, user: UserId, room: RoomId) {
+        let mut state = self.state.lock();
+        let ids: Vec<u64> = state.users.get(&user).into_iter().flatten().copied().collect();
+        for id in ids {
+            if let Some(conn) = state.conns.get_mut(&id) {
+                conn.rooms.insert(room);
+            }
+            state.rooms.entry(room).or_default().insert(id);
+        }
+    }
+
+    fn unsubscribe(&self, user: UserId, room: RoomId) {
+        let mut state = self.state.lock();
+        let ids: Vec<u64> = state.users.get(&user).into_iter().flatten().copied().collect();
+        for id in ids {
+            if let Some(conn) = state.conns.get_mut(&id) {
+                conn.rooms.remove(&room);
+            }
+            if let Some(set) = state.rooms.get_mut(&room) {
+                set.remove(&id);
+            }
+        }
+    }
+
+    fn drop_room(&self, room: RoomId) {
+        let mut state = self.state.lock();
+        if let Some(ids) = state.rooms.remove(&room) {
+            for id in ids {
+                if let Some(conn) = state.conns.get_mut(&id) {
+                    conn.rooms.remove(&room);
+                }
+            }
+        }
+    }
+}
+
+pub fn user_ref(user: &UserSummary) -> UserRef {
+    UserRef { id: user.id.to_string(), username: user.username.to_string() }
+}
