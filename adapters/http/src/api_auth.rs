@@ -71,9 +71,8 @@ impl AuthApi {
     async fn register(&self, state: Data<&AppState>, body: Json<Credentials>) -> Result<RegisterResponse, ApiError> {
         let username = Username::new(&body.username)
             .map_err(|e| ApiError::bad_request("invalid_username", format!("username: {e}")))?;
-        let password = Password::new(&body.password, &username).map_err(|e: PasswordError| {
-            ApiError::bad_request("weak_password", format!("password: {e}"))
-        })?;
+        let password = Password::new(&body.password, &username)
+            .map_err(|e: PasswordError| ApiError::bad_request("weak_password", format!("password: {e}")))?;
         match state.accounts.register(Registration { username, password }).await {
             Ok(user) => Ok(RegisterResponse::Created(Json(UserDto::from(&user)))),
             Err(RegisterError::UsernameTaken) => {
@@ -88,7 +87,12 @@ impl AuthApi {
     /// Unknown users and wrong passwords get the same answer. Repeated failures are rate limited
     /// per username and per client address.
     #[oai(path = "/auth/login", method = "post")]
-    async fn login(&self, state: Data<&AppState>, req: &Request, body: Json<Credentials>) -> Result<TokenResponse, ApiError> {
+    async fn login(
+        &self,
+        state: Data<&AppState>,
+        req: &Request,
+        body: Json<Credentials>,
+    ) -> Result<TokenResponse, ApiError> {
         let address = client_address(req);
         if let Some(secs) = state.limiter.retry_after(&body.username, &address) {
             return Err(ApiError::rate_limited(secs));

@@ -78,8 +78,14 @@ pub struct RoomsApi;
 impl RoomsApi {
     /// Create a room
     #[oai(path = "/rooms", method = "post", tag = "Tag::Rooms")]
-    async fn create(&self, state: Data<&AppState>, auth: BearerAuth, body: Json<CreateRoomRequest>) -> Result<RoomCreated, ApiError> {
-        let name = RoomName::new(&body.name).map_err(|e| ApiError::bad_request("invalid_room_name", format!("name: {e}")))?;
+    async fn create(
+        &self,
+        state: Data<&AppState>,
+        auth: BearerAuth,
+        body: Json<CreateRoomRequest>,
+    ) -> Result<RoomCreated, ApiError> {
+        let name =
+            RoomName::new(&body.name).map_err(|e| ApiError::bad_request("invalid_room_name", format!("name: {e}")))?;
         let raw_ids = body.0.member_ids.unwrap_or_default();
         let bad: Vec<&String> = raw_ids.iter().filter(|s| s.parse::<UserId>().is_err()).collect();
         if !bad.is_empty() {
@@ -103,7 +109,9 @@ impl RoomsApi {
 
     /// List the rooms you belong to
     #[oai(path = "/rooms", method = "get", tag = "Tag::Rooms")]
-    async fn list_mine(&self, state: Data<&AppState>,
+    async fn list_mine(
+        &self,
+        state: Data<&AppState>,
         auth: BearerAuth,
         /// `next_cursor` of the previous page.
         cursor: Query<Option<String>>,
@@ -118,7 +126,9 @@ impl RoomsApi {
 
     /// List public rooms
     #[oai(path = "/rooms/public", method = "get", tag = "Tag::Rooms")]
-    async fn list_public(&self, state: Data<&AppState>,
+    async fn list_public(
+        &self,
+        state: Data<&AppState>,
         _auth: BearerAuth,
         /// `next_cursor` of the previous page.
         cursor: Query<Option<String>>,
@@ -135,7 +145,12 @@ impl RoomsApi {
     ///
     /// Private rooms are visible to their members only; to anyone else they do not exist.
     #[oai(path = "/rooms/:room_id", method = "get", tag = "Tag::Rooms")]
-    async fn get(&self, state: Data<&AppState>, auth: BearerAuth, room_id: Path<String>) -> Result<RoomResponse, ApiError> {
+    async fn get(
+        &self,
+        state: Data<&AppState>,
+        auth: BearerAuth,
+        room_id: Path<String>,
+    ) -> Result<RoomResponse, ApiError> {
         let room_id = parse_room(&room_id)?;
         match state.rooms.get(&auth.0.user, room_id).await {
             Ok(details) => Ok(RoomResponse::Ok(Json(RoomDto::from(&details)))),
@@ -145,7 +160,12 @@ impl RoomsApi {
 
     /// Join a public room
     #[oai(path = "/rooms/:room_id/join", method = "post", tag = "Tag::Rooms")]
-    async fn join(&self, state: Data<&AppState>, auth: BearerAuth, room_id: Path<String>) -> Result<RoomResponse, ApiError> {
+    async fn join(
+        &self,
+        state: Data<&AppState>,
+        auth: BearerAuth,
+        room_id: Path<String>,
+    ) -> Result<RoomResponse, ApiError> {
         let room_id = parse_room(&room_id)?;
         match state.rooms.join(&auth.0.user, room_id).await {
             Ok(details) => Ok(RoomResponse::Ok(Json(RoomDto::from(&details)))),
@@ -161,7 +181,12 @@ impl RoomsApi {
     /// An owner who leaves hands the room to the longest-standing member; the last member out
     /// deletes it.
     #[oai(path = "/rooms/:room_id/leave", method = "post", tag = "Tag::Rooms")]
-    async fn leave(&self, state: Data<&AppState>, auth: BearerAuth, room_id: Path<String>) -> Result<NoContent, ApiError> {
+    async fn leave(
+        &self,
+        state: Data<&AppState>,
+        auth: BearerAuth,
+        room_id: Path<String>,
+    ) -> Result<NoContent, ApiError> {
         let room_id = parse_room(&room_id)?;
         state.rooms.leave(&auth.0.user, room_id).await.map_err(access_error)?;
         Ok(NoContent::NoContent)
@@ -169,7 +194,13 @@ impl RoomsApi {
 
     /// Add a member (any member may invite)
     #[oai(path = "/rooms/:room_id/members", method = "post", tag = "Tag::Rooms")]
-    async fn invite(&self, state: Data<&AppState>, auth: BearerAuth, room_id: Path<String>, body: Json<InviteRequest>) -> Result<RoomCreated, ApiError> {
+    async fn invite(
+        &self,
+        state: Data<&AppState>,
+        auth: BearerAuth,
+        room_id: Path<String>,
+        body: Json<InviteRequest>,
+    ) -> Result<RoomCreated, ApiError> {
         let room_id = parse_room(&room_id)?;
         let user_id: UserId = body
             .user_id
@@ -179,7 +210,9 @@ impl RoomsApi {
             Ok(details) => Ok(RoomCreated::Created(Json(RoomDto::from(&details)))),
             Err(InviteError::NotFound) => Err(ApiError::not_found("room not found")),
             Err(InviteError::UnknownUser) => Err(ApiError::bad_request("unknown_user", "user_id: no such user")),
-            Err(InviteError::AlreadyMember) => Err(ApiError::conflict("already_member", "the user is already a member")),
+            Err(InviteError::AlreadyMember) => {
+                Err(ApiError::conflict("already_member", "the user is already a member"))
+            }
             Err(e @ InviteError::Full(_)) => Err(ApiError::conflict("room_full", e.to_string())),
             Err(InviteError::Unknown(e)) => Err(ApiError::internal(&e)),
         }
@@ -187,7 +220,13 @@ impl RoomsApi {
 
     /// Remove a member (owner only)
     #[oai(path = "/rooms/:room_id/members/:user_id", method = "delete", tag = "Tag::Rooms")]
-    async fn remove_member(&self, state: Data<&AppState>, auth: BearerAuth, room_id: Path<String>, user_id: Path<String>) -> Result<NoContent, ApiError> {
+    async fn remove_member(
+        &self,
+        state: Data<&AppState>,
+        auth: BearerAuth,
+        room_id: Path<String>,
+        user_id: Path<String>,
+    ) -> Result<NoContent, ApiError> {
         let room_id = parse_room(&room_id)?;
         let user_id: UserId =
             user_id.parse().map_err(|_| ApiError::bad_request("invalid_request", "user_id: not a valid user id"))?;
@@ -205,7 +244,12 @@ impl RoomsApi {
 
     /// Delete a room (owner only)
     #[oai(path = "/rooms/:room_id", method = "delete", tag = "Tag::Rooms")]
-    async fn delete(&self, state: Data<&AppState>, auth: BearerAuth, room_id: Path<String>) -> Result<NoContent, ApiError> {
+    async fn delete(
+        &self,
+        state: Data<&AppState>,
+        auth: BearerAuth,
+        room_id: Path<String>,
+    ) -> Result<NoContent, ApiError> {
         let room_id = parse_room(&room_id)?;
         match state.rooms.delete(&auth.0.user, room_id).await {
             Ok(()) => Ok(NoContent::NoContent),
@@ -221,7 +265,9 @@ impl RoomsApi {
     /// `after` forwards. Items are always in ascending seq; `has_more` is about the paging
     /// direction. Members only.
     #[oai(path = "/rooms/:room_id/messages", method = "get", tag = "Tag::Messages")]
-    async fn messages(&self, state: Data<&AppState>,
+    async fn messages(
+        &self,
+        state: Data<&AppState>,
         auth: BearerAuth,
         room_id: Path<String>,
         /// Only messages with a smaller seq.

@@ -39,8 +39,8 @@ pub fn token_from(req: &Request) -> Option<String> {
         .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
         .map(|t| t.trim().to_owned());
     header.or_else(|| {
-        req.uri().query().and_then(|q| {
-            q.split('&').find_map(|pair| pair.strip_prefix("access_token=").map(|t| t.to_owned()))
-        })
+        req.uri()
+            .query()
+            .and_then(|q| q.split('&').find_map(|pair| pair.strip_prefix("access_token=").map(|t| t.to_owned())))
     })
 }

@@ -129,7 +129,10 @@ pub struct RoomPageDto {
 
 impl From<&RoomList> for RoomPageDto {
     fn from(list: &RoomList) -> Self {
-        Self { items: list.items.iter().map(RoomDto::from).collect(), next_cursor: list.next_cursor.map(|c| c.to_string()) }
+        Self {
+            items: list.items.iter().map(RoomDto::from).collect(),
+            next_cursor: list.next_cursor.map(|c| c.to_string()),
+        }
     }
 }
 

@@ -17,12 +17,11 @@ use std::time::{Duration, Instant};
 
 use poem::endpoint::BoxEndpoint;
 use poem::listener::{Acceptor, TcpAcceptor};
-use poem::middleware::SizeLimit;
 use poem::{Endpoint, EndpointExt, IntoResponse, Response, Route};
 use poem_openapi::OpenApiService;
 
 pub use error::ErrorBody;
-pub use limiter::LimiterConfig;
+pub use limiter::{LimiterConfig, LoginLimiter};
 pub use metrics::Metrics;
 pub use state::AppState;
 pub use ws::{SocketApp, WsConfig};
@@ -57,8 +56,12 @@ impl Default for HttpConfig {
 const TITLE: &str = "Chat API";
 
 fn openapi() -> OpenApiService<(api_auth::AuthApi, api_rooms::RoomsApi, api_health::HealthApi), ()> {
-    OpenApiService::new((api_auth::AuthApi, api_rooms::RoomsApi, api_health::HealthApi), TITLE, env!("CARGO_PKG_VERSION"))
-        .description("REST API of the self-hosted chat backend. Errors are always `{code, message}`.")
+    OpenApiService::new(
+        (api_auth::AuthApi, api_rooms::RoomsApi, api_health::HealthApi),
+        TITLE,
+        env!("CARGO_PKG_VERSION"),
+    )
+    .description("REST API of the self-hosted chat backend. Errors are always `{code, message}`.")
 }
 
 /// The OpenAPI document as YAML, exactly as `/openapi.yaml` serves it.
@@ -86,13 +89,16 @@ pub fn app(state: AppState, config: &HttpConfig) -> BoxEndpoint<'static, Respons
         route = route.at("/ws", poem::get(ws::ws_handler));
     }
     let metrics = state.metrics.clone();
+    let max_body = config.max_body_bytes;
     route
-        .with(SizeLimit::new(config.max_body_bytes))
         .data(state)
-        .around(move |ep, req| {
+        .around(move |ep, mut req| {
             let metrics = metrics.clone();
             async move {
                 let started = Instant::now();
+                if let Err(refusal) = limit_body(&mut req, max_body) {
+                    return Ok(error::normalize(refusal).await);
+                }
                 let method = req.method().to_string();
                 let path = req.uri().path().to_owned();
                 let resp = match ep.call(req).await {
@@ -104,6 +110,28 @@ pub fn app(state: AppState, config: &HttpConfig) -> BoxEndpoint<'static, Respons
             }
         })
         .boxed()
+}
+
+/// Refuses a declared body over `max` with 413, and cuts an undeclared (chunked) one at `max`
+/// so it can never be read whole into memory; a cut JSON body then fails to parse with 400.
+fn limit_body(req: &mut poem::Request, max: usize) -> poem::Result<()> {
+    // Uploads stream to storage under their own, larger limits.
+    if req.uri().path().starts_with("/files") {
+        return Ok(());
+    }
+    let declared =
+        req.headers().get(poem::http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    match declared {
+        Some(len) if len > max as u64 => {
+            Err(poem::Error::from_string("the request body is too large", poem::http::StatusCode::PAYLOAD_TOO_LARGE))
+        }
+        Some(_) => Ok(()),
+        None => {
+            let body = req.take_body().into_async_read();
+            req.set_body(poem::Body::from_async_read(tokio::io::AsyncReadExt::take(body, max as u64)));
+            Ok(())
+        }
+    }
 }
 
 fn json_response(body: String) -> Response {

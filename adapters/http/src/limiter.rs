@@ -42,7 +42,8 @@ impl LoginLimiter {
                 left.as_secs().max(1)
             })
         };
-        blocked(user_key(username), self.config.per_username).or_else(|| blocked(addr_key(address), self.config.per_address))
+        blocked(user_key(username), self.config.per_username)
+            .or_else(|| blocked(addr_key(address), self.config.per_address))
     }
 
     pub fn record_failure(&self, username: &str, address: &str) {

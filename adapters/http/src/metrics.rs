@@ -75,7 +75,8 @@ impl Metrics {
         let mut out = String::new();
         out.push_str("# TYPE http_requests_total counter\n");
         for ((method, route, status), n) in self.requests.lock().iter() {
-            let _ = writeln!(out, "http_requests_total{{method=\"{method}\",route=\"{route}\",status=\"{status}\"}} {n}");
+            let _ =
+                writeln!(out, "http_requests_total{{method=\"{method}\",route=\"{route}\",status=\"{status}\"}} {n}");
         }
         out.push_str("# TYPE http_request_duration_seconds histogram\n");
         for (route, h) in self.latency.lock().iter() {
@@ -106,10 +107,7 @@ impl Metrics {
 
 /// Collapses ids in a path so that metrics have one series per route, not per room.
 fn route_of(path: &str) -> String {
-    path.split('/')
-        .map(|seg| if seg.parse::<uuid::Uuid>().is_ok() { ":id" } else { seg })
-        .collect::<Vec<_>>()
-        .join("/")
+    path.split('/').map(|seg| if seg.parse::<uuid::Uuid>().is_ok() { ":id" } else { seg }).collect::<Vec<_>>().join("/")
 }
 
 #[cfg(test)]

@@ -1,1 +1,8 @@
 //! Unit tests of the use cases against mockall mocks of every port.
+
+mod accounts;
+mod archive;
+mod files;
+mod fixtures;
+mod messaging;
+mod rooms;

@@ -73,15 +73,41 @@ pub struct UserRef {
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ServerFrame<'a> {
-    Ready { user: UserRef, connection_id: String },
-    Ack { client_msg_id: &'a str, message: &'a MessageDto },
-    Message { message: &'a MessageDto },
-    Synced { room_id: String, last_seq: u64, has_more: bool },
-    Typing { room_id: String, user: UserRef },
-    MemberJoined { room_id: String, user: UserRef },
-    MemberLeft { room_id: String, user: UserRef },
-    RoomDeleted { room_id: String },
-    Presence { user_id: String, online: bool },
+    Ready {
+        user: UserRef,
+        connection_id: String,
+    },
+    Ack {
+        client_msg_id: &'a str,
+        message: &'a MessageDto,
+    },
+    Message {
+        message: &'a MessageDto,
+    },
+    Synced {
+        room_id: String,
+        last_seq: u64,
+        has_more: bool,
+    },
+    Typing {
+        room_id: String,
+        user: UserRef,
+    },
+    MemberJoined {
+        room_id: String,
+        user: UserRef,
+    },
+    MemberLeft {
+        room_id: String,
+        user: UserRef,
+    },
+    RoomDeleted {
+        room_id: String,
+    },
+    Presence {
+        user_id: String,
+        online: bool,
+    },
     Pong,
     Error {
         code: &'a str,
@@ -106,10 +132,7 @@ mod tests {
     #[test]
     fn a_send_frame_parses_with_all_fields() {
         let frame = parse_text(r#"{"type":"send","room_id":"r","client_msg_id":"c1","text":"hi"}"#).unwrap();
-        assert_eq!(
-            frame,
-            ClientFrame::Send { room_id: "r".into(), client_msg_id: "c1".into(), text: "hi".into() }
-        );
+        assert_eq!(frame, ClientFrame::Send { room_id: "r".into(), client_msg_id: "c1".into(), text: "hi".into() });
     }
 
     #[test]

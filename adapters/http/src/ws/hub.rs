@@ -189,10 +189,18 @@ impl Hub {
             }
             RoomEvent::MemberJoined { room_id, user } => {
                 self.subscribe(user.id, room_id);
-                self.to_room(room_id, None, &ServerFrame::MemberJoined { room_id: room_id.to_string(), user: user_ref(&user) });
+                self.to_room(
+                    room_id,
+                    None,
+                    &ServerFrame::MemberJoined { room_id: room_id.to_string(), user: user_ref(&user) },
+                );
             }
             RoomEvent::MemberLeft { room_id, user } => {
-                self.to_room(room_id, None, &ServerFrame::MemberLeft { room_id: room_id.to_string(), user: user_ref(&user) });
+                self.to_room(
+                    room_id,
+                    None,
+                    &ServerFrame::MemberLeft { room_id: room_id.to_string(), user: user_ref(&user) },
+                );
                 self.unsubscribe(user.id, room_id);
             }
             RoomEvent::RoomDeleted { room_id } => {

@@ -202,7 +202,11 @@ impl Connection {
         }
     }
 
-    async fn run(&mut self, stream: &mut futures::stream::SplitStream<WebSocketStream>, reg: &mut hub::Registration) -> End {
+    async fn run(
+        &mut self,
+        stream: &mut futures::stream::SplitStream<WebSocketStream>,
+        reg: &mut hub::Registration,
+    ) -> End {
         let mut bucket = Bucket::new(self.app.config.rate_per_sec, self.app.config.burst);
         let mut ping = tokio::time::interval(self.app.config.ping_interval);
         ping.tick().await;
@@ -307,7 +311,9 @@ impl Connection {
                         let synced = ServerFrame::Synced { room_id, last_seq: page.last_seq, has_more: page.has_more };
                         self.send(synced.to_json()).await
                     }
-                    Err(HistoryError::NotFound) => self.error("forbidden", "you are not a member of this room".into(), None).await,
+                    Err(HistoryError::NotFound) => {
+                        self.error("forbidden", "you are not a member of this room".into(), None).await
+                    }
                     Err(HistoryError::Unknown(e)) => {
                         tracing::error!(error = ?e, "sync failed");
                         self.error("internal", "sync failed; retry".into(), None).await
@@ -343,7 +349,8 @@ impl Connection {
             return (!ok).then_some(End::Gone);
         };
         let Some(room) = parse_room(&room_id) else {
-            return (!self.error("not_found", "room not found".into(), Some(&client_msg_id)).await).then_some(End::Gone);
+            return (!self.error("not_found", "room not found".into(), Some(&client_msg_id)).await)
+                .then_some(End::Gone);
         };
         let data = futures::stream::iter([Ok(body.to_vec())]).boxed();
         drop(bytes);
@@ -352,11 +359,17 @@ impl Connection {
         let ok = match result {
             Ok(sent) => self.ack(&client_msg_id, &MessageDto::from(&sent.message)).await,
             Err(SendFileError::TooLarge { limit }) => {
-                let _ = self.error("too_large", format!("the file is larger than {limit} bytes"), Some(&client_msg_id)).await;
+                let _ = self
+                    .error("too_large", format!("the file is larger than {limit} bytes"), Some(&client_msg_id))
+                    .await;
                 return Some(End::Close(close::MESSAGE_TOO_BIG, "too_large"));
             }
-            Err(e @ SendFileError::QuotaExceeded { .. }) => self.error("too_large", e.to_string(), Some(&client_msg_id)).await,
-            Err(SendFileError::NotFound) => self.error("not_found", "room not found".into(), Some(&client_msg_id)).await,
+            Err(e @ SendFileError::QuotaExceeded { .. }) => {
+                self.error("too_large", e.to_string(), Some(&client_msg_id)).await
+            }
+            Err(SendFileError::NotFound) => {
+                self.error("not_found", "room not found".into(), Some(&client_msg_id)).await
+            }
             Err(SendFileError::Forbidden) => {
                 self.error("forbidden", "you are not a member of this room".into(), Some(&client_msg_id)).await
             }

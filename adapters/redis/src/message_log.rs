@@ -1,0 +1,324 @@
+//! The message log on Redis: INCR seqs, a sorted-set hot cache per room, and one archive stream.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use application::ports::{Appended, DedupeKey, MessageLog, NewMessage, Queued, SeqRange, Take};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use domain::{Message, RoomId, Seq, Timestamp};
+use redis::aio::ConnectionManager;
+use redis::{AsyncCommands, RedisError};
+
+use crate::config::RedisConfig;
+use crate::connection;
+use crate::dto::{decode_message, MessageDto};
+use crate::health::RedisHealth;
+use crate::keys::Keys;
+use crate::scripts::Scripts;
+
+/// The consumer group every archiver reads the archive stream through.
+pub const ARCHIVE_GROUP: &str = "archivers";
+
+/// Receipts acknowledged per script call, so one huge ack never blocks Redis for long.
+const ACK_CHUNK: usize = 500;
+
+/// A `MessageLog` shared by every node: each operation is one Lua script or one read command.
+///
+/// Trimming is safe because a message leaves the room's `pending` set only when its stream entry
+/// is acknowledged, i.e. after the archive stored it (or when it is dead-lettered, and the
+/// dead-letter stream holds it). The trim never removes a seq at or above the lowest pending one,
+/// so every message is always in the cache, the archive, or both, and history that merges the two
+/// has no holes.
+#[derive(Clone)]
+pub struct RedisMessageLog {
+    /// Reconnects by itself; clones share the one multiplexed connection.
+    conn: ConnectionManager,
+    keys: Keys,
+    /// How many archived messages per room stay readable from the cache.
+    cache_per_room: usize,
+    /// Idle time after which another consumer's unacknowledged entry may be taken over.
+    reclaim_idle: Duration,
+    /// Deliveries an entry gets before it is moved to the dead-letter stream.
+    max_deliveries: u32,
+    /// How long a client message id is remembered.
+    dedupe_ttl: Duration,
+    scripts: Scripts,
+}
+
+impl RedisMessageLog {
+    /// Connects, and creates the archive stream and its consumer group if they are missing.
+    ///
+    /// # Errors
+    /// When the URL is invalid or Redis cannot be reached.
+    pub async fn connect(config: RedisConfig) -> anyhow::Result<Self> {
+        let client = connection::client(&config.url)?;
+        let conn = connection::manager(&client).await?;
+        let log = Self {
+            conn,
+            keys: Keys::new(&config.key_prefix),
+            cache_per_room: config.cache_per_room,
+            reclaim_idle: config.reclaim_idle,
+            max_deliveries: config.max_deliveries.max(1),
+            dedupe_ttl: config.dedupe_ttl,
+            scripts: Scripts::new(),
+        };
+        log.ensure_group().await?;
+        Ok(log)
+    }
+
+    /// A readiness check on the same connection.
+    pub fn health(&self) -> RedisHealth {
+        RedisHealth::new(self.conn.clone())
+    }
+
+    /// How many entries sit in the dead-letter stream, for metrics.
+    ///
+    /// # Errors
+    /// Only storage failures.
+    pub async fn dead_letter_count(&self) -> anyhow::Result<u64> {
+        let mut conn = self.conn.clone();
+        Ok(conn.xlen(self.keys.dead_letters()).await?)
+    }
+
+    /// When the oldest message still waiting to be archived was appended, for the archive-lag metric.
+    ///
+    /// Acknowledged and dead-lettered entries are deleted from the stream, so its first entry is
+    /// the oldest one not yet archived; its id starts with the append time in milliseconds.
+    ///
+    /// # Errors
+    /// Only storage failures.
+    pub async fn oldest_unarchived(&self) -> anyhow::Result<Option<Timestamp>> {
+        let mut conn = self.conn.clone();
+        let first: redis::streams::StreamRangeReply = conn.xrange_count(self.keys.archive(), "-", "+", 1).await?;
+        Ok(first.ids.first().and_then(|entry| entry_time(&entry.id)))
+    }
+
+    async fn ensure_group(&self) -> anyhow::Result<()> {
+        let mut conn = self.conn.clone();
+        let created: redis::RedisResult<()> =
+            conn.xgroup_create_mkstream(self.keys.archive(), ARCHIVE_GROUP, "0").await;
+        match created {
+            Ok(()) => Ok(()),
+            Err(e) if e.code() == Some("BUSYGROUP") => Ok(()),
+            Err(e) => Err(e).context("cannot create the archive consumer group"),
+        }
+    }
+
+    async fn invoke_claim(&self, consumer: &str, max: usize) -> redis::RedisResult<(Vec<String>, Vec<String>)> {
+        let mut conn = self.conn.clone();
+        let idle_ms = u64::try_from(self.reclaim_idle.as_millis()).unwrap_or(u64::MAX);
+        self.scripts
+            .claim
+            .key(self.keys.archive())
+            .key(self.keys.dead_letters())
+            .arg(ARCHIVE_GROUP)
+            .arg(consumer)
+            .arg(max)
+            .arg(idle_ms)
+            .arg(self.max_deliveries)
+            .arg(self.keys.prefix())
+            .invoke_async(&mut conn)
+            .await
+    }
+
+    async fn dead_letter(&self, ids: &[&str], reason: &str) -> anyhow::Result<()> {
+        let mut conn = self.conn.clone();
+        let _moved: u64 = self
+            .scripts
+            .dead_letter
+            .key(self.keys.archive())
+            .key(self.keys.dead_letters())
+            .arg(ARCHIVE_GROUP)
+            .arg(self.keys.prefix())
+            .arg(reason)
+            .arg(ids)
+            .invoke_async(&mut conn)
+            .await?;
+        Ok(())
+    }
+}
+
+/// The consumer group (or the whole stream) is gone, e.g. after Redis restarted without its data.
+fn is_missing_group(e: &RedisError) -> bool {
+    e.code() == Some("NOGROUP") || e.to_string().contains("NOGROUP")
+}
+
+/// Whether `receipt` is shaped like a stream entry id (`<ms>-<n>`); anything else is unknown.
+fn is_entry_id(receipt: &str) -> bool {
+    receipt.split_once('-').is_some_and(|(ms, n)| ms.parse::<u64>().is_ok() && n.parse::<u64>().is_ok())
+}
+
+fn entry_time(id: &str) -> Option<Timestamp> {
+    let ms = id.split_once('-')?.0.parse::<i64>().ok()?;
+    DateTime::<Utc>::from_timestamp_millis(ms)
+}
+
+/// An exclusive score bound: `(n`, or the open end.
+fn bound(seq: Option<Seq>, open: &str) -> String {
+    seq.map_or_else(|| open.to_owned(), |s| format!("({}", s.get()))
+}
+
+#[async_trait]
+impl MessageLog for RedisMessageLog {
+    async fn append(&self, message: NewMessage, dedupe: Option<DedupeKey>) -> anyhow::Result<Appended> {
+        let room = message.room_id;
+        let dto = MessageDto::unsequenced(message.id, room, &message.sender, &message.body, message.sent_at);
+        let json = serde_json::to_string(&dto).context("encoding a message")?;
+        let mut invocation = self.scripts.append.prepare_invoke();
+        invocation
+            .key(self.keys.seq(room))
+            .key(self.keys.cache(room))
+            .key(self.keys.pending(room))
+            .key(self.keys.archive());
+        if let Some(key) = &dedupe {
+            invocation.key(self.keys.dedupe(key.user, key.client_msg_id.as_str()));
+        }
+        invocation.arg(json).arg(room.to_string()).arg(self.dedupe_ttl.as_secs().max(1));
+        let mut conn = self.conn.clone();
+        let (created, stored): (i64, String) =
+            invocation.invoke_async(&mut conn).await.context("appending a message to Redis")?;
+        let stored = decode_message(&stored)?;
+        Ok(if created == 1 { Appended::Created(stored) } else { Appended::Duplicate(stored) })
+    }
+
+    async fn fetch(&self, room: RoomId, range: SeqRange, take: Take) -> anyhow::Result<Vec<Message>> {
+        let (limit, newest) = match take {
+            Take::Oldest(n) => (n, false),
+            Take::Newest(n) => (n, true),
+        };
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let (min, max) = (bound(range.after, "-inf"), bound(range.before, "+inf"));
+        let mut command = if newest {
+            let mut c = redis::cmd("ZREVRANGEBYSCORE");
+            c.arg(self.keys.cache(room)).arg(max).arg(min);
+            c
+        } else {
+            let mut c = redis::cmd("ZRANGEBYSCORE");
+            c.arg(self.keys.cache(room)).arg(min).arg(max);
+            c
+        };
+        command.arg("LIMIT").arg(0).arg(i64::try_from(limit).unwrap_or(i64::MAX));
+        let mut conn = self.conn.clone();
+        let raw: Vec<String> = command.query_async(&mut conn).await.context("reading the message cache")?;
+        let mut messages = raw.iter().map(|json| decode_message(json)).collect::<anyhow::Result<Vec<_>>>()?;
+        if newest {
+            messages.reverse();
+        }
+        Ok(messages)
+    }
+
+    async fn last_seq(&self, room: RoomId) -> anyhow::Result<Option<Seq>> {
+        let mut conn = self.conn.clone();
+        let last: Option<u64> = conn.get(self.keys.seq(room)).await?;
+        Ok(last.and_then(Seq::new))
+    }
+
+    async fn raise_seq(&self, room: RoomId, seq: Seq) -> anyhow::Result<()> {
+        let mut conn = self.conn.clone();
+        let _raised: i64 =
+            self.scripts.raise_seq.key(self.keys.seq(room)).arg(seq.get()).invoke_async(&mut conn).await?;
+        Ok(())
+    }
+
+    async fn claim_batch(&self, consumer: &str, max: usize) -> anyhow::Result<Vec<Queued>> {
+        if max == 0 {
+            return Ok(Vec::new());
+        }
+        let (entries, dropped) = match self.invoke_claim(consumer, max).await {
+            Err(e) if is_missing_group(&e) => {
+                tracing::warn!("the archive consumer group is missing (did Redis lose its data?); recreating it");
+                self.ensure_group().await?;
+                self.invoke_claim(consumer, max).await?
+            }
+            other => other?,
+        };
+        for dead in dropped.chunks(4) {
+            if let [entry, deliveries, room, seq] = dead {
+                tracing::error!(
+                    entry = %entry, deliveries = %deliveries, room_id = %room, seq = %seq,
+                    "archive entry delivered too often; moved to the dead-letter stream"
+                );
+            }
+        }
+        let mut batch = Vec::with_capacity(entries.len() / 2);
+        let mut undecodable = Vec::new();
+        for pair in entries.chunks(2) {
+            if let [receipt, json] = pair {
+                match decode_message(json) {
+                    Ok(message) => batch.push(Queued { receipt: receipt.clone(), message }),
+                    Err(e) => {
+                        tracing::error!(
+                            entry = %receipt, error = %format!("{e:#}"),
+                            "archive entry cannot be decoded; moved to the dead-letter stream"
+                        );
+                        undecodable.push(receipt.as_str());
+                    }
+                }
+            }
+        }
+        if !undecodable.is_empty() {
+            self.dead_letter(&undecodable, "undecodable").await?;
+        }
+        Ok(batch)
+    }
+
+    async fn ack(&self, receipts: &[String]) -> anyhow::Result<()> {
+        let ids: Vec<&str> = receipts.iter().map(String::as_str).filter(|r| is_entry_id(r)).collect();
+        let mut conn = self.conn.clone();
+        for chunk in ids.chunks(ACK_CHUNK) {
+            let acked: redis::RedisResult<u64> = self
+                .scripts
+                .ack
+                .key(self.keys.archive())
+                .arg(ARCHIVE_GROUP)
+                .arg(self.keys.prefix())
+                .arg(self.cache_per_room)
+                .arg(chunk)
+                .invoke_async(&mut conn)
+                .await;
+            match acked {
+                Ok(_) => {}
+                // Without the group nothing is pending, so every receipt is unknown.
+                Err(e) if is_missing_group(&e) => {
+                    tracing::warn!("acknowledging with no archive consumer group; receipts ignored");
+                    return Ok(());
+                }
+                Err(e) => return Err(e).context("acknowledging archived messages"),
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_stream_entry_ids_are_receipts() {
+        assert!(is_entry_id("1700000000000-0"));
+        assert!(is_entry_id("1-12"));
+        assert!(!is_entry_id(""));
+        assert!(!is_entry_id("garbage"));
+        assert!(!is_entry_id("1-"));
+        assert!(!is_entry_id("-1"));
+        assert!(!is_entry_id("1-2-3"));
+        assert!(!is_entry_id("+"));
+    }
+
+    #[test]
+    fn bounds_are_exclusive_or_open() {
+        assert_eq!(bound(Seq::new(5), "-inf"), "(5");
+        assert_eq!(bound(None, "+inf"), "+inf");
+    }
+
+    #[test]
+    fn an_entry_id_starts_with_its_append_time() {
+        let at = entry_time("1700000000123-4").expect("valid id");
+        assert_eq!(at.timestamp_millis(), 1_700_000_000_123);
+        assert_eq!(entry_time("nonsense"), None);
+    }
+}

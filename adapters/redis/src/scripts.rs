@@ -1,0 +1,218 @@
+//! The Lua scripts that make each multi-key step of the message log atomic.
+//!
+//! Every script starts with a `#!lua` shebang: Redis 7 then refuses it up front when memory is
+//! full, instead of failing halfway through its writes.
+//!
+//! A room's keys are `{prefix}room:{room}:{kind}`, the layout of `keys.rs`. The ack and claim
+//! scripts only learn the room from a stream entry, so they derive those keys here; that is fine on
+//! a standalone Redis (cluster mode would need hash tags instead).
+
+use redis::Script;
+
+const SHEBANG: &str = "#!lua\n";
+
+const HELPERS: &str = r"
+local function field(fields, name)
+  for i = 1, #fields, 2 do
+    if fields[i] == name then return fields[i + 1] end
+  end
+  return nil
+end
+
+local function room_key(prefix, room, kind)
+  return prefix .. 'room:' .. room .. ':' .. kind
+end
+
+local function deliveries(stream, group, id)
+  local p = redis.call('XPENDING', stream, group, id, id, 1)
+  if p[1] then return tonumber(p[1][4]) end
+  return 0
+end
+
+-- Moves one entry to the dead-letter stream and out of the queue. It leaves the room's pending set
+-- too: the dead-letter stream is its durable copy now, and keeping it pending would stop the room's
+-- cache from ever being trimmed again.
+local function dead_letter(stream, dead, group, prefix, id, fields, count, reason)
+  redis.call('XADD', dead, '*', 'origin', id, 'deliveries', count, 'reason', reason, unpack(fields))
+  redis.call('XACK', stream, group, id)
+  redis.call('XDEL', stream, id)
+  local room, seq = field(fields, 'room'), field(fields, 'seq')
+  if room and seq then redis.call('ZREM', room_key(prefix, room, 'pending'), seq) end
+end
+
+-- Keeps at most `cap` newest messages, but never removes one at or above the room's oldest
+-- unarchived seq. Removal is always a prefix by score, so the cache stays a contiguous run of seqs.
+local function trim(prefix, room, cap)
+  local cache = room_key(prefix, room, 'cache')
+  local excess = redis.call('ZCARD', cache) - cap
+  if excess <= 0 then return end
+  local edge = redis.call('ZRANGE', cache, excess - 1, excess - 1, 'WITHSCORES')
+  local cut = tonumber(edge[2])
+  local oldest = redis.call('ZRANGE', room_key(prefix, room, 'pending'), 0, 0, 'WITHSCORES')
+  if oldest[2] then cut = math.min(cut, tonumber(oldest[2]) - 1) end
+  if cut >= 1 then redis.call('ZREMRANGEBYSCORE', cache, '-inf', string.format('%d', cut)) end
+end
+";
+
+/// KEYS: seq, cache, pending, archive stream, [dedupe]. ARGV: message JSON without seq, room id,
+/// dedupe TTL in seconds. Returns `{1, json}` when created, `{0, json}` for a known dedupe key.
+///
+/// The seq is spliced into the JSON as its first field (`{"seq":N,` + the rest), so the stored
+/// message is complete and exact without decoding and re-encoding it in Lua.
+const APPEND: &str = r#"
+local dedupe = KEYS[5]
+if dedupe then
+  local original = redis.call('GET', dedupe)
+  if original then return {0, original} end
+end
+local seq = string.format('%d', redis.call('INCR', KEYS[1]))
+local message = '{"seq":' .. seq .. ',' .. string.sub(ARGV[1], 2)
+redis.call('ZADD', KEYS[2], seq, message)
+redis.call('ZADD', KEYS[3], seq, seq)
+redis.call('XADD', KEYS[4], '*', 'room', ARGV[2], 'seq', seq, 'msg', message)
+if dedupe then redis.call('SET', dedupe, message, 'EX', ARGV[3]) end
+return {1, message}
+"#;
+
+/// KEYS: archive stream, dead-letter stream. ARGV: group, consumer, how many, reclaim idle ms,
+/// max deliveries, key prefix. Returns `{{id, json, ...}, {id, deliveries, room, seq, ...}}`: the
+/// batch, and what was dead-lettered instead.
+const CLAIM: &str = r"
+local stream, dead = KEYS[1], KEYS[2]
+local group, consumer, prefix = ARGV[1], ARGV[2], ARGV[6]
+local want = tonumber(ARGV[3])
+local idle = ARGV[4]
+local max_deliveries = tonumber(ARGV[5])
+local out, dropped = {}, {}
+
+local function have() return #out / 2 end
+
+local function take(entry, redelivered)
+  local id, fields = entry[1], entry[2]
+  if not fields then
+    -- Pending but gone from the stream: nothing is left to archive.
+    redis.call('XACK', stream, group, id)
+    return
+  end
+  if redelivered then
+    local count = deliveries(stream, group, id)
+    if count > max_deliveries then
+      dead_letter(stream, dead, group, prefix, id, fields, count, 'delivered too often')
+      dropped[#dropped + 1] = id
+      dropped[#dropped + 1] = tostring(count)
+      dropped[#dropped + 1] = field(fields, 'room') or ''
+      dropped[#dropped + 1] = field(fields, 'seq') or ''
+      return
+    end
+  end
+  out[#out + 1] = id
+  out[#out + 1] = field(fields, 'msg') or ''
+end
+
+-- 1. This consumer's own unacknowledged entries, oldest first (re-reading them counts a delivery).
+local cursor = '0'
+while have() < want do
+  local r = redis.call('XREADGROUP', 'GROUP', group, consumer, 'COUNT', want - have(), 'STREAMS', stream, cursor)
+  if not r or not r[1] or #r[1][2] == 0 then break end
+  for _, entry in ipairs(r[1][2]) do
+    take(entry, true)
+    cursor = entry[1]
+  end
+end
+
+-- 2. Entries other consumers left idle too long; each call scans a bounded part of the pending list.
+local start = '0-0'
+for _ = 1, 10 do
+  if have() >= want then break end
+  local r = redis.call('XAUTOCLAIM', stream, group, consumer, idle, start, 'COUNT', want - have())
+  for _, entry in ipairs(r[2]) do take(entry, true) end
+  start = r[1]
+  if start == '0-0' then break end
+end
+
+-- 3. New entries, never delivered before.
+if have() < want then
+  local r = redis.call('XREADGROUP', 'GROUP', group, consumer, 'COUNT', want - have(), 'STREAMS', stream, '>')
+  if r and r[1] then
+    for _, entry in ipairs(r[1][2]) do take(entry, false) end
+  end
+end
+
+return {out, dropped}
+";
+
+/// KEYS: archive stream. ARGV: group, key prefix, cache per room, entry ids. Acknowledges and
+/// deletes each entry that was pending, forgets it as unarchived, then trims the rooms it touched.
+/// Returns how many were acknowledged.
+const ACK: &str = r"
+local stream, group, prefix = KEYS[1], ARGV[1], ARGV[2]
+local cap = tonumber(ARGV[3])
+local rooms, acked = {}, 0
+for i = 4, #ARGV do
+  local id = ARGV[i]
+  -- Only an entry that was handed out may go: an id nobody claimed is ignored, never dropped.
+  if redis.call('XACK', stream, group, id) == 1 then
+    acked = acked + 1
+    local e = redis.call('XRANGE', stream, id, id)
+    if e[1] then
+      redis.call('XDEL', stream, id)
+      local room, seq = field(e[1][2], 'room'), field(e[1][2], 'seq')
+      if room and seq then
+        redis.call('ZREM', room_key(prefix, room, 'pending'), seq)
+        rooms[room] = true
+      end
+    end
+  end
+end
+for room in pairs(rooms) do trim(prefix, room, cap) end
+return acked
+";
+
+/// KEYS: archive stream, dead-letter stream. ARGV: group, key prefix, reason, entry ids. Moves
+/// entries that cannot be decoded straight to the dead-letter stream. Returns how many moved.
+const DEAD_LETTER: &str = r"
+local stream, dead, group, prefix, reason = KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3]
+local moved = 0
+for i = 4, #ARGV do
+  local id = ARGV[i]
+  local e = redis.call('XRANGE', stream, id, id)
+  if e[1] then
+    dead_letter(stream, dead, group, prefix, id, e[1][2], deliveries(stream, group, id), reason)
+    moved = moved + 1
+  end
+end
+return moved
+";
+
+/// KEYS: seq. ARGV: seq. Raises the counter to ARGV[1] unless it is already at least that.
+const RAISE_SEQ: &str = r"
+local current = tonumber(redis.call('GET', KEYS[1]) or '0')
+if tonumber(ARGV[1]) > current then
+  redis.call('SET', KEYS[1], ARGV[1])
+  return 1
+end
+return 0
+";
+
+/// The loaded scripts; `Script` sends EVALSHA and reloads itself after a Redis restart.
+#[derive(Debug, Clone)]
+pub(crate) struct Scripts {
+    pub append: Script,
+    pub claim: Script,
+    pub ack: Script,
+    pub dead_letter: Script,
+    pub raise_seq: Script,
+}
+
+impl Scripts {
+    pub fn new() -> Self {
+        let with_helpers = |body: &str| Script::new(&format!("{SHEBANG}{HELPERS}{body}"));
+        Self {
+            append: Script::new(&format!("{SHEBANG}{APPEND}")),
+            claim: with_helpers(CLAIM),
+            ack: with_helpers(ACK),
+            dead_letter: with_helpers(DEAD_LETTER),
+            raise_seq: Script::new(&format!("{SHEBANG}{RAISE_SEQ}")),
+        }
+    }
+}

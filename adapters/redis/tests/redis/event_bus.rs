@@ -1,0 +1,180 @@
+//! The Redis event bus: delivery across nodes, one subscription per node, and reconnection.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use adapter_redis::RedisEventBus;
+use application::ports::{EventBus, RoomEvent, SessionEndReason, UserSummary};
+use domain::{Message, Seq, UserId, Username};
+use futures::StreamExt;
+use tokio::sync::Mutex;
+
+use crate::support::{new_room, new_sender, redis_url, text, within, Scope};
+
+/// Bus tests run one at a time, so the one that kills subscriber connections kills only its own.
+static SERIAL: Mutex<()> = Mutex::const_new(());
+
+async fn bus(scope: &Scope) -> RedisEventBus {
+    RedisEventBus::connect(&redis_url(), &scope.prefix).await.expect("Redis is reachable")
+}
+
+fn typing() -> RoomEvent {
+    RoomEvent::Typing { room_id: new_room(), user: summary() }
+}
+
+fn summary() -> UserSummary {
+    UserSummary { id: UserId::from_uuid(uuid::Uuid::now_v7()), username: Username::new("carol").expect("valid") }
+}
+
+async fn subscriber_count(scope: &Scope) -> i64 {
+    let mut raw = scope.raw().await;
+    let counts: Vec<(String, i64)> = redis::cmd("PUBSUB")
+        .arg("NUMSUB")
+        .arg(format!("{}events", scope.prefix))
+        .query_async(&mut raw)
+        .await
+        .expect("numsub");
+    counts.first().map_or(0, |(_, n)| *n)
+}
+
+async fn pubsub_client_ids(scope: &Scope) -> HashSet<String> {
+    let mut raw = scope.raw().await;
+    let list: String =
+        redis::cmd("CLIENT").arg("LIST").arg("TYPE").arg("pubsub").query_async(&mut raw).await.expect("list");
+    list.lines()
+        .filter_map(|line| line.split(' ').find_map(|field| field.strip_prefix("id=")).map(str::to_owned))
+        .collect()
+}
+
+#[tokio::test]
+#[ignore = "needs Redis (CHAT_TEST_REDIS_URL)"]
+async fn an_event_published_on_one_bus_reaches_subscribers_of_another() {
+    let _serial = SERIAL.lock().await;
+    let scope = Scope::new();
+    let (node_a, node_b) = (bus(&scope).await, bus(&scope).await);
+    let mut first = node_b.subscribe().await.expect("subscribe");
+    let mut second = node_b.subscribe().await.expect("subscribe");
+    let mut on_a = node_a.subscribe().await.expect("subscribe");
+    let event = typing();
+
+    node_a.publish(event.clone()).await.expect("publish");
+
+    assert_eq!(within(first.next()).await, Some(event.clone()));
+    assert_eq!(within(second.next()).await, Some(event.clone()));
+    assert_eq!(within(on_a.next()).await, Some(event), "the publishing node hears it too");
+}
+
+#[tokio::test]
+#[ignore = "needs Redis (CHAT_TEST_REDIS_URL)"]
+async fn every_event_variant_arrives_intact_and_in_order() {
+    let _serial = SERIAL.lock().await;
+    let scope = Scope::new();
+    let (node_a, node_b) = (bus(&scope).await, bus(&scope).await);
+    let mut events = node_b.subscribe().await.expect("subscribe");
+    let room_id = new_room();
+    let user = summary();
+    let message = Message {
+        id: domain::MessageId::from_uuid(uuid::Uuid::now_v7()),
+        room_id,
+        seq: Seq::FIRST,
+        sender: new_sender(),
+        body: text("hello"),
+        sent_at: chrono::Utc::now(),
+    };
+    let sent = vec![
+        RoomEvent::Message(message),
+        RoomEvent::MemberJoined { room_id, user: user.clone() },
+        RoomEvent::MemberLeft { room_id, user: user.clone() },
+        RoomEvent::RoomDeleted { room_id },
+        RoomEvent::Typing { room_id, user: user.clone() },
+        RoomEvent::Presence { user_id: user.id, online: false, rooms: vec![room_id] },
+        RoomEvent::SessionEnded { user_id: user.id, reason: SessionEndReason::LoggedOut },
+    ];
+
+    for event in &sent {
+        node_a.publish(event.clone()).await.expect("publish");
+    }
+    let mut received = Vec::new();
+    for _ in 0..sent.len() {
+        received.push(within(events.next()).await.expect("an event"));
+    }
+
+    assert_eq!(received, sent);
+}
+
+#[tokio::test]
+#[ignore = "needs Redis (CHAT_TEST_REDIS_URL)"]
+async fn a_node_holds_one_redis_subscription_however_many_local_subscribers() {
+    let _serial = SERIAL.lock().await;
+    let scope = Scope::new();
+    let node = bus(&scope).await;
+    let _streams = futures::future::join_all((0..5).map(|_| node.subscribe())).await;
+
+    let one_node = subscriber_count(&scope).await;
+    let other = bus(&scope).await;
+    let two_nodes = subscriber_count(&scope).await;
+    drop(other);
+
+    assert_eq!((one_node, two_nodes), (1, 2));
+}
+
+#[tokio::test]
+#[ignore = "needs Redis (CHAT_TEST_REDIS_URL)"]
+async fn buses_with_different_prefixes_do_not_hear_each_other() {
+    let _serial = SERIAL.lock().await;
+    let (scope_a, scope_b) = (Scope::new(), Scope::new());
+    let (node_a, node_b) = (bus(&scope_a).await, bus(&scope_b).await);
+    let mut on_b = node_b.subscribe().await.expect("subscribe");
+
+    node_a.publish(typing()).await.expect("publish");
+    let marker = typing();
+    node_b.publish(marker.clone()).await.expect("publish");
+
+    assert_eq!(within(on_b.next()).await, Some(marker), "the first event B hears is its own");
+}
+
+#[tokio::test]
+#[ignore = "needs Redis (CHAT_TEST_REDIS_URL)"]
+async fn the_subscriber_reconnects_after_its_connection_is_killed() {
+    let _serial = SERIAL.lock().await;
+    let scope = Scope::new();
+    let before = pubsub_client_ids(&scope).await;
+    let node = bus(&scope).await;
+    let ours: Vec<String> = pubsub_client_ids(&scope).await.difference(&before).cloned().collect();
+    let mut events = node.subscribe().await.expect("subscribe");
+    assert_eq!(ours.len(), 1, "exactly one new subscriber connection: {ours:?}");
+
+    let mut raw = scope.raw().await;
+    let killed: i64 =
+        redis::cmd("CLIENT").arg("KILL").arg("ID").arg(&ours[0]).query_async(&mut raw).await.expect("kill");
+    within(async {
+        while subscriber_count(&scope).await != 1 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    let event = typing();
+    node.publish(event.clone()).await.expect("publish");
+
+    assert_eq!(killed, 1);
+    assert_eq!(within(events.next()).await, Some(event), "the same local stream goes on after the reconnect");
+}
+
+#[tokio::test]
+#[ignore = "needs Redis (CHAT_TEST_REDIS_URL)"]
+async fn dropping_the_bus_ends_its_streams_and_its_subscription() {
+    let _serial = SERIAL.lock().await;
+    let scope = Scope::new();
+    let node = bus(&scope).await;
+    let mut events = node.subscribe().await.expect("subscribe");
+
+    drop(node);
+
+    assert_eq!(within(events.next()).await, None);
+    within(async {
+        while subscriber_count(&scope).await != 0 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+}

@@ -1,0 +1,112 @@
+//! Test helpers: a private key prefix per test, cleaned up on drop, and message builders.
+
+use std::time::Duration;
+
+use adapter_redis::{RedisConfig, RedisMessageLog};
+use application::ports::{DedupeKey, NewMessage};
+use domain::{ClientMsgId, MessageBody, MessageId, MessageText, RoomId, Sender, UserId, Username};
+
+pub fn redis_url() -> String {
+    std::env::var("CHAT_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
+}
+
+/// Shows the adapters' logs when `TEST_LOG` is set.
+pub fn init_logs() {
+    if std::env::var_os("TEST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt().with_test_writer().with_env_filter("debug").try_init();
+    }
+}
+
+/// A test's own key prefix; every key under it is deleted when this is dropped, even after a panic.
+pub struct Scope {
+    pub prefix: String,
+}
+
+impl Scope {
+    pub fn new() -> Self {
+        init_logs();
+        Self { prefix: format!("test:{}:", uuid::Uuid::new_v4()) }
+    }
+
+    pub fn config(&self) -> RedisConfig {
+        RedisConfig { key_prefix: self.prefix.clone(), ..RedisConfig::new(redis_url()) }
+    }
+
+    pub async fn log(&self) -> RedisMessageLog {
+        self.log_with(|_| {}).await
+    }
+
+    pub async fn log_with(&self, adjust: impl FnOnce(&mut RedisConfig)) -> RedisMessageLog {
+        let mut config = self.config();
+        adjust(&mut config);
+        RedisMessageLog::connect(config).await.expect("Redis is reachable")
+    }
+
+    /// A plain connection for poking at the keys directly.
+    pub async fn raw(&self) -> redis::aio::MultiplexedConnection {
+        redis::Client::open(redis_url())
+            .expect("valid URL")
+            .get_multiplexed_async_connection()
+            .await
+            .expect("Redis is reachable")
+    }
+}
+
+impl Drop for Scope {
+    fn drop(&mut self) {
+        let Ok(mut conn) = redis::Client::open(redis_url()).and_then(|c| c.get_connection()) else {
+            return;
+        };
+        let mut cursor: u64 = 0;
+        loop {
+            let Ok((next, keys)): redis::RedisResult<(u64, Vec<String>)> = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(format!("{}*", self.prefix))
+                .arg("COUNT")
+                .arg(1000)
+                .query(&mut conn)
+            else {
+                return;
+            };
+            if !keys.is_empty() {
+                let _: redis::RedisResult<i64> = redis::cmd("DEL").arg(&keys).query(&mut conn);
+            }
+            if next == 0 {
+                return;
+            }
+            cursor = next;
+        }
+    }
+}
+
+pub fn new_room() -> RoomId {
+    RoomId::from_uuid(uuid::Uuid::now_v7())
+}
+
+pub fn new_sender() -> Sender {
+    Sender { id: UserId::from_uuid(uuid::Uuid::now_v7()), username: Username::new("alice").expect("valid username") }
+}
+
+pub fn text(raw: &str) -> MessageBody {
+    MessageBody::Text(MessageText::new(raw).expect("valid text"))
+}
+
+pub fn new_message(room: RoomId, sender: &Sender, body: &str) -> NewMessage {
+    NewMessage {
+        id: MessageId::from_uuid(uuid::Uuid::now_v7()),
+        room_id: room,
+        sender: sender.clone(),
+        body: text(body),
+        sent_at: chrono::Utc::now(),
+    }
+}
+
+pub fn dedupe(sender: &Sender, client_msg_id: &str) -> DedupeKey {
+    DedupeKey { user: sender.id, client_msg_id: ClientMsgId::new(client_msg_id).expect("valid client msg id") }
+}
+
+/// Waits for a stream item, failing the test instead of hanging.
+pub async fn within<T>(future: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(Duration::from_secs(5), future).await.expect("in time")
+}

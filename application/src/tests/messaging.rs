@@ -1,0 +1,498 @@
+//! Unit tests of the messaging use case: sending text and files, typing, history merge and sync.
+
+use std::ops::RangeInclusive;
+use std::sync::Arc;
+
+use domain::{
+    ClientMsgId, FileId, FileName, Message, MessageBody, MessageKind, MessageText, RetentionPolicy, RoomId, Sender,
+    Visibility,
+};
+use mockall::Sequence;
+
+use super::fixtures::{
+    alice, bob, byte_stream, fixed_clock, generated_id, message, now, read_all, room, room_id, seq, sequential_ids,
+    summary,
+};
+use crate::files::{FileLimits, Files};
+use crate::messaging::{HistoryError, HistoryQuery, Messaging, SendError, SendFileError, SendText};
+use crate::ports::{
+    Appended, DedupeKey, MockClock, MockEventBus, MockFileCatalog, MockFileStore, MockIdGenerator, MockMessageArchive,
+    MockMessageLog, MockRoomRepository, NewMessage, RoomEvent, SeqRange, Take,
+};
+use crate::rooms::PageSize;
+
+/// The ports of the `Files` use case that `Messaging` sends files through.
+#[derive(Default)]
+struct FilePorts {
+    store: MockFileStore,
+    catalog: MockFileCatalog,
+    rooms: MockRoomRepository,
+    clock: MockClock,
+    ids: MockIdGenerator,
+}
+
+/// Every port of `Messaging` as a mock without expectations: any call a test did not expect fails it.
+#[derive(Default)]
+struct Ports {
+    rooms: MockRoomRepository,
+    log: MockMessageLog,
+    archive: MockMessageArchive,
+    bus: MockEventBus,
+    clock: MockClock,
+    ids: MockIdGenerator,
+    files: FilePorts,
+}
+
+impl Ports {
+    fn messaging(self) -> Messaging {
+        let files = Files::new(
+            Arc::new(self.files.store),
+            Arc::new(self.files.catalog),
+            Arc::new(self.files.rooms),
+            Arc::new(self.files.clock),
+            Arc::new(self.files.ids),
+            FileLimits::default(),
+            RetentionPolicy::default(),
+        );
+        Messaging::new(
+            Arc::new(self.rooms),
+            Arc::new(self.log),
+            Arc::new(self.archive),
+            Arc::new(self.bus),
+            files,
+            Arc::new(self.clock),
+            Arc::new(self.ids),
+        )
+    }
+
+    /// Expects one membership check of alice in the general room.
+    fn expect_membership(&mut self, member: bool) {
+        self.rooms
+            .expect_is_member()
+            .withf(|room, user| *room == general() && *user == alice().id)
+            .times(1)
+            .returning(move |_, _| Ok(member));
+    }
+
+    /// Expects one read from each store, which answer as if holding the messages numbered `cached` and `archived`.
+    fn expect_stores_holding(&mut self, cached: RangeInclusive<u64>, archived: RangeInclusive<u64>) {
+        self.log.expect_fetch().withf(|room, _, _| *room == general()).times(1).returning(holding(cached));
+        self.archive.expect_fetch().withf(|room, _, _| *room == general()).times(1).returning(holding(archived));
+    }
+
+    fn expect_no_reads(&mut self) {
+        self.log.expect_fetch().never();
+        self.archive.expect_fetch().never();
+    }
+
+    fn expect_no_append(&mut self) {
+        self.log.expect_append().never();
+        self.bus.expect_publish().never();
+    }
+}
+
+fn general() -> RoomId {
+    room_id(1)
+}
+
+/// A store holding the messages numbered `held`, answering fetches as the port's contract says.
+fn holding(held: RangeInclusive<u64>) -> impl FnMut(RoomId, SeqRange, Take) -> anyhow::Result<Vec<Message>> {
+    move |room, range, take| {
+        let within: Vec<Message> = held.clone().filter(|n| range.contains(seq(*n))).map(|n| message(room, n)).collect();
+        Ok(match take {
+            Take::Oldest(n) => within.into_iter().take(n).collect(),
+            Take::Newest(n) => {
+                let skip = within.len().saturating_sub(n);
+                within.into_iter().skip(skip).collect()
+            }
+        })
+    }
+}
+
+/// What the log stores for a new message: the same message with the next seq.
+fn stored(new: NewMessage, n: u64) -> Message {
+    Message { id: new.id, room_id: new.room_id, seq: seq(n), sender: new.sender, body: new.body, sent_at: new.sent_at }
+}
+
+fn seqs(messages: &[Message]) -> Vec<u64> {
+    messages.iter().map(|m| m.seq.get()).collect()
+}
+
+fn hello() -> SendText {
+    SendText {
+        room_id: general(),
+        client_msg_id: Some(ClientMsgId::new("c-1").expect("valid")),
+        text: MessageText::new("hello").expect("valid"),
+    }
+}
+
+fn query(before: Option<u64>, after: Option<u64>, limit: u32) -> HistoryQuery {
+    HistoryQuery {
+        before: before.map(seq),
+        after: after.map(seq),
+        limit: PageSize::new(limit, 100).expect("valid page size"),
+    }
+}
+
+fn png(len: usize) -> Vec<u8> {
+    let mut bytes = b"\x89PNG\r\n\x1a\n".to_vec();
+    bytes.resize(len, 0);
+    bytes
+}
+
+// --- send_text ---
+
+#[tokio::test]
+async fn a_members_text_is_appended_to_the_log_and_then_published() {
+    let mut ports = Ports { ids: sequential_ids(1), clock: fixed_clock(1), ..Ports::default() };
+    ports.expect_membership(true);
+    let mut order = Sequence::new();
+    ports
+        .log
+        .expect_append()
+        .withf(|new, dedupe| {
+            new.id.as_uuid() == generated_id(1)
+                && new.room_id == general()
+                && new.sender == Sender { id: alice().id, username: alice().username }
+                && new.body == MessageBody::Text(MessageText::new("hello").expect("valid"))
+                && new.sent_at == now()
+                && *dedupe
+                    == Some(DedupeKey { user: alice().id, client_msg_id: ClientMsgId::new("c-1").expect("valid") })
+        })
+        .times(1)
+        .in_sequence(&mut order)
+        .returning(|new, _| Ok(Appended::Created(stored(new, 9))));
+    ports
+        .bus
+        .expect_publish()
+        .withf(|event| matches!(event, RoomEvent::Message(m) if m.seq == seq(9)))
+        .times(1)
+        .in_sequence(&mut order)
+        .returning(|_| Ok(()));
+
+    let sent = ports.messaging().send_text(&alice(), hello()).await.expect("sent");
+
+    assert!(!sent.duplicate);
+    assert_eq!(sent.message.seq, seq(9));
+    assert_eq!(sent.message.id.as_uuid(), generated_id(1));
+}
+
+#[tokio::test]
+async fn a_resent_client_message_id_returns_the_original_without_publishing_again() {
+    let mut ports = Ports { ids: sequential_ids(1), clock: fixed_clock(1), ..Ports::default() };
+    ports.expect_membership(true);
+    let original = message(general(), 4);
+    let answer = original.clone();
+    ports.log.expect_append().times(1).return_once(move |_, _| Ok(Appended::Duplicate(answer)));
+    ports.bus.expect_publish().never();
+
+    let sent = ports.messaging().send_text(&alice(), hello()).await.expect("sent");
+
+    assert!(sent.duplicate);
+    assert_eq!(sent.message, original);
+}
+
+#[tokio::test]
+async fn a_non_member_of_an_existing_room_is_forbidden_to_send() {
+    let mut ports = Ports::default();
+    ports.expect_membership(false);
+    ports.rooms.expect_get().times(1).returning(|_| Ok(Some(room(general(), Visibility::Public, &bob(), &[]))));
+    ports.expect_no_append();
+
+    let result = ports.messaging().send_text(&alice(), hello()).await;
+
+    assert!(matches!(result, Err(SendError::Forbidden)), "got {result:?}");
+}
+
+#[tokio::test]
+async fn sending_to_an_unknown_room_is_not_found() {
+    let mut ports = Ports::default();
+    ports.expect_membership(false);
+    ports.rooms.expect_get().times(1).returning(|_| Ok(None));
+    ports.expect_no_append();
+
+    let result = ports.messaging().send_text(&alice(), hello()).await;
+
+    assert!(matches!(result, Err(SendError::NotFound)), "got {result:?}");
+}
+
+#[tokio::test]
+async fn a_stored_message_counts_as_sent_even_when_publishing_it_fails() {
+    let mut ports = Ports { ids: sequential_ids(1), clock: fixed_clock(1), ..Ports::default() };
+    ports.expect_membership(true);
+    ports.log.expect_append().times(1).returning(|new, _| Ok(Appended::Created(stored(new, 1))));
+    ports.bus.expect_publish().times(1).returning(|_| Err(anyhow::anyhow!("bus down")));
+
+    let sent = ports.messaging().send_text(&alice(), hello()).await.expect("sent");
+
+    assert!(!sent.duplicate);
+    assert_eq!(sent.message.seq, seq(1));
+}
+
+// --- send_file ---
+
+/// Expects one successful upload of alice's into the general room, stored under `generated_id(1)`.
+fn expect_upload(ports: &mut Ports) {
+    let files = &mut ports.files;
+    files.rooms.expect_is_member().times(1).returning(|_, _| Ok(true));
+    files.catalog.expect_usage_of().times(1).returning(|_| Ok(0));
+    files.ids = sequential_ids(1);
+    files
+        .store
+        .expect_put()
+        .times(1)
+        .returning(|_, data, _| Ok(read_all(data).map_err(anyhow::Error::from)?.len() as u64));
+    files.clock = fixed_clock(1);
+    files.catalog.expect_insert().times(1).returning(|_| Ok(()));
+}
+
+#[tokio::test]
+async fn a_members_file_is_stored_and_then_sent_as_a_message_pointing_at_it() {
+    let mut ports = Ports { ids: sequential_ids(1), clock: fixed_clock(1), ..Ports::default() };
+    ports.expect_membership(true);
+    expect_upload(&mut ports);
+    let file_id = FileId::from_uuid(generated_id(1));
+    ports
+        .log
+        .expect_append()
+        .withf(move |new, _| matches!(&new.body, MessageBody::File(meta) if meta.id == file_id && meta.size == 64))
+        .times(1)
+        .returning(|new, _| Ok(Appended::Created(stored(new, 3))));
+    ports.bus.expect_publish().times(1).returning(|_| Ok(()));
+    ports.files.catalog.expect_delete().never();
+    ports.files.store.expect_delete().never();
+
+    let sent = ports
+        .messaging()
+        .send_file(&alice(), general(), None, FileName::sanitize("cat.png"), byte_stream(vec![png(64)]))
+        .await
+        .expect("sent");
+
+    assert!(!sent.duplicate);
+    assert_eq!(sent.message.body.kind(), MessageKind::Image);
+}
+
+#[tokio::test]
+async fn a_resent_file_message_discards_the_second_upload() {
+    let mut ports = Ports { ids: sequential_ids(1), clock: fixed_clock(1), ..Ports::default() };
+    ports.expect_membership(true);
+    expect_upload(&mut ports);
+    let original = message(general(), 2);
+    let answer = original.clone();
+    ports.log.expect_append().times(1).return_once(move |_, _| Ok(Appended::Duplicate(answer)));
+    ports.bus.expect_publish().never();
+    let file_id = FileId::from_uuid(generated_id(1));
+    ports.files.catalog.expect_delete().withf(move |id| *id == file_id).times(1).returning(|_| Ok(()));
+    ports.files.store.expect_delete().withf(move |id| *id == file_id).times(1).returning(|_| Ok(()));
+
+    let sent = ports
+        .messaging()
+        .send_file(
+            &alice(),
+            general(),
+            Some(ClientMsgId::new("c-1").expect("valid")),
+            FileName::sanitize("cat.png"),
+            byte_stream(vec![png(64)]),
+        )
+        .await
+        .expect("sent");
+
+    assert!(sent.duplicate);
+    assert_eq!(sent.message, original);
+}
+
+#[tokio::test]
+async fn a_non_member_cannot_send_a_file_and_nothing_is_uploaded() {
+    let mut ports = Ports::default();
+    ports.expect_membership(false);
+    ports.rooms.expect_get().times(1).returning(|_| Ok(Some(room(general(), Visibility::Public, &bob(), &[]))));
+    ports.files.store.expect_put().never();
+    ports.expect_no_append();
+
+    let result = ports
+        .messaging()
+        .send_file(&alice(), general(), None, FileName::sanitize("cat.png"), byte_stream(vec![png(64)]))
+        .await;
+
+    assert!(matches!(result, Err(SendFileError::Forbidden)), "got {result:?}");
+}
+
+// --- typing ---
+
+#[tokio::test]
+async fn a_member_typing_is_told_to_the_room() {
+    let mut ports = Ports::default();
+    ports.expect_membership(true);
+    let typing = RoomEvent::Typing { room_id: general(), user: summary(&alice()) };
+    ports.bus.expect_publish().withf(move |event| *event == typing).times(1).returning(|_| Ok(()));
+
+    let result = ports.messaging().typing(&alice(), general()).await;
+
+    assert!(result.is_ok(), "got {result:?}");
+}
+
+#[tokio::test]
+async fn a_non_member_typing_is_forbidden() {
+    let mut ports = Ports::default();
+    ports.expect_membership(false);
+    ports.rooms.expect_get().times(1).returning(|_| Ok(Some(room(general(), Visibility::Public, &bob(), &[]))));
+    ports.bus.expect_publish().never();
+
+    let result = ports.messaging().typing(&alice(), general()).await;
+
+    assert!(matches!(result, Err(SendError::Forbidden)), "got {result:?}");
+}
+
+// --- history ---
+// The room holds messages 1 to 8: the archive has 1 to 6, the hot cache 5 to 8, so 5 and 6 are in both.
+
+#[tokio::test]
+async fn the_newest_page_merges_cache_and_archive_with_each_message_once() {
+    let mut ports = Ports::default();
+    ports.expect_membership(true);
+    ports.expect_stores_holding(5..=8, 1..=6);
+
+    let page = ports.messaging().history(&alice(), general(), query(None, None, 3)).await.expect("history");
+
+    assert_eq!(seqs(&page.items), [6, 7, 8]);
+    assert!(page.has_more);
+}
+
+#[tokio::test]
+async fn a_page_as_large_as_the_room_returns_every_message_once_in_order() {
+    let mut ports = Ports::default();
+    ports.expect_membership(true);
+    ports.expect_stores_holding(5..=8, 1..=6);
+
+    let page = ports.messaging().history(&alice(), general(), query(None, None, 8)).await.expect("history");
+
+    assert_eq!(seqs(&page.items), [1, 2, 3, 4, 5, 6, 7, 8]);
+    assert!(!page.has_more);
+}
+
+#[tokio::test]
+async fn paging_back_before_a_seq_returns_the_newest_older_messages() {
+    let mut ports = Ports::default();
+    ports.expect_membership(true);
+    ports.expect_stores_holding(5..=8, 1..=6);
+
+    let page = ports.messaging().history(&alice(), general(), query(Some(7), None, 3)).await.expect("history");
+
+    assert_eq!(seqs(&page.items), [4, 5, 6]);
+    assert!(page.has_more);
+}
+
+#[tokio::test]
+async fn paging_back_to_the_first_message_says_there_is_no_more() {
+    let mut ports = Ports::default();
+    ports.expect_membership(true);
+    ports.expect_stores_holding(5..=8, 1..=6);
+
+    let page = ports.messaging().history(&alice(), general(), query(Some(4), None, 5)).await.expect("history");
+
+    assert_eq!(seqs(&page.items), [1, 2, 3]);
+    assert!(!page.has_more);
+}
+
+#[tokio::test]
+async fn paging_forward_after_a_seq_returns_the_oldest_newer_messages() {
+    let mut ports = Ports::default();
+    ports.expect_membership(true);
+    ports.expect_stores_holding(5..=8, 1..=6);
+
+    let page = ports.messaging().history(&alice(), general(), query(None, Some(3), 3)).await.expect("history");
+
+    assert_eq!(seqs(&page.items), [4, 5, 6]);
+    assert!(page.has_more);
+}
+
+#[tokio::test]
+async fn paging_forward_to_the_newest_message_says_there_is_no_more() {
+    let mut ports = Ports::default();
+    ports.expect_membership(true);
+    ports.expect_stores_holding(5..=8, 1..=6);
+
+    let page = ports.messaging().history(&alice(), general(), query(None, Some(4), 4)).await.expect("history");
+
+    assert_eq!(seqs(&page.items), [5, 6, 7, 8]);
+    assert!(!page.has_more);
+}
+
+#[tokio::test]
+async fn a_non_member_reading_history_is_told_the_room_is_not_found() {
+    let mut ports = Ports::default();
+    ports.expect_membership(false);
+    ports.expect_no_reads();
+
+    let result = ports.messaging().history(&alice(), general(), query(None, None, 3)).await;
+
+    assert!(matches!(result, Err(HistoryError::NotFound)), "got {result:?}");
+}
+
+// --- sync ---
+
+#[tokio::test]
+async fn syncing_after_seq_zero_starts_from_the_first_message() {
+    let mut ports = Ports::default();
+    ports.expect_membership(true);
+    let from_start = SeqRange { after: None, before: None };
+    ports.log.expect_fetch().withf(move |_, range, _| *range == from_start).times(1).returning(holding(5..=8));
+    ports.archive.expect_fetch().withf(move |_, range, _| *range == from_start).times(1).returning(holding(1..=6));
+
+    let page = ports.messaging().sync(&alice(), general(), 0).await.expect("synced");
+
+    assert_eq!(seqs(&page.items), [1, 2, 3, 4, 5, 6, 7, 8]);
+    assert_eq!(page.last_seq, 8);
+    assert!(!page.has_more);
+}
+
+#[tokio::test]
+async fn syncing_after_a_seq_returns_only_later_messages_and_the_last_seq_sent() {
+    let mut ports = Ports::default();
+    ports.expect_membership(true);
+    ports.expect_stores_holding(5..=8, 1..=6);
+
+    let page = ports.messaging().sync(&alice(), general(), 5).await.expect("synced");
+
+    assert_eq!(seqs(&page.items), [6, 7, 8]);
+    assert_eq!(page.last_seq, 8);
+    assert!(!page.has_more);
+}
+
+#[tokio::test]
+async fn syncing_when_nothing_is_new_echoes_the_requested_seq() {
+    let mut ports = Ports::default();
+    ports.expect_membership(true);
+    ports.expect_stores_holding(5..=8, 1..=6);
+
+    let page = ports.messaging().sync(&alice(), general(), 8).await.expect("synced");
+
+    assert!(page.items.is_empty());
+    assert_eq!(page.last_seq, 8);
+    assert!(!page.has_more);
+}
+
+#[tokio::test]
+async fn a_backlog_larger_than_one_sync_is_delivered_in_parts() {
+    let mut ports = Ports::default();
+    ports.expect_membership(true);
+    ports.expect_stores_holding(1401..=1500, 1..=1500);
+
+    let page = ports.messaging().sync(&alice(), general(), 0).await.expect("synced");
+
+    assert_eq!(page.items.len(), 1000);
+    assert_eq!(page.items.first().map(|m| m.seq.get()), Some(1));
+    assert_eq!(page.last_seq, 1000);
+    assert!(page.has_more);
+}
+
+#[tokio::test]
+async fn a_non_member_syncing_is_told_the_room_is_not_found() {
+    let mut ports = Ports::default();
+    ports.expect_membership(false);
+    ports.expect_no_reads();
+
+    let result = ports.messaging().sync(&alice(), general(), 0).await;
+
+    assert!(matches!(result, Err(HistoryError::NotFound)), "got {result:?}");
+}

@@ -1,0 +1,725 @@
+//! Unit tests of the rooms use case: create, list, get, join, invite, leave, remove members and delete.
+
+use std::sync::Arc;
+
+use domain::{MemberLimit, Room, RoomId, RoomName, User, UserId, Visibility};
+use mockall::Sequence;
+
+use super::fixtures::{
+    alice, bob, carol, dave, fixed_clock, generated_id, member_ids, next_version, now, room, room_id, room_with_limit,
+    seq, sequential_ids, summary, user, user_id,
+};
+use crate::ports::{
+    MockClock, MockEventBus, MockIdGenerator, MockMessageLog, MockRoomRepository, MockUserRepository, RoomEvent,
+    RoomPage, UpdateRoomError,
+};
+use crate::rooms::{
+    CreateRoomError, DeleteRoomError, InviteError, JoinError, NewRoom, PageSize, RemoveMemberError, RoomAccessError,
+    Rooms,
+};
+
+/// Every port of `Rooms` as a mock without expectations: any call a test did not expect fails it.
+struct Ports {
+    rooms: MockRoomRepository,
+    users: MockUserRepository,
+    log: MockMessageLog,
+    bus: MockEventBus,
+    clock: MockClock,
+    ids: MockIdGenerator,
+    member_limit: MemberLimit,
+}
+
+impl Default for Ports {
+    fn default() -> Self {
+        Self {
+            rooms: MockRoomRepository::new(),
+            users: MockUserRepository::new(),
+            log: MockMessageLog::new(),
+            bus: MockEventBus::new(),
+            clock: MockClock::new(),
+            ids: MockIdGenerator::new(),
+            member_limit: MemberLimit::DEFAULT,
+        }
+    }
+}
+
+impl Ports {
+    fn rooms(self) -> Rooms {
+        Rooms::new(
+            Arc::new(self.rooms),
+            Arc::new(self.users),
+            Arc::new(self.log),
+            Arc::new(self.bus),
+            Arc::new(self.clock),
+            Arc::new(self.ids),
+            self.member_limit,
+        )
+    }
+
+    /// Expects `times` rooms to be shown with their members' names and a last seq of 7.
+    fn expect_details(&mut self, times: usize) {
+        self.users.expect_by_ids().times(times).returning(|ids| Ok(directory(ids)));
+        self.log.expect_last_seq().times(times).returning(|_| Ok(Some(seq(7))));
+    }
+
+    fn expect_no_details(&mut self) {
+        self.users.expect_by_ids().never();
+        self.log.expect_last_seq().never();
+    }
+
+    /// Expects `room` to be read once.
+    fn expect_get(&mut self, room: Room) {
+        let id = room.id();
+        self.rooms.expect_get().withf(move |r| *r == id).times(1).return_once(move |_| Ok(Some(room)));
+    }
+
+    fn expect_no_update(&mut self) {
+        self.rooms.expect_update().never();
+    }
+
+    /// Expects exactly this event once.
+    fn expect_event(&mut self, expected: RoomEvent) {
+        self.bus.expect_publish().withf(move |event| *event == expected).times(1).returning(|_| Ok(()));
+    }
+
+    fn expect_no_event(&mut self) {
+        self.bus.expect_publish().never();
+    }
+}
+
+/// The users among `ids` that exist, as the user repository would answer.
+fn directory(ids: &[UserId]) -> Vec<User> {
+    [alice(), bob(), carol(), dave()].into_iter().filter(|u| ids.contains(&u.id)).collect()
+}
+
+fn general() -> RoomId {
+    room_id(1)
+}
+
+fn new_room(member_ids: Vec<UserId>) -> NewRoom {
+    NewRoom { name: RoomName::new("general").expect("valid"), visibility: Visibility::Public, member_ids }
+}
+
+fn page(n: u32) -> PageSize {
+    PageSize::new(n, 100).expect("valid page size")
+}
+
+fn rooms_numbered(numbers: std::ops::RangeInclusive<u128>) -> Vec<Room> {
+    numbers.map(|n| room(room_id(n), Visibility::Public, &alice(), &[])).collect()
+}
+
+fn ids_of(rooms: &[crate::rooms::RoomDetails]) -> Vec<RoomId> {
+    rooms.iter().map(|d| d.room.id()).collect()
+}
+
+// --- create ---
+
+#[tokio::test]
+async fn creating_a_room_makes_the_actor_owner_and_adds_the_named_members() {
+    let mut ports = Ports { clock: fixed_clock(1), ids: sequential_ids(1), ..Ports::default() };
+    ports.users.expect_by_ids().withf(|ids| ids == [bob().id, carol().id]).times(1).returning(|ids| Ok(directory(ids)));
+    ports
+        .rooms
+        .expect_insert()
+        .withf(|room| {
+            room.id().as_uuid() == generated_id(1)
+                && room.owner() == alice().id
+                && member_ids(room) == [alice().id, bob().id, carol().id]
+        })
+        .times(1)
+        .returning(|_| Ok(()));
+    ports.expect_details(1);
+
+    let details =
+        ports.rooms().create(&alice(), new_room(vec![carol().id, bob().id, carol().id])).await.expect("created");
+
+    assert!(details.room.is_owner(alice().id));
+    assert_eq!(member_ids(&details.room), [alice().id, bob().id, carol().id]);
+    assert_eq!(details.usernames.get(&bob().id).map(|n| n.as_str()), Some("bob"));
+    assert_eq!(details.usernames.len(), 3);
+    assert_eq!(details.last_seq, 7);
+}
+
+#[tokio::test]
+async fn creating_a_room_with_unknown_member_ids_names_them_and_creates_nothing() {
+    let mut ports = Ports::default();
+    ports.users.expect_by_ids().times(1).returning(|ids| Ok(directory(ids)));
+    ports.rooms.expect_insert().never();
+
+    let result = ports.rooms().create(&alice(), new_room(vec![user_id(88), bob().id, user_id(77)])).await;
+
+    let Err(CreateRoomError::UnknownMembers(unknown)) = result else {
+        panic!("expected UnknownMembers, got {result:?}")
+    };
+    assert_eq!(unknown, [user_id(77), user_id(88)]);
+    let message = CreateRoomError::UnknownMembers(unknown).to_string();
+    assert!(message.contains(&user_id(77).to_string()) && message.contains(&user_id(88).to_string()), "{message}");
+}
+
+#[tokio::test]
+async fn more_than_fifty_member_ids_are_refused_before_any_lookup() {
+    let mut ports = Ports::default();
+    ports.users.expect_by_ids().never();
+    ports.rooms.expect_insert().never();
+    let members = (100..151).map(user_id).collect();
+
+    let result = ports.rooms().create(&alice(), new_room(members)).await;
+
+    assert!(matches!(result, Err(CreateRoomError::TooManyMembers { max: 50, got: 51 })), "got {result:?}");
+}
+
+#[tokio::test]
+async fn the_creator_among_the_member_ids_is_ignored() {
+    let mut ports = Ports { clock: fixed_clock(1), ids: sequential_ids(1), ..Ports::default() };
+    let others: Vec<User> = (100..150).map(|n| user(n, &format!("user{n}"))).collect();
+    let known = others.clone();
+    ports
+        .users
+        .expect_by_ids()
+        .withf(|ids| ids.len() == 50 && !ids.contains(&alice().id))
+        .times(1)
+        .return_once(move |_| Ok(known));
+    ports.rooms.expect_insert().times(1).returning(|_| Ok(()));
+    ports.users.expect_by_ids().withf(|ids| ids.len() == 51).times(1).returning(|_| Ok(Vec::new()));
+    ports.log.expect_last_seq().times(1).returning(|_| Ok(None));
+    // Fifty others plus the creator: within the limit only because the creator does not count.
+    let mut wanted: Vec<UserId> = others.iter().map(|u| u.id).collect();
+    wanted.push(alice().id);
+
+    let details = ports.rooms().create(&alice(), new_room(wanted)).await.expect("created");
+
+    assert_eq!(details.room.members().len(), 51);
+    assert_eq!(details.room.members().iter().filter(|m| m.user_id == alice().id).count(), 1);
+    assert!(details.room.is_owner(alice().id));
+}
+
+#[tokio::test]
+async fn creating_a_room_with_more_members_than_its_limit_creates_nothing() {
+    let mut ports = Ports {
+        member_limit: MemberLimit::new(2).expect("valid"),
+        clock: fixed_clock(1),
+        ids: sequential_ids(1),
+        ..Ports::default()
+    };
+    ports.users.expect_by_ids().times(1).returning(|ids| Ok(directory(ids)));
+    ports.rooms.expect_insert().never();
+
+    let result = ports.rooms().create(&alice(), new_room(vec![bob().id, carol().id])).await;
+
+    assert!(matches!(result, Err(CreateRoomError::Full(2))), "got {result:?}");
+}
+
+// --- list_mine / list_public ---
+
+#[tokio::test]
+async fn listing_my_rooms_gives_a_cursor_when_one_more_room_exists_than_the_page_holds() {
+    let mut ports = Ports::default();
+    ports
+        .rooms
+        .expect_list_for_member()
+        .withf(|user, page| *user == alice().id && *page == RoomPage { after: None, limit: 3 })
+        .times(1)
+        .returning(|_, _| Ok(rooms_numbered(1..=3)));
+    ports.expect_details(2);
+
+    let list = ports.rooms().list_mine(&alice(), None, page(2)).await.expect("listed");
+
+    assert_eq!(ids_of(&list.items), [room_id(1), room_id(2)]);
+    assert_eq!(list.next_cursor, Some(room_id(2)));
+}
+
+#[tokio::test]
+async fn the_last_page_of_my_rooms_has_no_cursor() {
+    let mut ports = Ports::default();
+    ports
+        .rooms
+        .expect_list_for_member()
+        .withf(|_, page| *page == RoomPage { after: Some(room_id(2)), limit: 3 })
+        .times(1)
+        .returning(|_, _| Ok(rooms_numbered(3..=4)));
+    ports.expect_details(2);
+
+    let list = ports.rooms().list_mine(&alice(), Some(room_id(2)), page(2)).await.expect("listed");
+
+    assert_eq!(ids_of(&list.items), [room_id(3), room_id(4)]);
+    assert_eq!(list.next_cursor, None);
+}
+
+#[tokio::test]
+async fn listing_public_rooms_gives_a_cursor_when_one_more_room_exists_than_the_page_holds() {
+    let mut ports = Ports::default();
+    ports
+        .rooms
+        .expect_list_public()
+        .withf(|page| *page == RoomPage { after: Some(room_id(1)), limit: 3 })
+        .times(1)
+        .returning(|_| Ok(rooms_numbered(2..=4)));
+    ports.expect_details(2);
+
+    let list = ports.rooms().list_public(Some(room_id(1)), page(2)).await.expect("listed");
+
+    assert_eq!(ids_of(&list.items), [room_id(2), room_id(3)]);
+    assert_eq!(list.next_cursor, Some(room_id(3)));
+}
+
+#[tokio::test]
+async fn the_last_page_of_public_rooms_has_no_cursor() {
+    let mut ports = Ports::default();
+    ports.rooms.expect_list_public().times(1).returning(|_| Ok(rooms_numbered(1..=1)));
+    ports.expect_details(1);
+
+    let list = ports.rooms().list_public(None, page(2)).await.expect("listed");
+
+    assert_eq!(ids_of(&list.items), [room_id(1)]);
+    assert_eq!(list.next_cursor, None);
+}
+
+// --- get ---
+
+#[tokio::test]
+async fn a_private_room_is_not_found_for_a_non_member() {
+    let mut ports = Ports::default();
+    ports.expect_get(room(general(), Visibility::Private, &bob(), &[&carol()]));
+    ports.expect_no_details();
+
+    let result = ports.rooms().get(&alice(), general()).await;
+
+    assert!(matches!(result, Err(RoomAccessError::NotFound)), "got {result:?}");
+}
+
+#[tokio::test]
+async fn a_private_room_is_shown_to_its_members() {
+    let mut ports = Ports::default();
+    ports.expect_get(room(general(), Visibility::Private, &bob(), &[&alice()]));
+    ports.expect_details(1);
+
+    let details = ports.rooms().get(&alice(), general()).await.expect("visible");
+
+    assert_eq!(details.room.id(), general());
+}
+
+#[tokio::test]
+async fn a_public_room_is_shown_to_a_non_member_with_names_and_last_seq() {
+    let mut ports = Ports::default();
+    ports.expect_get(room(general(), Visibility::Public, &bob(), &[&carol()]));
+    ports.expect_details(1);
+
+    let details = ports.rooms().get(&alice(), general()).await.expect("visible");
+
+    assert_eq!(details.room.id(), general());
+    assert_eq!(details.usernames.get(&carol().id).map(|n| n.as_str()), Some("carol"));
+    assert_eq!(details.last_seq, 7);
+}
+
+#[tokio::test]
+async fn an_unknown_room_is_not_found() {
+    let mut ports = Ports::default();
+    ports.rooms.expect_get().times(1).returning(|_| Ok(None));
+    ports.expect_no_details();
+
+    let result = ports.rooms().get(&alice(), general()).await;
+
+    assert!(matches!(result, Err(RoomAccessError::NotFound)), "got {result:?}");
+}
+
+// --- join ---
+
+#[tokio::test]
+async fn joining_a_public_room_adds_the_actor_and_announces_it() {
+    let mut ports = Ports { clock: fixed_clock(1), ..Ports::default() };
+    ports.expect_get(room(general(), Visibility::Public, &bob(), &[]));
+    ports
+        .rooms
+        .expect_update()
+        .withf(|room| room.version() == 0 && member_ids(room) == [alice().id, bob().id])
+        .times(1)
+        .returning(|_| Ok(()));
+    ports.expect_event(RoomEvent::MemberJoined { room_id: general(), user: summary(&alice()) });
+    ports.expect_details(1);
+
+    let details = ports.rooms().join(&alice(), general()).await.expect("joined");
+
+    assert!(details.room.is_member(alice().id));
+}
+
+#[tokio::test]
+async fn joining_a_private_room_one_is_not_in_is_not_found() {
+    let mut ports = Ports { clock: fixed_clock(1), ..Ports::default() };
+    ports.expect_get(room(general(), Visibility::Private, &bob(), &[]));
+    ports.expect_no_update();
+    ports.expect_no_event();
+
+    let result = ports.rooms().join(&alice(), general()).await;
+
+    // A non-member cannot see a private room at all, so it does not learn that it exists.
+    assert!(matches!(result, Err(JoinError::NotFound)), "got {result:?}");
+}
+
+#[tokio::test]
+async fn joining_a_full_room_fails_with_full() {
+    let mut ports = Ports { clock: fixed_clock(1), ..Ports::default() };
+    let limit = MemberLimit::new(2).expect("valid");
+    ports.expect_get(room_with_limit(general(), Visibility::Public, &bob(), &[&carol()], limit));
+    ports.expect_no_update();
+    ports.expect_no_event();
+
+    let result = ports.rooms().join(&alice(), general()).await;
+
+    assert!(matches!(result, Err(JoinError::Full(2))), "got {result:?}");
+}
+
+#[tokio::test]
+async fn joining_a_room_one_already_belongs_to_changes_nothing() {
+    let mut ports = Ports { clock: fixed_clock(1), ..Ports::default() };
+    ports.expect_get(room(general(), Visibility::Public, &bob(), &[&alice()]));
+    ports.expect_no_update();
+    ports.expect_no_event();
+    ports.expect_details(1);
+
+    let details = ports.rooms().join(&alice(), general()).await.expect("still a member");
+
+    assert_eq!(member_ids(&details.room), [alice().id, bob().id]);
+}
+
+#[tokio::test]
+async fn joining_an_unknown_room_is_not_found() {
+    let mut ports = Ports { clock: fixed_clock(1), ..Ports::default() };
+    ports.rooms.expect_get().times(1).returning(|_| Ok(None));
+    ports.expect_no_update();
+
+    let result = ports.rooms().join(&alice(), general()).await;
+
+    assert!(matches!(result, Err(JoinError::NotFound)), "got {result:?}");
+}
+
+#[tokio::test]
+async fn a_join_that_loses_a_race_with_another_writer_is_retried_and_succeeds() {
+    let mut ports = Ports { clock: fixed_clock(1), ..Ports::default() };
+    let stale = room(general(), Visibility::Public, &bob(), &[]);
+    let mut current = next_version(&stale);
+    current.add_member(carol().id, now()).expect("carol joined meanwhile");
+    let mut order = Sequence::new();
+    ports.rooms.expect_get().times(1).in_sequence(&mut order).return_once(move |_| Ok(Some(stale)));
+    ports
+        .rooms
+        .expect_update()
+        .withf(|room| room.version() == 0)
+        .times(1)
+        .in_sequence(&mut order)
+        .returning(|_| Err(UpdateRoomError::Conflict));
+    ports.rooms.expect_get().times(1).in_sequence(&mut order).return_once(move |_| Ok(Some(current)));
+    ports
+        .rooms
+        .expect_update()
+        .withf(|room| room.version() == 1 && member_ids(room) == [alice().id, bob().id, carol().id])
+        .times(1)
+        .in_sequence(&mut order)
+        .returning(|_| Ok(()));
+    ports.expect_event(RoomEvent::MemberJoined { room_id: general(), user: summary(&alice()) });
+    ports.expect_details(1);
+
+    let details = ports.rooms().join(&alice(), general()).await.expect("joined on the second attempt");
+
+    assert_eq!(member_ids(&details.room), [alice().id, bob().id, carol().id]);
+}
+
+#[tokio::test]
+async fn a_join_gives_up_when_the_room_keeps_changing() {
+    let mut ports = Ports { clock: fixed_clock(1), ..Ports::default() };
+    ports.rooms.expect_get().times(8).returning(|_| Ok(Some(room(general(), Visibility::Public, &bob(), &[]))));
+    ports.rooms.expect_update().times(8).returning(|_| Err(UpdateRoomError::Conflict));
+    ports.expect_no_event();
+
+    let result = ports.rooms().join(&alice(), general()).await;
+
+    assert!(matches!(result, Err(JoinError::Unknown(_))), "got {result:?}");
+}
+
+#[tokio::test]
+async fn a_join_succeeds_even_when_announcing_it_fails() {
+    let mut ports = Ports { clock: fixed_clock(1), ..Ports::default() };
+    ports.expect_get(room(general(), Visibility::Public, &bob(), &[]));
+    ports.rooms.expect_update().times(1).returning(|_| Ok(()));
+    ports.bus.expect_publish().times(1).returning(|_| Err(anyhow::anyhow!("bus down")));
+    ports.expect_details(1);
+
+    let result = ports.rooms().join(&alice(), general()).await;
+
+    assert!(result.is_ok(), "got {result:?}");
+}
+
+// --- invite ---
+
+#[tokio::test]
+async fn inviting_a_user_adds_them_and_announces_that_they_joined() {
+    let mut ports = Ports { clock: fixed_clock(1), ..Ports::default() };
+    ports.users.expect_by_id().withf(|id| *id == carol().id).times(1).returning(|_| Ok(Some(carol())));
+    ports.expect_get(room(general(), Visibility::Private, &bob(), &[&alice()]));
+    ports
+        .rooms
+        .expect_update()
+        .withf(|room| member_ids(room) == [alice().id, bob().id, carol().id])
+        .times(1)
+        .returning(|_| Ok(()));
+    ports.expect_event(RoomEvent::MemberJoined { room_id: general(), user: summary(&carol()) });
+    ports.expect_details(1);
+
+    let details = ports.rooms().invite(&alice(), general(), carol().id).await.expect("invited");
+
+    assert!(details.room.is_member(carol().id));
+}
+
+#[tokio::test]
+async fn a_non_member_cannot_invite_and_is_told_the_room_is_not_found() {
+    let mut ports = Ports { clock: fixed_clock(1), ..Ports::default() };
+    ports.users.expect_by_id().times(1).returning(|_| Ok(Some(carol())));
+    ports.expect_get(room(general(), Visibility::Private, &bob(), &[]));
+    ports.expect_no_update();
+    ports.expect_no_event();
+
+    let result = ports.rooms().invite(&alice(), general(), carol().id).await;
+
+    assert!(matches!(result, Err(InviteError::NotFound)), "got {result:?}");
+}
+
+#[tokio::test]
+async fn inviting_an_unknown_user_fails_with_unknown_user() {
+    let mut ports = Ports::default();
+    ports.users.expect_by_id().times(1).returning(|_| Ok(None));
+    ports.rooms.expect_get().never();
+    ports.expect_no_update();
+    ports.expect_no_event();
+
+    let result = ports.rooms().invite(&alice(), general(), user_id(99)).await;
+
+    assert!(matches!(result, Err(InviteError::UnknownUser)), "got {result:?}");
+}
+
+#[tokio::test]
+async fn inviting_an_existing_member_fails_with_already_member() {
+    let mut ports = Ports { clock: fixed_clock(1), ..Ports::default() };
+    ports.users.expect_by_id().times(1).returning(|_| Ok(Some(bob())));
+    ports.expect_get(room(general(), Visibility::Public, &bob(), &[&alice()]));
+    ports.expect_no_update();
+    ports.expect_no_event();
+
+    let result = ports.rooms().invite(&alice(), general(), bob().id).await;
+
+    assert!(matches!(result, Err(InviteError::AlreadyMember)), "got {result:?}");
+}
+
+#[tokio::test]
+async fn inviting_into_a_full_room_fails_with_full() {
+    let mut ports = Ports { clock: fixed_clock(1), ..Ports::default() };
+    ports.users.expect_by_id().times(1).returning(|_| Ok(Some(carol())));
+    let limit = MemberLimit::new(2).expect("valid");
+    ports.expect_get(room_with_limit(general(), Visibility::Public, &bob(), &[&alice()], limit));
+    ports.expect_no_update();
+    ports.expect_no_event();
+
+    let result = ports.rooms().invite(&alice(), general(), carol().id).await;
+
+    assert!(matches!(result, Err(InviteError::Full(2))), "got {result:?}");
+}
+
+// --- leave ---
+
+#[tokio::test]
+async fn a_member_leaving_is_announced_and_the_room_stays() {
+    let mut ports = Ports::default();
+    ports.expect_get(room(general(), Visibility::Public, &bob(), &[&alice()]));
+    ports
+        .rooms
+        .expect_update()
+        .withf(|room| room.owner() == bob().id && member_ids(room) == [bob().id])
+        .times(1)
+        .returning(|_| Ok(()));
+    ports.rooms.expect_delete().never();
+    ports.expect_event(RoomEvent::MemberLeft { room_id: general(), user: summary(&alice()) });
+
+    let result = ports.rooms().leave(&alice(), general()).await;
+
+    assert!(result.is_ok(), "got {result:?}");
+}
+
+#[tokio::test]
+async fn an_owner_leaving_hands_the_room_to_the_longest_standing_member() {
+    let mut ports = Ports::default();
+    ports.expect_get(room(general(), Visibility::Public, &alice(), &[&carol(), &bob()]));
+    ports
+        .rooms
+        .expect_update()
+        .withf(|room| room.owner() == carol().id && member_ids(room) == [bob().id, carol().id])
+        .times(1)
+        .returning(|_| Ok(()));
+    ports.rooms.expect_delete().never();
+    ports.expect_event(RoomEvent::MemberLeft { room_id: general(), user: summary(&alice()) });
+
+    let result = ports.rooms().leave(&alice(), general()).await;
+
+    assert!(result.is_ok(), "got {result:?}");
+}
+
+#[tokio::test]
+async fn the_last_member_leaving_deletes_the_room_and_announces_its_deletion() {
+    let mut ports = Ports::default();
+    ports.expect_get(room(general(), Visibility::Public, &alice(), &[]));
+    let mut order = Sequence::new();
+    // The write proves nobody joined since the read; only then is the room deleted.
+    ports
+        .rooms
+        .expect_update()
+        .withf(|room| room.members().is_empty())
+        .times(1)
+        .in_sequence(&mut order)
+        .returning(|_| Ok(()));
+    ports.rooms.expect_delete().withf(|id| *id == general()).times(1).in_sequence(&mut order).returning(|_| Ok(true));
+    ports.expect_event(RoomEvent::MemberLeft { room_id: general(), user: summary(&alice()) });
+    ports
+        .bus
+        .expect_publish()
+        .withf(|event| *event == RoomEvent::RoomDeleted { room_id: general() })
+        .times(1)
+        .in_sequence(&mut order)
+        .returning(|_| Ok(()));
+
+    let result = ports.rooms().leave(&alice(), general()).await;
+
+    assert!(result.is_ok(), "got {result:?}");
+}
+
+#[tokio::test]
+async fn leaving_a_room_one_is_not_in_is_not_found() {
+    let mut ports = Ports::default();
+    ports.expect_get(room(general(), Visibility::Public, &bob(), &[]));
+    ports.expect_no_update();
+    ports.rooms.expect_delete().never();
+    ports.expect_no_event();
+
+    let result = ports.rooms().leave(&alice(), general()).await;
+
+    assert!(matches!(result, Err(RoomAccessError::NotFound)), "got {result:?}");
+}
+
+// --- remove_member ---
+
+#[tokio::test]
+async fn the_owner_removes_a_member_and_it_is_announced() {
+    let mut ports = Ports::default();
+    ports.expect_get(room(general(), Visibility::Public, &alice(), &[&bob(), &carol()]));
+    ports
+        .rooms
+        .expect_update()
+        .withf(|room| member_ids(room) == [alice().id, carol().id])
+        .times(1)
+        .returning(|_| Ok(()));
+    ports.users.expect_by_id().withf(|id| *id == bob().id).times(1).returning(|_| Ok(Some(bob())));
+    ports.expect_event(RoomEvent::MemberLeft { room_id: general(), user: summary(&bob()) });
+
+    let result = ports.rooms().remove_member(&alice(), general(), bob().id).await;
+
+    assert!(result.is_ok(), "got {result:?}");
+}
+
+#[tokio::test]
+async fn a_member_who_is_not_the_owner_cannot_remove_others() {
+    let mut ports = Ports::default();
+    ports.expect_get(room(general(), Visibility::Public, &alice(), &[&bob(), &carol()]));
+    ports.expect_no_update();
+    ports.expect_no_event();
+
+    let result = ports.rooms().remove_member(&bob(), general(), carol().id).await;
+
+    assert!(matches!(result, Err(RemoveMemberError::Forbidden)), "got {result:?}");
+}
+
+#[tokio::test]
+async fn the_owner_cannot_remove_themselves() {
+    let mut ports = Ports::default();
+    ports.expect_get(room(general(), Visibility::Public, &alice(), &[&bob()]));
+    ports.expect_no_update();
+    ports.expect_no_event();
+
+    let result = ports.rooms().remove_member(&alice(), general(), alice().id).await;
+
+    assert!(matches!(result, Err(RemoveMemberError::CannotRemoveOwner)), "got {result:?}");
+}
+
+#[tokio::test]
+async fn removing_someone_who_is_not_a_member_fails_with_not_member() {
+    let mut ports = Ports::default();
+    ports.expect_get(room(general(), Visibility::Public, &alice(), &[&bob()]));
+    ports.expect_no_update();
+    ports.expect_no_event();
+
+    let result = ports.rooms().remove_member(&alice(), general(), dave().id).await;
+
+    assert!(matches!(result, Err(RemoveMemberError::NotMember)), "got {result:?}");
+}
+
+#[tokio::test]
+async fn a_non_member_cannot_remove_anyone_and_is_told_the_room_is_not_found() {
+    let mut ports = Ports::default();
+    ports.expect_get(room(general(), Visibility::Public, &alice(), &[&bob()]));
+    ports.expect_no_update();
+    ports.expect_no_event();
+
+    let result = ports.rooms().remove_member(&dave(), general(), bob().id).await;
+
+    assert!(matches!(result, Err(RemoveMemberError::NotFound)), "got {result:?}");
+}
+
+// --- delete ---
+
+#[tokio::test]
+async fn the_owner_deletes_the_room_and_it_is_announced() {
+    let mut ports = Ports::default();
+    ports.expect_get(room(general(), Visibility::Public, &alice(), &[&bob()]));
+    ports.rooms.expect_delete().withf(|id| *id == general()).times(1).returning(|_| Ok(true));
+    ports.expect_event(RoomEvent::RoomDeleted { room_id: general() });
+
+    let result = ports.rooms().delete(&alice(), general()).await;
+
+    assert!(result.is_ok(), "got {result:?}");
+}
+
+#[tokio::test]
+async fn a_member_who_is_not_the_owner_cannot_delete_the_room() {
+    let mut ports = Ports::default();
+    ports.expect_get(room(general(), Visibility::Public, &alice(), &[&bob()]));
+    ports.rooms.expect_delete().never();
+    ports.expect_no_event();
+
+    let result = ports.rooms().delete(&bob(), general()).await;
+
+    assert!(matches!(result, Err(DeleteRoomError::Forbidden)), "got {result:?}");
+}
+
+#[tokio::test]
+async fn a_non_member_cannot_delete_the_room_and_is_told_it_is_not_found() {
+    let mut ports = Ports::default();
+    ports.expect_get(room(general(), Visibility::Public, &alice(), &[&bob()]));
+    ports.rooms.expect_delete().never();
+    ports.expect_no_event();
+
+    let result = ports.rooms().delete(&carol(), general()).await;
+
+    assert!(matches!(result, Err(DeleteRoomError::NotFound)), "got {result:?}");
+}
+
+// --- subscriptions ---
+
+#[tokio::test]
+async fn a_live_connection_subscribes_to_every_room_of_its_user() {
+    let mut ports = Ports::default();
+    ports
+        .rooms
+        .expect_room_ids_for_member()
+        .withf(|user| *user == alice().id)
+        .times(1)
+        .returning(|_| Ok(vec![room_id(1), room_id(2)]));
+
+    let rooms = ports.rooms().subscriptions(&alice()).await.expect("listed");
+
+    assert_eq!(rooms, [room_id(1), room_id(2)]);
+}

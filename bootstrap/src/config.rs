@@ -1,0 +1,314 @@
+//! Configuration from `CHAT_*` environment variables over an optional TOML file, checked at start-up.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use secrecy::SecretString;
+
+/// A setting that could not be used; names the variable and what it expects.
+#[derive(Debug, thiserror::Error)]
+#[error("{var}: expected {expected}, got {got:?}")]
+pub struct ConfigError {
+    pub var: String,
+    pub expected: String,
+    pub got: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub addr: SocketAddr,
+    pub data_dir: PathBuf,
+    /// None in embedded mode means: generate one and keep it in the data directory.
+    pub jwt_secret: Option<SecretString>,
+    pub jwt_issuer: String,
+    pub jwt_audience: String,
+    pub access_token_ttl: Duration,
+    pub refresh_token_ttl: Duration,
+    pub log_format: LogFormat,
+    pub log_filter: String,
+    pub room_member_limit: u32,
+    pub allowed_origins: Vec<String>,
+    pub max_connections_per_user: usize,
+    pub ws_rate_per_sec: f64,
+    pub ws_burst: f64,
+    pub image_max_bytes: u64,
+    pub file_max_bytes: u64,
+    pub user_quota_bytes: u64,
+    pub retention_messages_days: i64,
+    pub retention_images_days: i64,
+    pub retention_files_days: i64,
+    pub archive_batch: usize,
+    pub archive_interval: Duration,
+    pub purge_cron: String,
+    pub purge_batch: u32,
+    pub hot_cache_per_room: usize,
+}
+
+/// Every variable we read, with its default, so `.env.example` and this list cannot drift apart
+/// unnoticed (a test compares them).
+pub const VARIABLES: &[(&str, &str)] = &[
+    ("CHAT_ADDR", "127.0.0.1:8080"),
+    ("CHAT_DATA_DIR", "./data"),
+    ("CHAT_JWT_SECRET", ""),
+    ("CHAT_JWT_ISSUER", "chat"),
+    ("CHAT_JWT_AUDIENCE", "chat"),
+    ("CHAT_ACCESS_TOKEN_TTL_SECS", "900"),
+    ("CHAT_REFRESH_TOKEN_TTL_DAYS", "30"),
+    ("CHAT_LOG_FORMAT", "text"),
+    ("CHAT_LOG", "info"),
+    ("CHAT_ROOM_MEMBER_LIMIT", "100"),
+    ("CHAT_ALLOWED_ORIGINS", ""),
+    ("CHAT_MAX_CONNECTIONS_PER_USER", "10"),
+    ("CHAT_WS_RATE_PER_SEC", "20"),
+    ("CHAT_WS_BURST", "40"),
+    ("CHAT_IMAGE_MAX_BYTES", "5242880"),
+    ("CHAT_FILE_MAX_BYTES", "31457280"),
+    ("CHAT_USER_QUOTA_BYTES", "1073741824"),
+    ("CHAT_RETENTION_MESSAGES_DAYS", "30"),
+    ("CHAT_RETENTION_IMAGES_DAYS", "14"),
+    ("CHAT_RETENTION_FILES_DAYS", "28"),
+    ("CHAT_ARCHIVE_BATCH", "1000"),
+    ("CHAT_ARCHIVE_INTERVAL_MS", "1000"),
+    ("CHAT_PURGE_CRON", "0 0 * * * *"),
+    ("CHAT_PURGE_BATCH", "1000"),
+    ("CHAT_HOT_CACHE_PER_ROOM", "1000"),
+    ("CHAT_CONFIG_FILE", ""),
+];
+
+/// Raw settings: defaults, then the TOML file, then the environment.
+struct Source(BTreeMap<String, String>);
+
+impl Source {
+    fn get(&self, var: &str) -> &str {
+        self.0.get(var).map_or("", String::as_str)
+    }
+
+    fn parse<T: FromStr>(&self, var: &str, expected: &str) -> Result<T, ConfigError> {
+        let raw = self.get(var);
+        raw.trim().parse().map_err(|_| ConfigError { var: var.into(), expected: expected.into(), got: raw.into() })
+    }
+
+    fn positive<T: FromStr + PartialOrd + Default>(&self, var: &str, expected: &str) -> Result<T, ConfigError> {
+        let value: T = self.parse(var, expected)?;
+        if value > T::default() {
+            Ok(value)
+        } else {
+            Err(ConfigError { var: var.into(), expected: expected.into(), got: self.get(var).into() })
+        }
+    }
+}
+
+impl Config {
+    /// Reads the process environment (and `CHAT_CONFIG_FILE` if set); `default_addr` is the
+    /// binary's own default for `CHAT_ADDR`.
+    ///
+    /// # Errors
+    /// The first setting that is missing, malformed or out of range.
+    pub fn from_env(default_addr: &str) -> anyhow::Result<Self> {
+        let mut vars: Vec<(String, String)> = vec![("CHAT_ADDR".to_owned(), default_addr.to_owned())];
+        vars.extend(std::env::vars());
+        Self::from_vars(vars)
+    }
+
+    /// Reads the given variables; tests pass their own.
+    ///
+    /// # Errors
+    /// The first setting that is missing, malformed or out of range.
+    pub fn from_vars(vars: impl IntoIterator<Item = (String, String)>) -> anyhow::Result<Self> {
+        let env: BTreeMap<String, String> = vars.into_iter().filter(|(k, _)| k.starts_with("CHAT_")).collect();
+        let mut map: BTreeMap<String, String> =
+            VARIABLES.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        if let Some(path) = env.get("CHAT_CONFIG_FILE").filter(|p| !p.is_empty()) {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| anyhow::anyhow!("CHAT_CONFIG_FILE: cannot read {path}: {e}"))?;
+            let table: toml::Table =
+                text.parse().map_err(|e| anyhow::anyhow!("CHAT_CONFIG_FILE: {path} is not valid TOML: {e}"))?;
+            for (key, value) in table {
+                let var = format!("CHAT_{}", key.to_uppercase());
+                if !map.contains_key(&var) {
+                    anyhow::bail!("CHAT_CONFIG_FILE: unknown setting {key:?} in {path}");
+                }
+                let value = match value {
+                    toml::Value::String(s) => s,
+                    toml::Value::Array(items) => items
+                        .iter()
+                        .map(|i| i.as_str().map_or_else(|| i.to_string(), str::to_owned))
+                        .collect::<Vec<_>>()
+                        .join(","),
+                    other => other.to_string(),
+                };
+                map.insert(var, value);
+            }
+        }
+        for (key, value) in env {
+            if !map.contains_key(&key) && !is_reserved_for_later(&key) {
+                tracing::warn!(variable = %key, "unknown CHAT_ variable ignored");
+            }
+            map.insert(key, value);
+        }
+        Self::from_source(&Source(map))
+    }
+
+    fn from_source(s: &Source) -> anyhow::Result<Self> {
+        let jwt_secret = match s.get("CHAT_JWT_SECRET") {
+            "" => None,
+            secret if secret.len() < 32 => {
+                return Err(ConfigError {
+                    var: "CHAT_JWT_SECRET".into(),
+                    expected: "at least 32 bytes".into(),
+                    got: format!("<{} bytes, redacted>", secret.len()),
+                }
+                .into())
+            }
+            secret => Some(SecretString::from(secret.to_owned())),
+        };
+        let log_format = match s.get("CHAT_LOG_FORMAT") {
+            "text" => LogFormat::Text,
+            "json" => LogFormat::Json,
+            other => {
+                return Err(ConfigError {
+                    var: "CHAT_LOG_FORMAT".into(),
+                    expected: "text or json".into(),
+                    got: other.into(),
+                }
+                .into())
+            }
+        };
+        let purge_cron = s.get("CHAT_PURGE_CRON").to_owned();
+        if cron::Schedule::from_str(&purge_cron).is_err() {
+            return Err(ConfigError {
+                var: "CHAT_PURGE_CRON".into(),
+                expected: "a cron expression with seconds, e.g. \"0 0 * * * *\" (hourly)".into(),
+                got: purge_cron,
+            }
+            .into());
+        }
+        Ok(Self {
+            addr: s.parse("CHAT_ADDR", "an address like 127.0.0.1:8080")?,
+            data_dir: PathBuf::from(s.get("CHAT_DATA_DIR")),
+            jwt_secret,
+            jwt_issuer: non_empty(s, "CHAT_JWT_ISSUER")?,
+            jwt_audience: non_empty(s, "CHAT_JWT_AUDIENCE")?,
+            access_token_ttl: Duration::from_secs(
+                s.positive("CHAT_ACCESS_TOKEN_TTL_SECS", "a positive number of seconds")?,
+            ),
+            refresh_token_ttl: Duration::from_secs(
+                86_400 * s.positive::<u64>("CHAT_REFRESH_TOKEN_TTL_DAYS", "a positive number of days")?,
+            ),
+            log_format,
+            log_filter: s.get("CHAT_LOG").to_owned(),
+            room_member_limit: s.positive("CHAT_ROOM_MEMBER_LIMIT", "a positive whole number")?,
+            allowed_origins: s
+                .get("CHAT_ALLOWED_ORIGINS")
+                .split(',')
+                .map(str::trim)
+                .filter(|o| !o.is_empty())
+                .map(str::to_owned)
+                .collect(),
+            max_connections_per_user: s.positive("CHAT_MAX_CONNECTIONS_PER_USER", "a positive whole number")?,
+            ws_rate_per_sec: s.positive("CHAT_WS_RATE_PER_SEC", "a positive number of frames per second")?,
+            ws_burst: s.positive("CHAT_WS_BURST", "a positive number of frames")?,
+            image_max_bytes: s.positive("CHAT_IMAGE_MAX_BYTES", "a positive number of bytes")?,
+            file_max_bytes: s.positive("CHAT_FILE_MAX_BYTES", "a positive number of bytes")?,
+            user_quota_bytes: s.positive("CHAT_USER_QUOTA_BYTES", "a positive number of bytes")?,
+            retention_messages_days: s.positive("CHAT_RETENTION_MESSAGES_DAYS", "a positive number of days")?,
+            retention_images_days: s.positive("CHAT_RETENTION_IMAGES_DAYS", "a positive number of days")?,
+            retention_files_days: s.positive("CHAT_RETENTION_FILES_DAYS", "a positive number of days")?,
+            archive_batch: s.positive("CHAT_ARCHIVE_BATCH", "a positive whole number")?,
+            archive_interval: Duration::from_millis(
+                s.positive("CHAT_ARCHIVE_INTERVAL_MS", "a positive number of milliseconds")?,
+            ),
+            purge_cron: s.get("CHAT_PURGE_CRON").to_owned(),
+            purge_batch: s.positive("CHAT_PURGE_BATCH", "a positive whole number")?,
+            hot_cache_per_room: s.positive("CHAT_HOT_CACHE_PER_ROOM", "a positive whole number")?,
+        })
+    }
+}
+
+/// Variables that later parts of the deployment read; not warned about.
+fn is_reserved_for_later(var: &str) -> bool {
+    matches!(var, "CHAT_REDIS_URL" | "CHAT_MONGODB_URL" | "CHAT_FILE_URL" | "CHAT_INTERNAL_TOKEN")
+        || var.starts_with("CHAT_TEST_")
+}
+
+fn non_empty(s: &Source, var: &str) -> Result<String, ConfigError> {
+    match s.get(var) {
+        "" => Err(ConfigError { var: var.into(), expected: "a non-empty string".into(), got: String::new() }),
+        v => Ok(v.to_owned()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+    }
+
+    #[test]
+    fn no_configuration_at_all_gives_the_embedded_defaults() {
+        let config = Config::from_vars(vars(&[])).unwrap();
+        assert_eq!(config.addr.to_string(), "127.0.0.1:8080");
+        assert_eq!(config.data_dir, PathBuf::from("./data"));
+        assert!(config.jwt_secret.is_none());
+        assert_eq!(config.room_member_limit, 100);
+        assert_eq!(config.access_token_ttl, Duration::from_secs(900));
+    }
+
+    #[test]
+    fn a_wrong_value_names_the_variable_and_what_it_expects() {
+        let err = Config::from_vars(vars(&[("CHAT_ADDR", "not-an-address")])).unwrap_err().to_string();
+        assert!(err.contains("CHAT_ADDR") && err.contains("expected an address"), "{err}");
+        let err = Config::from_vars(vars(&[("CHAT_ROOM_MEMBER_LIMIT", "0")])).unwrap_err().to_string();
+        assert!(err.contains("CHAT_ROOM_MEMBER_LIMIT"), "{err}");
+        let err = Config::from_vars(vars(&[("CHAT_PURGE_CRON", "hourly")])).unwrap_err().to_string();
+        assert!(err.contains("CHAT_PURGE_CRON"), "{err}");
+    }
+
+    #[test]
+    fn a_short_jwt_secret_is_refused_without_being_echoed() {
+        let err = Config::from_vars(vars(&[("CHAT_JWT_SECRET", "tooshortsecret")])).unwrap_err().to_string();
+        assert!(err.contains("CHAT_JWT_SECRET") && err.contains("at least 32 bytes"), "{err}");
+        assert!(!err.contains("tooshortsecret"));
+    }
+
+    #[test]
+    fn the_environment_overrides_the_toml_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("chat.toml");
+        std::fs::write(&file, "addr = \"127.0.0.1:9000\"\nroom_member_limit = 7\nallowed_origins = [\"https://a.example\", \"https://b.example\"]\n").unwrap();
+        let config =
+            Config::from_vars(vars(&[("CHAT_CONFIG_FILE", file.to_str().unwrap()), ("CHAT_ROOM_MEMBER_LIMIT", "9")]))
+                .unwrap();
+        assert_eq!(config.addr.port(), 9000);
+        assert_eq!(config.room_member_limit, 9);
+        assert_eq!(config.allowed_origins, vec!["https://a.example", "https://b.example"]);
+    }
+
+    #[test]
+    fn an_unknown_key_in_the_toml_file_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("chat.toml");
+        std::fs::write(&file, "adress = \"x\"\n").unwrap();
+        let err = Config::from_vars(vars(&[("CHAT_CONFIG_FILE", file.to_str().unwrap())])).unwrap_err().to_string();
+        assert!(err.contains("adress"), "{err}");
+    }
+
+    #[test]
+    fn every_variable_is_documented_in_the_env_example() {
+        let example = include_str!("../../.env.example");
+        for (var, _) in VARIABLES {
+            assert!(example.contains(&format!("{var}=")), "{var} is missing from .env.example");
+        }
+    }
+}
