@@ -221,7 +221,7 @@ impl Rooms {
     /// Joins a public room; joining a room one is already in changes nothing.
     ///
     /// # Errors
-    /// `Private` for private rooms (`NotFound` if the caller cannot see it), `Full` at the limit.
+    /// `Private` for private rooms (members join those by invitation), `Full` at the limit.
     pub async fn join(&self, actor: &User, room_id: RoomId) -> Result<RoomDetails, JoinError> {
         let now = self.clock.now();
         let outcome = self
@@ -230,7 +230,7 @@ impl Rooms {
                     return Ok(false);
                 }
                 if room.visibility() == Visibility::Private {
-                    return Err(JoinError::NotFound);
+                    return Err(JoinError::Private);
                 }
                 room.add_member(actor.id, now).map(|()| true).map_err(|e| match e {
                     RoomError::Full(limit) => JoinError::Full(limit),

@@ -343,7 +343,7 @@ async fn joining_a_public_room_adds_the_actor_and_announces_it() {
 }
 
 #[tokio::test]
-async fn joining_a_private_room_one_is_not_in_is_not_found() {
+async fn joining_a_private_room_one_is_not_in_is_refused_as_private() {
     let mut ports = Ports { clock: fixed_clock(1), ..Ports::default() };
     ports.expect_get(room(general(), Visibility::Private, &bob(), &[]));
     ports.expect_no_update();
@@ -351,8 +351,8 @@ async fn joining_a_private_room_one_is_not_in_is_not_found() {
 
     let result = ports.rooms().join(&alice(), general()).await;
 
-    // A non-member cannot see a private room at all, so it does not learn that it exists.
-    assert!(matches!(result, Err(JoinError::NotFound)), "got {result:?}");
+    // Private rooms are joined by invitation only; the API answers 403.
+    assert!(matches!(result, Err(JoinError::Private)), "got {result:?}");
 }
 
 #[tokio::test]

@@ -1,0 +1,7 @@
+//! End-to-end tests over real sockets: one test binary, one module per feature.
+
+mod auth;
+mod history;
+mod restart;
+mod rooms;
+mod socket;
