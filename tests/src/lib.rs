@@ -99,7 +99,13 @@ impl TestApp {
     }
 
     /// Sends a request with an optional bearer token and JSON body; returns status and JSON.
-    pub async fn call(&self, method: Method, path: &str, token: Option<&str>, body: Option<Value>) -> (StatusCode, Value) {
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
         let mut req = self.http.request(method, self.url(path));
         if let Some(token) = token {
             req = req.bearer_auth(token);
@@ -110,7 +116,8 @@ impl TestApp {
         let resp = req.send().await.expect("request sent");
         let status = resp.status();
         let text = resp.text().await.expect("body read");
-        let json = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
+        let json =
+            if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
         (status, json)
     }
 
@@ -153,8 +160,9 @@ impl TestApp {
     /// Creates a room owned by `owner` with the given members; returns the room JSON.
     pub async fn create_room(&self, owner: &TestUser, visibility: &str, members: &[&TestUser]) -> Value {
         let ids: Vec<&str> = members.iter().map(|m| m.id.as_str()).collect();
-        let (status, room) =
-            self.post("/rooms", &owner.access_token, json!({"name": "room", "visibility": visibility, "member_ids": ids})).await;
+        let (status, room) = self
+            .post("/rooms", &owner.access_token, json!({"name": "room", "visibility": visibility, "member_ids": ids}))
+            .await;
         assert_eq!(status, StatusCode::CREATED, "create room: {room}");
         room
     }
@@ -162,11 +170,9 @@ impl TestApp {
     /// Opens a socket with the bearer header and waits for `ready`.
     pub async fn socket(&self, user: &TestUser) -> Socket {
         let mut request = format!("ws://{}/ws", self.addr).into_client_request().expect("ws request");
-        request
-            .headers_mut()
-            .insert("authorization", format!("Bearer {}", user.access_token).parse().expect("header"));
+        request.headers_mut().insert("authorization", format!("Bearer {}", user.access_token).parse().expect("header"));
         let (stream, _) = tokio_tungstenite::connect_async(request).await.expect("socket opens");
-        let mut socket = Socket { stream };
+        let mut socket = Socket { stream, pending: std::collections::VecDeque::new() };
         let ready = socket.next_of("ready").await;
         assert_eq!(ready["user"]["id"], user.id.as_str());
         socket
@@ -184,6 +190,8 @@ impl Drop for TestApp {
 /// A client socket speaking the JSON protocol.
 pub struct Socket {
     pub stream: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    /// Frames read while waiting for another kind; handed out first, in order.
+    pending: std::collections::VecDeque<Value>,
 }
 
 impl Socket {
@@ -193,6 +201,13 @@ impl Socket {
 
     /// The next text frame, failing the test after `FRAME_WAIT`.
     pub async fn next_json(&mut self) -> Value {
+        if let Some(frame) = self.pending.pop_front() {
+            return frame;
+        }
+        self.read_json().await
+    }
+
+    async fn read_json(&mut self) -> Value {
         loop {
             let msg = tokio::time::timeout(FRAME_WAIT, self.stream.next())
                 .await
@@ -207,13 +222,19 @@ impl Socket {
         }
     }
 
-    /// The next frame of type `kind`, skipping others (presence, typing, member events).
+    /// The next frame of type `kind`; frames of other kinds are kept for later reads.
     pub async fn next_of(&mut self, kind: &str) -> Value {
+        if let Some(i) = self.pending.iter().position(|f| f["type"] == kind) {
+            if let Some(frame) = self.pending.remove(i) {
+                return frame;
+            }
+        }
         loop {
-            let frame = self.next_json().await;
+            let frame = self.read_json().await;
             if frame["type"] == kind {
                 return frame;
             }
+            self.pending.push_back(frame);
         }
     }
 
@@ -221,10 +242,11 @@ impl Socket {
     pub async fn send_text(&mut self, room_id: &str, client_msg_id: &str, text: &str) -> Value {
         self.send_json(json!({"type": "send", "room_id": room_id, "client_msg_id": client_msg_id, "text": text})).await;
         loop {
-            let frame = self.next_json().await;
+            let frame = self.read_json().await;
             if frame["type"] == "ack" || frame["type"] == "error" {
                 return frame;
             }
+            self.pending.push_back(frame);
         }
     }
 

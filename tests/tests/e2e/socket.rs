@@ -1,1 +1,332 @@
-//! e2e: socket.
+//! e2e: the WebSocket protocol — handshake refusals, live delivery, acks, idempotency, sync, typing, limits.
+
+use std::time::Duration;
+
+use e2e::{TestApp, TestUser};
+use futures::SinkExt;
+use serde_json::json;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+
+/// Tries a handshake and returns the HTTP status of the refusal, or 101 when it was accepted.
+async fn handshake_status(app: &TestApp, token: Option<&str>, query_token: Option<&str>, origin: Option<&str>) -> u16 {
+    let url = match query_token {
+        Some(t) => format!("ws://{}/ws?access_token={t}", app.addr),
+        None => format!("ws://{}/ws", app.addr),
+    };
+    let mut request = url.into_client_request().unwrap();
+    if let Some(token) = token {
+        request.headers_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
+    }
+    if let Some(origin) = origin {
+        request.headers_mut().insert("origin", origin.parse().unwrap());
+    }
+    match tokio_tungstenite::connect_async(request).await {
+        Ok(_) => 101,
+        Err(WsError::Http(resp)) => resp.status().as_u16(),
+        Err(e) => panic!("unexpected handshake error: {e}"),
+    }
+}
+
+async fn room_with(app: &TestApp, owner: &TestUser, members: &[&TestUser]) -> String {
+    app.create_room(owner, "private", members).await["id"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn a_handshake_without_a_valid_token_is_refused_with_401() {
+    let app = TestApp::spawn().await;
+
+    assert_eq!(handshake_status(&app, None, None, None).await, 401);
+    assert_eq!(handshake_status(&app, Some("not.a.token"), None, None).await, 401);
+    assert_eq!(handshake_status(&app, None, Some("garbage"), None).await, 401);
+}
+
+#[tokio::test]
+async fn a_browser_may_pass_the_token_as_a_query_parameter() {
+    let app = TestApp::spawn().await;
+    let alice = app.signup("alice").await;
+
+    assert_eq!(handshake_status(&app, None, Some(&alice.access_token), None).await, 101);
+}
+
+#[tokio::test]
+async fn an_expired_token_is_refused_with_401() {
+    let app = TestApp::spawn_with(&[("CHAT_ACCESS_TOKEN_TTL_SECS", "1")]).await;
+    let alice = app.signup("alice").await;
+
+    // Past the token's one second and the verifier's five seconds of leeway.
+    tokio::time::sleep(Duration::from_secs(7)).await;
+
+    assert_eq!(handshake_status(&app, Some(&alice.access_token), None, None).await, 401);
+}
+
+#[tokio::test]
+async fn a_foreign_origin_is_refused_with_403_and_an_allowed_one_is_accepted() {
+    let app = TestApp::spawn_with(&[("CHAT_ALLOWED_ORIGINS", "https://chat.example")]).await;
+    let alice = app.signup("alice").await;
+
+    assert_eq!(handshake_status(&app, Some(&alice.access_token), None, Some("https://evil.example")).await, 403);
+    assert_eq!(handshake_status(&app, Some(&alice.access_token), None, Some("https://chat.example")).await, 101);
+}
+
+#[tokio::test]
+async fn by_default_only_the_servers_own_origin_is_allowed() {
+    let app = TestApp::spawn().await;
+    let alice = app.signup("alice").await;
+    let own = format!("http://{}", app.addr);
+
+    assert_eq!(handshake_status(&app, Some(&alice.access_token), None, Some(&own)).await, 101);
+    assert_eq!(handshake_status(&app, Some(&alice.access_token), None, Some("http://elsewhere:1")).await, 403);
+}
+
+#[tokio::test]
+async fn more_sockets_than_the_per_user_limit_are_refused_with_429() {
+    let app = TestApp::spawn_with(&[("CHAT_MAX_CONNECTIONS_PER_USER", "2")]).await;
+    let alice = app.signup("alice").await;
+    let _first = app.socket(&alice).await;
+    let _second = app.socket(&alice).await;
+
+    assert_eq!(handshake_status(&app, Some(&alice.access_token), None, None).await, 429);
+}
+
+#[tokio::test]
+async fn two_members_both_receive_every_message_with_strictly_increasing_seqs() {
+    let app = TestApp::spawn().await;
+    let alice = app.signup("alice").await;
+    let bob = app.signup("bob").await;
+    let room = room_with(&app, &alice, &[&bob]).await;
+    let mut a = app.socket(&alice).await;
+    let mut b = app.socket(&bob).await;
+
+    let mut acked = Vec::new();
+    for i in 0..5 {
+        let ack = a.send_text(&room, &format!("m{i}"), &format!("hello {i}")).await;
+        acked.push(ack["message"]["seq"].as_u64().unwrap());
+    }
+
+    let mut received = Vec::new();
+    for i in 0..5 {
+        let frame = b.next_of("message").await;
+        assert_eq!(frame["message"]["text"], format!("hello {i}"));
+        assert_eq!(frame["message"]["sender"]["username"], alice.username.as_str());
+        received.push(frame["message"]["seq"].as_u64().unwrap());
+    }
+    // The sender's own socket gets the broadcast too (acks were read first, so its copies wait in order).
+    let own: Vec<u64> = {
+        let mut v = Vec::new();
+        for _ in 0..5 {
+            v.push(a.next_of("message").await["message"]["seq"].as_u64().unwrap());
+        }
+        v
+    };
+    assert_eq!(acked, vec![1, 2, 3, 4, 5]);
+    assert_eq!(received, acked);
+    assert_eq!(own, acked);
+}
+
+#[tokio::test]
+async fn the_ack_carries_the_stored_message_in_the_shared_json_shape() {
+    let app = TestApp::spawn().await;
+    let alice = app.signup("alice").await;
+    let room = room_with(&app, &alice, &[]).await;
+    let mut socket = app.socket(&alice).await;
+
+    let ack = socket.send_text(&room, "c1", "  hi there  ").await;
+
+    assert_eq!(ack["client_msg_id"], "c1");
+    let message = &ack["message"];
+    assert_eq!(message["room_id"], room.as_str());
+    assert_eq!(message["seq"], 1);
+    assert_eq!(message["kind"], "text");
+    assert_eq!(message["text"], "hi there");
+    assert_eq!(message["sender"]["id"], alice.id.as_str());
+    assert!(message["sent_at"].as_str().unwrap().ends_with('Z'));
+    assert!(message.get("file").is_none());
+}
+
+#[tokio::test]
+async fn a_non_member_can_neither_send_nor_sync() {
+    let app = TestApp::spawn().await;
+    let alice = app.signup("alice").await;
+    let mallory = app.signup("mallory").await;
+    let room = room_with(&app, &alice, &[]).await;
+    let mut socket = app.socket(&mallory).await;
+
+    let refused = socket.send_text(&room, "x1", "let me in").await;
+    socket.send_json(json!({"type": "sync", "room_id": room, "after_seq": 0})).await;
+    let sync_refused = socket.next_of("error").await;
+
+    assert_eq!(refused["type"], "error");
+    assert_eq!(refused["code"], "forbidden");
+    assert_eq!(refused["client_msg_id"], "x1");
+    assert_eq!(sync_refused["code"], "forbidden");
+    let (_, history) = app.get(&format!("/rooms/{room}/messages"), &alice.access_token).await;
+    assert_eq!(history["items"].as_array().unwrap().len(), 0);
+}
+
+#[tokio::test]
+async fn a_resend_with_the_same_client_msg_id_acks_the_original_and_creates_nothing() {
+    let app = TestApp::spawn().await;
+    let alice = app.signup("alice").await;
+    let room = room_with(&app, &alice, &[]).await;
+    let mut socket = app.socket(&alice).await;
+
+    let first = socket.send_text(&room, "same-id", "once").await;
+    let second = socket.send_text(&room, "same-id", "once").await;
+
+    assert_eq!(first["message"]["id"], second["message"]["id"]);
+    assert_eq!(second["message"]["seq"], 1);
+    let (_, history) = app.get(&format!("/rooms/{room}/messages"), &alice.access_token).await;
+    assert_eq!(history["items"].as_array().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn sync_after_reconnect_returns_exactly_the_missed_messages() {
+    let app = TestApp::spawn().await;
+    let alice = app.signup("alice").await;
+    let bob = app.signup("bob").await;
+    let room = room_with(&app, &alice, &[&bob]).await;
+    let mut a = app.socket(&alice).await;
+    let mut b = app.socket(&bob).await;
+    a.send_text(&room, "m1", "seen").await;
+    let seen = b.next_of("message").await["message"]["seq"].as_u64().unwrap();
+    drop(b);
+
+    for i in 2..=6 {
+        a.send_text(&room, &format!("m{i}"), &format!("missed {i}")).await;
+    }
+    let mut b = app.socket(&bob).await;
+    b.send_json(json!({"type": "sync", "room_id": room, "after_seq": seen})).await;
+
+    let mut got = Vec::new();
+    loop {
+        let frame = b.next_json().await;
+        match frame["type"].as_str().unwrap() {
+            "message" => got.push(frame["message"]["seq"].as_u64().unwrap()),
+            "synced" => {
+                assert_eq!(frame["last_seq"], 6);
+                assert_eq!(frame["has_more"], false);
+                break;
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(got, vec![2, 3, 4, 5, 6]);
+}
+
+#[tokio::test]
+async fn typing_is_relayed_to_others_and_throttled() {
+    let app = TestApp::spawn().await;
+    let alice = app.signup("alice").await;
+    let bob = app.signup("bob").await;
+    let room = room_with(&app, &alice, &[&bob]).await;
+    let mut a = app.socket(&alice).await;
+    let mut b = app.socket(&bob).await;
+
+    a.send_json(json!({"type": "typing", "room_id": room})).await;
+    let relayed = b.next_of("typing").await;
+    a.send_json(json!({"type": "typing", "room_id": room})).await;
+
+    assert_eq!(relayed["room_id"], room.as_str());
+    assert_eq!(relayed["user"]["username"], alice.username.as_str());
+    b.expect_none_of("typing", Duration::from_millis(800)).await;
+    a.expect_none_of("typing", Duration::from_millis(100)).await;
+}
+
+#[tokio::test]
+async fn malformed_frames_get_a_bad_request_error_and_the_socket_stays_open() {
+    let app = TestApp::spawn().await;
+    let alice = app.signup("alice").await;
+    let mut socket = app.socket(&alice).await;
+
+    for raw in ["not json", r#"{"type":"shout"}"#, r#"{"type":"send","room_id":"x"}"#] {
+        socket.stream.send(Message::Text(raw.to_owned().into())).await.unwrap();
+        let error = socket.next_of("error").await;
+        assert_eq!(error["code"], "bad_request", "{raw}");
+    }
+    socket.send_json(json!({"type": "ping"})).await;
+    assert_eq!(socket.next_json().await["type"], "pong");
+}
+
+#[tokio::test]
+async fn a_text_frame_over_64_kib_is_refused_and_the_socket_stays_open() {
+    let app = TestApp::spawn().await;
+    let alice = app.signup("alice").await;
+    let room = room_with(&app, &alice, &[]).await;
+    let mut socket = app.socket(&alice).await;
+
+    let huge = "x".repeat(70 * 1024);
+    socket.send_json(json!({"type": "send", "room_id": room, "client_msg_id": "big", "text": huge})).await;
+
+    assert_eq!(socket.next_of("error").await["code"], "too_large");
+    socket.send_json(json!({"type": "ping"})).await;
+    assert_eq!(socket.next_of("pong").await["type"], "pong");
+}
+
+#[tokio::test]
+async fn a_binary_frame_over_the_upload_limit_closes_the_socket_with_1009() {
+    let app = TestApp::spawn_with(&[("CHAT_FILE_MAX_BYTES", "1024"), ("CHAT_IMAGE_MAX_BYTES", "1024")]).await;
+    let alice = app.signup("alice").await;
+    let room = room_with(&app, &alice, &[]).await;
+    let mut socket = app.socket(&alice).await;
+
+    let header = json!({"type": "send_file", "room_id": room, "client_msg_id": "f1", "name": "big.bin"}).to_string();
+    let frame = adapter_http::ws::frames::encode_binary(&header, &vec![7u8; 64 * 1024]);
+    let _ = socket.stream.send(Message::Binary(frame.into())).await;
+
+    let (code, _) = socket.closed().await;
+    assert_eq!(code, 1009);
+}
+
+#[tokio::test]
+async fn the_per_connection_rate_limit_answers_rate_limited() {
+    let app = TestApp::spawn_with(&[("CHAT_WS_RATE_PER_SEC", "1"), ("CHAT_WS_BURST", "3")]).await;
+    let alice = app.signup("alice").await;
+    let mut socket = app.socket(&alice).await;
+
+    for _ in 0..6 {
+        socket.send_json(json!({"type": "ping"})).await;
+    }
+    let mut pongs = 0;
+    let mut limited = 0;
+    for _ in 0..6 {
+        match socket.next_json().await["type"].as_str().unwrap() {
+            "pong" => pongs += 1,
+            "error" => limited += 1,
+            _ => {}
+        }
+    }
+
+    assert_eq!(pongs, 3);
+    assert_eq!(limited, 3);
+}
+
+#[tokio::test]
+async fn an_expiring_access_token_closes_the_socket_with_4001() {
+    let app = TestApp::spawn_with(&[("CHAT_ACCESS_TOKEN_TTL_SECS", "2")]).await;
+    let alice = app.signup("alice").await;
+    let mut socket = app.socket(&alice).await;
+
+    let (code, reason) = socket.closed().await;
+
+    assert_eq!(code, 4001);
+    assert_eq!(reason, "token_expired");
+}
+
+#[tokio::test]
+async fn a_member_who_joins_starts_receiving_the_rooms_messages_live() {
+    let app = TestApp::spawn().await;
+    let alice = app.signup("alice").await;
+    let bob = app.signup("bob").await;
+    let room = app.create_room(&alice, "public", &[]).await["id"].as_str().unwrap().to_owned();
+    let mut b = app.socket(&bob).await;
+    let mut a = app.socket(&alice).await;
+
+    let (status, _) = app.post(&format!("/rooms/{room}/join"), &bob.access_token, json!({})).await;
+    assert_eq!(status, 200);
+    let joined = a.next_of("member_joined").await;
+    a.send_text(&room, "w1", "welcome").await;
+
+    assert_eq!(joined["user"]["id"], bob.id.as_str());
+    assert_eq!(b.next_of("message").await["message"]["text"], "welcome");
+}
