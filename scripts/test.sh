@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# The whole test suite, on a fresh machine: installs and starts what it needs, stops it afterwards.
+#
+#   scripts/test.sh                 # every test, services included
+#   scripts/test.sh -p adapter-redis # extra arguments go to `cargo test`
+#
+# Redis:   CHAT_TEST_REDIS_URL if set; otherwise a private redis-server on a free port
+#          (Debian's redis-server package is installed when missing).
+# MongoDB: CHAT_TEST_MONGODB_URL if set; otherwise SecantusDB, a MongoDB-wire-compatible server
+#          from PyPI, in memory on a free port, installed into a virtualenv under target/.
+set -euo pipefail
+
+root="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$root"
+state="$root/target/test-services"
+mkdir -p "$state"
+pids=()
+
+cleanup() {
+  for pid in "${pids[@]}"; do
+    kill "$pid" 2>/dev/null || true
+  done
+  for pid in "${pids[@]}"; do
+    wait "$pid" 2>/dev/null || true
+  done
+}
+trap cleanup EXIT INT TERM
+
+log() { printf 'test.sh: %s\n' "$*" >&2; }
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
+}
+
+wait_for_port() { # port name
+  for _ in $(seq 1 100); do
+    if python3 -c "import socket,sys; s=socket.socket(); s.settimeout(0.2); sys.exit(s.connect_ex(('127.0.0.1', $1)))" 2>/dev/null; then
+      return 0
+    fi
+    sleep 0.1
+  done
+  log "$2 did not start on port $1"; return 1
+}
+
+as_root() {
+  if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else "$@"; fi
+}
+
+start_redis() {
+  if ! command -v redis-server >/dev/null 2>&1; then
+    log "installing redis-server from Debian's packages"
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
+  fi
+  local port; port="$(free_port)"
+  redis-server --port "$port" --bind 127.0.0.1 --save "" --appendonly no --dir "$state" \
+    --logfile "$state/redis.log" &
+  pids+=("$!")
+  wait_for_port "$port" redis-server
+  export CHAT_TEST_REDIS_URL="redis://127.0.0.1:$port"
+  log "started redis-server at $CHAT_TEST_REDIS_URL"
+}
+
+start_secantus() {
+  local venv="$root/target/secantus-venv"
+  if [ ! -x "$venv/bin/secantusd-py" ]; then
+    log "installing SecantusDB into $venv"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install -q --disable-pip-version-check SecantusDB
+  fi
+  local port; port="$(free_port)"
+  "$venv/bin/secantusd-py" --port "$port" --storage-path :memory: >"$state/secantus.log" 2>&1 &
+  pids+=("$!")
+  wait_for_port "$port" SecantusDB
+  export CHAT_TEST_MONGODB_URL="mongodb://127.0.0.1:$port"
+  log "started SecantusDB at $CHAT_TEST_MONGODB_URL"
+}
+
+if [ -z "${CHAT_TEST_REDIS_URL:-}" ]; then start_redis; else log "using Redis at $CHAT_TEST_REDIS_URL"; fi
+if [ -z "${CHAT_TEST_MONGODB_URL:-}" ]; then start_secantus; else log "using MongoDB at $CHAT_TEST_MONGODB_URL"; fi
+
+# Service tests are #[ignore]d under a plain `cargo test`; here they run and must find their service.
+export CHAT_TEST_REQUIRE_SERVICES=1
+cargo test --workspace "$@" -- --include-ignored
