@@ -1,6 +1,7 @@
 //! HTTP and WebSocket adapter: the REST API (poem-openapi), the socket protocol and the file routes.
 
 mod api_auth;
+mod api_files;
 mod api_health;
 mod api_rooms;
 mod auth;
@@ -84,6 +85,9 @@ pub fn app(state: AppState, config: &HttpConfig) -> BoxEndpoint<'static, Respons
             .at("/openapi.yaml", poem::endpoint::make_sync(move |_| yaml_response(spec_yaml.clone())));
     } else {
         route = route.nest("/", OpenApiService::new(api_health::HealthApi, TITLE, env!("CARGO_PKG_VERSION")));
+    }
+    if config.apps.files {
+        route = route.at("/files", poem::post(api_files::upload)).at("/files/:file_id", poem::get(api_files::download));
     }
     if config.apps.socket {
         route = route.at("/ws", poem::get(ws::ws_handler));

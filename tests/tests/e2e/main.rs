@@ -1,6 +1,7 @@
 //! End-to-end tests over real sockets: one test binary, one module per feature.
 
 mod auth;
+mod files;
 mod history;
 mod restart;
 mod rooms;

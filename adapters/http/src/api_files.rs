@@ -1,0 +1,241 @@
+//! File routes: streamed multipart upload, and access-checked download with ranges and safe headers.
+
+use application::files::{DownloadError, UploadError};
+use domain::{FileId, FileKind, FileName, RoomId};
+use futures::{StreamExt, TryStreamExt};
+use poem::http::{header, StatusCode};
+use poem::web::{Data, Multipart, Path};
+use poem::{handler, Body, IntoResponse, Request, Response};
+use poem_openapi::payload::Json;
+use serde::Serialize;
+
+use crate::auth::{authenticate, token_from};
+use crate::dto::{rfc3339, FileDto};
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// What `POST /files` answers.
+#[derive(Debug, Serialize)]
+struct UploadedDto {
+    id: String,
+    name: String,
+    size: u64,
+    content_type: String,
+    kind: &'static str,
+    url: String,
+    expires_at: String,
+}
+
+/// `POST /files` (multipart: `room_id`, then `file`). The file streams to storage.
+#[handler]
+pub async fn upload(req: &Request, mut form: Multipart, state: Data<&AppState>) -> Response {
+    let user = match caller(req, &state).await {
+        Ok(user) => user,
+        Err(e) => return e.into_response(),
+    };
+    let mut room_id: Option<RoomId> = query_param(req, "room_id").and_then(|r| r.parse().ok());
+    loop {
+        let field = match form.next_field().await {
+            Ok(Some(field)) => field,
+            Ok(None) => break,
+            Err(e) => return ApiError::bad_request("invalid_request", format!("multipart: {e}")).into_response(),
+        };
+        match field.name() {
+            Some("room_id") => match field.text().await.ok().and_then(|t| t.trim().parse().ok()) {
+                Some(id) => room_id = Some(id),
+                None => return ApiError::bad_request("invalid_request", "room_id: not a room id").into_response(),
+            },
+            Some("file") => {
+                let Some(room_id) = room_id else {
+                    return ApiError::bad_request("invalid_request", "room_id: required before the file field")
+                        .into_response();
+                };
+                let name = FileName::sanitize(field.file_name().unwrap_or_default());
+                let bytes = tokio_util::io::ReaderStream::new(field.into_async_read()).map_ok(|b| b.to_vec()).boxed();
+                return match state.files.upload(&user, room_id, name, bytes).await {
+                    Ok(file) => {
+                        let dto = FileDto::new(&file.meta);
+                        let body = UploadedDto {
+                            id: dto.id,
+                            name: dto.name,
+                            size: dto.size,
+                            content_type: dto.content_type,
+                            kind: file.meta.kind.as_str(),
+                            url: dto.url,
+                            expires_at: rfc3339(file.meta.expires_at),
+                        };
+                        let mut resp = Json(serde_json::to_value(body).unwrap_or_default()).into_response();
+                        resp.set_status(StatusCode::CREATED);
+                        resp
+                    }
+                    Err(UploadError::NotFound) => ApiError::not_found("room not found").into_response(),
+                    Err(e @ UploadError::TooLarge { .. }) => {
+                        ApiError::too_large("too_large", e.to_string()).into_response()
+                    }
+                    Err(e @ UploadError::QuotaExceeded { .. }) => {
+                        ApiError::too_large("quota_exceeded", e.to_string()).into_response()
+                    }
+                    Err(UploadError::Unknown(e)) => ApiError::internal(&e).into_response(),
+                };
+            }
+            _ => {}
+        }
+    }
+    ApiError::bad_request("invalid_request", "file: a multipart field named file is required").into_response()
+}
+
+/// `GET /files/{file_id}`: bytes for members of the file's room; `Range` gives 206.
+#[handler]
+pub async fn download(req: &Request, Path(file_id): Path<String>, state: Data<&AppState>) -> Response {
+    let user = match caller(req, &state).await {
+        Ok(user) => user,
+        Err(e) => return e.into_response(),
+    };
+    let Ok(file_id) = file_id.parse::<FileId>() else {
+        return ApiError::not_found("file not found").into_response();
+    };
+    let range = req.headers().get(header::RANGE).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    // The size is needed to resolve the range before opening, so read the catalog entry first.
+    let probe = match state.files.download(&user, file_id, 0).await {
+        Ok(d) => d,
+        Err(e) => return download_error(e).into_response(),
+    };
+    let size = probe.file.meta.size;
+    let (start, end) = match range.as_deref().map(|r| parse_range(r, size)) {
+        None => (0, size.saturating_sub(1)),
+        Some(Some(bounds)) => bounds,
+        Some(None) => {
+            return Response::builder()
+                .status(StatusCode::RANGE_NOT_SATISFIABLE)
+                .header(header::CONTENT_RANGE, format!("bytes */{size}"))
+                .body(Body::empty());
+        }
+    };
+    let opened = if start == 0 {
+        probe
+    } else {
+        match state.files.download(&user, file_id, start).await {
+            Ok(d) => d,
+            Err(e) => return download_error(e).into_response(),
+        }
+    };
+    let len = if size == 0 { 0 } else { end - start + 1 };
+    let limited = opened.bytes.map_ok(bytes_of).take_bytes(len);
+    let meta = &opened.file.meta;
+    let (content_type, disposition) = match meta.kind {
+        FileKind::Image => (meta.content_type.as_str(), "inline"),
+        FileKind::File => ("application/octet-stream", "attachment"),
+    };
+    let mut builder = Response::builder()
+        .header(header::CONTENT_TYPE, content_type)
+        .header(header::CONTENT_DISPOSITION, format!("{disposition}; filename*=UTF-8''{}", rfc5987(meta.name.as_str())))
+        .header("X-Content-Type-Options", "nosniff")
+        .header("Content-Security-Policy", "sandbox")
+        .header(header::ACCEPT_RANGES, "bytes")
+        .header(header::CONTENT_LENGTH, len);
+    if range.is_some() {
+        builder = builder
+            .status(StatusCode::PARTIAL_CONTENT)
+            .header(header::CONTENT_RANGE, format!("bytes {start}-{end}/{size}"));
+    }
+    builder.body(Body::from_bytes_stream(limited))
+}
+
+fn bytes_of(chunk: Vec<u8>) -> bytes::Bytes {
+    bytes::Bytes::from(chunk)
+}
+
+/// Cuts a byte stream after `n` bytes.
+trait TakeBytes: futures::Stream<Item = std::io::Result<bytes::Bytes>> + Sized + Send + 'static {
+    fn take_bytes(self, n: u64) -> futures::stream::BoxStream<'static, std::io::Result<bytes::Bytes>> {
+        self.scan(n, |left, chunk| {
+            let out = match chunk {
+                Ok(_) if *left == 0 => None,
+                Ok(mut bytes) => {
+                    if bytes.len() as u64 > *left {
+                        bytes.truncate(usize::try_from(*left).unwrap_or(usize::MAX));
+                    }
+                    *left -= bytes.len() as u64;
+                    Some(Ok(bytes))
+                }
+                Err(e) => Some(Err(e)),
+            };
+            futures::future::ready(out)
+        })
+        .boxed()
+    }
+}
+
+impl<S: futures::Stream<Item = std::io::Result<bytes::Bytes>> + Send + 'static> TakeBytes for S {}
+
+/// A single `bytes=` range resolved against `size`; `None` when unsatisfiable or malformed.
+fn parse_range(raw: &str, size: u64) -> Option<(u64, u64)> {
+    let spec = raw.trim().strip_prefix("bytes=")?;
+    if spec.contains(',') || size == 0 {
+        return None;
+    }
+    let (first, last) = spec.split_once('-')?;
+    let (start, end) = match (first.trim(), last.trim()) {
+        ("", suffix) => {
+            let n: u64 = suffix.parse().ok()?;
+            (size.saturating_sub(n), size - 1)
+        }
+        (start, "") => (start.parse().ok()?, size - 1),
+        (start, end) => (start.parse().ok()?, end.parse::<u64>().ok()?.min(size - 1)),
+    };
+    (start <= end && start < size).then_some((start, end))
+}
+
+/// RFC 5987 percent-encoding for `filename*`.
+fn rfc5987(name: &str) -> String {
+    name.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'.' | b'-' | b'_' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+async fn caller(req: &Request, state: &AppState) -> Result<domain::User, ApiError> {
+    let token =
+        token_from(req).ok_or_else(|| ApiError::unauthorized("unauthorized", "a valid access token is required"))?;
+    Ok(authenticate(state, &token).await?.user)
+}
+
+fn query_param(req: &Request, name: &str) -> Option<String> {
+    req.uri().query()?.split('&').find_map(|pair| pair.strip_prefix(&format!("{name}=")).map(str::to_owned))
+}
+
+fn download_error(e: DownloadError) -> ApiError {
+    match e {
+        DownloadError::NotFound => ApiError::not_found("file not found"),
+        DownloadError::Gone => ApiError::gone("the file has expired"),
+        DownloadError::Unknown(e) => ApiError::internal(&e),
+    }
+}
+
+#[cfg(test)]
+mod range_tests {
+    use super::*;
+
+    #[test]
+    fn ranges_resolve_against_the_size() {
+        assert_eq!(parse_range("bytes=0-9", 100), Some((0, 9)));
+        assert_eq!(parse_range("bytes=90-", 100), Some((90, 99)));
+        assert_eq!(parse_range("bytes=-10", 100), Some((90, 99)));
+        assert_eq!(parse_range("bytes=50-500", 100), Some((50, 99)));
+    }
+
+    #[test]
+    fn unsatisfiable_or_malformed_ranges_are_refused() {
+        assert_eq!(parse_range("bytes=100-", 100), None);
+        assert_eq!(parse_range("bytes=9-3", 100), None);
+        assert_eq!(parse_range("bytes=0-1,5-6", 100), None);
+        assert_eq!(parse_range("items=0-1", 100), None);
+    }
+
+    #[test]
+    fn filenames_are_percent_encoded() {
+        assert_eq!(rfc5987("a b\"ü.txt"), "a%20b%22%C3%BC.txt");
+    }
+}

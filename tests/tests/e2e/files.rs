@@ -1,0 +1,221 @@
+//! e2e: files over HTTP and over the socket — sniffing, safe names and headers, limits, ranges, access.
+
+use e2e::{TestApp, TestUser};
+use futures::SinkExt;
+use reqwest::multipart::{Form, Part};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite::Message;
+
+const PNG: &[u8] = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR\0\0\0\x01\0\0\0\x01\x08\x06\0\0\0\x1f\x15\xc4\x89";
+
+async fn upload(
+    app: &TestApp,
+    user: &TestUser,
+    room_id: &str,
+    name: &str,
+    declared: &str,
+    bytes: Vec<u8>,
+) -> (StatusCode, Value) {
+    let part = Part::bytes(bytes).file_name(name.to_owned()).mime_str(declared).unwrap();
+    let form = Form::new().text("room_id", room_id.to_owned()).part("file", part);
+    let resp = app.http.post(app.url("/files")).bearer_auth(&user.access_token).multipart(form).send().await.unwrap();
+    let status = resp.status();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+async fn download(app: &TestApp, user: &TestUser, url: &str, range: Option<&str>) -> reqwest::Response {
+    let mut req = app.http.get(app.url(url)).bearer_auth(&user.access_token);
+    if let Some(range) = range {
+        req = req.header("range", range);
+    }
+    req.send().await.unwrap()
+}
+
+/// Every regular file under the data directory's file store.
+fn stored_files(app: &TestApp) -> Vec<std::path::PathBuf> {
+    fn walk(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                walk(&path, out);
+            } else {
+                out.push(path);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(&app.data_dir.path().join("files"), &mut out);
+    out
+}
+
+#[tokio::test]
+async fn a_file_sent_over_the_socket_downloads_byte_identical_from_its_url() {
+    let app = TestApp::spawn().await;
+    let alice = app.signup("alice").await;
+    let room = app.create_room(&alice, "private", &[]).await["id"].as_str().unwrap().to_owned();
+    let mut socket = app.socket(&alice).await;
+    let header = json!({"type": "send_file", "room_id": room, "client_msg_id": "f1", "name": "dot.png"}).to_string();
+
+    socket.stream.send(Message::Binary(adapter_http::ws::frames::encode_binary(&header, PNG).into())).await.unwrap();
+    let ack = socket.next_of("ack").await;
+
+    let message = &ack["message"];
+    assert_eq!(message["kind"], "image");
+    assert_eq!(message["file"]["content_type"], "image/png");
+    assert_eq!(message["file"]["size"], PNG.len());
+    let resp = download(&app, &alice, message["file"]["url"].as_str().unwrap(), None).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.bytes().await.unwrap().as_ref(), PNG);
+}
+
+#[tokio::test]
+async fn html_declared_as_png_is_served_as_an_octet_stream_attachment() {
+    let app = TestApp::spawn().await;
+    let alice = app.signup("alice").await;
+    let room = app.create_room(&alice, "private", &[]).await["id"].as_str().unwrap().to_owned();
+
+    let (status, file) =
+        upload(&app, &alice, &room, "evil.png", "image/png", b"<html><script>alert(1)</script>".to_vec()).await;
+
+    assert_eq!(status, StatusCode::CREATED, "{file}");
+    assert_eq!(file["kind"], "file");
+    let resp = download(&app, &alice, file["url"].as_str().unwrap(), None).await;
+    assert_eq!(resp.headers()["content-type"], "application/octet-stream");
+    assert!(resp.headers()["content-disposition"].to_str().unwrap().starts_with("attachment;"));
+    assert_eq!(resp.headers()["x-content-type-options"], "nosniff");
+    assert_eq!(resp.headers()["content-security-policy"], "sandbox");
+}
+
+#[tokio::test]
+async fn hostile_names_are_kept_only_as_sanitised_metadata_inside_the_storage_root() {
+    let app = TestApp::spawn().await;
+    let alice = app.signup("alice").await;
+    let room = app.create_room(&alice, "private", &[]).await["id"].as_str().unwrap().to_owned();
+    let long = "ü".repeat(1000);
+    // A NUL byte cannot travel in a multipart header; it comes over the socket's JSON header below.
+    let names = ["../../etc/passwd", "/absolute/path.txt", long.as_str(), "日本語.txt"];
+
+    for name in names {
+        let (status, file) = upload(&app, &alice, &room, name, "text/plain", b"data".to_vec()).await;
+        assert_eq!(status, StatusCode::CREATED, "{name}: {file}");
+        let stored = file["name"].as_str().unwrap();
+        assert!(!stored.contains('/') && !stored.contains('\0') && stored.len() <= 255, "{stored}");
+    }
+
+    let mut socket = app.socket(&alice).await;
+    let header = json!({"type": "send_file", "room_id": room, "client_msg_id": "nul", "name": "../nul\u{0}byte.txt"});
+    let frame = adapter_http::ws::frames::encode_binary(&header.to_string(), b"data");
+    socket.stream.send(Message::Binary(frame.into())).await.unwrap();
+    let ack = socket.next_of("ack").await;
+    assert_eq!(ack["message"]["file"]["name"], "nulbyte.txt");
+
+    let root = app.data_dir.path().join("files");
+    assert_eq!(stored_files(&app).len(), names.len() + 1);
+    for path in stored_files(&app) {
+        assert!(path.starts_with(&root), "{}", path.display());
+        let leaf = path.file_name().unwrap().to_str().unwrap();
+        assert!(leaf.parse::<uuid::Uuid>().is_ok(), "stored under a generated id, not a name: {leaf}");
+    }
+    assert!(!app.data_dir.path().join("etc").exists());
+}
+
+#[tokio::test]
+async fn an_oversize_upload_is_refused_with_413_and_leaves_nothing_on_disk() {
+    let app = TestApp::spawn_with(&[("CHAT_FILE_MAX_BYTES", "1000")]).await;
+    let alice = app.signup("alice").await;
+    let room = app.create_room(&alice, "private", &[]).await["id"].as_str().unwrap().to_owned();
+
+    let (status, body) = upload(&app, &alice, &room, "big.bin", "application/octet-stream", vec![1u8; 5000]).await;
+
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
+    assert_eq!(body["code"], "too_large");
+    assert!(stored_files(&app).is_empty(), "{:?}", stored_files(&app));
+}
+
+#[tokio::test]
+async fn an_upload_over_the_quota_is_refused_with_quota_exceeded() {
+    let app = TestApp::spawn_with(&[("CHAT_USER_QUOTA_BYTES", "1500")]).await;
+    let alice = app.signup("alice").await;
+    let room = app.create_room(&alice, "private", &[]).await["id"].as_str().unwrap().to_owned();
+    let (status, _) = upload(&app, &alice, &room, "a.bin", "application/octet-stream", vec![1u8; 1000]).await;
+    assert_eq!(status, StatusCode::CREATED);
+
+    let (status, body) = upload(&app, &alice, &room, "b.bin", "application/octet-stream", vec![1u8; 1000]).await;
+
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
+    assert_eq!(body["code"], "quota_exceeded");
+    assert_eq!(stored_files(&app).len(), 1);
+}
+
+#[tokio::test]
+async fn a_non_member_cannot_download_a_rooms_file() {
+    let app = TestApp::spawn().await;
+    let alice = app.signup("alice").await;
+    let mallory = app.signup("mallory").await;
+    let room = app.create_room(&alice, "private", &[]).await["id"].as_str().unwrap().to_owned();
+    let (_, file) = upload(&app, &alice, &room, "secret.txt", "text/plain", b"secret".to_vec()).await;
+
+    let resp = download(&app, &mallory, file["url"].as_str().unwrap(), None).await;
+
+    assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn a_range_request_returns_exactly_the_requested_bytes() {
+    let app = TestApp::spawn().await;
+    let alice = app.signup("alice").await;
+    let room = app.create_room(&alice, "private", &[]).await["id"].as_str().unwrap().to_owned();
+    let content: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+    let (_, file) = upload(&app, &alice, &room, "data.bin", "application/octet-stream", content.clone()).await;
+    let url = file["url"].as_str().unwrap();
+
+    let resp = download(&app, &alice, url, Some("bytes=70000-70009")).await;
+
+    assert_eq!(resp.status(), StatusCode::PARTIAL_CONTENT);
+    assert_eq!(resp.headers()["content-range"], "bytes 70000-70009/200000");
+    assert_eq!(resp.bytes().await.unwrap().as_ref(), &content[70_000..70_010]);
+    let tail = download(&app, &alice, url, Some("bytes=-5")).await;
+    assert_eq!(tail.bytes().await.unwrap().as_ref(), &content[199_995..]);
+    let bad = download(&app, &alice, url, Some("bytes=300000-")).await;
+    assert_eq!(bad.status(), StatusCode::RANGE_NOT_SATISFIABLE);
+}
+
+#[tokio::test]
+async fn concurrent_uploads_do_not_interfere() {
+    let app = TestApp::spawn().await;
+    let alice = app.signup("alice").await;
+    let room = app.create_room(&alice, "private", &[]).await["id"].as_str().unwrap().to_owned();
+
+    let uploads = (0..8u8).map(|i| {
+        let (app, alice, room) = (&app, &alice, &room);
+        async move {
+            let bytes = vec![i; 50_000 + usize::from(i)];
+            let (status, file) =
+                upload(app, alice, room, &format!("f{i}.bin"), "application/octet-stream", bytes.clone()).await;
+            assert_eq!(status, StatusCode::CREATED);
+            (file["url"].as_str().unwrap().to_owned(), bytes)
+        }
+    });
+    let results = futures::future::join_all(uploads).await;
+
+    for (url, bytes) in results {
+        let got = download(&app, &alice, &url, None).await.bytes().await.unwrap();
+        assert_eq!(got.as_ref(), bytes.as_slice());
+    }
+}
+
+#[tokio::test]
+async fn downloads_accept_the_token_as_a_query_parameter() {
+    let app = TestApp::spawn().await;
+    let alice = app.signup("alice").await;
+    let room = app.create_room(&alice, "private", &[]).await["id"].as_str().unwrap().to_owned();
+    let (_, file) = upload(&app, &alice, &room, "p.png", "image/png", PNG.to_vec()).await;
+
+    let url = format!("{}?access_token={}", file["url"].as_str().unwrap(), alice.access_token);
+    let resp = app.http.get(app.url(&url)).send().await.unwrap();
+
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.headers()["content-type"], "image/png");
+    assert!(resp.headers()["content-disposition"].to_str().unwrap().starts_with("inline;"));
+}
