@@ -1,0 +1,120 @@
+//! `FileCatalog` on MongoDB: what stored bytes are, whose they are, and when they expire.
+
+use anyhow::Context;
+use application::ports::{FileCatalog, StoredFile};
+use async_trait::async_trait;
+use bson::{doc, Document};
+use domain::{FileId, FileKind, FileMeta, FileName, Timestamp, UserId};
+use futures::TryStreamExt;
+use mongodb::Collection;
+use serde::{Deserialize, Serialize};
+
+use crate::codec::{date, id_text, limit, parse_id, timestamp, to_i64, to_u64};
+use crate::schema::FILES;
+use crate::MongoStore;
+
+#[derive(Serialize, Deserialize)]
+struct FileDoc {
+    #[serde(rename = "_id")]
+    id: String,
+    room_id: String,
+    owner_id: String,
+    name: String,
+    size: i64,
+    content_type: String,
+    kind: String,
+    expires_at: bson::DateTime,
+    created_at: bson::DateTime,
+}
+
+impl FileDoc {
+    fn of(file: &StoredFile) -> anyhow::Result<Self> {
+        Ok(Self {
+            id: id_text(file.meta.id.as_uuid()),
+            room_id: id_text(file.room_id.as_uuid()),
+            owner_id: id_text(file.owner.as_uuid()),
+            name: file.meta.name.as_str().to_owned(),
+            size: to_i64(file.meta.size)?,
+            content_type: file.meta.content_type.clone(),
+            kind: file.meta.kind.as_str().to_owned(),
+            expires_at: date(file.meta.expires_at),
+            created_at: date(file.created_at),
+        })
+    }
+
+    fn into_stored(self) -> anyhow::Result<StoredFile> {
+        Ok(StoredFile {
+            meta: FileMeta {
+                id: parse_id(&self.id)?,
+                name: FileName::sanitize(&self.name),
+                size: to_u64(self.size)?,
+                kind: FileKind::parse(&self.kind)
+                    .with_context(|| format!("file {} has an unknown kind {:?}", self.id, self.kind))?,
+                content_type: self.content_type,
+                expires_at: timestamp(self.expires_at),
+            },
+            room_id: parse_id(&self.room_id)?,
+            owner: parse_id(&self.owner_id)?,
+            created_at: timestamp(self.created_at),
+        })
+    }
+}
+
+impl MongoStore {
+    fn files(&self) -> Collection<FileDoc> {
+        self.db().collection(FILES)
+    }
+}
+
+#[async_trait]
+impl FileCatalog for MongoStore {
+    async fn insert(&self, file: &StoredFile) -> anyhow::Result<()> {
+        self.files().insert_one(FileDoc::of(file)?).await?;
+        Ok(())
+    }
+
+    async fn get(&self, id: FileId) -> anyhow::Result<Option<StoredFile>> {
+        let found = self.files().find_one(doc! { "_id": id_text(id.as_uuid()) }).await?;
+        found.map(FileDoc::into_stored).transpose()
+    }
+
+    async fn usage_of(&self, user: UserId) -> anyhow::Result<u64> {
+        let pipeline = [
+            doc! { "$match": { "owner_id": id_text(user.as_uuid()) } },
+            doc! { "$group": { "_id": null, "total": { "$sum": "$size" } } },
+        ];
+        let totals: Vec<Document> = self.files().aggregate(pipeline).await?.try_collect().await?;
+        let Some(total) = totals.first() else {
+            return Ok(0);
+        };
+        // `$sum` answers in the narrowest type that holds the sum.
+        let total = match total.get("total") {
+            Some(bson::Bson::Int64(n)) => *n,
+            Some(bson::Bson::Int32(n)) => i64::from(*n),
+            other => anyhow::bail!("the usage of user {user} is not an integer: {other:?}"),
+        };
+        to_u64(total)
+    }
+
+    async fn expired(&self, now: Timestamp, limit_to: u32) -> anyhow::Result<Vec<FileId>> {
+        if limit_to == 0 {
+            return Ok(Vec::new());
+        }
+        let due: Vec<Document> = self
+            .files()
+            .clone_with_type::<Document>()
+            .find(doc! { "expires_at": { "$lte": date(now) } })
+            .sort(doc! { "expires_at": 1, "_id": 1 })
+            .limit(limit(limit_to))
+            .projection(doc! { "_id": 1 })
+            .await?
+            .try_collect()
+            .await?;
+        due.iter().map(|d| parse_id(d.get_str("_id").context("a file has no string id")?)).collect()
+    }
+
+    async fn delete(&self, id: FileId) -> anyhow::Result<()> {
+        self.files().delete_one(doc! { "_id": id_text(id.as_uuid()) }).await?;
+        Ok(())
+    }
+}

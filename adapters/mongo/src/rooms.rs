@@ -1,0 +1,292 @@
+//! `RoomRepository` on MongoDB: room documents with a version, memberships in their own collection.
+
+use anyhow::Context;
+use application::ports::{RoomPage, RoomRepository, UpdateRoomError};
+use async_trait::async_trait;
+use bson::{doc, Document};
+use domain::{Member, MemberLimit, Role, Room, RoomId, RoomName, UserId, Visibility};
+use futures::{FutureExt, TryStreamExt};
+use mongodb::{ClientSession, Collection};
+use serde::{Deserialize, Serialize};
+
+use crate::codec::{date, id_text, limit, parse_id, timestamp, to_i64, to_u64};
+use crate::schema::{MEMBERSHIPS, ROOMS};
+use crate::store::in_session;
+use crate::MongoStore;
+
+#[derive(Serialize, Deserialize)]
+struct RoomDoc {
+    #[serde(rename = "_id")]
+    id: String,
+    name: String,
+    visibility: String,
+    owner_id: String,
+    member_limit: i64,
+    created_at: bson::DateTime,
+    /// Compare-and-swap token: an update names the version it read, and bumps it.
+    version: i64,
+    /// Joined in by `$lookup` on reads only; memberships live in their own collection.
+    #[serde(default, skip_serializing)]
+    members: Vec<MembershipDoc>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct MembershipDoc {
+    room_id: String,
+    user_id: String,
+    role: String,
+    joined_at: bson::DateTime,
+}
+
+impl RoomDoc {
+    fn of(room: &Room) -> anyhow::Result<Self> {
+        Ok(Self {
+            id: id_text(room.id().as_uuid()),
+            name: room.name().as_str().to_owned(),
+            visibility: room.visibility().as_str().to_owned(),
+            owner_id: id_text(room.owner().as_uuid()),
+            member_limit: i64::from(room.member_limit().get()),
+            created_at: date(room.created_at()),
+            version: to_i64(room.version())?,
+            members: Vec::new(),
+        })
+    }
+
+    fn into_room(self) -> anyhow::Result<Room> {
+        let id = &self.id;
+        let members = self.members.iter().map(MembershipDoc::to_member).collect::<anyhow::Result<Vec<_>>>()?;
+        let limit = self.member_limit;
+        Ok(Room::restore(
+            parse_id(id)?,
+            RoomName::new(&self.name).with_context(|| format!("room {id} has an invalid name {:?}", self.name))?,
+            Visibility::parse(&self.visibility)
+                .with_context(|| format!("room {id} has an unknown visibility {:?}", self.visibility))?,
+            parse_id(&self.owner_id)?,
+            members,
+            u32::try_from(limit)
+                .ok()
+                .and_then(MemberLimit::new)
+                .with_context(|| format!("room {id} has an invalid member limit {limit}"))?,
+            timestamp(self.created_at),
+            to_u64(self.version)?,
+        ))
+    }
+}
+
+impl MembershipDoc {
+    fn all_of(room: &Room) -> Vec<Self> {
+        let room_id = id_text(room.id().as_uuid());
+        room.members()
+            .iter()
+            .map(|m| Self {
+                room_id: room_id.clone(),
+                user_id: id_text(m.user_id.as_uuid()),
+                role: m.role.as_str().to_owned(),
+                joined_at: date(m.joined_at),
+            })
+            .collect()
+    }
+
+    fn to_member(&self) -> anyhow::Result<Member> {
+        Ok(Member {
+            user_id: parse_id(&self.user_id)?,
+            role: Role::parse(&self.role).with_context(|| {
+                format!("member {} of room {} has an unknown role {:?}", self.user_id, self.room_id, self.role)
+            })?,
+            joined_at: timestamp(self.joined_at),
+        })
+    }
+}
+
+/// The stage that joins each room's memberships in as `members`.
+fn join_members() -> Document {
+    doc! { "$lookup": { "from": MEMBERSHIPS, "localField": "_id", "foreignField": "room_id", "as": "members" } }
+}
+
+/// The lowest possible cursor: every id string sorts after the empty string.
+fn cursor(page: RoomPage) -> String {
+    page.after.map(|id| id_text(id.as_uuid())).unwrap_or_default()
+}
+
+/// What a room write hands to the steps that may run inside a transaction.
+struct RoomWrite {
+    rooms: Collection<RoomDoc>,
+    memberships: Collection<MembershipDoc>,
+    room: RoomDoc,
+    members: Vec<MembershipDoc>,
+}
+
+impl RoomWrite {
+    async fn insert(&self, mut session: Option<&mut ClientSession>) -> mongodb::error::Result<()> {
+        in_session!(session, self.rooms.insert_one(&self.room))?;
+        self.insert_members(session).await
+    }
+
+    /// The compare-and-swap: false when no room with this id has the version the update was made from.
+    async fn update(&self, mut session: Option<&mut ClientSession>) -> mongodb::error::Result<bool> {
+        let room = &self.room;
+        let swapped = in_session!(
+            session,
+            self.rooms.update_one(
+                doc! { "_id": &room.id, "version": room.version },
+                doc! {
+                    "$set": {
+                        "name": &room.name,
+                        "visibility": &room.visibility,
+                        "owner_id": &room.owner_id,
+                        "member_limit": room.member_limit,
+                    },
+                    "$inc": { "version": 1_i64 },
+                },
+            )
+        )?;
+        if swapped.matched_count == 0 {
+            return Ok(false);
+        }
+        in_session!(session, self.memberships.delete_many(doc! { "room_id": &room.id }))?;
+        self.insert_members(session).await?;
+        Ok(true)
+    }
+
+    async fn insert_members(&self, mut session: Option<&mut ClientSession>) -> mongodb::error::Result<()> {
+        if !self.members.is_empty() {
+            in_session!(session, self.memberships.insert_many(&self.members))?;
+        }
+        Ok(())
+    }
+}
+
+/// What a room delete hands to the steps that may run inside a transaction.
+struct RoomDelete {
+    rooms: Collection<RoomDoc>,
+    memberships: Collection<MembershipDoc>,
+    id: String,
+}
+
+impl RoomDelete {
+    /// Deletes the room, then its memberships, which also sweeps any left behind by an earlier
+    /// delete that stopped half-way on a server without transactions.
+    async fn run(&self, mut session: Option<&mut ClientSession>) -> mongodb::error::Result<bool> {
+        let deleted = in_session!(session, self.rooms.delete_one(doc! { "_id": &self.id }))?;
+        in_session!(session, self.memberships.delete_many(doc! { "room_id": &self.id }))?;
+        Ok(deleted.deleted_count > 0)
+    }
+}
+
+impl MongoStore {
+    fn rooms(&self) -> Collection<RoomDoc> {
+        self.db().collection(ROOMS)
+    }
+
+    fn memberships(&self) -> Collection<MembershipDoc> {
+        self.db().collection(MEMBERSHIPS)
+    }
+
+    fn room_write(&self, room: RoomDoc, members: Vec<MembershipDoc>) -> RoomWrite {
+        RoomWrite { rooms: self.rooms(), memberships: self.memberships(), room, members }
+    }
+
+    async fn rooms_from(&self, cursor: mongodb::Cursor<RoomDoc>) -> anyhow::Result<Vec<Room>> {
+        let docs: Vec<RoomDoc> = cursor.try_collect().await?;
+        docs.into_iter().map(RoomDoc::into_room).collect()
+    }
+}
+
+#[async_trait]
+impl RoomRepository for MongoStore {
+    async fn insert(&self, room: &Room) -> anyhow::Result<()> {
+        let write = self.room_write(RoomDoc::of(room)?, MembershipDoc::all_of(room));
+        self.write_together(write, |session, write| write.insert(session).boxed())
+            .await
+            .with_context(|| format!("inserting room {}", room.id()))
+    }
+
+    async fn get(&self, id: RoomId) -> anyhow::Result<Option<Room>> {
+        let pipeline = [doc! { "$match": { "_id": id_text(id.as_uuid()) } }, join_members()];
+        let cursor = self.rooms().aggregate(pipeline).with_type::<RoomDoc>().await?;
+        Ok(self.rooms_from(cursor).await?.into_iter().next())
+    }
+
+    async fn update(&self, room: &Room) -> Result<(), UpdateRoomError> {
+        let write = self.room_write(RoomDoc::of(room)?, MembershipDoc::all_of(room));
+        let swapped = self
+            .write_together(write, |session, write| write.update(session).boxed())
+            .await
+            .with_context(|| format!("updating room {}", room.id()))?;
+        if swapped {
+            return Ok(());
+        }
+        // Nothing was written; a second look only tells a stale copy from a deleted room.
+        let exists = self
+            .rooms()
+            .clone_with_type::<Document>()
+            .find_one(doc! { "_id": id_text(room.id().as_uuid()) })
+            .projection(doc! { "_id": 1 })
+            .await
+            .map_err(anyhow::Error::from)?;
+        Err(if exists.is_some() { UpdateRoomError::Conflict } else { UpdateRoomError::NotFound })
+    }
+
+    async fn delete(&self, id: RoomId) -> anyhow::Result<bool> {
+        let delete = RoomDelete { rooms: self.rooms(), memberships: self.memberships(), id: id_text(id.as_uuid()) };
+        self.write_together(delete, |session, delete| delete.run(session).boxed())
+            .await
+            .with_context(|| format!("deleting room {id}"))
+    }
+
+    async fn list_for_member(&self, user: UserId, page: RoomPage) -> anyhow::Result<Vec<Room>> {
+        if page.limit == 0 {
+            return Ok(Vec::new());
+        }
+        let pipeline = [
+            doc! { "$match": { "user_id": id_text(user.as_uuid()), "room_id": { "$gt": cursor(page) } } },
+            doc! { "$sort": { "room_id": 1 } },
+            doc! { "$limit": limit(page.limit) },
+            doc! { "$lookup": { "from": ROOMS, "localField": "room_id", "foreignField": "_id", "as": "room" } },
+            // A membership whose room is gone (a delete cut short without transactions) is dropped here.
+            doc! { "$unwind": "$room" },
+            doc! { "$replaceRoot": { "newRoot": "$room" } },
+            join_members(),
+            doc! { "$sort": { "_id": 1 } },
+        ];
+        let cursor = self.memberships().aggregate(pipeline).with_type::<RoomDoc>().await?;
+        self.rooms_from(cursor).await
+    }
+
+    async fn list_public(&self, page: RoomPage) -> anyhow::Result<Vec<Room>> {
+        if page.limit == 0 {
+            return Ok(Vec::new());
+        }
+        let pipeline = [
+            doc! { "$match": { "visibility": Visibility::Public.as_str(), "_id": { "$gt": cursor(page) } } },
+            doc! { "$sort": { "_id": 1 } },
+            doc! { "$limit": limit(page.limit) },
+            join_members(),
+        ];
+        let cursor = self.rooms().aggregate(pipeline).with_type::<RoomDoc>().await?;
+        self.rooms_from(cursor).await
+    }
+
+    async fn room_ids_for_member(&self, user: UserId) -> anyhow::Result<Vec<RoomId>> {
+        let docs: Vec<Document> = self
+            .memberships()
+            .clone_with_type::<Document>()
+            .find(doc! { "user_id": id_text(user.as_uuid()) })
+            .sort(doc! { "room_id": 1 })
+            .projection(doc! { "_id": 0, "room_id": 1 })
+            .await?
+            .try_collect()
+            .await?;
+        docs.iter().map(|doc| parse_id(doc.get_str("room_id").context("a membership has no room id")?)).collect()
+    }
+
+    async fn is_member(&self, room: RoomId, user: UserId) -> anyhow::Result<bool> {
+        let found = self
+            .memberships()
+            .clone_with_type::<Document>()
+            .find_one(doc! { "room_id": id_text(room.as_uuid()), "user_id": id_text(user.as_uuid()) })
+            .projection(doc! { "_id": 1 })
+            .await?;
+        Ok(found.is_some())
+    }
+}

@@ -1,0 +1,78 @@
+//! Collection names and the indexes each one needs, created idempotently at start-up.
+
+use anyhow::Context;
+use bson::{doc, Document};
+use mongodb::options::IndexOptions;
+use mongodb::{Database, IndexModel};
+
+pub(crate) const USERS: &str = "users";
+pub(crate) const REFRESH_TOKENS: &str = "refresh_tokens";
+pub(crate) const REVOKED_SESSIONS: &str = "revoked_sessions";
+pub(crate) const ROOMS: &str = "rooms";
+pub(crate) const MEMBERSHIPS: &str = "memberships";
+pub(crate) const MESSAGES: &str = "messages";
+pub(crate) const FILES: &str = "files";
+
+/// Every collection the store writes, in the order `ensure_indexes` visits them.
+pub(crate) const COLLECTIONS: [&str; 7] =
+    [USERS, REFRESH_TOKENS, REVOKED_SESSIONS, ROOMS, MEMBERSHIPS, MESSAGES, FILES];
+
+fn index(name: &str, keys: Document, unique: bool) -> IndexModel {
+    let options = IndexOptions::builder().name(name.to_owned()).unique(unique.then_some(true)).build();
+    IndexModel::builder().keys(keys).options(options).build()
+}
+
+/// The secondary indexes of `collection`; `_id` is always unique and indexed.
+pub(crate) fn indexes(collection: &str) -> Vec<IndexModel> {
+    match collection {
+        // Names that differ only in case collide here, which is what makes `Duplicate` atomic.
+        USERS => vec![index("username_key_unique", doc! { "username_key": 1 }, true)],
+        ROOMS => vec![index("visibility_id", doc! { "visibility": 1, "_id": 1 }, false)],
+        MEMBERSHIPS => vec![
+            index("room_user_unique", doc! { "room_id": 1, "user_id": 1 }, true),
+            index("user_room", doc! { "user_id": 1, "room_id": 1 }, false),
+        ],
+        // `_id` is the message id, so a retried batch collides on it; a second message claiming a
+        // room's seq collides on `room_seq_unique` instead, which is a real inconsistency.
+        MESSAGES => vec![
+            index("room_seq_unique", doc! { "room_id": 1, "seq": 1 }, true),
+            index("sent_at", doc! { "sent_at": 1 }, false),
+        ],
+        FILES => {
+            vec![index("owner_id", doc! { "owner_id": 1 }, false), index("expires_at", doc! { "expires_at": 1 }, false)]
+        }
+        _ => Vec::new(),
+    }
+}
+
+/// Creates every collection and index that does not exist yet. Collections are created here rather
+/// than on first insert because servers before 4.4 cannot create one inside a transaction.
+///
+/// # Errors
+/// When the server is unreachable, or an index of the same name exists with other keys or options.
+pub(crate) async fn ensure_indexes(db: &Database) -> anyhow::Result<()> {
+    let existing = db.list_collection_names().await.context("listing collections")?;
+    for name in COLLECTIONS {
+        if !existing.iter().any(|e| e == name) {
+            match db.create_collection(name).await {
+                Ok(()) => {}
+                // Another process starting at the same time created it first.
+                Err(e) if is_namespace_exists(&e) => {}
+                Err(e) => return Err(e).with_context(|| format!("creating collection {name}")),
+            }
+        }
+        let indexes = indexes(name);
+        if !indexes.is_empty() {
+            db.collection::<Document>(name)
+                .create_indexes(indexes)
+                .await
+                .with_context(|| format!("creating the indexes of collection {name}"))?;
+        }
+    }
+    Ok(())
+}
+
+/// `NamespaceExists` (48): the collection is already there.
+fn is_namespace_exists(error: &mongodb::error::Error) -> bool {
+    matches!(error.kind.as_ref(), mongodb::error::ErrorKind::Command(e) if e.code == 48)
+}
