@@ -51,6 +51,18 @@ pub struct Config {
     pub purge_cron: String,
     pub purge_batch: u32,
     pub hot_cache_per_room: usize,
+    /// Shared Redis for the message log and event bus; with MongoDB, replaces the embedded adapters.
+    pub redis_url: Option<SecretString>,
+    /// Prefix of every Redis key, so deployments (and tests) can share one Redis.
+    pub redis_prefix: String,
+    /// Shared MongoDB for users, rooms, the archive and the file catalog.
+    pub mongodb_url: Option<SecretString>,
+    /// Where socket nodes reach the file app when split.
+    pub file_url: Option<String>,
+    /// Authenticates socket nodes to the file app's internal routes.
+    pub internal_token: Option<SecretString>,
+    /// Names this worker in the archive queue; stable across restarts so it re-reads its own pending entries.
+    pub worker_name: String,
 }
 
 /// Every variable we read, with its default, so `.env.example` and this list cannot drift apart
@@ -81,6 +93,12 @@ pub const VARIABLES: &[(&str, &str)] = &[
     ("CHAT_PURGE_CRON", "0 0 * * * *"),
     ("CHAT_PURGE_BATCH", "1000"),
     ("CHAT_HOT_CACHE_PER_ROOM", "1000"),
+    ("CHAT_REDIS_URL", ""),
+    ("CHAT_REDIS_PREFIX", "chat:"),
+    ("CHAT_MONGODB_URL", ""),
+    ("CHAT_FILE_URL", ""),
+    ("CHAT_INTERNAL_TOKEN", ""),
+    ("CHAT_WORKER_NAME", ""),
     ("CHAT_CONFIG_FILE", ""),
 ];
 
@@ -230,14 +248,37 @@ impl Config {
             purge_cron: s.get("CHAT_PURGE_CRON").to_owned(),
             purge_batch: s.positive("CHAT_PURGE_BATCH", "a positive whole number")?,
             hot_cache_per_room: s.positive("CHAT_HOT_CACHE_PER_ROOM", "a positive whole number")?,
+            redis_url: secret(s, "CHAT_REDIS_URL"),
+            redis_prefix: s.get("CHAT_REDIS_PREFIX").to_owned(),
+            mongodb_url: secret(s, "CHAT_MONGODB_URL"),
+            file_url: Some(s.get("CHAT_FILE_URL").trim_end_matches('/').to_owned()).filter(|u| !u.is_empty()),
+            internal_token: match s.get("CHAT_INTERNAL_TOKEN") {
+                "" => None,
+                t if t.len() < 16 => {
+                    return Err(ConfigError {
+                        var: "CHAT_INTERNAL_TOKEN".into(),
+                        expected: "at least 16 characters".into(),
+                        got: "<redacted>".into(),
+                    }
+                    .into())
+                }
+                t => Some(SecretString::from(t.to_owned())),
+            },
+            worker_name: match s.get("CHAT_WORKER_NAME") {
+                "" => std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()).unwrap_or_else(|| "worker".to_owned()),
+                name => name.to_owned(),
+            },
         })
     }
 }
 
-/// Variables that later parts of the deployment read; not warned about.
+/// Variables of the test suite, which share the prefix; not warned about.
 fn is_reserved_for_later(var: &str) -> bool {
-    matches!(var, "CHAT_REDIS_URL" | "CHAT_MONGODB_URL" | "CHAT_FILE_URL" | "CHAT_INTERNAL_TOKEN")
-        || var.starts_with("CHAT_TEST_")
+    var.starts_with("CHAT_TEST_")
+}
+
+fn secret(s: &Source, var: &str) -> Option<SecretString> {
+    Some(s.get(var)).filter(|v| !v.is_empty()).map(|v| SecretString::from(v.to_owned()))
 }
 
 fn non_empty(s: &Source, var: &str) -> Result<String, ConfigError> {

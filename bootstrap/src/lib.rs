@@ -1,5 +1,6 @@
 //! Composition root: configuration, wiring of adapters, and the chat binaries.
 
+mod backends;
 pub mod config;
 mod secret;
 pub mod telemetry;
@@ -10,13 +11,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use adapter_fs::LocalFileStore;
 use adapter_http::{AppState, Apps, HttpConfig, HttpServer, LimiterConfig, Metrics, SocketApp, WsConfig};
-use adapter_memory::{InMemoryEventBus, InMemoryMessageLog};
 use adapter_security::{Argon2Hasher, JwtConfig, JwtTokenService, SystemClock, UuidV7Ids};
-use adapter_sqlite::SqliteStore;
 use application::files::FileLimits;
-use application::ports::{Clock, EventBus, HealthCheck, IdGenerator, MessageLog};
+use application::ports::{Clock, IdGenerator};
 use application::{Accounts, Archiver, Files, Messaging, Rooms};
 use domain::{MemberLimit, RetentionPolicy};
 use tokio::sync::watch;
@@ -82,16 +80,14 @@ impl Application {
             .map_err(|e| anyhow::anyhow!("CHAT_DATA_DIR: cannot create {}: {e}", config.data_dir.display()))?;
         let secret = match &config.jwt_secret {
             Some(secret) => secret.clone(),
-            None => secret::load_or_create(&config.data_dir)?,
+            None if config.redis_url.is_none() => secret::load_or_create(&config.data_dir)?,
+            None => anyhow::bail!("CHAT_JWT_SECRET: required when the apps share Redis and MongoDB, so every node signs alike"),
         };
-        let store = SqliteStore::open(&config.data_dir.join("chat.db"))?;
-        let file_store = LocalFileStore::new(config.data_dir.join("files"))?;
-        let log: Arc<dyn MessageLog> = Arc::new(InMemoryMessageLog::new(config.hot_cache_per_room));
-        let bus: Arc<dyn EventBus> = Arc::new(InMemoryEventBus::default());
+        let backends = backends::connect(&config, role).await?;
+        let ports = backends.clone();
+        let (log, bus, file_arc) = (backends.log.clone(), backends.bus.clone(), backends.file_store.clone());
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let ids: Arc<dyn IdGenerator> = Arc::new(UuidV7Ids);
-        let store_arc = Arc::new(store);
-        let file_arc = Arc::new(file_store);
 
         let mut jwt = JwtConfig::new(secret, config.jwt_issuer.clone(), config.jwt_audience.clone());
         jwt.access_ttl = chrono::Duration::from_std(config.access_token_ttl)?;
@@ -111,8 +107,8 @@ impl Application {
         };
 
         let accounts = Accounts::new(
-            store_arc.clone(),
-            store_arc.clone(),
+            ports.users.clone(),
+            ports.refresh.clone(),
             Arc::new(Argon2Hasher::new()?),
             tokens,
             bus.clone(),
@@ -120,8 +116,8 @@ impl Application {
             ids.clone(),
         );
         let rooms = Rooms::new(
-            store_arc.clone(),
-            store_arc.clone(),
+            ports.rooms.clone(),
+            ports.users.clone(),
             log.clone(),
             bus.clone(),
             clock.clone(),
@@ -130,17 +126,17 @@ impl Application {
         );
         let files = Files::new(
             file_arc.clone(),
-            store_arc.clone(),
-            store_arc.clone(),
+            ports.catalog.clone(),
+            ports.rooms.clone(),
             clock.clone(),
             ids.clone(),
             limits,
             retention,
         );
         let messaging = Messaging::new(
-            store_arc.clone(),
+            ports.rooms.clone(),
             log.clone(),
-            store_arc.clone(),
+            ports.archive.clone(),
             bus.clone(),
             files.clone(),
             clock.clone(),
@@ -148,9 +144,9 @@ impl Application {
         );
         let archiver = Archiver::new(
             log,
-            store_arc.clone(),
+            ports.archive.clone(),
             file_arc.clone(),
-            store_arc.clone(),
+            ports.catalog.clone(),
             clock,
             retention,
             config.purge_batch,
@@ -170,24 +166,25 @@ impl Application {
             ..WsConfig::default()
         });
         let hub_task = socket.start(&bus).await?;
-        let health: Vec<Arc<dyn HealthCheck>> = vec![store_arc, file_arc];
         let state = AppState {
             accounts,
             rooms,
             messaging,
             files,
-            health: Arc::new(health),
+            health: Arc::new(backends.health.clone()),
             limiter: Arc::new(adapter_http::LoginLimiter::new(LimiterConfig::default())),
             metrics: metrics.clone(),
             bus,
             socket: socket.clone(),
+            file_store: file_arc.clone(),
+            internal_token: config.internal_token.clone(),
         };
         let http = HttpConfig { apps: role.apps(), ..HttpConfig::default() };
         let server = HttpServer::bind(config.addr, state, http)
             .await
             .map_err(|e| anyhow::anyhow!("CHAT_ADDR: cannot listen on {}: {e}", config.addr))?;
         let worker = role.runs_worker().then(|| worker::WorkerConfig {
-            consumer: "embedded".to_owned(),
+            consumer: if backends.shared { config.worker_name.clone() } else { "embedded".to_owned() },
             batch: config.archive_batch,
             interval: config.archive_interval,
             purge_cron: config.purge_cron.clone(),

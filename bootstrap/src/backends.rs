@@ -1,0 +1,125 @@
+//! Chooses the adapters behind the ports: embedded (SQLite, memory, local files) or shared (Redis, MongoDB).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use adapter_fs::LocalFileStore;
+use adapter_http::RemoteFileStore;
+use adapter_memory::{InMemoryEventBus, InMemoryMessageLog};
+use adapter_mongo::MongoStore;
+use adapter_redis::{RedisConfig, RedisEventBus, RedisHealth, RedisMessageLog};
+use adapter_sqlite::SqliteStore;
+use application::ports::{
+    EventBus, FileCatalog, FileStore, HealthCheck, MessageArchive, MessageLog, RefreshTokenStore, RoomRepository,
+    UserRepository,
+};
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::config::Config;
+use crate::Role;
+
+/// How long start-up waits for a shared service before saying it is unreachable.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Every port, with the adapter chosen for it.
+#[derive(Clone)]
+pub struct Backends {
+    pub users: Arc<dyn UserRepository>,
+    pub refresh: Arc<dyn RefreshTokenStore>,
+    pub rooms: Arc<dyn RoomRepository>,
+    pub archive: Arc<dyn MessageArchive>,
+    pub catalog: Arc<dyn FileCatalog>,
+    pub log: Arc<dyn MessageLog>,
+    pub bus: Arc<dyn EventBus>,
+    pub file_store: Arc<dyn FileStore>,
+    pub health: Vec<Arc<dyn HealthCheck>>,
+    /// True when Redis and MongoDB are shared with other nodes.
+    pub shared: bool,
+}
+
+/// Picks and connects the adapters for `role`.
+///
+/// # Errors
+/// A missing or unreachable shared service, named by its variable.
+pub async fn connect(config: &Config, role: Role) -> anyhow::Result<Backends> {
+    match (&config.redis_url, &config.mongodb_url) {
+        (None, None) if role == Role::All => embedded(config),
+        (None, None) => anyhow::bail!(
+            "CHAT_REDIS_URL and CHAT_MONGODB_URL: both are required to run one app alone; \
+             run `chat` for everything in one process on the embedded adapters"
+        ),
+        (None, Some(_)) => anyhow::bail!("CHAT_REDIS_URL: required together with CHAT_MONGODB_URL"),
+        (Some(_), None) => anyhow::bail!("CHAT_MONGODB_URL: required together with CHAT_REDIS_URL"),
+        (Some(redis), Some(mongo)) => shared(config, role, redis, mongo).await,
+    }
+}
+
+fn embedded(config: &Config) -> anyhow::Result<Backends> {
+    let store = Arc::new(SqliteStore::open(&config.data_dir.join("chat.db"))?);
+    let files = Arc::new(LocalFileStore::new(config.data_dir.join("files"))?);
+    Ok(Backends {
+        users: store.clone(),
+        refresh: store.clone(),
+        rooms: store.clone(),
+        archive: store.clone(),
+        catalog: store.clone(),
+        log: Arc::new(InMemoryMessageLog::new(config.hot_cache_per_room)),
+        bus: Arc::new(InMemoryEventBus::default()),
+        file_store: files.clone(),
+        health: vec![store, files],
+        shared: false,
+    })
+}
+
+async fn shared(config: &Config, role: Role, redis: &SecretString, mongo: &SecretString) -> anyhow::Result<Backends> {
+    let mongo = tokio::time::timeout(CONNECT_TIMEOUT, MongoStore::connect(mongo.expose_secret()))
+        .await
+        .map_err(|_| anyhow::anyhow!("CHAT_MONGODB_URL: MongoDB did not answer within {CONNECT_TIMEOUT:?}"))?
+        .map_err(|e| anyhow::anyhow!("CHAT_MONGODB_URL: {e:#}"))?;
+    let redis_url = redis.expose_secret();
+    let reach = |e: anyhow::Error| anyhow::anyhow!("CHAT_REDIS_URL: cannot reach Redis: {e:#}");
+    let late = |_| anyhow::anyhow!("CHAT_REDIS_URL: Redis did not answer within {CONNECT_TIMEOUT:?}");
+    let log_config = RedisConfig {
+        key_prefix: config.redis_prefix.clone(),
+        cache_per_room: config.hot_cache_per_room,
+        ..RedisConfig::new(redis_url)
+    };
+    let log = tokio::time::timeout(CONNECT_TIMEOUT, RedisMessageLog::connect(log_config)).await.map_err(late)?.map_err(reach)?;
+    let bus =
+        tokio::time::timeout(CONNECT_TIMEOUT, RedisEventBus::connect(redis_url, &config.redis_prefix)).await.map_err(late)?.map_err(reach)?;
+    let redis_health = tokio::time::timeout(CONNECT_TIMEOUT, RedisHealth::connect(redis_url)).await.map_err(late)?.map_err(reach)?;
+
+    let mongo = Arc::new(mongo);
+    let mut health: Vec<Arc<dyn HealthCheck>> = vec![mongo.clone(), Arc::new(redis_health)];
+    let file_store: Arc<dyn FileStore> = match role {
+        Role::Socket | Role::Api => {
+            let url = config.file_url.as_deref().ok_or_else(|| {
+                anyhow::anyhow!("CHAT_FILE_URL: required so this app can reach the file app (e.g. http://file:8082)")
+            })?;
+            let token = config.internal_token.clone().ok_or_else(|| {
+                anyhow::anyhow!("CHAT_INTERNAL_TOKEN: required so this app can authenticate to the file app")
+            })?;
+            RemoteFileStore::new(url, token)?
+        }
+        Role::File | Role::Worker | Role::All => {
+            if role == Role::File && config.internal_token.is_none() {
+                anyhow::bail!("CHAT_INTERNAL_TOKEN: required by the file app, so socket nodes can store files");
+            }
+            let files = Arc::new(LocalFileStore::new(config.data_dir.join("files"))?);
+            health.push(files.clone());
+            files
+        }
+    };
+    Ok(Backends {
+        users: mongo.clone(),
+        refresh: mongo.clone(),
+        rooms: mongo.clone(),
+        archive: mongo.clone(),
+        catalog: mongo,
+        log: Arc::new(log),
+        bus: Arc::new(bus),
+        file_store,
+        health,
+        shared: true,
+    })
+}
