@@ -8,6 +8,11 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 /// A command that gets no answer in this time fails instead of hanging a request.
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(10);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Reconnect attempts after a failure wait about 1 s, then twice as long each time, up to this.
+/// (redis-rs's own default would grow the wait a hundredfold per attempt.)
+const MAX_RETRY_DELAY_MS: u64 = 2_000;
+/// Attempts per reconnect; a start-up against an unreachable server fails after about 3 s.
+const RETRIES: usize = 2;
 
 /// Where `client` connects, without credentials, for logs and errors.
 pub(crate) fn address(client: &redis::Client) -> String {
@@ -27,7 +32,9 @@ pub(crate) async fn manager(client: &redis::Client) -> anyhow::Result<Connection
     let config = ConnectionManagerConfig::new()
         .set_connection_timeout(CONNECT_TIMEOUT)
         .set_response_timeout(RESPONSE_TIMEOUT)
-        .set_number_of_retries(3);
+        .set_factor(2)
+        .set_max_delay(MAX_RETRY_DELAY_MS)
+        .set_number_of_retries(RETRIES);
     ConnectionManager::new_with_config(client.clone(), config)
         .await
         .with_context(|| format!("cannot connect to Redis at {}", address(client)))

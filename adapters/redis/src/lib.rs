@@ -25,4 +25,4 @@ mod scripts;
 pub use config::RedisConfig;
 pub use event_bus::RedisEventBus;
 pub use health::RedisHealth;
-pub use message_log::{RedisMessageLog, ARCHIVE_GROUP};
+pub use message_log::{RedisMessageLog, ARCHIVE_GROUP, MAX_CLAIM};

@@ -20,6 +20,9 @@ use crate::scripts::Scripts;
 /// The consumer group every archiver reads the archive stream through.
 pub const ARCHIVE_GROUP: &str = "archivers";
 
+/// The most entries one claim hands out, whatever is asked; keeps each script call short.
+pub const MAX_CLAIM: usize = 10_000;
+
 /// Receipts acknowledged per script call, so one huge ack never blocks Redis for long.
 const ACK_CHUNK: usize = 500;
 
@@ -224,6 +227,7 @@ impl MessageLog for RedisMessageLog {
     }
 
     async fn claim_batch(&self, consumer: &str, max: usize) -> anyhow::Result<Vec<Queued>> {
+        let max = max.min(MAX_CLAIM);
         if max == 0 {
             return Ok(Vec::new());
         }

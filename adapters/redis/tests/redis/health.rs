@@ -21,8 +21,7 @@ async fn a_reachable_redis_is_healthy() {
 async fn an_unreachable_redis_fails_at_start_with_an_error_naming_it_but_not_the_password() {
     let url = "redis://:hunter2@127.0.0.1:1";
 
-    let log = RedisMessageLog::connect(RedisConfig::new(url)).await;
-    let bus = RedisEventBus::connect(url, "x:").await;
+    let (log, bus) = futures::join!(RedisMessageLog::connect(RedisConfig::new(url)), RedisEventBus::connect(url, "x:"));
 
     let log_error = format!("{:#}", log.err().expect("unreachable"));
     let bus_error = format!("{:#}", bus.err().expect("unreachable"));
