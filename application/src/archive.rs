@@ -83,6 +83,15 @@ impl Archiver {
         }
     }
 
+    /// How long the oldest message not yet archived has waited; zero when nothing waits.
+    ///
+    /// # Errors
+    /// Infrastructure failures.
+    pub async fn lag(&self) -> Result<chrono::Duration, ArchiveError> {
+        let oldest = self.log.oldest_unarchived().await?;
+        Ok(oldest.map_or_else(chrono::Duration::zero, |t| (self.clock.now() - t).max(chrono::Duration::zero())))
+    }
+
     /// Makes every room's next seq follow its highest archived one, after the log lost its counters.
     ///
     /// # Errors

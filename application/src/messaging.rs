@@ -199,8 +199,10 @@ impl Messaging {
             Take::Oldest(n) => (n, Take::Oldest(n + 1)),
             Take::Newest(n) => (n, Take::Newest(n + 1)),
         };
-        let (cached, archived) =
-            futures::join!(self.log.fetch(room_id, range, probe), self.archive.fetch(room_id, range, probe));
+        // The log first: a message leaves the cache only after the archive holds it, so one trimmed
+        // between the two reads is in the archive read. The other order could miss it entirely.
+        let cached = self.log.fetch(room_id, range, probe).await;
+        let archived = self.archive.fetch(room_id, range, probe).await;
         let mut merged: BTreeMap<Seq, Message> = BTreeMap::new();
         for message in archived?.into_iter().chain(cached?) {
             merged.insert(message.seq, message);

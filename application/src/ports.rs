@@ -315,6 +315,12 @@ pub trait MessageLog: Send + Sync + 'static {
     /// # Errors
     /// Only storage failures; unknown receipts are ignored.
     async fn ack(&self, receipts: &[String]) -> anyhow::Result<()>;
+
+    /// When the oldest message not yet archived was appended, for the archive-lag metric.
+    ///
+    /// # Errors
+    /// Only storage failures; an empty queue is `Ok(None)`.
+    async fn oldest_unarchived(&self) -> anyhow::Result<Option<Timestamp>>;
 }
 
 #[cfg_attr(any(test, feature = "mocks"), automock)]

@@ -84,10 +84,16 @@ async fn shared(config: &Config, role: Role, redis: &SecretString, mongo: &Secre
         cache_per_room: config.hot_cache_per_room,
         ..RedisConfig::new(redis_url)
     };
-    let log = tokio::time::timeout(CONNECT_TIMEOUT, RedisMessageLog::connect(log_config)).await.map_err(late)?.map_err(reach)?;
-    let bus =
-        tokio::time::timeout(CONNECT_TIMEOUT, RedisEventBus::connect(redis_url, &config.redis_prefix)).await.map_err(late)?.map_err(reach)?;
-    let redis_health = tokio::time::timeout(CONNECT_TIMEOUT, RedisHealth::connect(redis_url)).await.map_err(late)?.map_err(reach)?;
+    let log = tokio::time::timeout(CONNECT_TIMEOUT, RedisMessageLog::connect(log_config))
+        .await
+        .map_err(late)?
+        .map_err(reach)?;
+    let bus = tokio::time::timeout(CONNECT_TIMEOUT, RedisEventBus::connect(redis_url, &config.redis_prefix))
+        .await
+        .map_err(late)?
+        .map_err(reach)?;
+    let redis_health =
+        tokio::time::timeout(CONNECT_TIMEOUT, RedisHealth::connect(redis_url)).await.map_err(late)?.map_err(reach)?;
 
     let mongo = Arc::new(mongo);
     let mut health: Vec<Arc<dyn HealthCheck>> = vec![mongo.clone(), Arc::new(redis_health)];

@@ -81,7 +81,9 @@ impl Application {
         let secret = match &config.jwt_secret {
             Some(secret) => secret.clone(),
             None if config.redis_url.is_none() => secret::load_or_create(&config.data_dir)?,
-            None => anyhow::bail!("CHAT_JWT_SECRET: required when the apps share Redis and MongoDB, so every node signs alike"),
+            None => anyhow::bail!(
+                "CHAT_JWT_SECRET: required when the apps share Redis and MongoDB, so every node signs alike"
+            ),
         };
         let backends = backends::connect(&config, role).await?;
         let ports = backends.clone();

@@ -45,6 +45,10 @@ pub async fn archive_loop(
                 }
             }
         }
+        match archiver.lag().await {
+            Ok(lag) => metrics.set_archive_lag(lag.to_std().unwrap_or_default()),
+            Err(e) => tracing::warn!(error = ?e, "could not read the archive lag"),
+        }
     }
 }
 

@@ -228,6 +228,14 @@ impl MessageLog for InMemoryMessageLog {
         Ok(batch)
     }
 
+    async fn oldest_unarchived(&self) -> anyhow::Result<Option<domain::Timestamp>> {
+        let state = self.state.lock();
+        // Tickets are handed out in append order, so the lower first ticket of the two queues is the oldest.
+        let unclaimed = state.unclaimed.iter().next().map(|(t, m)| (*t, m.sent_at));
+        let claimed = state.claimed.iter().next().map(|(t, c)| (*t, c.message.sent_at));
+        Ok([unclaimed, claimed].into_iter().flatten().min_by_key(|(ticket, _)| *ticket).map(|(_, at)| at))
+    }
+
     async fn ack(&self, receipts: &[String]) -> anyhow::Result<()> {
         let mut guard = self.state.lock();
         let state = &mut *guard;
@@ -445,6 +453,18 @@ mod tests {
         assert!(log.fetch(room(1), inverted, Take::Newest(10)).await.unwrap().is_empty());
         assert!(log.fetch(room(2), SeqRange::default(), Take::Newest(10)).await.unwrap().is_empty());
         assert_eq!(log.last_seq(room(2)).await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn the_oldest_unarchived_message_is_the_first_appended_until_it_is_acked() {
+        let log = InMemoryMessageLog::default();
+        assert_eq!(log.oldest_unarchived().await.unwrap(), None);
+        let appended = append_texts(&log, room(1), 3).await;
+        let batch = log.claim_batch("w", 1).await.unwrap();
+
+        assert_eq!(log.oldest_unarchived().await.unwrap(), Some(appended[0].sent_at));
+        log.ack(&receipts(&batch)).await.unwrap();
+        assert_eq!(log.oldest_unarchived().await.unwrap(), Some(appended[1].sent_at));
     }
 
     #[tokio::test]

@@ -269,6 +269,10 @@ impl MessageLog for RedisMessageLog {
         Ok(batch)
     }
 
+    async fn oldest_unarchived(&self) -> anyhow::Result<Option<Timestamp>> {
+        RedisMessageLog::oldest_unarchived(self).await
+    }
+
     async fn ack(&self, receipts: &[String]) -> anyhow::Result<()> {
         let ids: Vec<&str> = receipts.iter().map(String::as_str).filter(|r| is_entry_id(r)).collect();
         let mut conn = self.conn.clone();

@@ -156,6 +156,26 @@ async fn recovering_sequences_raises_every_rooms_counter_to_its_archived_seq() {
     assert_eq!(rooms, 2);
 }
 
+#[tokio::test]
+async fn the_lag_is_the_age_of_the_oldest_unarchived_message() {
+    let mut ports = Ports { clock: fixed_clock(1), ..Ports::default() };
+    ports.log.expect_oldest_unarchived().times(1).returning(|| Ok(Some(now() - chrono::Duration::seconds(42))));
+
+    let lag = ports.archiver().lag().await.expect("lag");
+
+    assert_eq!(lag, chrono::Duration::seconds(42));
+}
+
+#[tokio::test]
+async fn the_lag_is_zero_when_nothing_waits() {
+    let mut ports = Ports::default();
+    ports.log.expect_oldest_unarchived().times(1).returning(|| Ok(None));
+
+    let lag = ports.archiver().lag().await.expect("lag");
+
+    assert_eq!(lag, chrono::Duration::zero());
+}
+
 // --- purge ---
 
 #[tokio::test]
