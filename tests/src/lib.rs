@@ -279,3 +279,70 @@ impl Socket {
         }
     }
 }
+
+/// A whole answer, for tests that look at headers or at bodies that are not JSON.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: reqwest::header::HeaderMap,
+    /// The body as JSON; a JSON string when it is not JSON; null when empty.
+    pub body: Value,
+}
+
+impl Reply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+impl TestApp {
+    /// Sends a request built on `self.http` and keeps status, headers and body.
+    pub async fn send(&self, request: reqwest::RequestBuilder) -> Reply {
+        let resp = request.send().await.expect("request sent");
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let text = resp.text().await.expect("body read");
+        let body =
+            if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
+        Reply { status, headers, body }
+    }
+
+    /// A GET with `authorization` as the raw `Authorization` header, or none at all.
+    pub async fn get_authorized(&self, path: &str, authorization: Option<&str>) -> Reply {
+        let mut request = self.http.get(self.url(path));
+        if let Some(value) = authorization {
+            request = request.header("authorization", value);
+        }
+        self.send(request).await
+    }
+
+    pub async fn refresh(&self, refresh_token: &str) -> (StatusCode, Value) {
+        self.call(Method::POST, "/auth/refresh", None, Some(json!({"refresh_token": refresh_token}))).await
+    }
+
+    /// The value of an unlabelled metric in `/metrics`, e.g. `chat_messages_archived_total`.
+    pub async fn metric(&self, name: &str) -> Option<f64> {
+        let text = self.http.get(self.url("/metrics")).send().await.ok()?.text().await.ok()?;
+        text.lines().find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+    }
+
+    /// Waits until the worker has archived at least `count` messages, failing the test after 10 s.
+    pub async fn wait_until_archived(&self, count: u64) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let archived = self.metric("chat_messages_archived_total").await.unwrap_or(0.0);
+            if archived >= count as f64 {
+                return;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "only {archived} of {count} messages archived in time");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// The field names of a JSON object, sorted, to compare shapes whatever order the server wrote them in.
+pub fn field_names(value: &Value) -> Vec<&str> {
+    let mut names: Vec<&str> = value.as_object().map(|o| o.keys().map(String::as_str).collect()).unwrap_or_default();
+    names.sort_unstable();
+    names
+}

@@ -7,10 +7,14 @@ mod api_rooms;
 mod auth;
 pub mod dto;
 mod error;
+mod internal_files;
 mod limiter;
 mod metrics;
 mod state;
 pub mod ws;
+
+#[cfg(test)]
+mod tests;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -22,6 +26,7 @@ use poem::{Endpoint, EndpointExt, IntoResponse, Response, Route};
 use poem_openapi::OpenApiService;
 
 pub use error::ErrorBody;
+pub use internal_files::RemoteFileStore;
 pub use limiter::{LimiterConfig, LoginLimiter};
 pub use metrics::Metrics;
 pub use state::AppState;
@@ -87,7 +92,11 @@ pub fn app(state: AppState, config: &HttpConfig) -> BoxEndpoint<'static, Respons
         route = route.nest("/", OpenApiService::new(api_health::HealthApi, TITLE, env!("CARGO_PKG_VERSION")));
     }
     if config.apps.files {
-        route = route.at("/files", poem::post(api_files::upload)).at("/files/:file_id", poem::get(api_files::download));
+        route =
+            route.at("/files", poem::post(api_files::upload)).at("/files/:file_id", poem::get(api_files::download)).at(
+                "/internal/files/:file_id",
+                poem::put(internal_files::put).get(internal_files::get).delete(internal_files::delete),
+            );
     }
     if config.apps.socket {
         route = route.at("/ws", poem::get(ws::ws_handler));
@@ -120,7 +129,7 @@ pub fn app(state: AppState, config: &HttpConfig) -> BoxEndpoint<'static, Respons
 /// so it can never be read whole into memory; a cut JSON body then fails to parse with 400.
 fn limit_body(req: &mut poem::Request, max: usize) -> poem::Result<()> {
     // Uploads stream to storage under their own, larger limits.
-    if req.uri().path().starts_with("/files") {
+    if req.uri().path().starts_with("/files") || req.uri().path().starts_with("/internal/files") {
         return Ok(());
     }
     let declared =

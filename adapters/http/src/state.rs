@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use application::ports::{EventBus, HealthCheck};
+use application::ports::{EventBus, FileStore, HealthCheck};
 use application::{Accounts, Files, Messaging, Rooms};
 
 use crate::limiter::LoginLimiter;
@@ -22,4 +22,8 @@ pub struct AppState {
     /// Presence events go straight to the bus; everything else goes through the use cases.
     pub bus: Arc<dyn EventBus>,
     pub socket: SocketApp,
+    /// The bytes behind the file app's internal routes.
+    pub file_store: Arc<dyn FileStore>,
+    /// `CHAT_INTERNAL_TOKEN`; without it the internal routes do not exist.
+    pub internal_token: Option<secrecy::SecretString>,
 }

@@ -17,9 +17,16 @@ async fn upload(
     declared: &str,
     bytes: Vec<u8>,
 ) -> (StatusCode, Value) {
-    let part = Part::bytes(bytes).file_name(name.to_owned()).mime_str(declared).unwrap();
+    let part = Part::bytes(bytes).file_name(name.to_owned()).mime_str(declared).expect("mime");
     let form = Form::new().text("room_id", room_id.to_owned()).part("file", part);
-    let resp = app.http.post(app.url("/files")).bearer_auth(&user.access_token).multipart(form).send().await.unwrap();
+    let resp = app
+        .http
+        .post(app.url("/files"))
+        .bearer_auth(&user.access_token)
+        .multipart(form)
+        .send()
+        .await
+        .expect("upload sent");
     let status = resp.status();
     (status, resp.json().await.unwrap_or(Value::Null))
 }
@@ -29,7 +36,7 @@ async fn download(app: &TestApp, user: &TestUser, url: &str, range: Option<&str>
     if let Some(range) = range {
         req = req.header("range", range);
     }
-    req.send().await.unwrap()
+    req.send().await.expect("download sent")
 }
 
 /// Every regular file under the data directory's file store.

@@ -1,1 +1,205 @@
-//! e2e: history.
+//! e2e: message history: the newest page, paging backwards with `before` and forwards with `after`,
+//! `has_more`, limits, and paging across the boundary between the hot cache and the archive.
+
+use std::collections::BTreeMap;
+
+use e2e::{TestApp, TestUser};
+use reqwest::StatusCode;
+use serde_json::Value;
+
+/// A room of `owner`'s holding `count` text messages `message 1`, `message 2`, ..., sent over the socket.
+async fn room_with_messages(app: &TestApp, owner: &TestUser, count: u64) -> String {
+    let room = app.create_room(owner, "private", &[]).await;
+    let room_id = room["id"].as_str().expect("a room id").to_owned();
+    let mut socket = app.socket(owner).await;
+    for n in 1..=count {
+        let ack = socket.send_text(&room_id, &format!("c{n}"), &format!("message {n}")).await;
+        assert_eq!(ack["type"], "ack", "{ack}");
+        assert_eq!(ack["message"]["seq"], n, "{ack}");
+    }
+    room_id
+}
+
+/// One history page: its seqs in the order given, and `has_more`.
+async fn page(app: &TestApp, user: &TestUser, room_id: &str, query: &str) -> (Vec<u64>, bool) {
+    let (status, body) = app.get(&format!("/rooms/{room_id}/messages{query}"), &user.access_token).await;
+    assert_eq!(status, StatusCode::OK, "{query}: {body}");
+    (seqs(&body), body["has_more"].as_bool().expect("has_more"))
+}
+
+fn seqs(body: &Value) -> Vec<u64> {
+    body["items"].as_array().expect("items").iter().map(|m| m["seq"].as_u64().expect("seq")).collect()
+}
+
+#[tokio::test]
+async fn without_paging_parameters_the_newest_messages_come_in_ascending_seq() {
+    // Arrange
+    let app = TestApp::spawn().await;
+    let ada = app.signup("ada").await;
+    let room_id = room_with_messages(&app, &ada, 12).await;
+
+    // Act
+    let newest_five = page(&app, &ada, &room_id, "?limit=5").await;
+    let default_limit = page(&app, &ada, &room_id, "").await;
+
+    // Assert
+    assert_eq!(newest_five, (vec![8, 9, 10, 11, 12], true));
+    assert_eq!(default_limit, ((1..=12).collect(), false));
+}
+
+#[tokio::test]
+async fn a_message_in_history_has_the_shape_the_socket_protocol_uses() {
+    // Arrange
+    let app = TestApp::spawn().await;
+    let ada = app.signup("ada").await;
+    let room_id = room_with_messages(&app, &ada, 1).await;
+
+    // Act
+    let (_, body) = app.get(&format!("/rooms/{room_id}/messages"), &ada.access_token).await;
+
+    // Assert
+    let message = &body["items"][0];
+    let fields = e2e::field_names(message);
+    assert_eq!(fields, ["id", "kind", "room_id", "sender", "sent_at", "seq", "text"]);
+    assert_eq!(message["room_id"], room_id.as_str());
+    assert_eq!(message["seq"], 1);
+    assert_eq!(message["kind"], "text");
+    assert_eq!(message["text"], "message 1");
+    assert_eq!(message["sender"]["id"], ada.id.as_str());
+    assert_eq!(message["sender"]["username"], ada.username.as_str());
+    assert!(message["sent_at"].as_str().unwrap().ends_with('Z'), "{message}");
+}
+
+#[tokio::test]
+async fn before_pages_backwards_until_has_more_turns_false() {
+    // Arrange
+    let app = TestApp::spawn().await;
+    let ada = app.signup("ada").await;
+    let room_id = room_with_messages(&app, &ada, 12).await;
+
+    // Act
+    let first = page(&app, &ada, &room_id, "?before=8&limit=5").await;
+    let second = page(&app, &ada, &room_id, "?before=3&limit=5").await;
+    let past_the_start = page(&app, &ada, &room_id, "?before=1&limit=5").await;
+
+    // Assert
+    assert_eq!(first, (vec![3, 4, 5, 6, 7], true));
+    assert_eq!(second, (vec![1, 2], false));
+    assert_eq!(past_the_start, (vec![], false));
+}
+
+#[tokio::test]
+async fn after_pages_forwards_until_has_more_turns_false() {
+    // Arrange
+    let app = TestApp::spawn().await;
+    let ada = app.signup("ada").await;
+    let room_id = room_with_messages(&app, &ada, 12).await;
+
+    // Act
+    let first = page(&app, &ada, &room_id, "?after=2&limit=5").await;
+    let second = page(&app, &ada, &room_id, "?after=7&limit=5").await;
+    let at_the_end = page(&app, &ada, &room_id, "?after=12&limit=5").await;
+
+    // Assert
+    assert_eq!(first, (vec![3, 4, 5, 6, 7], true));
+    assert_eq!(second, (vec![8, 9, 10, 11, 12], false));
+    assert_eq!(at_the_end, (vec![], false));
+}
+
+#[tokio::test]
+async fn has_more_is_false_when_exactly_a_page_remains() {
+    // Arrange
+    let app = TestApp::spawn().await;
+    let ada = app.signup("ada").await;
+    let room_id = room_with_messages(&app, &ada, 10).await;
+
+    // Act
+    let newest = page(&app, &ada, &room_id, "?limit=10").await;
+    let backwards = page(&app, &ada, &room_id, "?before=6&limit=5").await;
+    let forwards = page(&app, &ada, &room_id, "?after=5&limit=5").await;
+
+    // Assert
+    assert_eq!(newest, ((1..=10).collect(), false));
+    assert_eq!(backwards, (vec![1, 2, 3, 4, 5], false));
+    assert_eq!(forwards, (vec![6, 7, 8, 9, 10], false));
+}
+
+#[tokio::test]
+async fn before_and_after_together_bound_the_page_on_both_sides() {
+    // Arrange
+    let app = TestApp::spawn().await;
+    let ada = app.signup("ada").await;
+    let room_id = room_with_messages(&app, &ada, 12).await;
+
+    // Act
+    let between = page(&app, &ada, &room_id, "?after=3&before=7").await;
+
+    // Assert
+    assert_eq!(between, (vec![4, 5, 6], false));
+}
+
+#[tokio::test]
+async fn a_history_limit_outside_1_to_100_is_a_400() {
+    // Arrange
+    let app = TestApp::spawn().await;
+    let ada = app.signup("ada").await;
+    let room_id = room_with_messages(&app, &ada, 1).await;
+
+    for query in ["?limit=0", "?limit=101", "?before=-1", "?after=x"] {
+        // Act
+        let (status, body) = app.get(&format!("/rooms/{room_id}/messages{query}"), &ada.access_token).await;
+
+        // Assert
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{query}: {body}");
+        assert_eq!(body["code"], "invalid_request");
+    }
+    let (status, _) = app.get(&format!("/rooms/{room_id}/messages?limit=100"), &ada.access_token).await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn history_pages_cross_the_cache_archive_boundary_with_every_seq_exactly_once() {
+    // Arrange: the hot cache keeps five messages per room; the other 25 live only in the archive.
+    let app = TestApp::spawn_with(&[("CHAT_HOT_CACHE_PER_ROOM", "5")]).await;
+    let ada = app.signup("ada").await;
+    let room_id = room_with_messages(&app, &ada, 30).await;
+    app.wait_until_archived(30).await;
+
+    // Act: page backwards from the newest, then forwards from the oldest message that walk found.
+    let mut backwards: Vec<u64> = Vec::new();
+    let mut query = "?limit=7".to_owned();
+    loop {
+        let (seqs, has_more) = page(&app, &ada, &room_id, &query).await;
+        assert!(seqs.windows(2).all(|w| w[0] < w[1]), "ascending within a page: {seqs:?}");
+        backwards.extend(seqs.iter().rev());
+        if !has_more {
+            break;
+        }
+        query = format!("?limit=7&before={}", seqs[0]);
+    }
+    let oldest = *backwards.last().expect("some messages");
+    let mut forwards: Vec<u64> = vec![oldest];
+    let mut after = oldest;
+    loop {
+        let (seqs, has_more) = page(&app, &ada, &room_id, &format!("?limit=7&after={after}")).await;
+        assert!(seqs.windows(2).all(|w| w[0] < w[1]), "ascending within a page: {seqs:?}");
+        forwards.extend(&seqs);
+        if !has_more {
+            break;
+        }
+        after = *seqs.last().expect("a full page");
+    }
+
+    // Assert
+    assert_eq!(backwards, (1..=30).rev().collect::<Vec<u64>>());
+    assert_eq!(forwards, (1..=30).collect::<Vec<u64>>());
+    let (_, body) = app.get(&format!("/rooms/{room_id}/messages?before=28&limit=10"), &ada.access_token).await;
+    let texts: BTreeMap<u64, String> = body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| (m["seq"].as_u64().unwrap(), m["text"].as_str().unwrap().to_owned()))
+        .collect();
+    let expected: BTreeMap<u64, String> = (18..=27).map(|n| (n, format!("message {n}"))).collect();
+    assert_eq!(texts, expected, "a page straddling the boundary has each message once, with its own text");
+}

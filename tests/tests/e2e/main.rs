@@ -3,6 +3,7 @@
 mod auth;
 mod files;
 mod history;
+mod openapi;
 mod restart;
 mod rooms;
 mod socket;

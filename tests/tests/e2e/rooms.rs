@@ -1,1 +1,527 @@
-//! e2e: rooms.
+//! e2e: rooms: create, list and page, view, join, invite, remove, leave with hand-over, delete, and
+//! what a non-member can and cannot see.
+
+use e2e::{TestApp, TestUser};
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+fn id_of(room: &Value) -> String {
+    room["id"].as_str().expect("a room id").to_owned()
+}
+
+/// The member ids of a room JSON, in the order given.
+fn member_ids(room: &Value) -> Vec<&str> {
+    room["members"].as_array().expect("members").iter().map(|m| m["user_id"].as_str().expect("user_id")).collect()
+}
+
+/// Walks every page of `path` with `limit`, returning the room ids in order and the page sizes.
+async fn walk_pages(app: &TestApp, path: &str, user: &TestUser, limit: u32) -> (Vec<String>, Vec<usize>) {
+    let (mut ids, mut sizes, mut cursor) = (Vec::new(), Vec::new(), None::<String>);
+    loop {
+        let query = cursor.as_ref().map_or_else(|| format!("?limit={limit}"), |c| format!("?limit={limit}&cursor={c}"));
+        let (status, page) = app.get(&format!("{path}{query}"), &user.access_token).await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        let items = page["items"].as_array().expect("items");
+        sizes.push(items.len());
+        ids.extend(items.iter().map(id_of));
+        match page.get("next_cursor") {
+            Some(next) => cursor = Some(next.as_str().expect("a string cursor").to_owned()),
+            None => return (ids, sizes),
+        }
+    }
+}
+
+#[tokio::test]
+async fn creating_a_room_returns_201_with_members_by_name_and_last_seq_zero() {
+    // Arrange
+    let app = TestApp::spawn().await;
+    let ada = app.signup("ada").await;
+    let grace = app.signup("grace").await;
+
+    // Act
+    let (status, room) = app
+        .post(
+            "/rooms",
+            &ada.access_token,
+            json!({"name": "  tea  ", "visibility": "private", "member_ids": [grace.id]}),
+        )
+        .await;
+
+    // Assert
+    assert_eq!(status, StatusCode::CREATED, "{room}");
+    let fields = e2e::field_names(&room);
+    assert_eq!(fields, ["created_at", "id", "last_seq", "members", "name", "owner_id", "visibility"]);
+    assert_eq!(room["name"], "tea");
+    assert_eq!(room["visibility"], "private");
+    assert_eq!(room["owner_id"], ada.id.as_str());
+    assert_eq!(room["last_seq"], 0);
+    let members: Vec<(&str, &str, &str)> = room["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| (m["user_id"].as_str().unwrap(), m["username"].as_str().unwrap(), m["role"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        members,
+        [(ada.id.as_str(), ada.username.as_str(), "owner"), (grace.id.as_str(), grace.username.as_str(), "member")]
+    );
+    assert!(room["members"][0]["joined_at"].as_str().unwrap().ends_with('Z'), "{room}");
+}
+
+#[tokio::test]
+async fn unknown_member_ids_are_a_400_that_names_them_and_create_nothing() {
+    // Arrange
+    let app = TestApp::spawn().await;
+    let ada = app.signup("ada").await;
+    let grace = app.signup("grace").await;
+    let ghost = uuid::Uuid::now_v7().to_string();
+
+    // Act
+    let (status, body) = app
+        .post(
+            "/rooms",
+            &ada.access_token,
+            json!({"name": "tea", "visibility": "public", "member_ids": [grace.id, ghost]}),
+        )
+        .await;
+    let (not_ids_status, not_ids) = app
+        .post("/rooms", &ada.access_token, json!({"name": "tea", "visibility": "public", "member_ids": ["bob"]}))
+        .await;
+
+    // Assert
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["code"], "unknown_members");
+    let message = body["message"].as_str().unwrap();
+    assert!(message.starts_with("member_ids") && message.contains(&ghost), "{message}");
+    assert!(!message.contains(&grace.id), "only the unknown ones are named: {message}");
+    assert_eq!(not_ids_status, StatusCode::BAD_REQUEST, "{not_ids}");
+    assert!(not_ids["message"].as_str().unwrap().contains("bob"), "{not_ids}");
+    let (_, mine) = app.get("/rooms", &ada.access_token).await;
+    assert_eq!(mine["items"], json!([]));
+}
+
+#[tokio::test]
+async fn more_than_fifty_member_ids_are_a_400() {
+    // Arrange
+    let app = TestApp::spawn().await;
+    let ada = app.signup("ada").await;
+    let ids: Vec<String> = (0..51).map(|_| uuid::Uuid::now_v7().to_string()).collect();
+
+    // Act
+    let (status, body) =
+        app.post("/rooms", &ada.access_token, json!({"name": "tea", "visibility": "public", "member_ids": ids})).await;
+
+    // Assert
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["code"], "invalid_request");
+    assert!(body["message"].as_str().unwrap().contains("member_ids"), "{body}");
+}
+
+#[tokio::test]
+async fn an_unknown_visibility_or_an_invalid_name_is_a_400() {
+    // Arrange
+    let app = TestApp::spawn().await;
+    let ada = app.signup("ada").await;
+
+    // Act
+    let (visibility_status, visibility) =
+        app.post("/rooms", &ada.access_token, json!({"name": "tea", "visibility": "secret"})).await;
+    let (name_status, name) =
+        app.post("/rooms", &ada.access_token, json!({"name": "   ", "visibility": "public"})).await;
+
+    // Assert
+    assert_eq!(visibility_status, StatusCode::BAD_REQUEST, "{visibility}");
+    assert_eq!(visibility["code"], "invalid_request");
+    assert_eq!(name_status, StatusCode::BAD_REQUEST, "{name}");
+    assert_eq!(name["code"], "invalid_room_name");
+    assert!(name["message"].as_str().unwrap().starts_with("name"), "{name}");
+}
+
+#[tokio::test]
+async fn malformed_json_is_a_400_not_a_500() {
+    // Arrange
+    let app = TestApp::spawn().await;
+    let ada = app.signup("ada").await;
+    let request = app
+        .http
+        .post(app.url("/rooms"))
+        .bearer_auth(&ada.access_token)
+        .header("content-type", "application/json")
+        .body(r#"{"name": "tea", "visibility": "#);
+
+    // Act
+    let reply = app.send(request).await;
+
+    // Assert
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{reply:?}");
+    assert_eq!(reply.body["code"], "invalid_request");
+}
+
+#[tokio::test]
+async fn a_body_over_one_mebibyte_is_a_413() {
+    // Arrange
+    let app = TestApp::spawn().await;
+    let ada = app.signup("ada").await;
+    let name = "x".repeat(1 << 20);
+    let request = app
+        .http
+        .post(app.url("/rooms"))
+        .bearer_auth(&ada.access_token)
+        .json(&json!({"name": name, "visibility": "public"}));
+
+    // Act
+    let reply = app.send(request).await;
+
+    // Assert
+    assert_eq!(reply.status, StatusCode::PAYLOAD_TOO_LARGE, "{:?}", reply.status);
+    assert_eq!(reply.body["code"], "too_large");
+}
+
+#[tokio::test]
+async fn my_rooms_come_in_pages_linked_by_next_cursor_without_others_rooms() {
+    // Arrange: five rooms of ada's, one she is not in.
+    let app = TestApp::spawn().await;
+    let ada = app.signup("ada").await;
+    let grace = app.signup("grace").await;
+    let mut created = Vec::new();
+    for _ in 0..5 {
+        created.push(id_of(&app.create_room(&ada, "private", &[]).await));
+    }
+    app.create_room(&grace, "public", &[]).await;
+
+    // Act
+    let (ids, sizes) = walk_pages(&app, "/rooms", &ada, 2).await;
+
+    // Assert
+    assert_eq!(sizes, [2, 2, 1]);
+    assert_eq!(ids, created, "every room once, in creation order");
+}
+
+#[tokio::test]
+async fn public_rooms_come_in_pages_and_leave_out_private_rooms() {
+    // Arrange
+    let app = TestApp::spawn().await;
+    let ada = app.signup("ada").await;
+    let grace = app.signup("grace").await;
+    let mut public = Vec::new();
+    for _ in 0..3 {
+        public.push(id_of(&app.create_room(&grace, "public", &[]).await));
+    }
+    app.create_room(&grace, "private", &[]).await;
+
+    // Act
+    let (ids, sizes) = walk_pages(&app, "/rooms/public", &ada, 2).await;
+
+    // Assert
+    assert_eq!(sizes, [2, 1]);
+    assert_eq!(ids, public);
+}
+
+#[tokio::test]
+async fn a_page_limit_outside_1_to_100_or_a_foreign_cursor_is_a_400() {
+    // Arrange
+    let app = TestApp::spawn().await;
+    let ada = app.signup("ada").await;
+
+    for path in ["/rooms", "/rooms/public"] {
+        for query in ["?limit=0", "?limit=101", "?limit=-1", "?cursor=not-a-cursor"] {
+            // Act
+            let (status, body) = app.get(&format!("{path}{query}"), &ada.access_token).await;
+
+            // Assert
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{path}{query}: {body}");
+            assert_eq!(body["code"], "invalid_request");
+        }
+        let (status, _) = app.get(&format!("{path}?limit=100"), &ada.access_token).await;
+        assert_eq!(status, StatusCode::OK, "{path}?limit=100");
+    }
+}
+
+#[tokio::test]
+async fn a_private_room_is_a_404_for_a_non_member_and_a_200_for_a_member() {
+    // Arrange
+    let app = TestApp::spawn().await;
+    let ada = app.signup("ada").await;
+    let grace = app.signup("grace").await;
+    let room = id_of(&app.create_room(&ada, "private", &[]).await);
+
+    // Act
+    let (stranger_status, stranger_body) = app.get(&format!("/rooms/{room}"), &grace.access_token).await;
+    let (member_status, _) = app.get(&format!("/rooms/{room}"), &ada.access_token).await;
+
+    // Assert
+    assert_eq!(stranger_status, StatusCode::NOT_FOUND, "{stranger_body}");
+    assert_eq!(stranger_body["code"], "not_found");
+    assert_eq!(member_status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_public_room_is_visible_to_a_non_member() {
+    // Arrange
+    let app = TestApp::spawn().await;
+    let ada = app.signup("ada").await;
+    let grace = app.signup("grace").await;
+    let room = id_of(&app.create_room(&ada, "public", &[]).await);
+
+    // Act
+    let (status, body) = app.get(&format!("/rooms/{room}"), &grace.access_token).await;
+
+    // Assert
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["id"], room.as_str());
+}
+
+#[tokio::test]
+async fn an_unknown_or_malformed_room_id_is_a_404() {
+    // Arrange
+    let app = TestApp::spawn().await;
+    let ada = app.signup("ada").await;
+    let unknown = uuid::Uuid::now_v7();
+
+    for path in [format!("/rooms/{unknown}"), "/rooms/not-a-room".to_owned(), format!("/rooms/{unknown}/messages")] {
+        // Act
+        let (status, body) = app.get(&path, &ada.access_token).await;
+
+        // Assert
+        assert_eq!(status, StatusCode::NOT_FOUND, "{path}: {body}");
+        assert_eq!(body["code"], "not_found");
+    }
+}
+
+#[tokio::test]
+async fn a_non_member_can_read_neither_a_private_room_its_members_nor_its_history() {
+    // Arrange
+    let app = TestApp::spawn().await;
+    let ada = app.signup("ada").await;
+    let grace = app.signup("grace").await;
+    let eve = app.signup("eve").await;
+    let room = id_of(&app.create_room(&ada, "private", &[&grace]).await);
+    let token = eve.access_token.as_str();
+
+    // Act
+    let room_reply = app.get(&format!("/rooms/{room}"), token).await;
+    let history_reply = app.get(&format!("/rooms/{room}/messages"), token).await;
+    let invite_reply = app.post(&format!("/rooms/{room}/members"), token, json!({"user_id": eve.id})).await;
+    let remove_reply = app.delete(&format!("/rooms/{room}/members/{}", grace.id), token).await;
+    let leave_reply = app.call(Method::POST, &format!("/rooms/{room}/leave"), Some(token), None).await;
+    let delete_reply = app.delete(&format!("/rooms/{room}"), token).await;
+    let (_, listed) = app.get("/rooms", token).await;
+
+    // Assert
+    for (what, (status, body)) in [
+        ("room", room_reply),
+        ("history", history_reply),
+        ("invite", invite_reply),
+        ("remove", remove_reply),
+        ("leave", leave_reply),
+        ("delete", delete_reply),
+    ] {
+        assert_eq!(status, StatusCode::NOT_FOUND, "{what}: {body}");
+        assert_eq!(body["code"], "not_found", "{what}");
+    }
+    assert_eq!(listed["items"], json!([]));
+    let (_, still) = app.get(&format!("/rooms/{room}"), &ada.access_token).await;
+    assert_eq!(member_ids(&still), [ada.id.as_str(), grace.id.as_str()], "nothing changed");
+}
+
+#[tokio::test]
+async fn joining_a_public_room_returns_it_with_the_new_member() {
+    // Arrange
+    let app = TestApp::spawn().await;
+    let ada = app.signup("ada").await;
+    let grace = app.signup("grace").await;
+    let room = id_of(&app.create_room(&ada, "public", &[]).await);
+
+    // Act
+    let (status, body) = app.call(Method::POST, &format!("/rooms/{room}/join"), Some(&grace.access_token), None).await;
+
+    // Assert
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(member_ids(&body), [ada.id.as_str(), grace.id.as_str()]);
+    assert_eq!(body["members"][1]["role"], "member");
+    let (_, mine) = app.get("/rooms", &grace.access_token).await;
+    assert_eq!(mine["items"][0]["id"], room.as_str());
+}
+
+#[tokio::test]
+async fn joining_a_private_room_is_a_403() {
+    // Arrange
+    let app = TestApp::spawn().await;
+    let ada = app.signup("ada").await;
+    let grace = app.signup("grace").await;
+    let room = id_of(&app.create_room(&ada, "private", &[]).await);
+
+    // Act
+    let (status, body) = app.call(Method::POST, &format!("/rooms/{room}/join"), Some(&grace.access_token), None).await;
+
+    // Assert
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert_eq!(body["code"], "forbidden");
+}
+
+#[tokio::test]
+async fn joining_a_full_room_is_a_409_room_full() {
+    // Arrange: rooms hold two members; ada and grace fill this one.
+    let app = TestApp::spawn_with(&[("CHAT_ROOM_MEMBER_LIMIT", "2")]).await;
+    let ada = app.signup("ada").await;
+    let grace = app.signup("grace").await;
+    let eve = app.signup("eve").await;
+    let room = id_of(&app.create_room(&ada, "public", &[&grace]).await);
+
+    // Act
+    let (status, body) = app.call(Method::POST, &format!("/rooms/{room}/join"), Some(&eve.access_token), None).await;
+
+    // Assert
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(body["code"], "room_full");
+}
+
+#[tokio::test]
+async fn any_member_may_invite_and_the_invitee_can_then_see_the_room() {
+    // Arrange: grace is a plain member.
+    let app = TestApp::spawn().await;
+    let ada = app.signup("ada").await;
+    let grace = app.signup("grace").await;
+    let eve = app.signup("eve").await;
+    let room = id_of(&app.create_room(&ada, "private", &[&grace]).await);
+
+    // Act
+    let (status, body) =
+        app.post(&format!("/rooms/{room}/members"), &grace.access_token, json!({"user_id": eve.id})).await;
+
+    // Assert
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(member_ids(&body), [ada.id.as_str(), grace.id.as_str(), eve.id.as_str()]);
+    let (status, _) = app.get(&format!("/rooms/{room}"), &eve.access_token).await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn inviting_a_member_again_is_a_409_and_an_unknown_user_a_400() {
+    // Arrange
+    let app = TestApp::spawn().await;
+    let ada = app.signup("ada").await;
+    let grace = app.signup("grace").await;
+    let room = id_of(&app.create_room(&ada, "private", &[&grace]).await);
+    let path = format!("/rooms/{room}/members");
+
+    // Act
+    let (again_status, again) = app.post(&path, &ada.access_token, json!({"user_id": grace.id})).await;
+    let ghost = uuid::Uuid::now_v7().to_string();
+    let (unknown_status, unknown) = app.post(&path, &ada.access_token, json!({"user_id": ghost})).await;
+
+    // Assert
+    assert_eq!(again_status, StatusCode::CONFLICT, "{again}");
+    assert_eq!(again["code"], "already_member");
+    assert_eq!(unknown_status, StatusCode::BAD_REQUEST, "{unknown}");
+    assert_eq!(unknown["code"], "unknown_user");
+    assert!(unknown["message"].as_str().unwrap().starts_with("user_id"), "{unknown}");
+}
+
+#[tokio::test]
+async fn the_owner_removes_a_member_with_204_and_the_room_disappears_for_them() {
+    // Arrange
+    let app = TestApp::spawn().await;
+    let ada = app.signup("ada").await;
+    let grace = app.signup("grace").await;
+    let room = id_of(&app.create_room(&ada, "private", &[&grace]).await);
+
+    // Act
+    let (status, body) = app.delete(&format!("/rooms/{room}/members/{}", grace.id), &ada.access_token).await;
+
+    // Assert
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    let (status, _) = app.get(&format!("/rooms/{room}"), &grace.access_token).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (_, after) = app.get(&format!("/rooms/{room}"), &ada.access_token).await;
+    assert_eq!(member_ids(&after), [ada.id.as_str()]);
+}
+
+#[tokio::test]
+async fn only_the_owner_may_remove_members_and_the_owner_cannot_be_removed() {
+    // Arrange
+    let app = TestApp::spawn().await;
+    let ada = app.signup("ada").await;
+    let grace = app.signup("grace").await;
+    let eve = app.signup("eve").await;
+    let room = id_of(&app.create_room(&ada, "private", &[&grace, &eve]).await);
+
+    // Act
+    let (by_member, forbidden) = app.delete(&format!("/rooms/{room}/members/{}", eve.id), &grace.access_token).await;
+    let (owner_status, owner) = app.delete(&format!("/rooms/{room}/members/{}", ada.id), &ada.access_token).await;
+
+    // Assert
+    assert_eq!(by_member, StatusCode::FORBIDDEN, "{forbidden}");
+    assert_eq!(forbidden["code"], "forbidden");
+    assert_eq!(owner_status, StatusCode::CONFLICT, "{owner}");
+    assert_eq!(owner["code"], "cannot_remove_owner");
+    let (_, after) = app.get(&format!("/rooms/{room}"), &ada.access_token).await;
+    assert_eq!(after["members"].as_array().unwrap().len(), 3);
+}
+
+#[tokio::test]
+async fn an_owner_who_leaves_hands_the_room_to_the_longest_standing_member() {
+    // Arrange: grace joined at creation, eve was invited later.
+    let app = TestApp::spawn().await;
+    let ada = app.signup("ada").await;
+    let grace = app.signup("grace").await;
+    let eve = app.signup("eve").await;
+    let room = id_of(&app.create_room(&ada, "private", &[&grace]).await);
+    let (status, _) = app.post(&format!("/rooms/{room}/members"), &ada.access_token, json!({"user_id": eve.id})).await;
+    assert_eq!(status, StatusCode::CREATED);
+
+    // Act
+    let (status, body) = app.call(Method::POST, &format!("/rooms/{room}/leave"), Some(&ada.access_token), None).await;
+
+    // Assert
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    let (_, after) = app.get(&format!("/rooms/{room}"), &eve.access_token).await;
+    assert_eq!(after["owner_id"], grace.id.as_str());
+    assert_eq!(member_ids(&after), [grace.id.as_str(), eve.id.as_str()]);
+    assert_eq!(after["members"][0]["role"], "owner");
+    let (status, _) = app.get(&format!("/rooms/{room}"), &ada.access_token).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn the_last_member_leaving_deletes_the_room() {
+    // Arrange: a public room, so a non-member can tell whether it still exists.
+    let app = TestApp::spawn().await;
+    let ada = app.signup("ada").await;
+    let grace = app.signup("grace").await;
+    let room = id_of(&app.create_room(&ada, "public", &[]).await);
+    let (status, _) = app.get(&format!("/rooms/{room}"), &grace.access_token).await;
+    assert_eq!(status, StatusCode::OK);
+
+    // Act
+    let (status, _) = app.call(Method::POST, &format!("/rooms/{room}/leave"), Some(&ada.access_token), None).await;
+
+    // Assert
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _) = app.get(&format!("/rooms/{room}"), &grace.access_token).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (_, public) = app.get("/rooms/public", &grace.access_token).await;
+    assert_eq!(public["items"], json!([]));
+}
+
+#[tokio::test]
+async fn only_the_owner_may_delete_a_room_after_which_it_is_a_404() {
+    // Arrange
+    let app = TestApp::spawn().await;
+    let ada = app.signup("ada").await;
+    let grace = app.signup("grace").await;
+    let room = id_of(&app.create_room(&ada, "private", &[&grace]).await);
+
+    // Act
+    let (by_member, forbidden) = app.delete(&format!("/rooms/{room}"), &grace.access_token).await;
+    let (by_owner, _) = app.delete(&format!("/rooms/{room}"), &ada.access_token).await;
+
+    // Assert
+    assert_eq!(by_member, StatusCode::FORBIDDEN, "{forbidden}");
+    assert_eq!(forbidden["code"], "forbidden");
+    assert_eq!(by_owner, StatusCode::NO_CONTENT);
+    for user in [&ada, &grace] {
+        let (status, _) = app.get(&format!("/rooms/{room}"), &user.access_token).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+    }
+}

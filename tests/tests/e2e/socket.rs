@@ -14,12 +14,12 @@ async fn handshake_status(app: &TestApp, token: Option<&str>, query_token: Optio
         Some(t) => format!("ws://{}/ws?access_token={t}", app.addr),
         None => format!("ws://{}/ws", app.addr),
     };
-    let mut request = url.into_client_request().unwrap();
+    let mut request = url.into_client_request().expect("ws request");
     if let Some(token) = token {
-        request.headers_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
+        request.headers_mut().insert("authorization", format!("Bearer {token}").parse().expect("header"));
     }
     if let Some(origin) = origin {
-        request.headers_mut().insert("origin", origin.parse().unwrap());
+        request.headers_mut().insert("origin", origin.parse().expect("header"));
     }
     match tokio_tungstenite::connect_async(request).await {
         Ok(_) => 101,
@@ -29,7 +29,7 @@ async fn handshake_status(app: &TestApp, token: Option<&str>, query_token: Optio
 }
 
 async fn room_with(app: &TestApp, owner: &TestUser, members: &[&TestUser]) -> String {
-    app.create_room(owner, "private", members).await["id"].as_str().unwrap().to_owned()
+    app.create_room(owner, "private", members).await["id"].as_str().expect("room id").to_owned()
 }
 
 #[tokio::test]

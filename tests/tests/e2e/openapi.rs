@@ -1,0 +1,181 @@
+//! e2e: the served surface around the API: the committed spec, `/openapi.*`, Swagger UI, probes,
+//! metrics, and the JSON answer for unknown routes.
+//!
+//! `UPDATE_OPENAPI=1 cargo test -p e2e --test e2e openapi` (or `scripts/gen-openapi.sh`) rewrites
+//! the committed `openapi.yaml` from the code instead of comparing.
+
+use std::path::PathBuf;
+
+use e2e::TestApp;
+use reqwest::StatusCode;
+use serde_json::Value;
+
+fn committed_spec_path() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..").join("openapi.yaml")
+}
+
+/// Where two texts first differ, as a 1-based line number with both lines, for a readable failure.
+fn first_difference(a: &str, b: &str) -> Option<(usize, String, String)> {
+    let (mut left, mut right) = (a.lines(), b.lines());
+    for n in 1.. {
+        match (left.next(), right.next()) {
+            (None, None) => return None,
+            (l, r) if l == r => continue,
+            (l, r) => return Some((n, l.unwrap_or("<end>").to_owned(), r.unwrap_or("<end>").to_owned())),
+        }
+    }
+    None
+}
+
+#[test]
+fn the_committed_openapi_yaml_equals_the_generated_spec() {
+    // Arrange
+    let path = committed_spec_path();
+    let generated = adapter_http::openapi_yaml();
+    if std::env::var_os("UPDATE_OPENAPI").is_some() {
+        std::fs::write(&path, &generated).expect("openapi.yaml written");
+        return;
+    }
+
+    // Act
+    let committed = std::fs::read_to_string(&path).unwrap_or_default();
+
+    // Assert
+    if let Some((line, want, got)) = first_difference(&generated, &committed) {
+        panic!(
+            "{} is out of date at line {line}:\n  generated: {want}\n  committed: {got}\nrun scripts/gen-openapi.sh",
+            path.display()
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_served_openapi_yaml_is_the_committed_one() {
+    // Arrange
+    let app = TestApp::spawn().await;
+
+    // Act
+    let reply = app.send(app.http.get(app.url("/openapi.yaml"))).await;
+
+    // Assert
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(reply.header("content-type"), Some("application/yaml"));
+    let served = reply.body.as_str().expect("YAML text");
+    let committed = std::fs::read_to_string(committed_spec_path()).expect("openapi.yaml is committed");
+    assert!(first_difference(served, &committed).is_none(), "run scripts/gen-openapi.sh");
+}
+
+#[tokio::test]
+async fn the_openapi_json_is_valid_json_describing_every_route() {
+    // Arrange
+    let app = TestApp::spawn().await;
+
+    // Act
+    let reply = app.send(app.http.get(app.url("/openapi.json"))).await;
+
+    // Assert
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(reply.header("content-type"), Some("application/json"));
+    let paths = reply.body["paths"].as_object().expect("a JSON spec with paths");
+    for path in [
+        "/auth/register",
+        "/auth/login",
+        "/auth/refresh",
+        "/auth/logout",
+        "/users/me",
+        "/rooms",
+        "/rooms/public",
+        "/rooms/{room_id}",
+        "/rooms/{room_id}/join",
+        "/rooms/{room_id}/leave",
+        "/rooms/{room_id}/members",
+        "/rooms/{room_id}/members/{user_id}",
+        "/rooms/{room_id}/messages",
+        "/health/live",
+        "/health/ready",
+        "/metrics",
+    ] {
+        assert!(paths.contains_key(path), "{path} missing from the spec");
+    }
+    assert_eq!(reply.body["components"]["securitySchemes"]["BearerAuth"]["scheme"], "bearer");
+}
+
+#[tokio::test]
+async fn docs_serve_the_swagger_ui_as_html() {
+    // Arrange
+    let app = TestApp::spawn().await;
+
+    // Act
+    let reply = app.send(app.http.get(app.url("/docs"))).await;
+
+    // Assert
+    assert_eq!(reply.status, StatusCode::OK);
+    assert!(reply.header("content-type").is_some_and(|t| t.starts_with("text/html")), "{:?}", reply.headers);
+    let html = reply.body.as_str().expect("HTML text");
+    assert!(html.contains("SwaggerUIBundle"), "Swagger UI is loaded");
+    assert!(html.contains("/auth/login"), "with this API's spec");
+}
+
+#[tokio::test]
+async fn liveness_is_200() {
+    // Arrange
+    let app = TestApp::spawn().await;
+
+    // Act
+    let reply = app.send(app.http.get(app.url("/health/live"))).await;
+
+    // Assert
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(reply.body["status"], "ok");
+}
+
+#[tokio::test]
+async fn readiness_is_200_ok_when_every_adapter_answers() {
+    // Arrange
+    let app = TestApp::spawn().await;
+
+    // Act
+    let reply = app.send(app.http.get(app.url("/health/ready"))).await;
+
+    // Assert
+    assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
+    assert_eq!(reply.body["status"], "ok");
+    assert_eq!(reply.body["failing"], Value::Array(vec![]));
+}
+
+#[tokio::test]
+async fn metrics_are_prometheus_text_counting_requests_by_route_and_status() {
+    // Arrange: one request that is counted under a collapsed route.
+    let app = TestApp::spawn().await;
+    let ada = app.signup("ada").await;
+    let (status, _) = app.get(&format!("/rooms/{}", uuid::Uuid::now_v7()), &ada.access_token).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // Act
+    let reply = app.send(app.http.get(app.url("/metrics"))).await;
+
+    // Assert
+    assert_eq!(reply.status, StatusCode::OK);
+    assert!(reply.header("content-type").is_some_and(|t| t.starts_with("text/plain")), "{:?}", reply.headers);
+    let text = reply.body.as_str().expect("text");
+    assert!(text.contains("# TYPE http_requests_total counter"), "{text}");
+    assert!(text.contains(r#"http_requests_total{method="GET",route="/rooms/:id",status="404"} 1"#), "{text}");
+    assert!(text.contains("http_request_duration_seconds_bucket"), "{text}");
+    assert!(text.contains("chat_live_sockets 0"), "{text}");
+    assert!(text.contains("chat_archive_lag_seconds"), "{text}");
+}
+
+#[tokio::test]
+async fn an_unknown_route_is_a_404_with_the_json_error_shape() {
+    // Arrange
+    let app = TestApp::spawn().await;
+
+    // Act
+    let reply = app.send(app.http.get(app.url("/no/such/route"))).await;
+
+    // Assert
+    assert_eq!(reply.status, StatusCode::NOT_FOUND);
+    assert_eq!(reply.header("content-type"), Some("application/json; charset=utf-8"));
+    assert_eq!(reply.body["code"], "not_found");
+    assert!(reply.body["message"].is_string(), "{reply:?}");
+}
