@@ -63,11 +63,13 @@ pub enum HistoryError {
     Unknown(#[from] anyhow::Error),
 }
 
-/// Which messages a history request wants: exclusive seq bounds, newest first unless `after` is set.
+/// Which messages a history request wants: exclusive seq bounds, newest first unless `after` is
+/// set. Seqs start at 1, so `after: Some(0)` reads forwards from the first message and
+/// `before: Some(0)` matches nothing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HistoryQuery {
-    pub before: Option<Seq>,
-    pub after: Option<Seq>,
+    pub before: Option<u64>,
+    pub after: Option<u64>,
     pub limit: PageSize,
 }
 
@@ -175,7 +177,10 @@ impl Messaging {
         query: HistoryQuery,
     ) -> Result<HistoryPage, HistoryError> {
         self.ensure_reader(actor, room_id).await?;
-        let range = SeqRange { after: query.after, before: query.before };
+        let range = SeqRange {
+            after: query.after.and_then(Seq::new),
+            before: query.before.map(|b| Seq::new(b).unwrap_or(Seq::FIRST)),
+        };
         let limit = query.limit.get() as usize;
         let take = if query.after.is_some() { Take::Oldest(limit) } else { Take::Newest(limit) };
         Ok(self.read(room_id, range, take).await?)

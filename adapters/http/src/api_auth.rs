@@ -10,6 +10,7 @@ use crate::auth::BearerAuth;
 use crate::dto::{TokenPairDto, UserDto};
 use crate::error::ApiError;
 use crate::state::AppState;
+use crate::strict::StrictJson;
 use poem::web::Data;
 
 #[derive(Tags)]
@@ -18,7 +19,7 @@ enum Tag {
     Auth,
 }
 
-#[derive(Debug, Object)]
+#[derive(Debug, Object, serde::Deserialize)]
 pub struct Credentials {
     /// 2 to 32 letters or digits, starting with a letter.
     #[oai(validator(max_length = 256))]
@@ -28,7 +29,7 @@ pub struct Credentials {
     pub password: String,
 }
 
-#[derive(Debug, Object)]
+#[derive(Debug, Object, serde::Deserialize)]
 pub struct RefreshRequest {
     #[oai(validator(max_length = 256))]
     pub refresh_token: String,
@@ -68,7 +69,11 @@ pub struct AuthApi;
 impl AuthApi {
     /// Create an account
     #[oai(path = "/auth/register", method = "post")]
-    async fn register(&self, state: Data<&AppState>, body: Json<Credentials>) -> Result<RegisterResponse, ApiError> {
+    async fn register(
+        &self,
+        state: Data<&AppState>,
+        body: StrictJson<Credentials>,
+    ) -> Result<RegisterResponse, ApiError> {
         let username = Username::new(&body.username)
             .map_err(|e| ApiError::bad_request("invalid_username", format!("username: {e}")))?;
         let password = Password::new(&body.password, &username)
@@ -91,7 +96,7 @@ impl AuthApi {
         &self,
         state: Data<&AppState>,
         req: &Request,
-        body: Json<Credentials>,
+        body: StrictJson<Credentials>,
     ) -> Result<TokenResponse, ApiError> {
         let address = client_address(req);
         if let Some(secs) = state.limiter.retry_after(&body.username, &address) {
@@ -114,7 +119,11 @@ impl AuthApi {
     ///
     /// Each refresh token works once. Presenting a used one revokes its whole session.
     #[oai(path = "/auth/refresh", method = "post")]
-    async fn refresh(&self, state: Data<&AppState>, body: Json<RefreshRequest>) -> Result<TokenResponse, ApiError> {
+    async fn refresh(
+        &self,
+        state: Data<&AppState>,
+        body: StrictJson<RefreshRequest>,
+    ) -> Result<TokenResponse, ApiError> {
         match state.accounts.refresh(&body.refresh_token).await {
             Ok(pair) => Ok(TokenResponse::Ok(Json(pair.into()))),
             Err(RefreshError::Invalid) => {

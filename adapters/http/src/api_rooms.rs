@@ -4,7 +4,7 @@ use application::messaging::{HistoryError, HistoryQuery, HISTORY_MAX};
 use application::rooms::{
     CreateRoomError, DeleteRoomError, InviteError, JoinError, NewRoom, PageSize, RemoveMemberError, RoomAccessError,
 };
-use domain::{RoomId, RoomName, Seq, UserId};
+use domain::{RoomId, RoomName, UserId};
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi, Tags};
@@ -14,6 +14,7 @@ use crate::auth::BearerAuth;
 use crate::dto::{MessageDto, MessagePageDto, RoomDto, RoomPageDto, VisibilityDto};
 use crate::error::ApiError;
 use crate::state::AppState;
+use crate::strict::StrictJson;
 use poem::web::Data;
 
 #[derive(Tags)]
@@ -28,7 +29,7 @@ const ROOMS_PAGE_MAX: u32 = 100;
 const ROOMS_PAGE_DEFAULT: u32 = 20;
 const HISTORY_DEFAULT: u32 = 50;
 
-#[derive(Debug, Object)]
+#[derive(Debug, Object, serde::Deserialize)]
 pub struct CreateRoomRequest {
     /// 1 to 64 characters after trimming; no control characters.
     #[oai(validator(max_length = 1024))]
@@ -39,7 +40,7 @@ pub struct CreateRoomRequest {
     pub member_ids: Option<Vec<String>>,
 }
 
-#[derive(Debug, Object)]
+#[derive(Debug, Object, serde::Deserialize)]
 pub struct InviteRequest {
     pub user_id: String,
 }
@@ -82,7 +83,7 @@ impl RoomsApi {
         &self,
         state: Data<&AppState>,
         auth: BearerAuth,
-        body: Json<CreateRoomRequest>,
+        body: StrictJson<CreateRoomRequest>,
     ) -> Result<RoomCreated, ApiError> {
         let name =
             RoomName::new(&body.name).map_err(|e| ApiError::bad_request("invalid_room_name", format!("name: {e}")))?;
@@ -199,7 +200,7 @@ impl RoomsApi {
         state: Data<&AppState>,
         auth: BearerAuth,
         room_id: Path<String>,
-        body: Json<InviteRequest>,
+        body: StrictJson<InviteRequest>,
     ) -> Result<RoomCreated, ApiError> {
         let room_id = parse_room(&room_id)?;
         let user_id: UserId = body
@@ -279,12 +280,7 @@ impl RoomsApi {
     ) -> Result<MessagePageResponse, ApiError> {
         let room_id = parse_room(&room_id)?;
         let limit = page_size(limit.0, HISTORY_DEFAULT, HISTORY_MAX)?;
-        // Seqs start at 1, so before=0 matches nothing, exactly like before=1.
-        let query = HistoryQuery {
-            before: before.0.map(|b| Seq::new(b).unwrap_or(Seq::FIRST)),
-            after: after.0.and_then(Seq::new),
-            limit,
-        };
+        let query = HistoryQuery { before: before.0, after: after.0, limit };
         let page = match state.messaging.history(&auth.0.user, room_id, query).await {
             Ok(page) => page,
             Err(HistoryError::NotFound) => return Err(ApiError::not_found("room not found")),

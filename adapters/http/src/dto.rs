@@ -47,8 +47,8 @@ impl From<TokenPair> for TokenPairDto {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum, Serialize)]
-#[oai(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum, Serialize, serde::Deserialize)]
+#[oai(rename_all = "lowercase", rename = "Visibility")]
 #[serde(rename_all = "lowercase")]
 pub enum VisibilityDto {
     Public,
@@ -167,7 +167,7 @@ impl FileDto {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Enum, Serialize)]
-#[oai(rename_all = "lowercase")]
+#[oai(rename_all = "lowercase", rename = "MessageKind")]
 #[serde(rename_all = "lowercase")]
 pub enum MessageKindDto {
     Text,

@@ -11,6 +11,7 @@ mod internal_files;
 mod limiter;
 mod metrics;
 mod state;
+mod strict;
 pub mod ws;
 
 #[cfg(test)]

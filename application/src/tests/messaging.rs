@@ -127,11 +127,7 @@ fn hello() -> SendText {
 }
 
 fn query(before: Option<u64>, after: Option<u64>, limit: u32) -> HistoryQuery {
-    HistoryQuery {
-        before: before.map(seq),
-        after: after.map(seq),
-        limit: PageSize::new(limit, 100).expect("valid page size"),
-    }
+    HistoryQuery { before, after, limit: PageSize::new(limit, 100).expect("valid page size") }
 }
 
 fn png(len: usize) -> Vec<u8> {

@@ -107,6 +107,19 @@ async fn after_pages_forwards_until_has_more_turns_false() {
 }
 
 #[tokio::test]
+async fn after_zero_pages_forwards_from_the_first_message() {
+    let app = TestApp::spawn().await;
+    let ada = app.signup("ada").await;
+    let room_id = room_with_messages(&app, &ada, 12).await;
+
+    let from_start = page(&app, &ada, &room_id, "?after=0&limit=5").await;
+    let before_zero = page(&app, &ada, &room_id, "?before=0&limit=5").await;
+
+    assert_eq!(from_start, (vec![1, 2, 3, 4, 5], true));
+    assert_eq!(before_zero, (vec![], false));
+}
+
+#[tokio::test]
 async fn has_more_is_false_when_exactly_a_page_remains() {
     // Arrange
     let app = TestApp::spawn().await;
