@@ -21,14 +21,73 @@ pub const PASSWORD: &str = "correct horse battery staple";
 /// How long a test waits for a frame that should come.
 pub const FRAME_WAIT: Duration = Duration::from_secs(5);
 
-/// One running `chat` (embedded shape) with its own data directory.
-pub struct TestApp {
-    pub addr: SocketAddr,
-    pub base: String,
-    pub http: reqwest::Client,
-    pub data_dir: Arc<TempDir>,
+/// Which composition a test runs against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shape {
+    /// `chat`: every app in one process on SQLite, memory and local files.
+    Embedded,
+    /// api, file, two socket nodes and a worker, as separate servers sharing Redis and MongoDB.
+    Split,
+}
+
+tokio::task_local! {
+    /// The shape of the test running on this task; `Embedded` when unset.
+    pub static SHAPE: Shape;
+}
+
+/// The shape the current test asked for.
+pub fn current_shape() -> Shape {
+    SHAPE.try_with(|s| *s).unwrap_or(Shape::Embedded)
+}
+
+/// Runs the listed scenario functions once per shape: `embedded::name` always, `split::name` when
+/// Redis and MongoDB are there (ignored under a plain `cargo test`, run by `scripts/test.sh`).
+#[macro_export]
+macro_rules! on_both_shapes {
+    ($($name:ident),* $(,)?) => {
+        mod embedded {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    $crate::SHAPE.scope($crate::Shape::Embedded, super::$name()).await
+                }
+            )*
+        }
+        mod split {
+            $(
+                #[tokio::test]
+                #[ignore = "needs Redis and MongoDB (scripts/test.sh)"]
+                async fn $name() {
+                    $crate::SHAPE.scope($crate::Shape::Split, super::$name()).await
+                }
+            )*
+        }
+    };
+}
+
+/// One server of a running shape.
+struct Node {
     stop: Option<oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+/// A running shape with its own data: a temp directory, and in the split shape its own Redis key
+/// prefix and MongoDB database, removed when the app is dropped.
+pub struct TestApp {
+    /// The api app (the only server, embedded).
+    pub addr: SocketAddr,
+    pub base: String,
+    /// The file app.
+    pub files_addr: SocketAddr,
+    /// Socket nodes: one embedded, two split.
+    pub socket_addrs: Vec<SocketAddr>,
+    /// The node running the worker, whose `/metrics` count archived messages.
+    pub worker_addr: SocketAddr,
+    pub shape: Shape,
+    pub http: reqwest::Client,
+    pub data_dir: Arc<TempDir>,
+    nodes: Vec<Node>,
+    cleanup: Option<SharedCleanup>,
 }
 
 /// A signed-up user with fresh tokens.
@@ -46,8 +105,89 @@ fn init_logs() {
     }
 }
 
+fn random_hex() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
+/// What a split-shape test leaves in the shared services, removed on drop (also after a panic).
+struct SharedCleanup {
+    redis_url: String,
+    prefix: String,
+    mongodb_url: String,
+    database: String,
+}
+
+impl Drop for SharedCleanup {
+    fn drop(&mut self) {
+        let (redis_url, prefix, mongodb_url, database) =
+            (self.redis_url.clone(), self.prefix.clone(), self.mongodb_url.clone(), self.database.clone());
+        // Drop may run inside a runtime; a thread with its own runtime can block freely.
+        let cleaner = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
+            rt.block_on(async move {
+                if let Ok(client) = redis::Client::open(redis_url.as_str()) {
+                    if let Ok(mut conn) = client.get_multiplexed_async_connection().await {
+                        let mut cursor: u64 = 0;
+                        loop {
+                            let step: redis::RedisResult<(u64, Vec<String>)> = redis::cmd("SCAN")
+                                .arg(cursor)
+                                .arg("MATCH")
+                                .arg(format!("{prefix}*"))
+                                .arg("COUNT")
+                                .arg(1000)
+                                .query_async(&mut conn)
+                                .await;
+                            let Ok((next, keys)) = step else { break };
+                            if !keys.is_empty() {
+                                let _: redis::RedisResult<()> =
+                                    redis::cmd("DEL").arg(&keys).query_async(&mut conn).await;
+                            }
+                            if next == 0 {
+                                break;
+                            }
+                            cursor = next;
+                        }
+                    }
+                }
+                if let Ok(client) = mongodb::Client::with_uri_str(&mongodb_url).await {
+                    let _ = client.database(&database).drop().await;
+                }
+            });
+        });
+        let _ = cleaner.join();
+    }
+}
+
+/// `mongodb://host:port/?opts` with the path replaced by `database`.
+fn with_database(url: &str, database: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let authority_end = base.find("://").map_or(0, |i| i + 3);
+    let host = match base[authority_end..].find('/') {
+        Some(slash) => &base[..authority_end + slash],
+        None => base,
+    };
+    match query {
+        Some(q) => format!("{host}/{database}?{q}"),
+        None => format!("{host}/{database}"),
+    }
+}
+
+async fn start(vars: &[(String, String)], role: Role) -> (SocketAddr, Node) {
+    let config = Config::from_vars(vars.to_vec()).expect("test config");
+    let app = Application::build(config, role).await.expect("app builds");
+    let addr = app.local_addr();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(app.run_until_stopped(async move {
+        let _ = stopped.await;
+    }));
+    (addr, Node { stop: Some(stop), task })
+}
+
 impl TestApp {
-    /// A fresh app on a fresh data directory.
+    /// A fresh app of the current test's shape.
     pub async fn spawn() -> Self {
         Self::spawn_with(&[]).await
     }
@@ -55,10 +195,13 @@ impl TestApp {
     /// A fresh app with extra `CHAT_*` settings.
     pub async fn spawn_with(settings: &[(&str, &str)]) -> Self {
         let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
-        Self::spawn_in(dir, settings).await
+        match current_shape() {
+            Shape::Embedded => Self::spawn_in(dir, settings).await,
+            Shape::Split => Self::spawn_split(dir, settings).await,
+        }
     }
 
-    /// An app over an existing data directory, as after a restart.
+    /// An embedded app over an existing data directory, as after a restart.
     pub async fn spawn_in(data_dir: Arc<TempDir>, settings: &[(&str, &str)]) -> Self {
         init_logs();
         let mut vars: Vec<(String, String)> = vec![
@@ -67,35 +210,103 @@ impl TestApp {
             ("CHAT_ARCHIVE_INTERVAL_MS".into(), "100".into()),
         ];
         vars.extend(settings.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
-        let config = Config::from_vars(vars).expect("test config");
-        let app = Application::build(config, Role::All).await.expect("app builds");
-        let addr = app.local_addr();
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(app.run_until_stopped(async move {
-            let _ = stopped.await;
-        }));
+        let (addr, node) = start(&vars, Role::All).await;
+        Self::assemble(Shape::Embedded, addr, addr, vec![addr], addr, data_dir, vec![node], None)
+    }
+
+    /// api, file, two socket nodes and a worker sharing Redis and MongoDB.
+    pub async fn spawn_split(data_dir: Arc<TempDir>, settings: &[(&str, &str)]) -> Self {
+        init_logs();
+        let redis_url = std::env::var("CHAT_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+        let mongodb_url = std::env::var("CHAT_TEST_MONGODB_URL").unwrap_or_else(|_| "mongodb://127.0.0.1:27017".into());
+        let id = random_hex();
+        let cleanup = SharedCleanup {
+            redis_url: redis_url.clone(),
+            prefix: format!("test:{id}:"),
+            mongodb_url: mongodb_url.clone(),
+            database: format!("e2e_{id}"),
+        };
+        let mut vars: Vec<(String, String)> = vec![
+            ("CHAT_ADDR".into(), "127.0.0.1:0".into()),
+            ("CHAT_DATA_DIR".into(), data_dir.path().display().to_string()),
+            ("CHAT_ARCHIVE_INTERVAL_MS".into(), "100".into()),
+            ("CHAT_REDIS_URL".into(), redis_url),
+            ("CHAT_REDIS_PREFIX".into(), cleanup.prefix.clone()),
+            ("CHAT_MONGODB_URL".into(), with_database(&mongodb_url, &cleanup.database)),
+            ("CHAT_JWT_SECRET".into(), format!("{}{}", random_hex(), random_hex())),
+            ("CHAT_INTERNAL_TOKEN".into(), random_hex()),
+            ("CHAT_WORKER_NAME".into(), format!("worker-{id}")),
+        ];
+        vars.extend(settings.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
+        let (files_addr, file_node) = start(&vars, Role::File).await;
+        vars.push(("CHAT_FILE_URL".into(), format!("http://{files_addr}")));
+        let (api_addr, api_node) = start(&vars, Role::Api).await;
+        let (socket_a, socket_node_a) = start(&vars, Role::Socket).await;
+        let (socket_b, socket_node_b) = start(&vars, Role::Socket).await;
+        let (worker_addr, worker_node) = start(&vars, Role::Worker).await;
+        let nodes = vec![api_node, file_node, socket_node_a, socket_node_b, worker_node];
+        Self::assemble(
+            Shape::Split,
+            api_addr,
+            files_addr,
+            vec![socket_a, socket_b],
+            worker_addr,
+            data_dir,
+            nodes,
+            Some(cleanup),
+        )
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn assemble(
+        shape: Shape,
+        addr: SocketAddr,
+        files_addr: SocketAddr,
+        socket_addrs: Vec<SocketAddr>,
+        worker_addr: SocketAddr,
+        data_dir: Arc<TempDir>,
+        nodes: Vec<Node>,
+        cleanup: Option<SharedCleanup>,
+    ) -> Self {
         Self {
             addr,
             base: format!("http://{addr}"),
+            files_addr,
+            socket_addrs,
+            worker_addr,
+            shape,
             http: reqwest::Client::builder().timeout(Duration::from_secs(30)).build().expect("client"),
             data_dir,
-            stop: Some(stop),
-            task,
+            nodes,
+            cleanup,
         }
+    }
+
+    /// The `ws://` URL of socket node `node` (0 or 1; embedded has one).
+    pub fn ws_url(&self, node: usize) -> String {
+        format!("ws://{}/ws", self.socket_addrs[node % self.socket_addrs.len()])
     }
 
     /// Shuts down gracefully (as on SIGTERM) and hands back the data directory.
     pub async fn stop(mut self) -> Arc<TempDir> {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
+        for node in &mut self.nodes {
+            if let Some(stop) = node.stop.take() {
+                let _ = stop.send(());
+            }
         }
-        let task = std::mem::replace(&mut self.task, tokio::spawn(async { Ok(()) }));
-        task.await.expect("app task").expect("clean shutdown");
+        for node in std::mem::take(&mut self.nodes) {
+            node.task.await.expect("app task").expect("clean shutdown");
+        }
         self.data_dir.clone()
     }
 
+    /// The URL of `path` on the app that serves it.
     pub fn url(&self, path: &str) -> String {
-        format!("{}{}", self.base, path)
+        if path.starts_with("/files") {
+            format!("http://{}{path}", self.files_addr)
+        } else {
+            format!("{}{path}", self.base)
+        }
     }
 
     /// Sends a request with an optional bearer token and JSON body; returns status and JSON.
@@ -169,7 +380,12 @@ impl TestApp {
 
     /// Opens a socket with the bearer header and waits for `ready`.
     pub async fn socket(&self, user: &TestUser) -> Socket {
-        let mut request = format!("ws://{}/ws", self.addr).into_client_request().expect("ws request");
+        self.socket_on(user, 0).await
+    }
+
+    /// Opens a socket on node `node` (split shape: 0 or 1) and waits for `ready`.
+    pub async fn socket_on(&self, user: &TestUser, node: usize) -> Socket {
+        let mut request = self.ws_url(node).into_client_request().expect("ws request");
         request.headers_mut().insert("authorization", format!("Bearer {}", user.access_token).parse().expect("header"));
         let (stream, _) = tokio_tungstenite::connect_async(request).await.expect("socket opens");
         let mut socket = Socket { stream, pending: std::collections::VecDeque::new() };
@@ -181,9 +397,13 @@ impl TestApp {
 
 impl Drop for TestApp {
     fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
+        for node in &mut self.nodes {
+            if let Some(stop) = node.stop.take() {
+                let _ = stop.send(());
+            }
+            node.task.abort();
         }
+        drop(self.cleanup.take());
     }
 }
 
@@ -322,7 +542,8 @@ impl TestApp {
 
     /// The value of an unlabelled metric in `/metrics`, e.g. `chat_messages_archived_total`.
     pub async fn metric(&self, name: &str) -> Option<f64> {
-        let text = self.http.get(self.url("/metrics")).send().await.ok()?.text().await.ok()?;
+        let url = format!("http://{}/metrics", self.worker_addr);
+        let text = self.http.get(url).send().await.ok()?.text().await.ok()?;
         text.lines().find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
     }
 

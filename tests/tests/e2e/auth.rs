@@ -50,7 +50,6 @@ async fn token_issued_elsewhere(home: &TestApp, issuer: &TestApp) -> (TestUser, 
     (user, tokens["access_token"].as_str().expect("an access token").to_owned())
 }
 
-#[tokio::test]
 async fn registering_returns_201_with_the_new_users_id_name_and_creation_time() {
     // Arrange
     let app = TestApp::spawn().await;
@@ -67,7 +66,6 @@ async fn registering_returns_201_with_the_new_users_id_name_and_creation_time() 
     assert!(body["created_at"].as_str().unwrap().ends_with('Z'), "RFC 3339 in UTC: {body}");
 }
 
-#[tokio::test]
 async fn registering_a_taken_username_is_a_409_even_in_a_different_case() {
     // Arrange
     let app = TestApp::spawn().await;
@@ -85,7 +83,6 @@ async fn registering_a_taken_username_is_a_409_even_in_a_different_case() {
     }
 }
 
-#[tokio::test]
 async fn an_invalid_username_is_a_400_whose_message_names_the_field() {
     // Arrange
     let app = TestApp::spawn().await;
@@ -101,7 +98,6 @@ async fn an_invalid_username_is_a_400_whose_message_names_the_field() {
     }
 }
 
-#[tokio::test]
 async fn a_weak_password_is_a_400_whose_message_names_the_field() {
     // Arrange
     let app = TestApp::spawn().await;
@@ -117,7 +113,6 @@ async fn a_weak_password_is_a_400_whose_message_names_the_field() {
     }
 }
 
-#[tokio::test]
 async fn a_registration_missing_a_field_is_a_400_not_a_500() {
     // Arrange
     let app = TestApp::spawn().await;
@@ -132,7 +127,6 @@ async fn a_registration_missing_a_field_is_a_400_not_a_500() {
     assert!(!body["message"].as_str().unwrap().is_empty(), "{body}");
 }
 
-#[tokio::test]
 async fn logging_in_returns_a_bearer_token_pair_and_its_lifetime() {
     // Arrange
     let app = TestApp::spawn().await;
@@ -149,7 +143,6 @@ async fn logging_in_returns_a_bearer_token_pair_and_its_lifetime() {
     assert!(!body["refresh_token"].as_str().unwrap().is_empty(), "{body}");
 }
 
-#[tokio::test]
 async fn an_unknown_user_and_a_wrong_password_get_the_same_401() {
     // Arrange
     let app = TestApp::spawn().await;
@@ -172,7 +165,6 @@ async fn an_unknown_user_and_a_wrong_password_get_the_same_401() {
     assert_eq!(wrong_password.header("www-authenticate"), unknown_user.header("www-authenticate"));
 }
 
-#[tokio::test]
 async fn repeated_failed_logins_for_one_username_are_rate_limited_with_retry_after() {
     // Arrange: five failures for one username.
     let app = TestApp::spawn().await;
@@ -201,7 +193,6 @@ async fn repeated_failed_logins_for_one_username_are_rate_limited_with_retry_aft
     assert_eq!(other_user.status, StatusCode::OK, "another username is not limited: {other_user:?}");
 }
 
-#[tokio::test]
 async fn refreshing_hands_out_a_new_pair_whose_tokens_both_work() {
     // Arrange
     let app = TestApp::spawn().await;
@@ -222,7 +213,6 @@ async fn refreshing_hands_out_a_new_pair_whose_tokens_both_work() {
     assert_eq!(status, StatusCode::OK, "the new refresh token works once too: {next}");
 }
 
-#[tokio::test]
 async fn reusing_a_refresh_token_is_a_401_token_reused_and_revokes_its_newer_tokens() {
     // Arrange: the token is used once, legitimately; a second login is another session.
     let app = TestApp::spawn().await;
@@ -243,7 +233,6 @@ async fn reusing_a_refresh_token_is_a_401_token_reused_and_revokes_its_newer_tok
     assert_eq!(status, StatusCode::OK, "other sessions are untouched: {body}");
 }
 
-#[tokio::test]
 async fn an_unknown_refresh_token_is_a_401_invalid_token() {
     // Arrange
     let app = TestApp::spawn().await;
@@ -256,7 +245,6 @@ async fn an_unknown_refresh_token_is_a_401_invalid_token() {
     assert_eq!(body["code"], "invalid_token");
 }
 
-#[tokio::test]
 async fn logging_out_is_a_204_after_which_the_refresh_token_is_refused() {
     // Arrange
     let app = TestApp::spawn().await;
@@ -272,7 +260,6 @@ async fn logging_out_is_a_204_after_which_the_refresh_token_is_refused() {
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
 }
 
-#[tokio::test]
 async fn logging_out_closes_the_users_open_sockets_with_4001_logged_out_and_no_one_elses() {
     // Arrange
     let app = TestApp::spawn().await;
@@ -290,7 +277,6 @@ async fn logging_out_closes_the_users_open_sockets_with_4001_logged_out_and_no_o
     grace_socket.expect_none_of("error", Duration::from_millis(300)).await;
 }
 
-#[tokio::test]
 async fn logging_out_without_a_token_is_a_401() {
     // Arrange
     let app = TestApp::spawn().await;
@@ -302,7 +288,6 @@ async fn logging_out_without_a_token_is_a_401() {
     assert_refused(&reply, "unauthorized");
 }
 
-#[tokio::test]
 async fn users_me_returns_the_signed_in_user() {
     // Arrange
     let app = TestApp::spawn().await;
@@ -318,7 +303,6 @@ async fn users_me_returns_the_signed_in_user() {
     assert!(me["created_at"].is_string(), "{me}");
 }
 
-#[tokio::test]
 async fn a_protected_route_refuses_a_request_without_a_bearer_token() {
     // Arrange
     let app = TestApp::spawn().await;
@@ -332,7 +316,6 @@ async fn a_protected_route_refuses_a_request_without_a_bearer_token() {
     assert_refused(&basic, "unauthorized");
 }
 
-#[tokio::test]
 async fn a_protected_route_refuses_a_garbage_token() {
     // Arrange
     let app = TestApp::spawn().await;
@@ -344,7 +327,6 @@ async fn a_protected_route_refuses_a_garbage_token() {
     assert_refused(&reply, "invalid_token");
 }
 
-#[tokio::test]
 async fn a_protected_route_refuses_a_token_with_a_tampered_signature_or_payload() {
     // Arrange
     let app = TestApp::spawn().await;
@@ -366,7 +348,6 @@ async fn a_protected_route_refuses_a_token_with_a_tampered_signature_or_payload(
     assert_refused(&bad_payload, "invalid_token");
 }
 
-#[tokio::test]
 async fn a_protected_route_refuses_an_alg_none_token_in_every_spelling() {
     // Arrange: a real token's claims under an unsigned header.
     let app = TestApp::spawn().await;
@@ -385,7 +366,6 @@ async fn a_protected_route_refuses_an_alg_none_token_in_every_spelling() {
     }
 }
 
-#[tokio::test]
 async fn a_protected_route_refuses_an_expired_token_as_token_expired() {
     // Arrange: a one-second token, waited out past the five-second leeway.
     let app = TestApp::spawn_with(&[("CHAT_ACCESS_TOKEN_TTL_SECS", "1")]).await;
@@ -435,7 +415,6 @@ async fn a_protected_route_refuses_a_token_for_another_issuer_or_audience() {
     assert_eq!(control.status, StatusCode::OK, "identical settings are accepted: {control:?}");
 }
 
-#[tokio::test]
 async fn a_protected_route_refuses_a_well_signed_token_whose_user_does_not_exist() {
     // Arrange: two apps with the same secret but separate databases; the user exists in one only.
     let secret = [("CHAT_JWT_SECRET", SHARED_SECRET)];
@@ -451,3 +430,27 @@ async fn a_protected_route_refuses_a_well_signed_token_whose_user_does_not_exist
     // Assert
     assert_refused(&reply, "invalid_token");
 }
+
+e2e::on_both_shapes!(
+    registering_returns_201_with_the_new_users_id_name_and_creation_time,
+    registering_a_taken_username_is_a_409_even_in_a_different_case,
+    an_invalid_username_is_a_400_whose_message_names_the_field,
+    a_weak_password_is_a_400_whose_message_names_the_field,
+    a_registration_missing_a_field_is_a_400_not_a_500,
+    logging_in_returns_a_bearer_token_pair_and_its_lifetime,
+    an_unknown_user_and_a_wrong_password_get_the_same_401,
+    repeated_failed_logins_for_one_username_are_rate_limited_with_retry_after,
+    refreshing_hands_out_a_new_pair_whose_tokens_both_work,
+    reusing_a_refresh_token_is_a_401_token_reused_and_revokes_its_newer_tokens,
+    an_unknown_refresh_token_is_a_401_invalid_token,
+    logging_out_is_a_204_after_which_the_refresh_token_is_refused,
+    logging_out_closes_the_users_open_sockets_with_4001_logged_out_and_no_one_elses,
+    logging_out_without_a_token_is_a_401,
+    users_me_returns_the_signed_in_user,
+    a_protected_route_refuses_a_request_without_a_bearer_token,
+    a_protected_route_refuses_a_garbage_token,
+    a_protected_route_refuses_a_token_with_a_tampered_signature_or_payload,
+    a_protected_route_refuses_an_alg_none_token_in_every_spelling,
+    a_protected_route_refuses_an_expired_token_as_token_expired,
+    a_protected_route_refuses_a_well_signed_token_whose_user_does_not_exist,
+);

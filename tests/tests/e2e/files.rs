@@ -56,7 +56,6 @@ fn stored_files(app: &TestApp) -> Vec<std::path::PathBuf> {
     out
 }
 
-#[tokio::test]
 async fn a_file_sent_over_the_socket_downloads_byte_identical_from_its_url() {
     let app = TestApp::spawn().await;
     let alice = app.signup("alice").await;
@@ -76,7 +75,6 @@ async fn a_file_sent_over_the_socket_downloads_byte_identical_from_its_url() {
     assert_eq!(resp.bytes().await.unwrap().as_ref(), PNG);
 }
 
-#[tokio::test]
 async fn html_declared_as_png_is_served_as_an_octet_stream_attachment() {
     let app = TestApp::spawn().await;
     let alice = app.signup("alice").await;
@@ -94,7 +92,6 @@ async fn html_declared_as_png_is_served_as_an_octet_stream_attachment() {
     assert_eq!(resp.headers()["content-security-policy"], "sandbox");
 }
 
-#[tokio::test]
 async fn hostile_names_are_kept_only_as_sanitised_metadata_inside_the_storage_root() {
     let app = TestApp::spawn().await;
     let alice = app.signup("alice").await;
@@ -127,7 +124,6 @@ async fn hostile_names_are_kept_only_as_sanitised_metadata_inside_the_storage_ro
     assert!(!app.data_dir.path().join("etc").exists());
 }
 
-#[tokio::test]
 async fn an_oversize_upload_is_refused_with_413_and_leaves_nothing_on_disk() {
     let app = TestApp::spawn_with(&[("CHAT_FILE_MAX_BYTES", "1000")]).await;
     let alice = app.signup("alice").await;
@@ -140,7 +136,6 @@ async fn an_oversize_upload_is_refused_with_413_and_leaves_nothing_on_disk() {
     assert!(stored_files(&app).is_empty(), "{:?}", stored_files(&app));
 }
 
-#[tokio::test]
 async fn an_upload_over_the_quota_is_refused_with_quota_exceeded() {
     let app = TestApp::spawn_with(&[("CHAT_USER_QUOTA_BYTES", "1500")]).await;
     let alice = app.signup("alice").await;
@@ -155,7 +150,6 @@ async fn an_upload_over_the_quota_is_refused_with_quota_exceeded() {
     assert_eq!(stored_files(&app).len(), 1);
 }
 
-#[tokio::test]
 async fn a_non_member_cannot_download_a_rooms_file() {
     let app = TestApp::spawn().await;
     let alice = app.signup("alice").await;
@@ -168,7 +162,6 @@ async fn a_non_member_cannot_download_a_rooms_file() {
     assert_eq!(resp.status(), StatusCode::NOT_FOUND);
 }
 
-#[tokio::test]
 async fn a_range_request_returns_exactly_the_requested_bytes() {
     let app = TestApp::spawn().await;
     let alice = app.signup("alice").await;
@@ -188,7 +181,6 @@ async fn a_range_request_returns_exactly_the_requested_bytes() {
     assert_eq!(bad.status(), StatusCode::RANGE_NOT_SATISFIABLE);
 }
 
-#[tokio::test]
 async fn concurrent_uploads_do_not_interfere() {
     let app = TestApp::spawn().await;
     let alice = app.signup("alice").await;
@@ -212,7 +204,6 @@ async fn concurrent_uploads_do_not_interfere() {
     }
 }
 
-#[tokio::test]
 async fn downloads_accept_the_token_as_a_query_parameter() {
     let app = TestApp::spawn().await;
     let alice = app.signup("alice").await;
@@ -226,3 +217,15 @@ async fn downloads_accept_the_token_as_a_query_parameter() {
     assert_eq!(resp.headers()["content-type"], "image/png");
     assert!(resp.headers()["content-disposition"].to_str().unwrap().starts_with("inline;"));
 }
+
+e2e::on_both_shapes!(
+    a_file_sent_over_the_socket_downloads_byte_identical_from_its_url,
+    html_declared_as_png_is_served_as_an_octet_stream_attachment,
+    hostile_names_are_kept_only_as_sanitised_metadata_inside_the_storage_root,
+    an_oversize_upload_is_refused_with_413_and_leaves_nothing_on_disk,
+    an_upload_over_the_quota_is_refused_with_quota_exceeded,
+    a_non_member_cannot_download_a_rooms_file,
+    a_range_request_returns_exactly_the_requested_bytes,
+    concurrent_uploads_do_not_interfere,
+    downloads_accept_the_token_as_a_query_parameter,
+);

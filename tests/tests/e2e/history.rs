@@ -31,7 +31,6 @@ fn seqs(body: &Value) -> Vec<u64> {
     body["items"].as_array().expect("items").iter().map(|m| m["seq"].as_u64().expect("seq")).collect()
 }
 
-#[tokio::test]
 async fn without_paging_parameters_the_newest_messages_come_in_ascending_seq() {
     // Arrange
     let app = TestApp::spawn().await;
@@ -47,7 +46,6 @@ async fn without_paging_parameters_the_newest_messages_come_in_ascending_seq() {
     assert_eq!(default_limit, ((1..=12).collect(), false));
 }
 
-#[tokio::test]
 async fn a_message_in_history_has_the_shape_the_socket_protocol_uses() {
     // Arrange
     let app = TestApp::spawn().await;
@@ -70,7 +68,6 @@ async fn a_message_in_history_has_the_shape_the_socket_protocol_uses() {
     assert!(message["sent_at"].as_str().unwrap().ends_with('Z'), "{message}");
 }
 
-#[tokio::test]
 async fn before_pages_backwards_until_has_more_turns_false() {
     // Arrange
     let app = TestApp::spawn().await;
@@ -88,7 +85,6 @@ async fn before_pages_backwards_until_has_more_turns_false() {
     assert_eq!(past_the_start, (vec![], false));
 }
 
-#[tokio::test]
 async fn after_pages_forwards_until_has_more_turns_false() {
     // Arrange
     let app = TestApp::spawn().await;
@@ -106,7 +102,6 @@ async fn after_pages_forwards_until_has_more_turns_false() {
     assert_eq!(at_the_end, (vec![], false));
 }
 
-#[tokio::test]
 async fn after_zero_pages_forwards_from_the_first_message() {
     let app = TestApp::spawn().await;
     let ada = app.signup("ada").await;
@@ -119,7 +114,6 @@ async fn after_zero_pages_forwards_from_the_first_message() {
     assert_eq!(before_zero, (vec![], false));
 }
 
-#[tokio::test]
 async fn has_more_is_false_when_exactly_a_page_remains() {
     // Arrange
     let app = TestApp::spawn().await;
@@ -137,7 +131,6 @@ async fn has_more_is_false_when_exactly_a_page_remains() {
     assert_eq!(forwards, (vec![6, 7, 8, 9, 10], false));
 }
 
-#[tokio::test]
 async fn before_and_after_together_bound_the_page_on_both_sides() {
     // Arrange
     let app = TestApp::spawn().await;
@@ -151,7 +144,6 @@ async fn before_and_after_together_bound_the_page_on_both_sides() {
     assert_eq!(between, (vec![4, 5, 6], false));
 }
 
-#[tokio::test]
 async fn a_history_limit_outside_1_to_100_is_a_400() {
     // Arrange
     let app = TestApp::spawn().await;
@@ -170,7 +162,6 @@ async fn a_history_limit_outside_1_to_100_is_a_400() {
     assert_eq!(status, StatusCode::OK);
 }
 
-#[tokio::test]
 async fn history_pages_cross_the_cache_archive_boundary_with_every_seq_exactly_once() {
     // Arrange: the hot cache keeps five messages per room; the other 25 live only in the archive.
     let app = TestApp::spawn_with(&[("CHAT_HOT_CACHE_PER_ROOM", "5")]).await;
@@ -216,3 +207,15 @@ async fn history_pages_cross_the_cache_archive_boundary_with_every_seq_exactly_o
     let expected: BTreeMap<u64, String> = (18..=27).map(|n| (n, format!("message {n}"))).collect();
     assert_eq!(texts, expected, "a page straddling the boundary has each message once, with its own text");
 }
+
+e2e::on_both_shapes!(
+    without_paging_parameters_the_newest_messages_come_in_ascending_seq,
+    a_message_in_history_has_the_shape_the_socket_protocol_uses,
+    before_pages_backwards_until_has_more_turns_false,
+    after_pages_forwards_until_has_more_turns_false,
+    after_zero_pages_forwards_from_the_first_message,
+    has_more_is_false_when_exactly_a_page_remains,
+    before_and_after_together_bound_the_page_on_both_sides,
+    a_history_limit_outside_1_to_100_is_a_400,
+    history_pages_cross_the_cache_archive_boundary_with_every_seq_exactly_once,
+);

@@ -31,7 +31,6 @@ async fn walk_pages(app: &TestApp, path: &str, user: &TestUser, limit: u32) -> (
     }
 }
 
-#[tokio::test]
 async fn creating_a_room_returns_201_with_members_by_name_and_last_seq_zero() {
     // Arrange
     let app = TestApp::spawn().await;
@@ -68,7 +67,6 @@ async fn creating_a_room_returns_201_with_members_by_name_and_last_seq_zero() {
     assert!(room["members"][0]["joined_at"].as_str().unwrap().ends_with('Z'), "{room}");
 }
 
-#[tokio::test]
 async fn unknown_member_ids_are_a_400_that_names_them_and_create_nothing() {
     // Arrange
     let app = TestApp::spawn().await;
@@ -100,7 +98,6 @@ async fn unknown_member_ids_are_a_400_that_names_them_and_create_nothing() {
     assert_eq!(mine["items"], json!([]));
 }
 
-#[tokio::test]
 async fn more_than_fifty_member_ids_are_a_400() {
     // Arrange
     let app = TestApp::spawn().await;
@@ -117,7 +114,6 @@ async fn more_than_fifty_member_ids_are_a_400() {
     assert!(body["message"].as_str().unwrap().contains("member_ids"), "{body}");
 }
 
-#[tokio::test]
 async fn an_unknown_visibility_or_an_invalid_name_is_a_400() {
     // Arrange
     let app = TestApp::spawn().await;
@@ -137,7 +133,6 @@ async fn an_unknown_visibility_or_an_invalid_name_is_a_400() {
     assert!(name["message"].as_str().unwrap().starts_with("name"), "{name}");
 }
 
-#[tokio::test]
 async fn malformed_json_is_a_400_not_a_500() {
     // Arrange
     let app = TestApp::spawn().await;
@@ -157,7 +152,6 @@ async fn malformed_json_is_a_400_not_a_500() {
     assert_eq!(reply.body["code"], "invalid_request");
 }
 
-#[tokio::test]
 async fn a_body_over_one_mebibyte_is_a_413() {
     // Arrange
     let app = TestApp::spawn().await;
@@ -177,7 +171,6 @@ async fn a_body_over_one_mebibyte_is_a_413() {
     assert_eq!(reply.body["code"], "too_large");
 }
 
-#[tokio::test]
 async fn my_rooms_come_in_pages_linked_by_next_cursor_without_others_rooms() {
     // Arrange: five rooms of ada's, one she is not in.
     let app = TestApp::spawn().await;
@@ -197,7 +190,6 @@ async fn my_rooms_come_in_pages_linked_by_next_cursor_without_others_rooms() {
     assert_eq!(ids, created, "every room once, in creation order");
 }
 
-#[tokio::test]
 async fn public_rooms_come_in_pages_and_leave_out_private_rooms() {
     // Arrange
     let app = TestApp::spawn().await;
@@ -217,7 +209,6 @@ async fn public_rooms_come_in_pages_and_leave_out_private_rooms() {
     assert_eq!(ids, public);
 }
 
-#[tokio::test]
 async fn a_page_limit_outside_1_to_100_or_a_foreign_cursor_is_a_400() {
     // Arrange
     let app = TestApp::spawn().await;
@@ -237,7 +228,6 @@ async fn a_page_limit_outside_1_to_100_or_a_foreign_cursor_is_a_400() {
     }
 }
 
-#[tokio::test]
 async fn a_private_room_is_a_404_for_a_non_member_and_a_200_for_a_member() {
     // Arrange
     let app = TestApp::spawn().await;
@@ -255,7 +245,6 @@ async fn a_private_room_is_a_404_for_a_non_member_and_a_200_for_a_member() {
     assert_eq!(member_status, StatusCode::OK);
 }
 
-#[tokio::test]
 async fn a_public_room_is_visible_to_a_non_member() {
     // Arrange
     let app = TestApp::spawn().await;
@@ -271,7 +260,6 @@ async fn a_public_room_is_visible_to_a_non_member() {
     assert_eq!(body["id"], room.as_str());
 }
 
-#[tokio::test]
 async fn an_unknown_or_malformed_room_id_is_a_404() {
     // Arrange
     let app = TestApp::spawn().await;
@@ -288,7 +276,6 @@ async fn an_unknown_or_malformed_room_id_is_a_404() {
     }
 }
 
-#[tokio::test]
 async fn a_non_member_can_read_neither_a_private_room_its_members_nor_its_history() {
     // Arrange
     let app = TestApp::spawn().await;
@@ -324,7 +311,6 @@ async fn a_non_member_can_read_neither_a_private_room_its_members_nor_its_histor
     assert_eq!(member_ids(&still), [ada.id.as_str(), grace.id.as_str()], "nothing changed");
 }
 
-#[tokio::test]
 async fn joining_a_public_room_returns_it_with_the_new_member() {
     // Arrange
     let app = TestApp::spawn().await;
@@ -343,7 +329,6 @@ async fn joining_a_public_room_returns_it_with_the_new_member() {
     assert_eq!(mine["items"][0]["id"], room.as_str());
 }
 
-#[tokio::test]
 async fn joining_a_private_room_is_a_403() {
     // Arrange
     let app = TestApp::spawn().await;
@@ -359,7 +344,6 @@ async fn joining_a_private_room_is_a_403() {
     assert_eq!(body["code"], "forbidden");
 }
 
-#[tokio::test]
 async fn joining_a_full_room_is_a_409_room_full() {
     // Arrange: rooms hold two members; ada and grace fill this one.
     let app = TestApp::spawn_with(&[("CHAT_ROOM_MEMBER_LIMIT", "2")]).await;
@@ -376,7 +360,6 @@ async fn joining_a_full_room_is_a_409_room_full() {
     assert_eq!(body["code"], "room_full");
 }
 
-#[tokio::test]
 async fn any_member_may_invite_and_the_invitee_can_then_see_the_room() {
     // Arrange: grace is a plain member.
     let app = TestApp::spawn().await;
@@ -396,7 +379,6 @@ async fn any_member_may_invite_and_the_invitee_can_then_see_the_room() {
     assert_eq!(status, StatusCode::OK);
 }
 
-#[tokio::test]
 async fn inviting_a_member_again_is_a_409_and_an_unknown_user_a_400() {
     // Arrange
     let app = TestApp::spawn().await;
@@ -418,7 +400,6 @@ async fn inviting_a_member_again_is_a_409_and_an_unknown_user_a_400() {
     assert!(unknown["message"].as_str().unwrap().starts_with("user_id"), "{unknown}");
 }
 
-#[tokio::test]
 async fn the_owner_removes_a_member_with_204_and_the_room_disappears_for_them() {
     // Arrange
     let app = TestApp::spawn().await;
@@ -437,7 +418,6 @@ async fn the_owner_removes_a_member_with_204_and_the_room_disappears_for_them() 
     assert_eq!(member_ids(&after), [ada.id.as_str()]);
 }
 
-#[tokio::test]
 async fn only_the_owner_may_remove_members_and_the_owner_cannot_be_removed() {
     // Arrange
     let app = TestApp::spawn().await;
@@ -459,7 +439,6 @@ async fn only_the_owner_may_remove_members_and_the_owner_cannot_be_removed() {
     assert_eq!(after["members"].as_array().unwrap().len(), 3);
 }
 
-#[tokio::test]
 async fn an_owner_who_leaves_hands_the_room_to_the_longest_standing_member() {
     // Arrange: grace joined at creation, eve was invited later.
     let app = TestApp::spawn().await;
@@ -483,7 +462,6 @@ async fn an_owner_who_leaves_hands_the_room_to_the_longest_standing_member() {
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
 
-#[tokio::test]
 async fn the_last_member_leaving_deletes_the_room() {
     // Arrange: a public room, so a non-member can tell whether it still exists.
     let app = TestApp::spawn().await;
@@ -504,7 +482,6 @@ async fn the_last_member_leaving_deletes_the_room() {
     assert_eq!(public["items"], json!([]));
 }
 
-#[tokio::test]
 async fn only_the_owner_may_delete_a_room_after_which_it_is_a_404() {
     // Arrange
     let app = TestApp::spawn().await;
@@ -525,3 +502,29 @@ async fn only_the_owner_may_delete_a_room_after_which_it_is_a_404() {
         assert_eq!(status, StatusCode::NOT_FOUND);
     }
 }
+
+e2e::on_both_shapes!(
+    creating_a_room_returns_201_with_members_by_name_and_last_seq_zero,
+    unknown_member_ids_are_a_400_that_names_them_and_create_nothing,
+    more_than_fifty_member_ids_are_a_400,
+    an_unknown_visibility_or_an_invalid_name_is_a_400,
+    malformed_json_is_a_400_not_a_500,
+    a_body_over_one_mebibyte_is_a_413,
+    my_rooms_come_in_pages_linked_by_next_cursor_without_others_rooms,
+    public_rooms_come_in_pages_and_leave_out_private_rooms,
+    a_page_limit_outside_1_to_100_or_a_foreign_cursor_is_a_400,
+    a_private_room_is_a_404_for_a_non_member_and_a_200_for_a_member,
+    a_public_room_is_visible_to_a_non_member,
+    an_unknown_or_malformed_room_id_is_a_404,
+    a_non_member_can_read_neither_a_private_room_its_members_nor_its_history,
+    joining_a_public_room_returns_it_with_the_new_member,
+    joining_a_private_room_is_a_403,
+    joining_a_full_room_is_a_409_room_full,
+    any_member_may_invite_and_the_invitee_can_then_see_the_room,
+    inviting_a_member_again_is_a_409_and_an_unknown_user_a_400,
+    the_owner_removes_a_member_with_204_and_the_room_disappears_for_them,
+    only_the_owner_may_remove_members_and_the_owner_cannot_be_removed,
+    an_owner_who_leaves_hands_the_room_to_the_longest_standing_member,
+    the_last_member_leaving_deletes_the_room,
+    only_the_owner_may_delete_a_room_after_which_it_is_a_404,
+);

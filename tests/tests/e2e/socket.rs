@@ -11,8 +11,8 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 /// Tries a handshake and returns the HTTP status of the refusal, or 101 when it was accepted.
 async fn handshake_status(app: &TestApp, token: Option<&str>, query_token: Option<&str>, origin: Option<&str>) -> u16 {
     let url = match query_token {
-        Some(t) => format!("ws://{}/ws?access_token={t}", app.addr),
-        None => format!("ws://{}/ws", app.addr),
+        Some(t) => format!("{}?access_token={t}", app.ws_url(0)),
+        None => app.ws_url(0),
     };
     let mut request = url.into_client_request().expect("ws request");
     if let Some(token) = token {
@@ -32,7 +32,6 @@ async fn room_with(app: &TestApp, owner: &TestUser, members: &[&TestUser]) -> St
     app.create_room(owner, "private", members).await["id"].as_str().expect("room id").to_owned()
 }
 
-#[tokio::test]
 async fn a_handshake_without_a_valid_token_is_refused_with_401() {
     let app = TestApp::spawn().await;
 
@@ -41,7 +40,6 @@ async fn a_handshake_without_a_valid_token_is_refused_with_401() {
     assert_eq!(handshake_status(&app, None, Some("garbage"), None).await, 401);
 }
 
-#[tokio::test]
 async fn a_browser_may_pass_the_token_as_a_query_parameter() {
     let app = TestApp::spawn().await;
     let alice = app.signup("alice").await;
@@ -49,7 +47,6 @@ async fn a_browser_may_pass_the_token_as_a_query_parameter() {
     assert_eq!(handshake_status(&app, None, Some(&alice.access_token), None).await, 101);
 }
 
-#[tokio::test]
 async fn an_expired_token_is_refused_with_401() {
     let app = TestApp::spawn_with(&[("CHAT_ACCESS_TOKEN_TTL_SECS", "1")]).await;
     let alice = app.signup("alice").await;
@@ -60,7 +57,6 @@ async fn an_expired_token_is_refused_with_401() {
     assert_eq!(handshake_status(&app, Some(&alice.access_token), None, None).await, 401);
 }
 
-#[tokio::test]
 async fn a_foreign_origin_is_refused_with_403_and_an_allowed_one_is_accepted() {
     let app = TestApp::spawn_with(&[("CHAT_ALLOWED_ORIGINS", "https://chat.example")]).await;
     let alice = app.signup("alice").await;
@@ -69,17 +65,15 @@ async fn a_foreign_origin_is_refused_with_403_and_an_allowed_one_is_accepted() {
     assert_eq!(handshake_status(&app, Some(&alice.access_token), None, Some("https://chat.example")).await, 101);
 }
 
-#[tokio::test]
 async fn by_default_only_the_servers_own_origin_is_allowed() {
     let app = TestApp::spawn().await;
     let alice = app.signup("alice").await;
-    let own = format!("http://{}", app.addr);
+    let own = format!("http://{}", app.socket_addrs[0]);
 
     assert_eq!(handshake_status(&app, Some(&alice.access_token), None, Some(&own)).await, 101);
     assert_eq!(handshake_status(&app, Some(&alice.access_token), None, Some("http://elsewhere:1")).await, 403);
 }
 
-#[tokio::test]
 async fn more_sockets_than_the_per_user_limit_are_refused_with_429() {
     let app = TestApp::spawn_with(&[("CHAT_MAX_CONNECTIONS_PER_USER", "2")]).await;
     let alice = app.signup("alice").await;
@@ -89,7 +83,6 @@ async fn more_sockets_than_the_per_user_limit_are_refused_with_429() {
     assert_eq!(handshake_status(&app, Some(&alice.access_token), None, None).await, 429);
 }
 
-#[tokio::test]
 async fn two_members_both_receive_every_message_with_strictly_increasing_seqs() {
     let app = TestApp::spawn().await;
     let alice = app.signup("alice").await;
@@ -124,7 +117,6 @@ async fn two_members_both_receive_every_message_with_strictly_increasing_seqs() 
     assert_eq!(own, acked);
 }
 
-#[tokio::test]
 async fn the_ack_carries_the_stored_message_in_the_shared_json_shape() {
     let app = TestApp::spawn().await;
     let alice = app.signup("alice").await;
@@ -144,7 +136,6 @@ async fn the_ack_carries_the_stored_message_in_the_shared_json_shape() {
     assert!(message.get("file").is_none());
 }
 
-#[tokio::test]
 async fn a_non_member_can_neither_send_nor_sync() {
     let app = TestApp::spawn().await;
     let alice = app.signup("alice").await;
@@ -164,7 +155,6 @@ async fn a_non_member_can_neither_send_nor_sync() {
     assert_eq!(history["items"].as_array().unwrap().len(), 0);
 }
 
-#[tokio::test]
 async fn a_resend_with_the_same_client_msg_id_acks_the_original_and_creates_nothing() {
     let app = TestApp::spawn().await;
     let alice = app.signup("alice").await;
@@ -180,7 +170,6 @@ async fn a_resend_with_the_same_client_msg_id_acks_the_original_and_creates_noth
     assert_eq!(history["items"].as_array().unwrap().len(), 1);
 }
 
-#[tokio::test]
 async fn sync_after_reconnect_returns_exactly_the_missed_messages() {
     let app = TestApp::spawn().await;
     let alice = app.signup("alice").await;
@@ -214,7 +203,6 @@ async fn sync_after_reconnect_returns_exactly_the_missed_messages() {
     assert_eq!(got, vec![2, 3, 4, 5, 6]);
 }
 
-#[tokio::test]
 async fn typing_is_relayed_to_others_and_throttled() {
     let app = TestApp::spawn().await;
     let alice = app.signup("alice").await;
@@ -233,7 +221,6 @@ async fn typing_is_relayed_to_others_and_throttled() {
     a.expect_none_of("typing", Duration::from_millis(100)).await;
 }
 
-#[tokio::test]
 async fn malformed_frames_get_a_bad_request_error_and_the_socket_stays_open() {
     let app = TestApp::spawn().await;
     let alice = app.signup("alice").await;
@@ -248,7 +235,6 @@ async fn malformed_frames_get_a_bad_request_error_and_the_socket_stays_open() {
     assert_eq!(socket.next_json().await["type"], "pong");
 }
 
-#[tokio::test]
 async fn a_text_frame_over_64_kib_is_refused_and_the_socket_stays_open() {
     let app = TestApp::spawn().await;
     let alice = app.signup("alice").await;
@@ -263,7 +249,6 @@ async fn a_text_frame_over_64_kib_is_refused_and_the_socket_stays_open() {
     assert_eq!(socket.next_of("pong").await["type"], "pong");
 }
 
-#[tokio::test]
 async fn a_binary_frame_over_the_upload_limit_closes_the_socket_with_1009() {
     let app = TestApp::spawn_with(&[("CHAT_FILE_MAX_BYTES", "1024"), ("CHAT_IMAGE_MAX_BYTES", "1024")]).await;
     let alice = app.signup("alice").await;
@@ -278,7 +263,6 @@ async fn a_binary_frame_over_the_upload_limit_closes_the_socket_with_1009() {
     assert_eq!(code, 1009);
 }
 
-#[tokio::test]
 async fn the_per_connection_rate_limit_answers_rate_limited() {
     let app = TestApp::spawn_with(&[("CHAT_WS_RATE_PER_SEC", "1"), ("CHAT_WS_BURST", "3")]).await;
     let alice = app.signup("alice").await;
@@ -301,7 +285,6 @@ async fn the_per_connection_rate_limit_answers_rate_limited() {
     assert_eq!(limited, 3);
 }
 
-#[tokio::test]
 async fn an_expiring_access_token_closes_the_socket_with_4001() {
     let app = TestApp::spawn_with(&[("CHAT_ACCESS_TOKEN_TTL_SECS", "2")]).await;
     let alice = app.signup("alice").await;
@@ -313,7 +296,6 @@ async fn an_expiring_access_token_closes_the_socket_with_4001() {
     assert_eq!(reason, "token_expired");
 }
 
-#[tokio::test]
 async fn a_member_who_joins_starts_receiving_the_rooms_messages_live() {
     let app = TestApp::spawn().await;
     let alice = app.signup("alice").await;
@@ -330,3 +312,72 @@ async fn a_member_who_joins_starts_receiving_the_rooms_messages_live() {
     assert_eq!(joined["user"]["id"], bob.id.as_str());
     assert_eq!(b.next_of("message").await["message"]["text"], "welcome");
 }
+
+async fn a_message_sent_through_one_socket_node_reaches_sockets_on_the_other() {
+    let app = TestApp::spawn().await;
+    let alice = app.signup("alice").await;
+    let bob = app.signup("bob").await;
+    let room = room_with(&app, &alice, &[&bob]).await;
+    let mut a = app.socket_on(&alice, 0).await;
+    let mut b = app.socket_on(&bob, 1).await;
+
+    let ack = a.send_text(&room, "x1", "across nodes").await;
+
+    let delivered = b.next_of("message").await;
+    assert_eq!(delivered["message"]["id"], ack["message"]["id"]);
+    assert_eq!(delivered["message"]["text"], "across nodes");
+}
+
+async fn membership_changes_made_through_the_api_reach_sockets_on_every_node() {
+    let app = TestApp::spawn().await;
+    let alice = app.signup("alice").await;
+    let bob = app.signup("bob").await;
+    let room = room_with(&app, &alice, &[]).await;
+    let mut b = app.socket_on(&bob, 1).await;
+    let mut a = app.socket_on(&alice, 0).await;
+
+    let (status, _) =
+        app.post(&format!("/rooms/{room}/members"), &alice.access_token, json!({"user_id": bob.id})).await;
+    assert_eq!(status, 201);
+    a.next_of("member_joined").await;
+    a.send_text(&room, "hello-bob", "welcome bob").await;
+
+    assert_eq!(b.next_of("message").await["message"]["text"], "welcome bob");
+}
+
+async fn a_logout_closes_the_users_sockets_on_every_node() {
+    let app = TestApp::spawn().await;
+    let alice = app.signup("alice").await;
+    let mut first = app.socket_on(&alice, 0).await;
+    let mut second = app.socket_on(&alice, 1).await;
+
+    let (status, _) = app.post("/auth/logout", &alice.access_token, json!({})).await;
+
+    assert_eq!(status, 204);
+    assert_eq!(first.closed().await, (4001, "logged_out".to_owned()));
+    assert_eq!(second.closed().await, (4001, "logged_out".to_owned()));
+}
+
+e2e::on_both_shapes!(
+    a_message_sent_through_one_socket_node_reaches_sockets_on_the_other,
+    membership_changes_made_through_the_api_reach_sockets_on_every_node,
+    a_logout_closes_the_users_sockets_on_every_node,
+    a_handshake_without_a_valid_token_is_refused_with_401,
+    a_browser_may_pass_the_token_as_a_query_parameter,
+    an_expired_token_is_refused_with_401,
+    a_foreign_origin_is_refused_with_403_and_an_allowed_one_is_accepted,
+    by_default_only_the_servers_own_origin_is_allowed,
+    more_sockets_than_the_per_user_limit_are_refused_with_429,
+    two_members_both_receive_every_message_with_strictly_increasing_seqs,
+    the_ack_carries_the_stored_message_in_the_shared_json_shape,
+    a_non_member_can_neither_send_nor_sync,
+    a_resend_with_the_same_client_msg_id_acks_the_original_and_creates_nothing,
+    sync_after_reconnect_returns_exactly_the_missed_messages,
+    typing_is_relayed_to_others_and_throttled,
+    malformed_frames_get_a_bad_request_error_and_the_socket_stays_open,
+    a_text_frame_over_64_kib_is_refused_and_the_socket_stays_open,
+    a_binary_frame_over_the_upload_limit_closes_the_socket_with_1009,
+    the_per_connection_rate_limit_answers_rate_limited,
+    an_expiring_access_token_closes_the_socket_with_4001,
+    a_member_who_joins_starts_receiving_the_rooms_messages_live,
+);
