@@ -297,3 +297,79 @@ impl Hub {
 pub fn user_ref(user: &UserSummary) -> UserRef {
     UserRef { id: user.id.to_string(), username: user.username.to_string() }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use application::ports::UserSummary;
+    use domain::Username;
+
+    fn user(n: u128) -> UserId {
+        UserId::from_uuid(uuid::Uuid::from_u128(n))
+    }
+
+    fn room(n: u128) -> RoomId {
+        RoomId::from_uuid(uuid::Uuid::from_u128(n))
+    }
+
+    fn typing(room_id: RoomId, by: u128) -> RoomEvent {
+        RoomEvent::Typing { room_id, user: UserSummary { id: user(by), username: Username::new("bob").unwrap() } }
+    }
+
+    #[test]
+    fn a_socket_too_slow_to_drain_its_queue_is_asked_to_close_with_1013() {
+        let hub = Hub::new(1, Duration::from_secs(2));
+        let mut reg = hub.register(user(1), vec![room(7)]);
+
+        hub.dispatch(typing(room(7), 2));
+        hub.dispatch(typing(room(7), 2));
+
+        assert!(reg.frames.try_recv().is_ok());
+        assert_eq!(*reg.close.borrow_and_update(), Some((close::TRY_AGAIN_LATER, "too_slow")));
+    }
+
+    #[test]
+    fn typing_is_not_echoed_to_the_typists_own_sockets() {
+        let hub = Hub::new(8, Duration::from_secs(2));
+        let mut own = hub.register(user(2), vec![room(7)]);
+        let mut other = hub.register(user(1), vec![room(7)]);
+
+        hub.dispatch(typing(room(7), 2));
+
+        assert!(own.frames.try_recv().is_err());
+        assert!(other.frames.try_recv().is_ok());
+    }
+
+    #[test]
+    fn reservations_cap_sockets_per_user_until_released() {
+        let hub = Hub::new(8, Duration::from_secs(2));
+        let first = hub.reserve(user(1), 2);
+        let second = hub.reserve(user(1), 2);
+
+        assert!(first.is_some() && second.is_some());
+        assert!(hub.reserve(user(1), 2).is_none());
+        drop(first);
+        assert!(hub.reserve(user(1), 2).is_some());
+    }
+
+    #[test]
+    fn typing_is_forwarded_at_most_once_per_interval() {
+        let hub = Hub::new(8, Duration::from_secs(60));
+
+        assert!(hub.allow_typing(user(1), room(1)));
+        assert!(!hub.allow_typing(user(1), room(1)));
+        assert!(hub.allow_typing(user(1), room(2)));
+    }
+
+    #[test]
+    fn a_deleted_room_stops_reaching_its_former_sockets() {
+        let hub = Hub::new(8, Duration::from_secs(2));
+        let mut reg = hub.register(user(1), vec![room(7)]);
+
+        hub.dispatch(RoomEvent::RoomDeleted { room_id: room(7) });
+        hub.dispatch(typing(room(7), 2));
+
+        assert!(reg.frames.try_recv().is_ok(), "room_deleted is delivered");
+        assert!(reg.frames.try_recv().is_err(), "nothing after the deletion");
+    }
+}
