@@ -4,10 +4,13 @@
 #   scripts/test.sh                 # every test, services included
 #   scripts/test.sh -p adapter-redis # extra arguments go to `cargo test`
 #
-# Redis:   CHAT_TEST_REDIS_URL if set; otherwise a private redis-server on a free port
-#          (Debian's redis-server package is installed when missing).
-# MongoDB: CHAT_TEST_MONGODB_URL if set; otherwise SecantusDB, a MongoDB-wire-compatible server
-#          from PyPI, in memory on a free port, installed into a virtualenv under target/.
+# Redis:   CHAT_TEST_REDIS_URL if set; else, where a Docker engine answers, redis:7.0.15 via
+#          testcontainers; else a private redis-server on a free port (Debian's redis-server
+#          package is installed when missing).
+# MongoDB: CHAT_TEST_MONGODB_URL if set; else, with Docker, mongo:7.0.14 as a replica set via
+#          testcontainers; else SecantusDB, a MongoDB-wire-compatible server from PyPI, in memory
+#          on a free port, installed into a virtualenv under target/.
+# CHAT_TEST_NO_DOCKER=1 skips the Docker path.
 set -euo pipefail
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -76,6 +79,27 @@ start_secantus() {
   log "started SecantusDB at $CHAT_TEST_MONGODB_URL"
 }
 
+docker_answers() {
+  [ "${CHAT_TEST_NO_DOCKER:-}" != 1 ] && command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1
+}
+
+start_containers() {
+  log "a Docker engine answers: starting redis and mongo with testcontainers"
+  coproc SERVICES { cargo run -q -p e2e --features docker --bin test-services; }
+  pids+=("$SERVICES_PID")
+  local line
+  while IFS= read -r line <&"${SERVICES[0]}"; do
+    case "$line" in
+      CHAT_TEST_*=*) export "${line?}"; log "using ${line%%=*} from a container" ;;
+      READY) return 0 ;;
+    esac
+  done
+  log "test-services ended before its containers were ready"; return 1
+}
+
+if [ -z "${CHAT_TEST_REDIS_URL:-}" ] && [ -z "${CHAT_TEST_MONGODB_URL:-}" ] && docker_answers; then
+  start_containers
+fi
 if [ -z "${CHAT_TEST_REDIS_URL:-}" ]; then start_redis; else log "using Redis at $CHAT_TEST_REDIS_URL"; fi
 if [ -z "${CHAT_TEST_MONGODB_URL:-}" ]; then start_secantus; else log "using MongoDB at $CHAT_TEST_MONGODB_URL"; fi
 

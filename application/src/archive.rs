@@ -104,32 +104,49 @@ impl Archiver {
         Ok(seqs.len())
     }
 
-    /// Deletes archived messages past retention, and expired files' bytes and catalog entries.
+    /// Deletes archived messages past retention and expired files' bytes. A purged file's catalog
+    /// entry stays as a tombstone, so messages keep its metadata and its download answers 410, until
+    /// no message can point at it any more: it was purged before the message cutoff.
     ///
     /// # Errors
     /// Infrastructure failures; what was purged before the failure stays purged.
     pub async fn purge(&self) -> Result<PurgeReport, ArchiveError> {
         let now = self.clock.now();
         let cutoff = self.retention.message_cutoff(now);
+        let batch = u64::from(self.purge_batch);
         let mut report = PurgeReport::default();
         loop {
             let deleted = self.archive.delete_sent_before(cutoff, self.purge_batch).await?;
             report.messages += deleted;
-            if deleted < u64::from(self.purge_batch) {
+            if deleted < batch {
                 break;
             }
         }
         loop {
             let expired = self.catalog.expired(now, self.purge_batch).await?;
             for id in &expired {
-                // Bytes first: a catalog entry without bytes answers 410, bytes without an entry would leak.
+                // Bytes first: a tombstone without bytes answers 410, bytes without a live entry would leak.
                 self.store.delete(*id).await?;
-                self.catalog.delete(*id).await?;
+                self.catalog.mark_purged(*id, now).await?;
                 report.files += 1;
             }
-            if expired.len() < self.purge_batch as usize {
+            if (expired.len() as u64) < batch {
                 break;
             }
+        }
+        // A message is sent with a live file, so before the file's purge: a file purged before the
+        // message cutoff has no message left to point at it. The purge instant, never earlier than
+        // the expiry, keeps a tombstone at least as long whatever the stored expiry says.
+        let mut tombstones = 0;
+        loop {
+            let deleted = self.catalog.delete_purged_before(cutoff, self.purge_batch).await?;
+            tombstones += deleted;
+            if deleted < batch {
+                break;
+            }
+        }
+        if tombstones > 0 {
+            tracing::info!(tombstones, "removed the catalog entries of files purged before the message cutoff");
         }
         Ok(report)
     }

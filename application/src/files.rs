@@ -131,6 +131,7 @@ impl Files {
             room_id,
             owner: actor.id,
             created_at: now,
+            purged_at: None,
         };
         if let Err(e) = self.catalog.insert(&file).await {
             self.discard(id).await;
@@ -148,7 +149,8 @@ impl Files {
         if !self.rooms.is_member(file.room_id, actor.id).await? {
             return Err(DownloadError::NotFound);
         }
-        if RetentionPolicy::is_file_expired(file.meta.expires_at, self.clock.now()) {
+        // A purged entry is gone whatever the clock says; bytes missing from the store are gone too.
+        if file.purged_at.is_some() || RetentionPolicy::is_file_expired(file.meta.expires_at, self.clock.now()) {
             return Err(DownloadError::Gone);
         }
         let bytes = self.store.open(file_id, offset).await?.ok_or(DownloadError::Gone)?;

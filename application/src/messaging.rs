@@ -3,7 +3,9 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use domain::{ClientMsgId, FileName, Message, MessageBody, MessageId, MessageText, RoomId, Sender, Seq, User};
+use domain::{
+    ClientMsgId, FileName, Message, MessageBody, MessageId, MessageText, RetentionPolicy, RoomId, Sender, Seq, User,
+};
 
 use crate::files::{Files, UploadError};
 use crate::ports::{
@@ -98,6 +100,8 @@ pub struct Messaging {
     files: Files,
     clock: Arc<dyn Clock>,
     ids: Arc<dyn IdGenerator>,
+    /// When set, history and sync leave out messages older than the message retention.
+    retention: Option<RetentionPolicy>,
 }
 
 impl Messaging {
@@ -110,7 +114,13 @@ impl Messaging {
         clock: Arc<dyn Clock>,
         ids: Arc<dyn IdGenerator>,
     ) -> Self {
-        Self { rooms, log, archive, bus, files, clock, ids }
+        Self { rooms, log, archive, bus, files, clock, ids, retention: None }
+    }
+
+    /// Hides messages past `retention` from history and sync, wherever they still are.
+    #[must_use]
+    pub fn with_retention(self, retention: RetentionPolicy) -> Self {
+        Self { retention: Some(retention), ..self }
     }
 
     /// Stores a text message and tells the room. Acknowledge only after this returns `Ok`.
@@ -204,13 +214,24 @@ impl Messaging {
             Take::Oldest(n) => (n, Take::Oldest(n + 1)),
             Take::Newest(n) => (n, Take::Newest(n + 1)),
         };
-        // The log first: a message leaves the cache only after the archive holds it, so one trimmed
-        // between the two reads is in the archive read. The other order could miss it entirely.
+        // Only seqs given out before the cache read: a later message may reach the archive (through
+        // another worker) ahead of an earlier one still queued, and must not be returned before it.
+        let range = match self.log.last_seq(room_id).await? {
+            Some(last) => SeqRange { before: Some(range.before.map_or(last.next(), |b| b.min(last.next()))), ..range },
+            None => range,
+        };
+        // The log before the archive: a message leaves the cache only after the archive holds it, so
+        // one trimmed between the two reads is in the archive read. The other order could miss it.
         let cached = self.log.fetch(room_id, range, probe).await;
         let archived = self.archive.fetch(room_id, range, probe).await;
         let mut merged: BTreeMap<Seq, Message> = BTreeMap::new();
         for message in archived?.into_iter().chain(cached?) {
             merged.insert(message.seq, message);
+        }
+        if let Some(retention) = self.retention {
+            // The hot cache may still hold messages the purge already removed from the archive.
+            let now = self.clock.now();
+            merged.retain(|_, m| !retention.is_message_expired(m.sent_at, now));
         }
         let mut items: Vec<Message> = merged.into_values().collect();
         let has_more = items.len() > limit;

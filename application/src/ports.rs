@@ -389,6 +389,9 @@ pub struct StoredFile {
     pub room_id: RoomId,
     pub owner: UserId,
     pub created_at: Timestamp,
+    /// Set once the purge deleted the bytes. The entry stays as a tombstone while messages may
+    /// still point at the file, so they keep its metadata and a download answers 410, not 404.
+    pub purged_at: Option<Timestamp>,
 }
 
 #[cfg_attr(any(test, feature = "mocks"), automock)]
@@ -398,24 +401,42 @@ pub trait FileCatalog: Send + Sync + 'static {
     /// Only storage failures.
     async fn insert(&self, file: &StoredFile) -> anyhow::Result<()>;
 
+    /// The entry of `id`, live or purged.
+    ///
     /// # Errors
-    /// Only storage failures.
+    /// Only storage failures; an unknown id is `Ok(None)`. MUST return a purged entry, with its
+    /// `purged_at`, until `delete_purged_before` or `delete` removes it.
     async fn get(&self, id: FileId) -> anyhow::Result<Option<StoredFile>>;
 
     /// Bytes stored by `user` in files not yet purged.
     ///
     /// # Errors
-    /// Only storage failures.
+    /// Only storage failures. MUST NOT count purged entries: their bytes no longer use the quota.
     async fn usage_of(&self, user: UserId) -> anyhow::Result<u64>;
 
-    /// Up to `limit` files whose expiry is at or before `now`.
+    /// Up to `limit` files not yet purged whose expiry is at or before `now`.
     ///
     /// # Errors
-    /// Only storage failures.
+    /// Only storage failures. MUST skip purged entries, or the purge would visit them forever.
     async fn expired(&self, now: Timestamp, limit: u32) -> anyhow::Result<Vec<FileId>>;
 
+    /// Marks the entry purged at `at`: its bytes are gone, its metadata stays as a tombstone.
+    ///
     /// # Errors
-    /// Only storage failures.
+    /// Only storage failures. Marking an unknown id succeeds and stores nothing; marking an entry
+    /// that is already purged keeps its first `purged_at`, so a retried purge changes nothing.
+    async fn mark_purged(&self, id: FileId, at: Timestamp) -> anyhow::Result<()>;
+
+    /// Deletes up to `limit` entries purged strictly before `cutoff`; returns how many.
+    ///
+    /// # Errors
+    /// Only storage failures. MUST NOT delete an entry that is not purged, whatever its expiry.
+    async fn delete_purged_before(&self, cutoff: Timestamp, limit: u32) -> anyhow::Result<u64>;
+
+    /// Removes the entry for good, purged or not; for an upload that is discarded.
+    ///
+    /// # Errors
+    /// Only storage failures; deleting an unknown id succeeds.
     async fn delete(&self, id: FileId) -> anyhow::Result<()>;
 }
 

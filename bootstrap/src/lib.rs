@@ -143,7 +143,8 @@ impl Application {
             files.clone(),
             clock.clone(),
             ids,
-        );
+        )
+        .with_retention(retention);
         let archiver = Archiver::new(
             log,
             ports.archive.clone(),

@@ -29,6 +29,7 @@ fn start_chat(data_dir: &std::path::Path) -> (std::process::Child, String) {
         }
     }
     let _ = child.kill();
+    let _ = child.wait();
     panic!("chat did not report its address");
 }
 
@@ -45,6 +46,7 @@ fn wait_for_exit(child: &mut std::process::Child, within: Duration) -> std::proc
         }
         if Instant::now() > deadline {
             let _ = child.kill();
+            let _ = child.wait();
             panic!("chat did not exit within {within:?}");
         }
         std::thread::sleep(Duration::from_millis(50));

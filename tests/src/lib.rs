@@ -302,7 +302,7 @@ impl TestApp {
 
     /// The URL of `path` on the app that serves it.
     pub fn url(&self, path: &str) -> String {
-        if path.starts_with("/files") {
+        if path.starts_with("/files") || path.starts_with("/internal/files") {
             format!("http://{}{path}", self.files_addr)
         } else {
             format!("{}{path}", self.base)

@@ -1,4 +1,4 @@
-//! `FileCatalog` on MongoDB: what stored bytes are, whose they are, and when they expire.
+//! `FileCatalog` on MongoDB: what stored bytes are, whose they are, when they expire, and when they were purged.
 
 use anyhow::Context;
 use application::ports::{FileCatalog, StoredFile};
@@ -25,6 +25,9 @@ struct FileDoc {
     kind: String,
     expires_at: bson::DateTime,
     created_at: bson::DateTime,
+    /// `null` while the bytes are stored; absent in documents written before tombstones existed.
+    #[serde(default)]
+    purged_at: Option<bson::DateTime>,
 }
 
 impl FileDoc {
@@ -39,6 +42,7 @@ impl FileDoc {
             kind: file.meta.kind.as_str().to_owned(),
             expires_at: date(file.meta.expires_at),
             created_at: date(file.created_at),
+            purged_at: file.purged_at.map(date),
         })
     }
 
@@ -56,6 +60,7 @@ impl FileDoc {
             room_id: parse_id(&self.room_id)?,
             owner: parse_id(&self.owner_id)?,
             created_at: timestamp(self.created_at),
+            purged_at: self.purged_at.map(timestamp),
         })
     }
 }
@@ -80,7 +85,7 @@ impl FileCatalog for MongoStore {
 
     async fn usage_of(&self, user: UserId) -> anyhow::Result<u64> {
         let pipeline = [
-            doc! { "$match": { "owner_id": id_text(user.as_uuid()) } },
+            doc! { "$match": { "owner_id": id_text(user.as_uuid()), "purged_at": null } },
             doc! { "$group": { "_id": null, "total": { "$sum": "$size" } } },
         ];
         let totals: Vec<Document> = self.files().aggregate(pipeline).await?.try_collect().await?;
@@ -103,7 +108,7 @@ impl FileCatalog for MongoStore {
         let due: Vec<Document> = self
             .files()
             .clone_with_type::<Document>()
-            .find(doc! { "expires_at": { "$lte": date(now) } })
+            .find(doc! { "purged_at": null, "expires_at": { "$lte": date(now) } })
             .sort(doc! { "expires_at": 1, "_id": 1 })
             .limit(limit(limit_to))
             .projection(doc! { "_id": 1 })
@@ -111,6 +116,43 @@ impl FileCatalog for MongoStore {
             .try_collect()
             .await?;
         due.iter().map(|d| parse_id(d.get_str("_id").context("a file has no string id")?)).collect()
+    }
+
+    async fn mark_purged(&self, id: FileId, at: Timestamp) -> anyhow::Result<()> {
+        // Only the first purge counts, so a retried one leaves the tombstone as it was.
+        self.files()
+            .update_one(
+                doc! { "_id": id_text(id.as_uuid()), "purged_at": null },
+                doc! { "$set": { "purged_at": date(at) } },
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn delete_purged_before(&self, cutoff: Timestamp, limit_to: u32) -> anyhow::Result<u64> {
+        if limit_to == 0 {
+            return Ok(0);
+        }
+        // Bounded, like the message purge, so a large backlog never holds the server for long.
+        // `$lt` a date never matches `null`: live entries are not candidates.
+        let due = doc! { "purged_at": { "$lt": date(cutoff) } };
+        let ids: Vec<Document> = self
+            .files()
+            .clone_with_type::<Document>()
+            .find(due.clone())
+            .sort(doc! { "purged_at": 1 })
+            .limit(limit(limit_to))
+            .projection(doc! { "_id": 1 })
+            .await?
+            .try_collect()
+            .await?;
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let ids: Vec<&bson::Bson> = ids.iter().filter_map(|d| d.get("_id")).collect();
+        let mut filter = due;
+        filter.insert("_id", doc! { "$in": ids });
+        Ok(self.files().delete_many(filter).await?.deleted_count)
     }
 
     async fn delete(&self, id: FileId) -> anyhow::Result<()> {

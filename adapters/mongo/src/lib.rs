@@ -13,7 +13,7 @@
 //! | `rooms` | room id | `(visibility, _id)` |
 //! | `memberships` | server-assigned | unique `(room_id, user_id)`, `(user_id, room_id)` |
 //! | `messages` | message id | unique `(room_id, seq)`, `sent_at` |
-//! | `files` | file id | `owner_id`, `expires_at` |
+//! | `files` | file id | `owner_id`, `expires_at`, `(purged_at, expires_at)` |
 //!
 //! Messages are never embedded in rooms. Writes that span documents (a room and its memberships)
 //! run in a transaction when the deployment is a replica set or sharded cluster.

@@ -38,9 +38,12 @@ pub(crate) fn indexes(collection: &str) -> Vec<IndexModel> {
             index("room_seq_unique", doc! { "room_id": 1, "seq": 1 }, true),
             index("sent_at", doc! { "sent_at": 1 }, false),
         ],
-        FILES => {
-            vec![index("owner_id", doc! { "owner_id": 1 }, false), index("expires_at", doc! { "expires_at": 1 }, false)]
-        }
+        // The purge finds expired live entries (`purged_at: null`) and old tombstones separately.
+        FILES => vec![
+            index("owner_id", doc! { "owner_id": 1 }, false),
+            index("expires_at", doc! { "expires_at": 1 }, false),
+            index("purged_at_expires_at", doc! { "purged_at": 1, "expires_at": 1 }, false),
+        ],
         _ => Vec::new(),
     }
 }

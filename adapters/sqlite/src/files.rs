@@ -1,4 +1,4 @@
-//! `FileCatalog` on SQLite: what stored bytes are, whose they are, and when they expire.
+//! `FileCatalog` on SQLite: what stored bytes are, whose they are, when they expire, and when they were purged.
 
 use anyhow::Context;
 use application::ports::{FileCatalog, StoredFile};
@@ -27,6 +27,7 @@ fn file_from_row(row: &Row<'_>) -> anyhow::Result<StoredFile> {
         room_id: parse_id(&room_id)?,
         owner: parse_id(&owner)?,
         created_at: timestamp(row.get("created_at")?)?,
+        purged_at: row.get::<_, Option<i64>>("purged_at")?.map(timestamp).transpose()?,
     })
 }
 
@@ -36,8 +37,9 @@ impl FileCatalog for SqliteStore {
         let file = file.clone();
         self.run(move |conn| {
             conn.execute(
-                "INSERT INTO files (id, room_id, owner_id, name, size, content_type, kind, expires_at, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                "INSERT INTO files
+                     (id, room_id, owner_id, name, size, content_type, kind, expires_at, created_at, purged_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
                 params![
                     id_text(file.meta.id.as_uuid()),
                     id_text(file.room_id.as_uuid()),
@@ -48,6 +50,7 @@ impl FileCatalog for SqliteStore {
                     file.meta.kind.as_str(),
                     millis(file.meta.expires_at),
                     millis(file.created_at),
+                    file.purged_at.map(millis),
                 ],
             )?;
             Ok(())
@@ -58,7 +61,7 @@ impl FileCatalog for SqliteStore {
     async fn get(&self, id: FileId) -> anyhow::Result<Option<StoredFile>> {
         self.run(move |conn| {
             let mut stmt = conn.prepare_cached(
-                "SELECT id, room_id, owner_id, name, size, content_type, kind, expires_at, created_at
+                "SELECT id, room_id, owner_id, name, size, content_type, kind, expires_at, created_at, purged_at
                  FROM files WHERE id = ?1",
             )?;
             let mut rows = stmt.query([id_text(id.as_uuid())])?;
@@ -69,7 +72,8 @@ impl FileCatalog for SqliteStore {
 
     async fn usage_of(&self, user: UserId) -> anyhow::Result<u64> {
         self.run(move |conn| {
-            let mut stmt = conn.prepare_cached("SELECT COALESCE(SUM(size), 0) FROM files WHERE owner_id = ?1")?;
+            let mut stmt = conn
+                .prepare_cached("SELECT COALESCE(SUM(size), 0) FROM files WHERE owner_id = ?1 AND purged_at IS NULL")?;
             let total: i64 = stmt.query_row([id_text(user.as_uuid())], |row| row.get(0))?;
             to_u64(total)
         })
@@ -78,14 +82,40 @@ impl FileCatalog for SqliteStore {
 
     async fn expired(&self, now: Timestamp, limit: u32) -> anyhow::Result<Vec<FileId>> {
         self.run(move |conn| {
-            let mut stmt =
-                conn.prepare_cached("SELECT id FROM files WHERE expires_at <= ?1 ORDER BY expires_at, id LIMIT ?2")?;
+            let mut stmt = conn.prepare_cached(
+                "SELECT id FROM files WHERE purged_at IS NULL AND expires_at <= ?1 ORDER BY expires_at, id LIMIT ?2",
+            )?;
             let mut rows = stmt.query(params![millis(now), limit])?;
             let mut ids = Vec::new();
             while let Some(row) = rows.next()? {
                 ids.push(parse_id(&row.get::<_, String>(0)?)?);
             }
             Ok(ids)
+        })
+        .await
+    }
+
+    async fn mark_purged(&self, id: FileId, at: Timestamp) -> anyhow::Result<()> {
+        self.run(move |conn| {
+            // Only the first purge counts, so a retried one leaves the tombstone as it was.
+            conn.execute(
+                "UPDATE files SET purged_at = ?2 WHERE id = ?1 AND purged_at IS NULL",
+                params![id_text(id.as_uuid()), millis(at)],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn delete_purged_before(&self, cutoff: Timestamp, limit: u32) -> anyhow::Result<u64> {
+        self.run(move |conn| {
+            // Bounded, like the message purge, so a large backlog never holds the write lock for long.
+            let deleted = conn.execute(
+                "DELETE FROM files WHERE id IN (
+                     SELECT id FROM files WHERE purged_at < ?1 ORDER BY purged_at LIMIT ?2)",
+                params![millis(cutoff), limit],
+            )?;
+            Ok(deleted as u64)
         })
         .await
     }

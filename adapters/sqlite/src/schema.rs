@@ -3,7 +3,7 @@
 use rusqlite::{Connection, TransactionBehavior};
 
 /// Migration `n` (1-based) is `MIGRATIONS[n - 1]`. Append new ones; never edit one that has shipped.
-const MIGRATIONS: &[&str] = &[V1_INITIAL];
+const MIGRATIONS: &[&str] = &[V1_INITIAL, V2_FILE_TOMBSTONES];
 
 /// The schema version this build writes.
 #[cfg(test)]
@@ -91,6 +91,19 @@ CREATE TABLE files (
 CREATE INDEX files_owner ON files (owner_id);
 CREATE INDEX files_expires_at ON files (expires_at);
 ";
+
+// The purge keeps a file's entry as a tombstone (`purged_at` set) while messages may still point at
+// it. Expired live files and old tombstones are found separately, each by a partial index.
+const V2_FILE_TOMBSTONES: &str = "
+ALTER TABLE files ADD COLUMN purged_at INTEGER;
+DROP INDEX files_expires_at;
+CREATE INDEX files_live_expires_at ON files (expires_at, id) WHERE purged_at IS NULL;
+CREATE INDEX files_purged_at ON files (purged_at) WHERE purged_at IS NOT NULL;
+";
+
+/// The first migration alone, to build a database as an older build left it.
+#[cfg(test)]
+pub(crate) const FIRST_MIGRATION: &str = V1_INITIAL;
 
 /// Applies every migration the database has not seen yet, each in its own transaction.
 pub(crate) fn migrate(conn: &mut Connection) -> anyhow::Result<()> {

@@ -10,7 +10,7 @@ use domain::Visibility;
 use tempfile::TempDir;
 
 use crate::contract::{archive, files, rooms, tokens, users};
-use crate::schema::CURRENT_VERSION;
+use crate::schema::{CURRENT_VERSION, FIRST_MIGRATION};
 use crate::SqliteStore;
 
 /// A store on a new database file that lives as long as this value.
@@ -106,6 +106,9 @@ mod file_catalog {
         usage_sums_the_sizes_of_the_owners_files_only,
         expired_lists_files_due_at_or_before_now_up_to_the_limit,
         deleting_a_file_removes_it_and_deleting_a_missing_file_succeeds,
+        a_purged_file_still_reads_back_but_is_neither_expired_nor_counted,
+        deleting_purged_files_removes_at_most_the_limit_of_tombstones_purged_before_the_cutoff,
+        deleting_a_purged_file_removes_its_tombstone,
     );
 }
 
@@ -136,6 +139,38 @@ async fn data_survives_reopening_the_database_file() {
         messages
     );
     assert_eq!(FileCatalog::get(&reopened, file.meta.id).await.unwrap(), Some(file));
+}
+
+#[tokio::test]
+async fn a_file_catalogued_before_tombstones_existed_is_live_after_the_migration() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("chat.db");
+    let file = files::file(1, files::owner(1), 10, 0);
+    let old = rusqlite::Connection::open(&path).unwrap();
+    old.execute_batch(FIRST_MIGRATION).unwrap();
+    old.pragma_update(None, "user_version", 1).unwrap();
+    old.execute(
+        "INSERT INTO files (id, room_id, owner_id, name, size, content_type, kind, expires_at, created_at)
+         VALUES (?1, ?2, ?3, ?4, 10, 'image/png', 'image', ?5, ?5)",
+        rusqlite::params![
+            file.meta.id.to_string(),
+            file.room_id.to_string(),
+            file.owner.to_string(),
+            file.meta.name.as_str(),
+            file.meta.expires_at.timestamp_millis(),
+        ],
+    )
+    .unwrap();
+    drop(old);
+
+    let store = SqliteStore::open(&path).unwrap();
+
+    assert_eq!(FileCatalog::get(&store, file.meta.id).await.unwrap(), Some(file.clone()));
+    assert_eq!(store.expired(file.meta.expires_at, 10).await.unwrap(), [file.meta.id]);
+    assert_eq!(store.usage_of(file.owner).await.unwrap(), 10);
+    let version: i64 =
+        rusqlite::Connection::open(&path).unwrap().pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
+    assert_eq!(version, CURRENT_VERSION);
 }
 
 #[tokio::test]

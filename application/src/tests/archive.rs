@@ -178,6 +178,12 @@ async fn the_lag_is_zero_when_nothing_waits() {
 
 // --- purge ---
 
+/// The message cutoff of `RetentionPolicy::default()` at `now()`: tombstones purged before it have
+/// no message left to point at them.
+fn cutoff() -> domain::Timestamp {
+    now() - days(30)
+}
+
 #[tokio::test]
 async fn purging_deletes_old_messages_in_batches_until_a_short_batch() {
     let mut ports = Ports { clock: fixed_clock(1), ..Ports::default() };
@@ -185,10 +191,11 @@ async fn purging_deletes_old_messages_in_batches_until_a_short_batch() {
     ports
         .archive
         .expect_delete_sent_before()
-        .withf(|cutoff, limit| *cutoff == now() - days(30) && *limit == PURGE_BATCH)
+        .withf(|at, limit| *at == cutoff() && *limit == PURGE_BATCH)
         .times(3)
         .returning(move |_, _| Ok([2, 2, 1][calls.fetch_add(1, Ordering::Relaxed)]));
     ports.catalog.expect_expired().times(1).returning(|_, _| Ok(Vec::new()));
+    ports.catalog.expect_delete_purged_before().times(1).returning(|_, _| Ok(0));
 
     let report = ports.archiver().purge().await.expect("purged");
 
@@ -196,7 +203,7 @@ async fn purging_deletes_old_messages_in_batches_until_a_short_batch() {
 }
 
 #[tokio::test]
-async fn purging_expired_files_deletes_their_bytes_before_their_catalog_entries() {
+async fn purging_expired_files_deletes_their_bytes_before_marking_their_entries_purged() {
     let mut ports = Ports { clock: fixed_clock(1), ..Ports::default() };
     ports.archive.expect_delete_sent_before().times(1).returning(|_, _| Ok(0));
     let mut order = Sequence::new();
@@ -213,13 +220,15 @@ async fn purging_expired_files_deletes_their_bytes_before_their_catalog_entries(
             ports.store.expect_delete().withf(move |d| *d == id).times(1).in_sequence(&mut order).returning(|_| Ok(()));
             ports
                 .catalog
-                .expect_delete()
-                .withf(move |d| *d == id)
+                .expect_mark_purged()
+                .withf(move |d, at| *d == id && *at == now())
                 .times(1)
                 .in_sequence(&mut order)
-                .returning(|_| Ok(()));
+                .returning(|_, _| Ok(()));
         }
     }
+    ports.catalog.expect_delete_purged_before().times(1).in_sequence(&mut order).returning(|_, _| Ok(0));
+    ports.catalog.expect_delete().never();
 
     let report = ports.archiver().purge().await.expect("purged");
 
@@ -227,12 +236,50 @@ async fn purging_expired_files_deletes_their_bytes_before_their_catalog_entries(
 }
 
 #[tokio::test]
-async fn a_file_whose_bytes_could_not_be_deleted_keeps_its_catalog_entry() {
+async fn a_file_whose_bytes_could_not_be_deleted_is_not_marked_purged() {
     let mut ports = Ports { clock: fixed_clock(1), ..Ports::default() };
     ports.archive.expect_delete_sent_before().times(1).returning(|_, _| Ok(0));
     ports.catalog.expect_expired().times(1).returning(|_, _| Ok(vec![file_id(1)]));
     ports.store.expect_delete().times(1).returning(|_| Err(anyhow::anyhow!("permission denied")));
+    ports.catalog.expect_mark_purged().never();
     ports.catalog.expect_delete().never();
+    ports.catalog.expect_delete_purged_before().never();
+
+    let result = ports.archiver().purge().await;
+
+    assert!(result.is_err(), "got {result:?}");
+}
+
+#[tokio::test]
+async fn purging_removes_tombstones_older_than_the_message_cutoff_in_batches_after_the_files() {
+    let mut ports = Ports { clock: fixed_clock(1), ..Ports::default() };
+    ports.archive.expect_delete_sent_before().times(1).returning(|_, _| Ok(0));
+    let mut order = Sequence::new();
+    ports.catalog.expect_expired().times(1).in_sequence(&mut order).returning(|_, _| Ok(Vec::new()));
+    for deleted in [2, 2, 1] {
+        ports
+            .catalog
+            .expect_delete_purged_before()
+            .withf(|at, limit| *at == cutoff() && *limit == PURGE_BATCH)
+            .times(1)
+            .in_sequence(&mut order)
+            .returning(move |_, _| Ok(deleted));
+    }
+    ports.catalog.expect_delete().never();
+
+    let report = ports.archiver().purge().await.expect("purged");
+
+    assert_eq!(report, PurgeReport::default(), "tombstones are neither messages nor files purged now");
+}
+
+#[tokio::test]
+async fn a_failing_tombstone_cleanup_fails_the_purge_after_the_files_were_purged() {
+    let mut ports = Ports { clock: fixed_clock(1), ..Ports::default() };
+    ports.archive.expect_delete_sent_before().times(1).returning(|_, _| Ok(0));
+    ports.catalog.expect_expired().times(1).returning(|_, _| Ok(vec![file_id(1)]));
+    ports.store.expect_delete().times(1).returning(|_| Ok(()));
+    ports.catalog.expect_mark_purged().times(1).returning(|_, _| Ok(()));
+    ports.catalog.expect_delete_purged_before().times(1).returning(|_, _| Err(anyhow::anyhow!("database locked")));
 
     let result = ports.archiver().purge().await;
 

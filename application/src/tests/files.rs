@@ -110,6 +110,7 @@ fn stored_file(expires_at: domain::Timestamp) -> StoredFile {
         room_id: general(),
         owner: alice().id,
         created_at: now() - days(1),
+        purged_at: None,
     }
 }
 
@@ -133,6 +134,7 @@ async fn a_png_is_stored_as_an_image_whatever_its_name_says() {
         room_id: general(),
         owner: alice().id,
         created_at: now(),
+        purged_at: None,
     };
     let catalogued = expected.clone();
     ports.catalog.expect_insert().withf(move |file| *file == catalogued).times(1).returning(|_| Ok(()));
@@ -307,6 +309,33 @@ async fn a_file_past_its_expiry_is_gone() {
     let result = ports.files().download(&alice(), new_file_id(), 0).await;
 
     assert!(matches!(result, Err(DownloadError::Gone)), "got {result:?}");
+}
+
+#[tokio::test]
+async fn a_purged_file_is_gone_whatever_the_clock_says() {
+    // The clock has no expectation: a tombstone is gone without asking it.
+    let mut ports = Ports::default();
+    let tombstone = StoredFile { purged_at: Some(now() - days(1)), ..stored_file(now() + days(1)) };
+    ports.catalog.expect_get().times(1).return_once(move |_| Ok(Some(tombstone)));
+    ports.expect_membership(true);
+    ports.store.expect_open().never();
+
+    let result = ports.files().download(&alice(), new_file_id(), 0).await;
+
+    assert!(matches!(result, Err(DownloadError::Gone)), "got {result:?}");
+}
+
+#[tokio::test]
+async fn a_non_member_is_told_a_purged_file_does_not_exist() {
+    let mut ports = Ports::default();
+    let tombstone = StoredFile { purged_at: Some(now() - days(1)), ..stored_file(now() - days(2)) };
+    ports.catalog.expect_get().times(1).return_once(move |_| Ok(Some(tombstone)));
+    ports.expect_membership(false);
+    ports.store.expect_open().never();
+
+    let result = ports.files().download(&alice(), new_file_id(), 0).await;
+
+    assert!(matches!(result, Err(DownloadError::NotFound)), "got {result:?}");
 }
 
 #[tokio::test]

@@ -76,6 +76,8 @@ impl Ports {
 
     /// Expects one read from each store, which answer as if holding the messages numbered `cached` and `archived`.
     fn expect_stores_holding(&mut self, cached: RangeInclusive<u64>, archived: RangeInclusive<u64>) {
+        let last = *cached.end().max(archived.end());
+        self.log.expect_last_seq().withf(|room| *room == general()).times(1).returning(move |_| Ok(Some(seq(last))));
         self.log.expect_fetch().withf(|room, _, _| *room == general()).times(1).returning(holding(cached));
         self.archive.expect_fetch().withf(|room, _, _| *room == general()).times(1).returning(holding(archived));
     }
@@ -425,13 +427,29 @@ async fn a_non_member_reading_history_is_told_the_room_is_not_found() {
     assert!(matches!(result, Err(HistoryError::NotFound)), "got {result:?}");
 }
 
+#[tokio::test]
+async fn history_never_returns_a_message_newer_than_the_last_seq_seen_before_reading() {
+    // Seq 21 is still queued while another worker already archived 22 and 23.
+    let mut ports = Ports::default();
+    ports.expect_membership(true);
+    ports.log.expect_last_seq().times(1).returning(|_| Ok(Some(seq(20))));
+    let capped = |range: &SeqRange| range.before == Some(seq(21));
+    ports.log.expect_fetch().withf(move |_, range, _| capped(range)).times(1).returning(holding(6..=20));
+    ports.archive.expect_fetch().withf(move |_, range, _| capped(range)).times(1).returning(holding(1..=20));
+
+    let page = ports.messaging().history(&alice(), general(), query(None, None, 5)).await.expect("page");
+
+    assert_eq!(seqs(&page.items), [16, 17, 18, 19, 20]);
+}
+
 // --- sync ---
 
 #[tokio::test]
 async fn syncing_after_seq_zero_starts_from_the_first_message() {
     let mut ports = Ports::default();
     ports.expect_membership(true);
-    let from_start = SeqRange { after: None, before: None };
+    ports.log.expect_last_seq().times(1).returning(|_| Ok(Some(seq(8))));
+    let from_start = SeqRange { after: None, before: Some(seq(9)) };
     ports.log.expect_fetch().withf(move |_, range, _| *range == from_start).times(1).returning(holding(5..=8));
     ports.archive.expect_fetch().withf(move |_, range, _| *range == from_start).times(1).returning(holding(1..=6));
 

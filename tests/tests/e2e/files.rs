@@ -218,7 +218,31 @@ async fn downloads_accept_the_token_as_a_query_parameter() {
     assert!(resp.headers()["content-disposition"].to_str().unwrap().starts_with("inline;"));
 }
 
+async fn the_internal_route_refuses_a_missing_or_wrong_service_token() {
+    let token = "service-token-0123456789";
+    let app = TestApp::spawn_with(&[("CHAT_INTERNAL_TOKEN", token)]).await;
+    let url = app.url(&format!("/internal/files/{}?max_bytes=100", uuid::Uuid::now_v7()));
+    let put = |auth: Option<String>| {
+        let mut req = app.http.put(url.clone()).body(b"bytes".to_vec());
+        if let Some(auth) = auth {
+            req = req.header("authorization", auth);
+        }
+        req.send()
+    };
+
+    let missing = put(None).await.expect("sent");
+    let wrong = put(Some("Bearer service-token-0123456780".into())).await.expect("sent");
+    let user_token = put(Some(format!("Bearer {}", app.signup("ada").await.access_token))).await.expect("sent");
+    let right = put(Some(format!("Bearer {token}"))).await.expect("sent");
+
+    assert_eq!(missing.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(user_token.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(right.status(), StatusCode::CREATED);
+}
+
 e2e::on_both_shapes!(
+    the_internal_route_refuses_a_missing_or_wrong_service_token,
     a_file_sent_over_the_socket_downloads_byte_identical_from_its_url,
     html_declared_as_png_is_served_as_an_octet_stream_attachment,
     hostile_names_are_kept_only_as_sanitised_metadata_inside_the_storage_root,
@@ -229,3 +253,55 @@ e2e::on_both_shapes!(
     concurrent_uploads_do_not_interfere,
     downloads_accept_the_token_as_a_query_parameter,
 );
+
+#[tokio::test]
+async fn without_a_service_token_the_internal_routes_do_not_exist() {
+    let app = TestApp::spawn().await;
+
+    let url = app.url(&format!("/internal/files/{}?max_bytes=100", uuid::Uuid::now_v7()));
+    let resp = app.http.put(url).header("authorization", "Bearer ").body(b"x".to_vec()).send().await.expect("sent");
+
+    assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+}
+
+/// Moves a file's expiry into the past, as if its retention had run out (embedded catalog).
+fn expire_in_catalog(app: &TestApp, file_id: &str) {
+    let db = rusqlite::Connection::open(app.data_dir.path().join("chat.db")).expect("open catalog");
+    let changed = db.execute("UPDATE files SET expires_at = 0 WHERE id = ?1", [file_id]).expect("update");
+    assert_eq!(changed, 1);
+}
+
+#[tokio::test]
+async fn an_expired_file_answers_410_and_its_bytes_are_gone_after_a_purge() {
+    // Arrange: purge every second; one file expired, one not.
+    let app = TestApp::spawn_with(&[("CHAT_PURGE_CRON", "* * * * * *")]).await;
+    let alice = app.signup("alice").await;
+    let room = app.create_room(&alice, "private", &[]).await["id"].as_str().expect("room id").to_owned();
+    let mut socket = app.socket(&alice).await;
+    let header = json!({"type": "send_file", "room_id": room, "client_msg_id": "old", "name": "old.bin"}).to_string();
+    socket
+        .stream
+        .send(Message::Binary(adapter_http::ws::frames::encode_binary(&header, b"old bytes").into()))
+        .await
+        .expect("sent");
+    let old = socket.next_of("ack").await["message"]["file"].clone();
+    let (_, fresh) = upload(&app, &alice, &room, "fresh.bin", "application/octet-stream", b"fresh".to_vec()).await;
+    assert_eq!(stored_files(&app).len(), 2);
+
+    // Act
+    expire_in_catalog(&app, old["id"].as_str().expect("file id"));
+    let gone = download(&app, &alice, old["url"].as_str().expect("url"), None).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while stored_files(&app).len() > 1 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+
+    // Assert: 410 before the purge, bytes gone after, the other file untouched, the message kept.
+    assert_eq!(gone.status(), StatusCode::GONE);
+    let left = stored_files(&app);
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert!(left[0].ends_with(fresh["id"].as_str().expect("id")));
+    assert_eq!(download(&app, &alice, old["url"].as_str().expect("url"), None).await.status(), StatusCode::GONE);
+    let (_, history) = app.get(&format!("/rooms/{room}/messages"), &alice.access_token).await;
+    assert_eq!(history["items"][0]["file"]["name"], "old.bin");
+}

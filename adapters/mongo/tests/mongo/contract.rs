@@ -72,5 +72,8 @@ mod file_catalog {
         usage_sums_the_sizes_of_the_owners_files_only,
         expired_lists_files_due_at_or_before_now_up_to_the_limit,
         deleting_a_file_removes_it_and_deleting_a_missing_file_succeeds,
+        a_purged_file_still_reads_back_but_is_neither_expired_nor_counted,
+        deleting_purged_files_removes_at_most_the_limit_of_tombstones_purged_before_the_cutoff,
+        deleting_a_purged_file_removes_its_tombstone,
     );
 }

@@ -4,9 +4,9 @@
 use std::collections::BTreeMap;
 
 use adapter_mongo::MongoStore;
-use adapter_sqlite::contract::{archive, rooms, users};
+use adapter_sqlite::contract::{archive, at, files, rooms, users};
 use application::ports::{
-    HealthCheck, MessageArchive, RoomRepository, SeqRange, Take, UpdateRoomError, UserRepository,
+    FileCatalog, HealthCheck, MessageArchive, RoomRepository, SeqRange, Take, UpdateRoomError, UserRepository,
 };
 use bson::{doc, Document};
 use domain::{Message, Visibility};
@@ -100,6 +100,7 @@ async fn indexes_exist_after_connect() {
         assert_eq!(rooms["visibility_id"], (doc! { "visibility": 1, "_id": 1 }, false));
         assert_eq!(files["owner_id"], (doc! { "owner_id": 1 }, false));
         assert_eq!(files["expires_at"], (doc! { "expires_at": 1 }, false));
+        assert_eq!(files["purged_at_expires_at"], (doc! { "purged_at": 1, "expires_at": 1 }, false));
         for collection in ["users", "refresh_tokens", "revoked_sessions", "rooms", "memberships", "messages", "files"] {
             assert!(indexes_of(&raw, collection).await.contains_key("_id_"), "{collection} exists");
         }
@@ -182,6 +183,28 @@ async fn concurrent_updates_from_one_version_let_exactly_one_win() {
             let member = db.is_member(original.id(), rooms::user(100 + n)).await.expect("is_member");
             assert_eq!(member, n == winners[0], "only the winner's membership was written");
         }
+    })
+    .await;
+    db.finish(outcome).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs MongoDB (CHAT_TEST_MONGODB_URL)"]
+async fn a_file_document_written_before_tombstones_existed_is_live() {
+    let db = TestDb::new().await;
+    let outcome = outcome_of(async {
+        let file = files::file(1, files::owner(1), 10, 0);
+        FileCatalog::insert(&db.store, &file).await.expect("insert");
+        let raw = db.raw().await.collection::<Document>("files");
+        raw.update_one(doc! {}, doc! { "$unset": { "purged_at": "" } }).await.expect("as an older build wrote it");
+
+        let read = FileCatalog::get(&db.store, file.meta.id).await.expect("get");
+        let expired = db.expired(at(0), 10).await.expect("expired");
+        let usage = db.usage_of(file.owner).await.expect("usage");
+
+        assert_eq!(read, Some(file.clone()));
+        assert_eq!(expired, [file.meta.id]);
+        assert_eq!(usage, 10);
     })
     .await;
     db.finish(outcome).await;

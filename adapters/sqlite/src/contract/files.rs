@@ -23,6 +23,7 @@ pub fn file(n: u128, owner: UserId, size: u64, expires_ms: i64) -> StoredFile {
         room_id: RoomId::from_uuid(uuid(1_000)),
         owner,
         created_at: at(0),
+        purged_at: None,
     }
 }
 
@@ -87,4 +88,59 @@ pub async fn deleting_a_file_removes_it_and_deleting_a_missing_file_succeeds(cat
     assert_eq!(catalog.get(stored.meta.id).await.expect("get"), None);
     assert_eq!(catalog.usage_of(owner(1)).await.expect("usage"), 0);
     assert!(catalog.expired(at(0), 10).await.expect("expired").is_empty());
+}
+
+pub async fn a_purged_file_still_reads_back_but_is_neither_expired_nor_counted(catalog: &impl FileCatalog) {
+    let purged = file(1, owner(1), 100, 1_000);
+    let live = file(2, owner(1), 250, 2_000);
+    catalog.insert(&purged).await.expect("insert");
+    catalog.insert(&live).await.expect("insert");
+
+    catalog.mark_purged(purged.meta.id, at(5_000)).await.expect("mark purged");
+    catalog.mark_purged(purged.meta.id, at(9_000)).await.expect("a retried mark succeeds");
+    catalog.mark_purged(FileId::from_uuid(uuid(404)), at(5_000)).await.expect("marking an unknown file succeeds");
+
+    let tombstone = StoredFile { purged_at: Some(at(5_000)), ..purged.clone() };
+    assert_eq!(catalog.get(purged.meta.id).await.expect("get"), Some(tombstone), "the first mark counts");
+    assert_eq!(catalog.get(live.meta.id).await.expect("get"), Some(live.clone()));
+    assert_eq!(catalog.get(FileId::from_uuid(uuid(404))).await.expect("get"), None);
+    assert_eq!(catalog.expired(at(10_000), 10).await.expect("expired"), [live.meta.id]);
+    assert_eq!(catalog.usage_of(owner(1)).await.expect("usage"), 250, "purged bytes use no quota");
+}
+
+pub async fn deleting_purged_files_removes_at_most_the_limit_of_tombstones_purged_before_the_cutoff(
+    catalog: &impl FileCatalog,
+) {
+    // Three files that expired at 0 s and were purged at 1 s, 2 s and 3 s; one expired at 0 s, not purged.
+    let tombstones: Vec<StoredFile> = (1..=3).map(|n| file(n, owner(1), 1, 0)).collect();
+    let live = file(4, owner(1), 1, 0);
+    for stored in tombstones.iter().chain([&live]) {
+        catalog.insert(stored).await.expect("insert");
+    }
+    for (stored, purged_ms) in tombstones.iter().zip([1_000, 2_000, 3_000]) {
+        catalog.mark_purged(stored.meta.id, at(purged_ms)).await.expect("mark purged");
+    }
+
+    let first = catalog.delete_purged_before(at(3_000), 1).await.expect("delete purged");
+    let rest = catalog.delete_purged_before(at(3_000), 10).await.expect("delete purged");
+    let none_left = catalog.delete_purged_before(at(3_000), 10).await.expect("delete purged");
+
+    assert_eq!((first, rest, none_left), (1, 1, 0), "at most `limit` at a time, purged strictly before the cutoff");
+    for gone in &tombstones[..2] {
+        assert_eq!(catalog.get(gone.meta.id).await.expect("get"), None);
+    }
+    let at_cutoff = catalog.get(tombstones[2].meta.id).await.expect("get");
+    assert_eq!(at_cutoff.and_then(|f| f.purged_at), Some(at(3_000)), "a tombstone purged at the cutoff stays");
+    assert_eq!(catalog.get(live.meta.id).await.expect("get"), Some(live), "an entry not purged stays");
+}
+
+pub async fn deleting_a_purged_file_removes_its_tombstone(catalog: &impl FileCatalog) {
+    let stored = file(1, owner(1), 100, 0);
+    catalog.insert(&stored).await.expect("insert");
+    catalog.mark_purged(stored.meta.id, at(1_000)).await.expect("mark purged");
+
+    catalog.delete(stored.meta.id).await.expect("delete");
+
+    assert_eq!(catalog.get(stored.meta.id).await.expect("get"), None);
+    assert_eq!(catalog.delete_purged_before(at(10_000), 10).await.expect("delete purged"), 0);
 }
