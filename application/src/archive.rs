@@ -20,6 +20,22 @@ pub struct PurgeReport {
     pub files: u64,
 }
 
+/// Messages handed to one worker, kept until the archive has them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claimed {
+    batch: Vec<crate::ports::Queued>,
+}
+
+impl Claimed {
+    pub fn len(&self) -> usize {
+        self.batch.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.batch.is_empty()
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ArchiveError {
     #[error(transparent)]
@@ -57,15 +73,56 @@ impl Archiver {
     /// # Errors
     /// Infrastructure failures; unacknowledged messages stay queued for the next attempt.
     pub async fn archive_batch(&self, consumer: &str, max: usize) -> Result<ArchiveReport, ArchiveError> {
-        let batch = self.log.claim_batch(consumer, max).await?;
+        let claimed = self.claim(consumer, max).await?;
+        self.store(&claimed).await
+    }
+
+    /// Takes up to `max` queued messages for `consumer`.
+    ///
+    /// # Errors
+    /// Infrastructure failures.
+    pub async fn claim(&self, consumer: &str, max: usize) -> Result<Claimed, ArchiveError> {
+        Ok(Claimed { batch: self.log.claim_batch(consumer, max).await? })
+    }
+
+    /// Writes a claimed batch to the archive and acknowledges what was written. When the batch
+    /// fails as a whole, each message is tried alone: one bad message must not hold back the
+    /// rest, and stays queued until it is dead-lettered. When every message fails, the archive is
+    /// down: nothing is acknowledged, and the caller should retry this same batch rather than
+    /// claim again, since every claim counts towards dead-lettering.
+    ///
+    /// # Errors
+    /// The archive refused every message, or the acknowledgement failed.
+    pub async fn store(&self, claimed: &Claimed) -> Result<ArchiveReport, ArchiveError> {
+        let batch = &claimed.batch;
         if batch.is_empty() {
             return Ok(ArchiveReport::default());
         }
         let messages: Vec<_> = batch.iter().map(|q| q.message.clone()).collect();
-        let inserted = self.archive.insert_batch(&messages).await?;
-        let receipts: Vec<String> = batch.into_iter().map(|q| q.receipt).collect();
+        let (inserted, receipts) = match self.archive.insert_batch(&messages).await {
+            Ok(inserted) => (inserted, batch.iter().map(|q| q.receipt.clone()).collect::<Vec<_>>()),
+            Err(whole) => {
+                let mut inserted = 0;
+                let mut receipts = Vec::new();
+                for queued in batch {
+                    match self.archive.insert_batch(std::slice::from_ref(&queued.message)).await {
+                        Ok(n) => {
+                            inserted += n;
+                            receipts.push(queued.receipt.clone());
+                        }
+                        Err(e) => tracing::warn!(
+                            message_id = %queued.message.id, error = %e, "message could not be archived; it stays queued"
+                        ),
+                    }
+                }
+                if receipts.is_empty() {
+                    return Err(whole.into());
+                }
+                (inserted, receipts)
+            }
+        };
         self.log.ack(&receipts).await?;
-        Ok(ArchiveReport { claimed: receipts.len(), inserted })
+        Ok(ArchiveReport { claimed: batch.len(), inserted })
     }
 
     /// Archives until the log has nothing left for `consumer`; used at shutdown.

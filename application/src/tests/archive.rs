@@ -88,12 +88,50 @@ async fn a_claimed_batch_is_acknowledged_only_after_the_archive_stored_it() {
 async fn a_batch_the_archive_failed_to_store_is_not_acknowledged() {
     let mut ports = Ports::default();
     ports.log.expect_claim_batch().times(1).returning(|_, _| Ok(queued(1..=3)));
-    ports.archive.expect_insert_batch().times(1).returning(|_| Err(anyhow::anyhow!("database locked")));
+    // The whole batch, then each message alone: the archive is down.
+    ports.archive.expect_insert_batch().times(4).returning(|_| Err(anyhow::anyhow!("database locked")));
     ports.log.expect_ack().never();
 
     let result = ports.archiver().archive_batch("worker-1", 10).await;
 
     assert!(result.is_err(), "got {result:?}");
+}
+
+#[tokio::test]
+async fn a_message_the_archive_refuses_stays_queued_while_the_rest_are_acknowledged() {
+    let mut ports = Ports::default();
+    ports.log.expect_claim_batch().times(1).returning(|_, _| Ok(queued(1..=3)));
+    ports
+        .archive
+        .expect_insert_batch()
+        .times(4)
+        .returning(|batch| if batch.len() > 1 || batch[0].seq == seq(2) { Err(anyhow::anyhow!("clash")) } else { Ok(1) });
+    ports.log.expect_ack().withf(|receipts| receipts == ["r1", "r3"]).times(1).returning(|_| Ok(()));
+
+    let report = ports.archiver().archive_batch("worker-1", 10).await.expect("archived the good ones");
+
+    assert_eq!(report, ArchiveReport { claimed: 3, inserted: 2 });
+}
+
+#[tokio::test]
+async fn a_stored_batch_can_be_retried_without_claiming_again() {
+    let mut ports = Ports::default();
+    ports.log.expect_claim_batch().times(1).returning(|_, _| Ok(queued(1..=2)));
+    let mut calls = 0;
+    ports.archive.expect_insert_batch().times(4).returning(move |batch| {
+        calls += 1;
+        // Down for the first attempt (whole batch and each message), back for the retry.
+        if calls <= 3 { Err(anyhow::anyhow!("down")) } else { Ok(batch.len() as u64) }
+    });
+    ports.log.expect_ack().times(1).returning(|_| Ok(()));
+    let archiver = ports.archiver();
+
+    let claimed = archiver.claim("worker-1", 10).await.expect("claimed");
+    let first = archiver.store(&claimed).await;
+    let retry = archiver.store(&claimed).await.expect("stored on retry");
+
+    assert!(first.is_err());
+    assert_eq!(retry, ArchiveReport { claimed: 2, inserted: 2 });
 }
 
 #[tokio::test]
@@ -129,7 +167,8 @@ async fn draining_archives_batch_after_batch_until_the_log_is_empty() {
 async fn draining_stops_at_the_first_failing_batch() {
     let mut ports = Ports::default();
     ports.log.expect_claim_batch().times(1).returning(|_, _| Ok(queued(1..=2)));
-    ports.archive.expect_insert_batch().times(1).returning(|_| Err(anyhow::anyhow!("database locked")));
+    // The batch, then each of its two messages alone.
+    ports.archive.expect_insert_batch().times(3).returning(|_| Err(anyhow::anyhow!("database locked")));
     ports.log.expect_ack().never();
 
     let result = ports.archiver().drain("worker-1", 2).await;
