@@ -6,7 +6,9 @@ use futures::stream::{BoxStream, StreamExt};
 use tokio::sync::broadcast;
 use tokio_stream::wrappers::{errors::BroadcastStreamRecvError, BroadcastStream};
 
-/// Delivers each published event to every subscriber that exists at publish time.
+/// Delivers each published event to every subscriber that exists at publish time. Clones share
+/// the one channel.
+#[derive(Clone)]
 pub struct InMemoryEventBus {
     sender: broadcast::Sender<RoomEvent>,
 }
@@ -53,14 +55,12 @@ impl EventBus for InMemoryEventBus {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-    use application::ports::SessionEndReason;
-    use domain::{RoomId, UserId};
-    use std::time::Duration;
+    //! What the `EventBus` contract leaves to the adapter: who counts as a subscriber, and lag. The
+    //! contract itself runs in `crate::tests`.
 
-    fn room_deleted(n: u128) -> RoomEvent {
-        RoomEvent::RoomDeleted { room_id: RoomId::from_uuid(uuid::Uuid::from_u128(n)) }
-    }
+    use super::*;
+    use crate::contract::event_bus::room_deleted;
+    use std::time::Duration;
 
     async fn next_within_a_second(events: &mut BoxStream<'static, RoomEvent>) -> Option<RoomEvent> {
         tokio::time::timeout(Duration::from_secs(1), events.next()).await.ok().flatten()
@@ -68,38 +68,6 @@ mod tests {
 
     async fn nothing_more_arrives(events: &mut BoxStream<'static, RoomEvent>) -> bool {
         tokio::time::timeout(Duration::from_millis(50), events.next()).await.is_err()
-    }
-
-    #[tokio::test]
-    async fn every_subscriber_receives_each_published_event_once() {
-        // Arrange
-        let bus = InMemoryEventBus::default();
-        let mut first = bus.subscribe().await.unwrap();
-        let mut second = bus.subscribe().await.unwrap();
-        let ended = RoomEvent::SessionEnded {
-            user_id: UserId::from_uuid(uuid::Uuid::from_u128(7)),
-            reason: SessionEndReason::LoggedOut,
-        };
-
-        // Act
-        bus.publish(room_deleted(1)).await.unwrap();
-        bus.publish(ended.clone()).await.unwrap();
-
-        // Assert
-        for events in [&mut first, &mut second] {
-            assert_eq!(next_within_a_second(events).await, Some(room_deleted(1)));
-            assert_eq!(next_within_a_second(events).await, Some(ended.clone()));
-            assert!(nothing_more_arrives(events).await);
-        }
-    }
-
-    #[tokio::test]
-    async fn publishing_without_subscribers_succeeds() {
-        let bus = InMemoryEventBus::default();
-
-        let published = bus.publish(room_deleted(1)).await;
-
-        assert!(published.is_ok());
     }
 
     #[tokio::test]

@@ -1,18 +1,15 @@
-//! The Redis event bus: delivery across nodes, one subscription per node, and reconnection.
+//! What the `EventBus` contract (in `contract.rs`) leaves to the Redis bus: one subscription per
+//! node, channel isolation by prefix, reconnection, and shutdown.
 
 use std::collections::HashSet;
 use std::time::Duration;
 
 use adapter_redis::RedisEventBus;
-use application::ports::{EventBus, RoomEvent, SessionEndReason, UserSummary};
-use domain::{Message, Seq, UserId, Username};
+use application::ports::{EventBus, RoomEvent, UserSummary};
+use domain::{UserId, Username};
 use futures::StreamExt;
-use tokio::sync::Mutex;
 
-use crate::support::{new_room, new_sender, redis_url, text, within, Scope};
-
-/// Bus tests run one at a time, so the one that kills subscriber connections kills only its own.
-static SERIAL: Mutex<()> = Mutex::const_new(());
+use crate::support::{new_room, redis_url, within, Scope, BUS_TESTS};
 
 async fn bus(scope: &Scope) -> RedisEventBus {
     RedisEventBus::connect(&redis_url(), &scope.prefix).await.expect("Redis is reachable")
@@ -48,64 +45,8 @@ async fn pubsub_client_ids(scope: &Scope) -> HashSet<String> {
 
 #[tokio::test]
 #[ignore = "needs Redis (CHAT_TEST_REDIS_URL)"]
-async fn an_event_published_on_one_bus_reaches_subscribers_of_another() {
-    let _serial = SERIAL.lock().await;
-    let scope = Scope::new();
-    let (node_a, node_b) = (bus(&scope).await, bus(&scope).await);
-    let mut first = node_b.subscribe().await.expect("subscribe");
-    let mut second = node_b.subscribe().await.expect("subscribe");
-    let mut on_a = node_a.subscribe().await.expect("subscribe");
-    let event = typing();
-
-    node_a.publish(event.clone()).await.expect("publish");
-
-    assert_eq!(within(first.next()).await, Some(event.clone()));
-    assert_eq!(within(second.next()).await, Some(event.clone()));
-    assert_eq!(within(on_a.next()).await, Some(event), "the publishing node hears it too");
-}
-
-#[tokio::test]
-#[ignore = "needs Redis (CHAT_TEST_REDIS_URL)"]
-async fn every_event_variant_arrives_intact_and_in_order() {
-    let _serial = SERIAL.lock().await;
-    let scope = Scope::new();
-    let (node_a, node_b) = (bus(&scope).await, bus(&scope).await);
-    let mut events = node_b.subscribe().await.expect("subscribe");
-    let room_id = new_room();
-    let user = summary();
-    let message = Message {
-        id: domain::MessageId::from_uuid(uuid::Uuid::now_v7()),
-        room_id,
-        seq: Seq::FIRST,
-        sender: new_sender(),
-        body: text("hello"),
-        sent_at: chrono::Utc::now(),
-    };
-    let sent = vec![
-        RoomEvent::Message(message),
-        RoomEvent::MemberJoined { room_id, user: user.clone() },
-        RoomEvent::MemberLeft { room_id, user: user.clone() },
-        RoomEvent::RoomDeleted { room_id },
-        RoomEvent::Typing { room_id, user: user.clone() },
-        RoomEvent::Presence { user_id: user.id, online: false, rooms: vec![room_id] },
-        RoomEvent::SessionEnded { user_id: user.id, reason: SessionEndReason::LoggedOut },
-    ];
-
-    for event in &sent {
-        node_a.publish(event.clone()).await.expect("publish");
-    }
-    let mut received = Vec::new();
-    for _ in 0..sent.len() {
-        received.push(within(events.next()).await.expect("an event"));
-    }
-
-    assert_eq!(received, sent);
-}
-
-#[tokio::test]
-#[ignore = "needs Redis (CHAT_TEST_REDIS_URL)"]
 async fn a_node_holds_one_redis_subscription_however_many_local_subscribers() {
-    let _serial = SERIAL.lock().await;
+    let _serial = BUS_TESTS.lock().await;
     let scope = Scope::new();
     let node = bus(&scope).await;
     let _streams = futures::future::join_all((0..5).map(|_| node.subscribe())).await;
@@ -121,7 +62,7 @@ async fn a_node_holds_one_redis_subscription_however_many_local_subscribers() {
 #[tokio::test]
 #[ignore = "needs Redis (CHAT_TEST_REDIS_URL)"]
 async fn buses_with_different_prefixes_do_not_hear_each_other() {
-    let _serial = SERIAL.lock().await;
+    let _serial = BUS_TESTS.lock().await;
     let (scope_a, scope_b) = (Scope::new(), Scope::new());
     let (node_a, node_b) = (bus(&scope_a).await, bus(&scope_b).await);
     let mut on_b = node_b.subscribe().await.expect("subscribe");
@@ -136,7 +77,7 @@ async fn buses_with_different_prefixes_do_not_hear_each_other() {
 #[tokio::test]
 #[ignore = "needs Redis (CHAT_TEST_REDIS_URL)"]
 async fn the_subscriber_reconnects_after_its_connection_is_killed() {
-    let _serial = SERIAL.lock().await;
+    let _serial = BUS_TESTS.lock().await;
     let scope = Scope::new();
     let before = pubsub_client_ids(&scope).await;
     let node = bus(&scope).await;
@@ -163,7 +104,7 @@ async fn the_subscriber_reconnects_after_its_connection_is_killed() {
 #[tokio::test]
 #[ignore = "needs Redis (CHAT_TEST_REDIS_URL)"]
 async fn dropping_the_bus_ends_its_streams_and_its_subscription() {
-    let _serial = SERIAL.lock().await;
+    let _serial = BUS_TESTS.lock().await;
     let scope = Scope::new();
     let node = bus(&scope).await;
     let mut events = node.subscribe().await.expect("subscribe");

@@ -6,6 +6,9 @@ use adapter_redis::{RedisConfig, RedisMessageLog};
 use application::ports::{DedupeKey, NewMessage};
 use domain::{ClientMsgId, MessageBody, MessageId, MessageText, RoomId, Sender, UserId, Username};
 
+/// Bus tests run one at a time, so the one that kills subscriber connections kills only its own.
+pub static BUS_TESTS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 pub fn redis_url() -> String {
     std::env::var("CHAT_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
 }

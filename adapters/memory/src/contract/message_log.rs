@@ -1,0 +1,393 @@
+//! The `MessageLog` contract.
+//!
+//! Build the log under test with a hot cache of [`CACHE_PER_ROOM`] messages per room, so that an
+//! adapter that trimmed unarchived messages would be caught doing it, and with the default reclaim
+//! idle time, far longer than any test here: a claim of one consumer must stay its own throughout.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use application::ports::{Appended, DedupeKey, MessageLog, NewMessage, Queued, SeqRange, Take};
+use domain::{
+    ClientMsgId, FileId, FileKind, FileMeta, FileName, Message, MessageBody, MessageId, MessageText, RoomId, Sender,
+    Seq,
+};
+
+use super::{now, room, sender};
+
+/// How many archived messages per room the log under test may keep in its hot cache.
+pub const CACHE_PER_ROOM: usize = 2;
+
+pub fn seq(n: u64) -> Seq {
+    Seq::new(n).expect("fixture seqs are positive")
+}
+
+pub fn text(raw: &str) -> MessageBody {
+    MessageBody::Text(MessageText::new(raw).expect("fixture texts are valid"))
+}
+
+/// A text message to `room` from `sender` with a new id, sent now.
+pub fn new_message(room: RoomId, sender: &Sender, body: &str) -> NewMessage {
+    NewMessage {
+        id: MessageId::from_uuid(uuid::Uuid::now_v7()),
+        room_id: room,
+        sender: sender.clone(),
+        body: text(body),
+        sent_at: now(),
+    }
+}
+
+pub fn dedupe(sender: &Sender, client_msg_id: &str) -> DedupeKey {
+    DedupeKey { user: sender.id, client_msg_id: ClientMsgId::new(client_msg_id).expect("fixture ids are valid") }
+}
+
+/// `new` as the log should store it under `seq`.
+fn stored(new: NewMessage, seq: Seq) -> Message {
+    Message { id: new.id, room_id: new.room_id, seq, sender: new.sender, body: new.body, sent_at: new.sent_at }
+}
+
+fn created(appended: Appended) -> Message {
+    match appended {
+        Appended::Created(message) => message,
+        Appended::Duplicate(message) => panic!("expected a new message, got a duplicate of seq {}", message.seq),
+    }
+}
+
+async fn append_texts(log: &impl MessageLog, room: RoomId, count: usize) -> Vec<Message> {
+    let mut appended = Vec::with_capacity(count);
+    for n in 1..=count {
+        let message = new_message(room, &sender(1), &format!("message {n}"));
+        appended.push(created(log.append(message, None).await.expect("append")));
+    }
+    appended
+}
+
+/// Every cached message of `room`.
+async fn everything(log: &impl MessageLog, room: RoomId) -> Vec<Message> {
+    log.fetch(room, SeqRange::default(), Take::Oldest(usize::MAX)).await.expect("fetch")
+}
+
+fn seqs(messages: &[Message]) -> Vec<u64> {
+    messages.iter().map(|m| m.seq.get()).collect()
+}
+
+fn queued_seqs(batch: &[Queued]) -> Vec<u64> {
+    batch.iter().map(|q| q.message.seq.get()).collect()
+}
+
+fn queued_messages(batch: &[Queued]) -> Vec<Message> {
+    batch.iter().map(|q| q.message.clone()).collect()
+}
+
+fn receipts(batch: &[Queued]) -> Vec<String> {
+    batch.iter().map(|q| q.receipt.clone()).collect()
+}
+
+pub async fn an_appended_message_is_stored_exactly_under_the_rooms_next_seq(log: &impl MessageLog) {
+    let file = NewMessage {
+        body: MessageBody::File(FileMeta {
+            id: FileId::from_uuid(uuid::Uuid::now_v7()),
+            name: FileName::sanitize("holiday photo ✓.png"),
+            size: 1_234_567,
+            content_type: "image/png".to_owned(),
+            kind: FileKind::Image,
+            expires_at: now() + chrono::Duration::days(7),
+        }),
+        ..new_message(room(1), &sender(1), "unused")
+    };
+    let text = new_message(room(1), &sender(2), "héllo\n\twörld \"quoted\" {braces}");
+
+    let first = log.append(file.clone(), None).await.expect("append");
+    let second = log.append(text.clone(), None).await.expect("append");
+
+    let expected = vec![stored(file, Seq::FIRST), stored(text, seq(2))];
+    assert_eq!(vec![created(first), created(second)], expected);
+    assert_eq!(everything(log, room(1)).await, expected, "the cache holds them exactly");
+    assert_eq!(queued_messages(&log.claim_batch("archiver", 10).await.expect("claim")), expected, "so does the queue");
+}
+
+pub async fn seqs_are_strictly_increasing_per_room_under_concurrent_appends<L>(log: &L)
+where
+    L: MessageLog + Clone,
+{
+    const CALLERS: u64 = 16;
+    const APPENDS_EACH: u64 = 25;
+    let start = Arc::new(tokio::sync::Barrier::new(usize::try_from(CALLERS).expect("small")));
+    let callers: Vec<_> = (0..CALLERS)
+        .map(|caller| {
+            let (log, start) = (log.clone(), start.clone());
+            let room_id = room(1 + u128::from(caller % 2));
+            tokio::spawn(async move {
+                start.wait().await;
+                let mut given = Vec::new();
+                for n in 0..APPENDS_EACH {
+                    let message = new_message(room_id, &sender(1), &format!("caller {caller} message {n}"));
+                    given.push(created(log.append(message, None).await.expect("append")).seq.get());
+                }
+                (room_id, given)
+            })
+        })
+        .collect();
+
+    let mut per_room: HashMap<RoomId, Vec<u64>> = HashMap::new();
+    for caller in callers {
+        let (room_id, given) = caller.await.expect("task");
+        assert!(given.windows(2).all(|pair| pair[0] < pair[1]), "one caller's seqs went backwards: {given:?}");
+        per_room.entry(room_id).or_default().extend(given);
+    }
+
+    let each_room = CALLERS / 2 * APPENDS_EACH;
+    for room_id in [room(1), room(2)] {
+        let mut given = per_room.remove(&room_id).unwrap_or_default();
+        given.sort_unstable();
+        assert_eq!(given, (1..=each_room).collect::<Vec<_>>(), "each room counts from 1, with no gap and no repeat");
+        assert_eq!(log.last_seq(room_id).await.expect("last_seq"), Some(seq(each_room)));
+        assert_eq!(seqs(&everything(log, room_id).await), (1..=each_room).collect::<Vec<_>>());
+    }
+}
+
+pub async fn last_seq_is_the_highest_seq_given_out_in_the_room(log: &impl MessageLog) {
+    let before_any = log.last_seq(room(1)).await.expect("last_seq");
+    append_texts(log, room(1), 3).await;
+    append_texts(log, room(2), 1).await;
+
+    let first = log.last_seq(room(1)).await.expect("last_seq");
+    let second = log.last_seq(room(2)).await.expect("last_seq");
+    let unknown = log.last_seq(room(3)).await.expect("last_seq");
+
+    assert_eq!(before_any, None);
+    assert_eq!((first, second, unknown), (Some(seq(3)), Some(Seq::FIRST), None));
+}
+
+pub async fn a_seen_dedupe_key_returns_the_original_and_stores_nothing(log: &impl MessageLog) {
+    let alice = sender(1);
+    let original =
+        created(log.append(new_message(room(1), &alice, "hello"), Some(dedupe(&alice, "c-1"))).await.expect("append"));
+
+    let resent = log.append(new_message(room(1), &alice, "hello again"), Some(dedupe(&alice, "c-1"))).await;
+
+    assert_eq!(resent.expect("append"), Appended::Duplicate(original.clone()));
+    assert_eq!(log.last_seq(room(1)).await.expect("last_seq"), Some(Seq::FIRST), "no seq was used up");
+    assert_eq!(everything(log, room(1)).await, vec![original.clone()]);
+    assert_eq!(queued_messages(&log.claim_batch("archiver", 10).await.expect("claim")), vec![original]);
+}
+
+pub async fn a_dedupe_key_matches_only_the_same_user_and_client_msg_id(log: &impl MessageLog) {
+    let (alice, bob) = (sender(1), sender(2));
+    log.append(new_message(room(1), &alice, "first"), Some(dedupe(&alice, "c-1"))).await.expect("append");
+
+    let other_id = log.append(new_message(room(1), &alice, "second"), Some(dedupe(&alice, "c-2"))).await;
+    let other_user = log.append(new_message(room(1), &bob, "third"), Some(dedupe(&bob, "c-1"))).await;
+    let no_key = log.append(new_message(room(1), &alice, "fourth"), None).await;
+
+    let given = [other_id, other_user, no_key].map(|appended| created(appended.expect("append")).seq.get());
+    assert_eq!(given, [2, 3, 4]);
+}
+
+pub async fn oldest_take_returns_the_lowest_seqs_after_the_lower_bound(log: &impl MessageLog) {
+    append_texts(log, room(1), 10).await;
+
+    let first = log.fetch(room(1), SeqRange::default(), Take::Oldest(3)).await.expect("fetch");
+    let after = log.fetch(room(1), SeqRange { after: Some(seq(4)), before: None }, Take::Oldest(3)).await;
+
+    assert_eq!(seqs(&first), [1, 2, 3]);
+    assert_eq!(seqs(&after.expect("fetch")), [5, 6, 7]);
+}
+
+pub async fn newest_take_returns_the_highest_seqs_in_ascending_order(log: &impl MessageLog) {
+    append_texts(log, room(1), 10).await;
+
+    let latest = log.fetch(room(1), SeqRange::default(), Take::Newest(3)).await.expect("fetch");
+    let earlier = log.fetch(room(1), SeqRange { after: None, before: Some(seq(8)) }, Take::Newest(3)).await;
+
+    assert_eq!(seqs(&latest), [8, 9, 10]);
+    assert_eq!(seqs(&earlier.expect("fetch")), [5, 6, 7]);
+}
+
+pub async fn fetch_bounds_are_exclusive_and_rooms_do_not_mix(log: &impl MessageLog) {
+    append_texts(log, room(1), 10).await;
+    append_texts(log, room(2), 5).await;
+    let inner = SeqRange { after: Some(seq(3)), before: Some(seq(7)) };
+
+    let oldest = log.fetch(room(1), inner, Take::Oldest(100)).await.expect("fetch");
+    let newest = log.fetch(room(1), inner, Take::Newest(100)).await.expect("fetch");
+    let newest_two = log.fetch(room(1), inner, Take::Newest(2)).await.expect("fetch");
+    let oldest_none = log.fetch(room(1), inner, Take::Oldest(0)).await.expect("fetch");
+    let newest_none = log.fetch(room(1), inner, Take::Newest(0)).await.expect("fetch");
+    let other_room = everything(log, room(2)).await;
+    let unknown_room = log.fetch(room(3), SeqRange::default(), Take::Newest(10)).await.expect("fetch");
+
+    assert_eq!(seqs(&oldest), [4, 5, 6]);
+    assert_eq!(newest, oldest);
+    assert_eq!(seqs(&newest_two), [5, 6]);
+    assert!(oldest_none.is_empty() && newest_none.is_empty(), "taking zero takes nothing");
+    assert!(oldest.iter().all(|m| m.room_id == room(1)));
+    assert_eq!(seqs(&other_room), [1, 2, 3, 4, 5]);
+    assert!(other_room.iter().all(|m| m.room_id == room(2)));
+    assert!(unknown_room.is_empty());
+}
+
+pub async fn an_empty_or_inverted_range_returns_nothing(log: &impl MessageLog) {
+    append_texts(log, room(1), 5).await;
+    let ranges =
+        [(3, 3), (3, 4), (4, 2)].map(|(after, before)| SeqRange { after: Some(seq(after)), before: Some(seq(before)) });
+
+    for range in ranges {
+        let oldest = log.fetch(room(1), range, Take::Oldest(10)).await.expect("fetch");
+        let newest = log.fetch(room(1), range, Take::Newest(10)).await.expect("fetch");
+
+        assert!(oldest.is_empty() && newest.is_empty(), "{range:?} holds nothing, got {oldest:?} and {newest:?}");
+    }
+}
+
+pub async fn raise_seq_moves_the_next_seq_past_it_and_never_lowers_it(log: &impl MessageLog) {
+    append_texts(log, room(1), 2).await;
+
+    log.raise_seq(room(1), seq(41)).await.expect("raise");
+    let next = created(log.append(new_message(room(1), &sender(1), "after a restart"), None).await.expect("append"));
+    log.raise_seq(room(1), seq(10)).await.expect("raise below");
+    log.raise_seq(room(2), seq(7)).await.expect("raise a new room");
+    let in_new_room = created(log.append(new_message(room(2), &sender(1), "first"), None).await.expect("append"));
+
+    assert_eq!(next.seq, seq(42));
+    assert_eq!(log.last_seq(room(1)).await.expect("last_seq"), Some(seq(42)), "a lower raise changes nothing");
+    assert_eq!(in_new_room.seq, seq(8));
+}
+
+pub async fn new_entries_are_claimed_in_append_order_at_most_max_at_a_time(log: &impl MessageLog) {
+    let mut appended = Vec::new();
+    for n in 0..5_u128 {
+        appended.extend(append_texts(log, room(1 + n % 2), 1).await);
+    }
+
+    let none = log.claim_batch("archiver-1", 0).await.expect("claim");
+    let first = log.claim_batch("archiver-1", 3).await.expect("claim");
+    let other = log.claim_batch("archiver-2", 10).await.expect("claim");
+
+    assert!(none.is_empty());
+    assert_eq!(queued_messages(&first), appended[..3]);
+    assert_eq!(queued_messages(&other), appended[3..], "a live claim is never handed to another consumer");
+}
+
+pub async fn a_consumers_unacked_claims_come_back_to_it_first_with_the_same_receipts(log: &impl MessageLog) {
+    append_texts(log, room(1), 3).await;
+    let first = log.claim_batch("archiver", 2).await.expect("claim");
+    append_texts(log, room(1), 1).await;
+
+    let one = log.claim_batch("archiver", 1).await.expect("claim");
+    let all = log.claim_batch("archiver", 10).await.expect("claim");
+
+    assert_eq!(one, first[..1], "a restarted consumer gets back what it had not acknowledged");
+    assert_eq!(all[..2], first);
+    assert_eq!(queued_seqs(&all), [1, 2, 3, 4], "its own claims first, then new entries");
+}
+
+pub async fn two_consumers_claiming_concurrently_never_get_the_same_entry<L>(log: &L)
+where
+    L: MessageLog + Clone,
+{
+    let mut appended: HashSet<MessageId> = HashSet::new();
+    appended.extend(append_texts(log, room(1), 60).await.iter().map(|m| m.id));
+    appended.extend(append_texts(log, room(2), 40).await.iter().map(|m| m.id));
+    let drain = |consumer: &'static str| {
+        let log = log.clone();
+        tokio::spawn(async move {
+            let mut seen = Vec::new();
+            // 100 entries take 15 batches of 7; many more means acknowledged entries come back.
+            for _ in 0..50 {
+                let batch = log.claim_batch(consumer, 7).await.expect("claim");
+                if batch.is_empty() {
+                    return seen;
+                }
+                log.ack(&receipts(&batch)).await.expect("ack");
+                seen.extend(batch.into_iter().map(|q| q.message.id));
+            }
+            panic!("{consumer} is still claiming after 50 batches");
+        })
+    };
+
+    let (first, second) = futures::join!(drain("archiver-1"), drain("archiver-2"));
+
+    let (first, second) = (first.expect("task"), second.expect("task"));
+    let first_set: HashSet<MessageId> = first.iter().copied().collect();
+    let second_set: HashSet<MessageId> = second.iter().copied().collect();
+    assert_eq!((first_set.len(), second_set.len()), (first.len(), second.len()), "no consumer saw an entry twice");
+    assert!(first_set.is_disjoint(&second_set), "no entry went to both consumers");
+    assert_eq!(&first_set | &second_set, appended, "every entry was claimed");
+}
+
+pub async fn acked_entries_leave_the_queue_and_the_rest_stay(log: &impl MessageLog) {
+    append_texts(log, room(1), 3).await;
+    let batch = log.claim_batch("archiver", 10).await.expect("claim");
+
+    log.ack(&[batch[0].receipt.clone(), batch[2].receipt.clone()]).await.expect("ack");
+    let left = log.claim_batch("archiver", 10).await.expect("claim");
+    log.ack(&receipts(&batch)).await.expect("acking everything, some of it again");
+
+    assert_eq!(left, batch[1..2], "only the unacknowledged entry comes back");
+    assert!(log.claim_batch("archiver", 10).await.expect("claim").is_empty());
+    assert!(log.claim_batch("another", 10).await.expect("claim").is_empty(), "acked entries are gone for everyone");
+    assert_eq!(log.oldest_unarchived().await.expect("oldest_unarchived"), None);
+}
+
+pub async fn unknown_receipts_are_ignored(log: &impl MessageLog) {
+    append_texts(log, room(1), 1).await;
+    let batch = log.claim_batch("archiver", 10).await.expect("claim");
+    let unknown = ["", "garbage", "0-1", "99999999999999-0", &uuid::Uuid::nil().to_string()].map(str::to_owned);
+
+    let acked = log.ack(&unknown).await;
+    let nothing = log.ack(&[]).await;
+
+    assert!(acked.is_ok(), "{acked:?}");
+    assert!(nothing.is_ok(), "{nothing:?}");
+    assert_eq!(log.claim_batch("archiver", 10).await.expect("claim"), batch, "the claimed entry is still pending");
+}
+
+pub async fn the_cache_never_trims_an_unarchived_message(log: &impl MessageLog) {
+    let appended = append_texts(log, room(1), 6).await;
+    let before_any_ack = everything(log, room(1)).await;
+    let batch = log.claim_batch("archiver", 10).await.expect("claim");
+
+    // Seqs 1 and 4 stay unarchived: the oldest of all, and one between archived ones.
+    let archived: Vec<String> =
+        batch.iter().filter(|q| ![1, 4].contains(&q.message.seq.get())).map(|q| q.receipt.clone()).collect();
+    log.ack(&archived).await.expect("ack");
+    let cached = everything(log, room(1)).await;
+
+    assert_eq!(before_any_ack, appended, "nothing is archived, so nothing may go, whatever the cache size");
+    assert!(
+        cached.contains(&appended[0]) && cached.contains(&appended[3]),
+        "unarchived 1 and 4 stay: {:?}",
+        seqs(&cached)
+    );
+    assert!(cached.windows(2).all(|pair| pair[0].seq < pair[1].seq), "ascending: {:?}", seqs(&cached));
+}
+
+pub async fn oldest_unarchived_is_when_the_oldest_unacked_message_was_appended(log: &impl MessageLog) {
+    const GAP: Duration = Duration::from_millis(300);
+    let empty = log.oldest_unarchived().await.expect("oldest_unarchived");
+    let first = append_texts(log, room(1), 1).await.remove(0);
+    tokio::time::sleep(GAP).await;
+    append_texts(log, room(2), 1).await;
+
+    let at_first = log.oldest_unarchived().await.expect("oldest_unarchived").expect("two are queued");
+    let batch = log.claim_batch("archiver", 1).await.expect("claim");
+    let while_claimed = log.oldest_unarchived().await.expect("oldest_unarchived");
+    log.ack(&receipts(&batch)).await.expect("ack");
+    let at_second = log.oldest_unarchived().await.expect("oldest_unarchived").expect("one is queued");
+    let rest = log.claim_batch("archiver", 10).await.expect("claim");
+    log.ack(&receipts(&rest)).await.expect("ack");
+    let drained = log.oldest_unarchived().await.expect("oldest_unarchived");
+
+    assert_eq!(empty, None);
+    assert!(
+        (at_first - first.sent_at).abs() < chrono::Duration::seconds(5),
+        "{at_first} is not about {}",
+        first.sent_at
+    );
+    assert_eq!(while_claimed, Some(at_first), "a claimed message is not archived until acknowledged");
+    let moved = (at_second - at_first).to_std().expect("the oldest moved forward");
+    assert!(moved >= GAP - Duration::from_millis(50), "it moved by {moved:?}, not to the second message");
+    assert_eq!(drained, None);
+}
