@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use adapter_http::Metrics;
+use application::archive::{ArchiveReport, Claimed};
 use application::Archiver;
 use tokio::sync::watch;
 
@@ -17,7 +18,12 @@ pub struct WorkerConfig {
     pub purge_cron: String,
 }
 
-/// Archives until `stop` turns true; each pass drains what is queued, in batches.
+/// The longest pause between retries of a batch the archive refused.
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// Archives until `stop` turns true; each pass drains what is queued, in batches. A batch the
+/// archive refuses is kept and retried with backoff, not claimed again: every claim counts
+/// towards dead-lettering, and an archive outage must not dead-letter healthy messages.
 pub async fn archive_loop(
     archiver: Archiver,
     config: WorkerConfig,
@@ -32,23 +38,48 @@ pub async fn archive_loop(
             _ = stop.changed() => return,
         }
         loop {
-            match archiver.archive_batch(&config.consumer, config.batch).await {
-                Ok(report) => {
-                    metrics.add_archived(report.inserted);
-                    if report.claimed < config.batch {
-                        break;
-                    }
-                }
+            let claimed = match archiver.claim(&config.consumer, config.batch).await {
+                Ok(claimed) => claimed,
                 Err(e) => {
-                    tracing::error!(error = ?e, "archive batch failed; it stays queued and is retried");
+                    tracing::error!(error = ?e, "could not claim messages to archive");
                     break;
                 }
+            };
+            let Some(report) = store_with_retries(&archiver, &claimed, config.interval, &mut stop).await else {
+                return;
+            };
+            metrics.add_archived(report.inserted);
+            if report.claimed < config.batch {
+                break;
             }
         }
         match archiver.lag().await {
             Ok(lag) => metrics.set_archive_lag(lag.to_std().unwrap_or_default()),
             Err(e) => tracing::warn!(error = ?e, "could not read the archive lag"),
         }
+    }
+}
+
+/// Stores `claimed`, retrying with doubling pauses; `None` when told to stop first.
+async fn store_with_retries(
+    archiver: &Archiver,
+    claimed: &Claimed,
+    first_pause: Duration,
+    stop: &mut watch::Receiver<bool>,
+) -> Option<ArchiveReport> {
+    let mut pause = first_pause;
+    loop {
+        match archiver.store(claimed).await {
+            Ok(report) => return Some(report),
+            Err(e) => {
+                tracing::error!(error = ?e, messages = claimed.len(), retry_in = ?pause, "archive write failed; the batch stays queued and is retried")
+            }
+        }
+        tokio::select! {
+            () = tokio::time::sleep(pause) => {}
+            _ = stop.changed() => return None,
+        }
+        pause = (pause * 2).min(MAX_BACKOFF);
     }
 }
 

@@ -153,8 +153,12 @@ fn deliver(message: &redis::Msg, local: &broadcast::Sender<RoomEvent>) {
 impl EventBus for RedisEventBus {
     async fn publish(&self, event: RoomEvent) -> anyhow::Result<()> {
         let payload = serde_json::to_string(&EventDto::from(&event)).context("encoding an event")?;
-        let mut conn = self.conn.clone();
-        let _receivers: i64 = conn.publish(&self.channel, payload).await.context("publishing an event")?;
+        crate::retry::once_more("publish", || async {
+            let mut conn = self.conn.clone();
+            let _receivers: i64 = conn.publish(&self.channel, &payload).await.context("publishing an event")?;
+            Ok(())
+        })
+        .await?;
         Ok(())
     }
 

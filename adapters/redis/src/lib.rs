@@ -20,6 +20,7 @@ mod event_bus;
 mod health;
 mod keys;
 mod message_log;
+mod retry;
 mod scripts;
 
 pub use config::RedisConfig;

@@ -15,6 +15,7 @@ use crate::connection;
 use crate::dto::{decode_message, MessageDto};
 use crate::health::RedisHealth;
 use crate::keys::Keys;
+use crate::retry::once_more;
 use crate::scripts::Scripts;
 
 /// The consumer group every archiver reads the archive stream through.
@@ -162,9 +163,9 @@ fn bound(seq: Option<Seq>, open: &str) -> String {
     seq.map_or_else(|| open.to_owned(), |s| format!("({}", s.get()))
 }
 
-#[async_trait]
-impl MessageLog for RedisMessageLog {
-    async fn append(&self, message: NewMessage, dedupe: Option<DedupeKey>) -> anyhow::Result<Appended> {
+/// Single attempts; the `MessageLog` impl below retries the ones that are safe to repeat.
+impl RedisMessageLog {
+    async fn append_once(&self, message: NewMessage, dedupe: Option<DedupeKey>) -> anyhow::Result<Appended> {
         let room = message.room_id;
         let dto = MessageDto::unsequenced(message.id, room, &message.sender, &message.body, message.sent_at);
         let json = serde_json::to_string(&dto).context("encoding a message")?;
@@ -185,7 +186,7 @@ impl MessageLog for RedisMessageLog {
         Ok(if created == 1 { Appended::Created(stored) } else { Appended::Duplicate(stored) })
     }
 
-    async fn fetch(&self, room: RoomId, range: SeqRange, take: Take) -> anyhow::Result<Vec<Message>> {
+    async fn fetch_once(&self, room: RoomId, range: SeqRange, take: Take) -> anyhow::Result<Vec<Message>> {
         let (limit, newest) = match take {
             Take::Oldest(n) => (n, false),
             Take::Newest(n) => (n, true),
@@ -213,20 +214,20 @@ impl MessageLog for RedisMessageLog {
         Ok(messages)
     }
 
-    async fn last_seq(&self, room: RoomId) -> anyhow::Result<Option<Seq>> {
+    async fn last_seq_once(&self, room: RoomId) -> anyhow::Result<Option<Seq>> {
         let mut conn = self.conn.clone();
         let last: Option<u64> = conn.get(self.keys.seq(room)).await?;
         Ok(last.and_then(Seq::new))
     }
 
-    async fn raise_seq(&self, room: RoomId, seq: Seq) -> anyhow::Result<()> {
+    async fn raise_seq_once(&self, room: RoomId, seq: Seq) -> anyhow::Result<()> {
         let mut conn = self.conn.clone();
         let _raised: i64 =
             self.scripts.raise_seq.key(self.keys.seq(room)).arg(seq.get()).invoke_async(&mut conn).await?;
         Ok(())
     }
 
-    async fn claim_batch(&self, consumer: &str, max: usize) -> anyhow::Result<Vec<Queued>> {
+    async fn claim_batch_once(&self, consumer: &str, max: usize) -> anyhow::Result<Vec<Queued>> {
         let max = max.min(MAX_CLAIM);
         if max == 0 {
             return Ok(Vec::new());
@@ -269,11 +270,11 @@ impl MessageLog for RedisMessageLog {
         Ok(batch)
     }
 
-    async fn oldest_unarchived(&self) -> anyhow::Result<Option<Timestamp>> {
+    async fn oldest_unarchived_once(&self) -> anyhow::Result<Option<Timestamp>> {
         RedisMessageLog::oldest_unarchived(self).await
     }
 
-    async fn ack(&self, receipts: &[String]) -> anyhow::Result<()> {
+    async fn ack_once(&self, receipts: &[String]) -> anyhow::Result<()> {
         let ids: Vec<&str> = receipts.iter().map(String::as_str).filter(|r| is_entry_id(r)).collect();
         let mut conn = self.conn.clone();
         for chunk in ids.chunks(ACK_CHUNK) {
@@ -298,6 +299,42 @@ impl MessageLog for RedisMessageLog {
             }
         }
         Ok(())
+    }
+}
+
+#[async_trait]
+impl MessageLog for RedisMessageLog {
+    async fn append(&self, message: NewMessage, dedupe: Option<DedupeKey>) -> anyhow::Result<Appended> {
+        // A lost reply could hide a stored message; only a keyed append answers a repeat with the original.
+        match dedupe {
+            Some(_) => once_more("append", || self.append_once(message.clone(), dedupe.clone())).await,
+            None => self.append_once(message, dedupe).await,
+        }
+    }
+
+    async fn fetch(&self, room: RoomId, range: SeqRange, take: Take) -> anyhow::Result<Vec<Message>> {
+        once_more("fetch", || self.fetch_once(room, range, take)).await
+    }
+
+    async fn last_seq(&self, room: RoomId) -> anyhow::Result<Option<Seq>> {
+        once_more("last_seq", || self.last_seq_once(room)).await
+    }
+
+    async fn raise_seq(&self, room: RoomId, seq: Seq) -> anyhow::Result<()> {
+        once_more("raise_seq", || self.raise_seq_once(room, seq)).await
+    }
+
+    async fn claim_batch(&self, consumer: &str, max: usize) -> anyhow::Result<Vec<Queued>> {
+        // A repeat first re-reads this consumer's own pending entries, so a lost reply loses nothing.
+        once_more("claim_batch", || self.claim_batch_once(consumer, max)).await
+    }
+
+    async fn oldest_unarchived(&self) -> anyhow::Result<Option<Timestamp>> {
+        once_more("oldest_unarchived", || self.oldest_unarchived_once()).await
+    }
+
+    async fn ack(&self, receipts: &[String]) -> anyhow::Result<()> {
+        once_more("ack", || self.ack_once(receipts)).await
     }
 }
 

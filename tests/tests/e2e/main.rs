@@ -7,6 +7,7 @@ mod auth;
 mod files;
 mod history;
 mod openapi;
+mod resilience;
 mod restart;
 mod rooms;
 mod socket;
