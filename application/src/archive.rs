@@ -149,6 +149,14 @@ impl Archiver {
         Ok(oldest.map_or_else(chrono::Duration::zero, |t| (self.clock.now() - t).max(chrono::Duration::zero())))
     }
 
+    /// How many messages the log set aside as dead letters.
+    ///
+    /// # Errors
+    /// Infrastructure failures.
+    pub async fn dead_lettered(&self) -> Result<u64, ArchiveError> {
+        Ok(self.log.dead_lettered().await?)
+    }
+
     /// Makes every room's next seq follow its highest archived one, after the log lost its counters.
     ///
     /// # Errors

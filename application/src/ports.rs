@@ -321,6 +321,12 @@ pub trait MessageLog: Send + Sync + 'static {
     /// # Errors
     /// Only storage failures; an empty queue is `Ok(None)`.
     async fn oldest_unarchived(&self) -> anyhow::Result<Option<Timestamp>>;
+
+    /// How many messages were set aside because archiving them kept failing (the dead letters).
+    ///
+    /// # Errors
+    /// Only storage failures; a log that never sets messages aside answers 0.
+    async fn dead_lettered(&self) -> anyhow::Result<u64>;
 }
 
 #[cfg_attr(any(test, feature = "mocks"), automock)]

@@ -57,6 +57,10 @@ pub async fn archive_loop(
             Ok(lag) => metrics.set_archive_lag(lag.to_std().unwrap_or_default()),
             Err(e) => tracing::warn!(error = ?e, "could not read the archive lag"),
         }
+        match archiver.dead_lettered().await {
+            Ok(n) => metrics.set_dead_letters(n),
+            Err(e) => tracing::warn!(error = ?e, "could not count dead letters"),
+        }
     }
 }
 

@@ -25,6 +25,7 @@ pub struct Metrics {
     /// Age in milliseconds of the oldest message not yet archived, as last seen by the worker.
     archive_lag_ms: AtomicU64,
     archived_total: AtomicU64,
+    dead_letters: AtomicU64,
     purged_messages_total: AtomicU64,
     purged_files_total: AtomicU64,
 }
@@ -61,6 +62,10 @@ impl Metrics {
         self.archive_lag_ms.store(u64::try_from(lag.as_millis()).unwrap_or(u64::MAX), Ordering::Relaxed);
     }
 
+    pub fn set_dead_letters(&self, n: u64) {
+        self.dead_letters.store(n, Ordering::Relaxed);
+    }
+
     pub fn add_archived(&self, n: u64) {
         self.archived_total.fetch_add(n, Ordering::Relaxed);
     }
@@ -95,6 +100,7 @@ impl Metrics {
                 format!("{}", self.archive_lag_ms.load(Ordering::Relaxed) as f64 / 1000.0),
             ),
             ("chat_messages_archived_total", "counter", self.archived_total.load(Ordering::Relaxed).to_string()),
+            ("chat_archive_dead_letters", "gauge", self.dead_letters.load(Ordering::Relaxed).to_string()),
             ("chat_messages_purged_total", "counter", self.purged_messages_total.load(Ordering::Relaxed).to_string()),
             ("chat_files_purged_total", "counter", self.purged_files_total.load(Ordering::Relaxed).to_string()),
         ];

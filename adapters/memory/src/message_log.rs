@@ -231,6 +231,11 @@ impl MessageLog for InMemoryMessageLog {
         Ok(batch)
     }
 
+    async fn dead_lettered(&self) -> anyhow::Result<u64> {
+        // Nothing is ever set aside here: an entry stays queued until acknowledged.
+        Ok(0)
+    }
+
     async fn oldest_unarchived(&self) -> anyhow::Result<Option<domain::Timestamp>> {
         let state = self.state.lock();
         // Tickets are handed out in append order, so the lower first ticket of the two queues is the oldest.

@@ -329,6 +329,10 @@ impl MessageLog for RedisMessageLog {
         once_more("claim_batch", || self.claim_batch_once(consumer, max)).await
     }
 
+    async fn dead_lettered(&self) -> anyhow::Result<u64> {
+        once_more("dead_lettered", || self.dead_letter_count()).await
+    }
+
     async fn oldest_unarchived(&self) -> anyhow::Result<Option<Timestamp>> {
         once_more("oldest_unarchived", || self.oldest_unarchived_once()).await
     }

@@ -101,11 +101,13 @@ async fn a_batch_the_archive_failed_to_store_is_not_acknowledged() {
 async fn a_message_the_archive_refuses_stays_queued_while_the_rest_are_acknowledged() {
     let mut ports = Ports::default();
     ports.log.expect_claim_batch().times(1).returning(|_, _| Ok(queued(1..=3)));
-    ports
-        .archive
-        .expect_insert_batch()
-        .times(4)
-        .returning(|batch| if batch.len() > 1 || batch[0].seq == seq(2) { Err(anyhow::anyhow!("clash")) } else { Ok(1) });
+    ports.archive.expect_insert_batch().times(4).returning(|batch| {
+        if batch.len() > 1 || batch[0].seq == seq(2) {
+            Err(anyhow::anyhow!("clash"))
+        } else {
+            Ok(1)
+        }
+    });
     ports.log.expect_ack().withf(|receipts| receipts == ["r1", "r3"]).times(1).returning(|_| Ok(()));
 
     let report = ports.archiver().archive_batch("worker-1", 10).await.expect("archived the good ones");
@@ -121,7 +123,11 @@ async fn a_stored_batch_can_be_retried_without_claiming_again() {
     ports.archive.expect_insert_batch().times(4).returning(move |batch| {
         calls += 1;
         // Down for the first attempt (whole batch and each message), back for the retry.
-        if calls <= 3 { Err(anyhow::anyhow!("down")) } else { Ok(batch.len() as u64) }
+        if calls <= 3 {
+            Err(anyhow::anyhow!("down"))
+        } else {
+            Ok(batch.len() as u64)
+        }
     });
     ports.log.expect_ack().times(1).returning(|_| Ok(()));
     let archiver = ports.archiver();
@@ -213,6 +219,14 @@ async fn the_lag_is_zero_when_nothing_waits() {
     let lag = ports.archiver().lag().await.expect("lag");
 
     assert_eq!(lag, chrono::Duration::zero());
+}
+
+#[tokio::test]
+async fn the_dead_letter_count_comes_from_the_log() {
+    let mut ports = Ports::default();
+    ports.log.expect_dead_lettered().times(1).returning(|| Ok(3));
+
+    assert_eq!(ports.archiver().dead_lettered().await.expect("count"), 3);
 }
 
 // --- purge ---
