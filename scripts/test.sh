@@ -105,4 +105,4 @@ if [ -z "${CHAT_TEST_MONGODB_URL:-}" ]; then start_secantus; else log "using Mon
 
 # Service tests are #[ignore]d under a plain `cargo test`; here they run and must find their service.
 export CHAT_TEST_REQUIRE_SERVICES=1
-cargo test --workspace "$@" -- --include-ignored
+cargo test --workspace --no-fail-fast "$@" -- --include-ignored
