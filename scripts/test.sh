@@ -105,4 +105,6 @@ if [ -z "${CHAT_TEST_MONGODB_URL:-}" ]; then start_secantus; else log "using Mon
 
 # Service tests are #[ignore]d under a plain `cargo test`; here they run and must find their service.
 export CHAT_TEST_REQUIRE_SERVICES=1
-cargo test --workspace --no-fail-fast "$@" -- --include-ignored
+# Without package arguments, the whole workspace.
+if [ $# -eq 0 ]; then set -- --workspace; fi
+cargo test --no-fail-fast "$@" -- --include-ignored
