@@ -1,6 +1,7 @@
 //! Composition root: configuration, wiring of adapters, and the chat binaries.
 
 mod backends;
+pub mod bench;
 pub mod config;
 mod secret;
 pub mod telemetry;
