@@ -72,12 +72,13 @@ Target:
 Load:
   --users N  --rooms N  --members N  --conns-per-user N  --connections N (relay)
   --senders N            sending sockets
-  --rate R               messages per second per sender; 0 = as fast as acked, --window in flight
+  --rate R               messages per second per sender [fanout 10, rooms 1]; 0 = closed loop,
+                         --window in flight (burst-archive and history fill always use 0)
   --window N             messages in flight per sender when --rate 0 [32]
   --pace echo|ack        when --rate 0, what frees a slot: the sender's own copy arriving through
                          the room's fan-out, or the ack [echo]. With `ack` a fast sender outruns
                          its own socket's outbound queue (see docs/benchmarks.md)
-  --duration SECS        how long senders send [30]
+  --duration SECS        how long senders send [30; burst-archive and history: 600, a bound]
   --messages N           total messages (fanout/rooms: a cap; burst-archive, history: the count)
   --size BYTES           message text length [100]
   --hold SECS            idle: how long sockets are held [60]

@@ -58,7 +58,9 @@ pub async fn connect(url: &str, token: Option<&str>, kind: Kind) -> anyhow::Resu
             .await
             .context("handshake timed out")??;
     if kind == Kind::Chat {
-        loop {
+        // `ready` is the first frame the server sends; a few others at most may race it.
+        for frames in 0.. {
+            anyhow::ensure!(frames < 100, "no ready frame among the first 100");
             let frame = tokio::time::timeout(WAIT, ws.next()).await.context("no ready frame")?;
             match frame {
                 Some(Ok(Message::Text(text))) if text.contains("\"ready\"") => break,
@@ -412,10 +414,13 @@ pub async fn catch_up(
 pub async fn resync(ws: &mut Ws, room_id: &str, after: u64, missing: &HashSet<u64>) -> anyhow::Result<HashSet<u64>> {
     let mut found = HashSet::new();
     let mut after = after;
+    // Live traffic may interleave with the pages; bound the whole exchange in time too.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(300);
     for _ in 0..1000 {
         let frame = serde_json::json!({"type": "sync", "room_id": room_id, "after_seq": after});
         ws.send(Message::text(frame.to_string())).await?;
         let (last, more) = loop {
+            anyhow::ensure!(tokio::time::Instant::now() < deadline, "sync did not finish within 300 s");
             let msg = tokio::time::timeout(WAIT, ws.next()).await.context("no synced frame")?;
             let text = match msg {
                 Some(Ok(Message::Text(text))) => text,
