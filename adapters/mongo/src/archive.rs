@@ -15,7 +15,7 @@ use mongodb::error::{ErrorKind, IndexedWriteError};
 use mongodb::Collection;
 use serde::{Deserialize, Serialize};
 
-use crate::codec::{date, id_text, limit, parse_id, timestamp, to_i64, to_u64, DUPLICATE_KEY};
+use crate::codec::{date, delete_oldest, id_text, limit, parse_id, timestamp, to_i64, to_u64, DUPLICATE_KEY};
 use crate::schema::MESSAGES;
 use crate::MongoStore;
 
@@ -233,27 +233,6 @@ impl MessageArchive for MongoStore {
     }
 
     async fn delete_sent_before(&self, cutoff: Timestamp, limit_to: u32) -> anyhow::Result<u64> {
-        if limit_to == 0 {
-            return Ok(0);
-        }
-        // Bounded, so a large backlog is purged in batches that never hold the server for long.
-        let older = doc! { "sent_at": { "$lt": date(cutoff) } };
-        let ids: Vec<Document> = self
-            .messages()
-            .clone_with_type::<Document>()
-            .find(older.clone())
-            .sort(doc! { "sent_at": 1 })
-            .limit(limit(limit_to))
-            .projection(doc! { "_id": 1 })
-            .await?
-            .try_collect()
-            .await?;
-        if ids.is_empty() {
-            return Ok(0);
-        }
-        let ids: Vec<&bson::Bson> = ids.iter().filter_map(|d| d.get("_id")).collect();
-        let mut filter = older;
-        filter.insert("_id", doc! { "$in": ids });
-        Ok(self.messages().delete_many(filter).await?.deleted_count)
+        delete_oldest(&self.messages(), doc! { "sent_at": { "$lt": date(cutoff) } }, "sent_at", limit_to).await
     }
 }

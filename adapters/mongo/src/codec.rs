@@ -51,3 +51,33 @@ pub(crate) fn is_duplicate_key(error: &Error) -> bool {
         _ => false,
     }
 }
+
+/// Deletes at most `max` documents matching `filter`, oldest by `order_by` first, and says how
+/// many. Bounded, so a large backlog is purged in batches that never hold the server for long.
+pub(crate) async fn delete_oldest<T: Send + Sync>(
+    collection: &mongodb::Collection<T>,
+    filter: bson::Document,
+    order_by: &str,
+    max: u32,
+) -> anyhow::Result<u64> {
+    use futures::TryStreamExt;
+    if max == 0 {
+        return Ok(0);
+    }
+    let ids: Vec<bson::Document> = collection
+        .clone_with_type::<bson::Document>()
+        .find(filter.clone())
+        .sort(bson::doc! { order_by: 1 })
+        .limit(limit(max))
+        .projection(bson::doc! { "_id": 1 })
+        .await?
+        .try_collect()
+        .await?;
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    let ids: Vec<&bson::Bson> = ids.iter().filter_map(|d| d.get("_id")).collect();
+    let mut bounded = filter;
+    bounded.insert("_id", bson::doc! { "$in": ids });
+    Ok(collection.delete_many(bounded).await?.deleted_count)
+}

@@ -9,7 +9,7 @@ use futures::TryStreamExt;
 use mongodb::Collection;
 use serde::{Deserialize, Serialize};
 
-use crate::codec::{date, id_text, limit, parse_id, timestamp, to_i64, to_u64};
+use crate::codec::{date, delete_oldest, id_text, limit, parse_id, timestamp, to_i64, to_u64};
 use crate::schema::FILES;
 use crate::MongoStore;
 
@@ -130,29 +130,8 @@ impl FileCatalog for MongoStore {
     }
 
     async fn delete_purged_before(&self, cutoff: Timestamp, limit_to: u32) -> anyhow::Result<u64> {
-        if limit_to == 0 {
-            return Ok(0);
-        }
-        // Bounded, like the message purge, so a large backlog never holds the server for long.
         // `$lt` a date never matches `null`: live entries are not candidates.
-        let due = doc! { "purged_at": { "$lt": date(cutoff) } };
-        let ids: Vec<Document> = self
-            .files()
-            .clone_with_type::<Document>()
-            .find(due.clone())
-            .sort(doc! { "purged_at": 1 })
-            .limit(limit(limit_to))
-            .projection(doc! { "_id": 1 })
-            .await?
-            .try_collect()
-            .await?;
-        if ids.is_empty() {
-            return Ok(0);
-        }
-        let ids: Vec<&bson::Bson> = ids.iter().filter_map(|d| d.get("_id")).collect();
-        let mut filter = due;
-        filter.insert("_id", doc! { "$in": ids });
-        Ok(self.files().delete_many(filter).await?.deleted_count)
+        delete_oldest(&self.files(), doc! { "purged_at": { "$lt": date(cutoff) } }, "purged_at", limit_to).await
     }
 
     async fn delete(&self, id: FileId) -> anyhow::Result<()> {
