@@ -203,10 +203,7 @@ impl RoomsApi {
         body: StrictJson<InviteRequest>,
     ) -> Result<RoomCreated, ApiError> {
         let room_id = parse_room(&room_id)?;
-        let user_id: UserId = body
-            .user_id
-            .parse()
-            .map_err(|_| ApiError::bad_request("invalid_request", "user_id: not a valid user id"))?;
+        let user_id = parse_user(&body.user_id)?;
         match state.rooms.invite(&auth.0.user, room_id, user_id).await {
             Ok(details) => Ok(RoomCreated::Created(Json(RoomDto::from(&details)))),
             Err(InviteError::NotFound) => Err(ApiError::not_found("room not found")),
@@ -229,8 +226,7 @@ impl RoomsApi {
         user_id: Path<String>,
     ) -> Result<NoContent, ApiError> {
         let room_id = parse_room(&room_id)?;
-        let user_id: UserId =
-            user_id.parse().map_err(|_| ApiError::bad_request("invalid_request", "user_id: not a valid user id"))?;
+        let user_id = parse_user(&user_id)?;
         match state.rooms.remove_member(&auth.0.user, room_id, user_id).await {
             Ok(()) => Ok(NoContent::NoContent),
             Err(RemoveMemberError::NotFound) => Err(ApiError::not_found("room not found")),
@@ -295,6 +291,10 @@ impl RoomsApi {
 
 fn parse_room(raw: &str) -> Result<RoomId, ApiError> {
     raw.parse().map_err(|_| ApiError::not_found("room not found"))
+}
+
+fn parse_user(raw: &str) -> Result<UserId, ApiError> {
+    raw.parse().map_err(|_| ApiError::bad_request("invalid_request", "user_id: not a valid user id"))
 }
 
 fn parse_cursor(raw: Option<&str>) -> Result<Option<RoomId>, ApiError> {
