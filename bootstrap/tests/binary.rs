@@ -1,66 +1,20 @@
 //! The real `chat` binaries: start-up, configuration errors, and shutdown on SIGTERM.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+mod support;
 
-/// Starts `chat` on a free port in a temp data directory; returns the child and its address.
-fn start_chat(data_dir: &std::path::Path) -> (std::process::Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_chat"))
-        .env_clear()
-        .env("CHAT_ADDR", "127.0.0.1:0")
-        .env("CHAT_DATA_DIR", data_dir)
-        .env("CHAT_LOG_FORMAT", "json")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("chat starts");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut lines = BufReader::new(stdout).lines();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        let Some(Ok(line)) = lines.next() else { break };
-        let Ok(event) = serde_json::from_str::<serde_json::Value>(&line) else { continue };
-        if event["fields"]["message"] == "listening" {
-            let addr = event["fields"]["addr"].as_str().expect("addr field").to_owned();
-            // Keep draining stdout so the child never blocks on a full pipe.
-            std::thread::spawn(move || for _ in lines {});
-            return (child, addr);
-        }
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    panic!("chat did not report its address");
-}
+use std::process::Command;
+use std::time::Duration;
 
-fn terminate(child: &std::process::Child) {
-    let status = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status().expect("kill runs");
-    assert!(status.success());
-}
-
-fn wait_for_exit(child: &mut std::process::Child, within: Duration) -> std::process::ExitStatus {
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            return status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("chat did not exit within {within:?}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
+use support::{signal, start_chat, wait_for_exit};
 
 #[tokio::test]
 async fn chat_with_no_configuration_serves_health_and_exits_zero_on_sigterm() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let (mut child, addr) = start_chat(dir.path());
+    let (mut child, addr) = start_chat(dir.path(), &[]);
 
     let live = reqwest::get(format!("http://{addr}/health/live")).await.expect("request");
     let ready = reqwest::get(format!("http://{addr}/health/ready")).await.expect("request");
-    terminate(&child);
+    signal(&child, "-TERM");
     let status = wait_for_exit(&mut child, Duration::from_secs(20));
 
     assert_eq!(live.status(), 200);
