@@ -5,10 +5,10 @@ use std::time::Duration;
 
 use adapter_fs::LocalFileStore;
 use adapter_http::RemoteFileStore;
-use adapter_memory::{InMemoryEventBus, InMemoryMessageLog};
+use adapter_memory::InMemoryEventBus;
 use adapter_mongo::MongoStore;
 use adapter_redis::{RedisConfig, RedisEventBus, RedisHealth, RedisMessageLog};
-use adapter_sqlite::SqliteStore;
+use adapter_sqlite::{SqliteMessageLog, SqliteStore};
 use application::ports::{
     EventBus, FileCatalog, FileStore, HealthCheck, MessageArchive, MessageLog, RefreshTokenStore, RoomRepository,
     UserRepository,
@@ -33,7 +33,8 @@ pub struct Backends {
     pub bus: Arc<dyn EventBus>,
     pub file_store: Arc<dyn FileStore>,
     pub health: Vec<Arc<dyn HealthCheck>>,
-    /// True when Redis and MongoDB are shared with other nodes.
+    /// True when Redis and MongoDB are shared with other nodes. Only then does the log queue
+    /// messages for an archiver: the embedded log commits them into the archive itself.
     pub shared: bool,
 }
 
@@ -55,7 +56,8 @@ pub async fn connect(config: &Config, role: Role) -> anyhow::Result<Backends> {
 }
 
 fn embedded(config: &Config) -> anyhow::Result<Backends> {
-    let store = Arc::new(SqliteStore::open(&config.data_dir.join("chat.db"))?);
+    let store = Arc::new(SqliteStore::open_with(&config.data_dir.join("chat.db"), config.sqlite_sync)?);
+    let log = SqliteMessageLog::start((*store).clone(), SqliteMessageLog::DEFAULT_DEDUPE_TTL)?;
     let files = Arc::new(LocalFileStore::new(config.data_dir.join("files"))?);
     Ok(Backends {
         users: store.clone(),
@@ -63,7 +65,7 @@ fn embedded(config: &Config) -> anyhow::Result<Backends> {
         rooms: store.clone(),
         archive: store.clone(),
         catalog: store.clone(),
-        log: Arc::new(InMemoryMessageLog::new(config.hot_cache_per_room)),
+        log: Arc::new(log),
         bus: Arc::new(InMemoryEventBus::default()),
         file_store: files.clone(),
         health: vec![store, files],

@@ -51,6 +51,8 @@ pub struct Config {
     pub purge_cron: String,
     pub purge_batch: u32,
     pub hot_cache_per_room: usize,
+    /// How durable an embedded commit (and so an ack) is: kill -9 only, or power loss too.
+    pub sqlite_sync: adapter_sqlite::Durability,
     /// Shared Redis for the message log and event bus; with MongoDB, replaces the embedded adapters.
     pub redis_url: Option<SecretString>,
     /// Prefix of every Redis key, so deployments (and tests) can share one Redis.
@@ -93,6 +95,7 @@ pub const VARIABLES: &[(&str, &str)] = &[
     ("CHAT_PURGE_CRON", "0 0 * * * *"),
     ("CHAT_PURGE_BATCH", "1000"),
     ("CHAT_HOT_CACHE_PER_ROOM", "1000"),
+    ("CHAT_SQLITE_SYNC", "normal"),
     ("CHAT_REDIS_URL", ""),
     ("CHAT_REDIS_PREFIX", "chat:"),
     ("CHAT_MONGODB_URL", ""),
@@ -201,6 +204,18 @@ impl Config {
                 .into())
             }
         };
+        let sqlite_sync = match s.get("CHAT_SQLITE_SYNC") {
+            "normal" => adapter_sqlite::Durability::Process,
+            "full" => adapter_sqlite::Durability::PowerLoss,
+            other => {
+                return Err(ConfigError {
+                    var: "CHAT_SQLITE_SYNC".into(),
+                    expected: "normal or full".into(),
+                    got: other.into(),
+                }
+                .into())
+            }
+        };
         let purge_cron = s.get("CHAT_PURGE_CRON").to_owned();
         if cron::Schedule::from_str(&purge_cron).is_err() {
             return Err(ConfigError {
@@ -248,6 +263,7 @@ impl Config {
             purge_cron: s.get("CHAT_PURGE_CRON").to_owned(),
             purge_batch: s.positive("CHAT_PURGE_BATCH", "a positive whole number")?,
             hot_cache_per_room: s.positive("CHAT_HOT_CACHE_PER_ROOM", "a positive whole number")?,
+            sqlite_sync,
             redis_url: secret(s, "CHAT_REDIS_URL"),
             redis_prefix: s.get("CHAT_REDIS_PREFIX").to_owned(),
             mongodb_url: secret(s, "CHAT_MONGODB_URL"),

@@ -188,7 +188,8 @@ impl Application {
             .await
             .map_err(|e| anyhow::anyhow!("CHAT_ADDR: cannot listen on {}: {e}", config.addr))?;
         let worker = role.runs_worker().then(|| worker::WorkerConfig {
-            consumer: if backends.shared { config.worker_name.clone() } else { "embedded".to_owned() },
+            consumer: config.worker_name.clone(),
+            archive: backends.shared,
             batch: config.archive_batch,
             interval: config.archive_interval,
             purge_cron: config.purge_cron.clone(),
@@ -200,8 +201,8 @@ impl Application {
         self.server.local_addr()
     }
 
-    /// Serves until `shutdown` resolves; then closes sockets with 1001, stops accepting, and
-    /// archives everything the message log still holds before returning.
+    /// Serves until `shutdown` resolves; then closes sockets with 1001, stops accepting, and, in
+    /// an archiving worker, archives everything the message log still queues before returning.
     ///
     /// # Errors
     /// When serving fails or the final archive pass cannot write.
@@ -209,12 +210,14 @@ impl Application {
         let (stop_tx, stop_rx) = watch::channel(false);
         let mut loops = Vec::new();
         if let Some(config) = &self.worker {
-            loops.push(tokio::spawn(worker::archive_loop(
-                self.archiver.clone(),
-                config.clone(),
-                self.metrics.clone(),
-                stop_rx.clone(),
-            )));
+            if config.archive {
+                loops.push(tokio::spawn(worker::archive_loop(
+                    self.archiver.clone(),
+                    config.clone(),
+                    self.metrics.clone(),
+                    stop_rx.clone(),
+                )));
+            }
             loops.push(tokio::spawn(worker::purge_loop(
                 self.archiver.clone(),
                 config.purge_cron.clone(),
@@ -242,9 +245,12 @@ impl Application {
             let _ = handle.await;
         }
         self.hub_task.abort();
-        let consumer = self.worker.as_ref().map_or("embedded", |w| w.consumer.as_str());
-        let archived = self.archiver.drain(consumer, self.archive_batch).await?;
-        tracing::info!(archived, "archived what the message log still held");
+        // Only an archiver drains the shared queue; other apps would take its entries under a name
+        // no worker answers to.
+        if let Some(worker) = self.worker.as_ref().filter(|w| w.archive) {
+            let archived = self.archiver.drain(&worker.consumer, self.archive_batch).await?;
+            tracing::info!(archived, "archived what the message log still held");
+        }
         served?;
         Ok(())
     }

@@ -90,6 +90,45 @@ impl FileColumns {
     }
 }
 
+/// Inserts one message; returns 1 when stored, 0 when its id is already there. Only a repeated id
+/// is skipped: the same seq under another id is a real inconsistency and fails, rather than
+/// silently dropping a message.
+pub(crate) fn insert_message(conn: &rusqlite::Connection, message: &Message) -> anyhow::Result<usize> {
+    let mut insert = conn.prepare_cached(&format!(
+        "INSERT INTO messages ({COLUMNS})
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
+         ON CONFLICT (id) DO NOTHING"
+    ))?;
+    let text = match &message.body {
+        MessageBody::Text(text) => Some(text.as_str()),
+        MessageBody::File(_) => None,
+    };
+    let file = FileColumns::of(&message.body)?;
+    Ok(insert.execute(params![
+        id_text(message.id.as_uuid()),
+        id_text(message.room_id.as_uuid()),
+        to_i64(message.seq.get())?,
+        id_text(message.sender.id.as_uuid()),
+        message.sender.username.as_str(),
+        message.body.kind().as_str(),
+        text,
+        file.id,
+        file.name,
+        file.size,
+        file.content_type,
+        file.kind,
+        file.expires_at,
+        millis(message.sent_at),
+    ])?)
+}
+
+/// The message stored under `id`, if any.
+pub(crate) fn message_by_id(conn: &rusqlite::Connection, id: &str) -> anyhow::Result<Option<Message>> {
+    let mut stmt = conn.prepare_cached(&format!("SELECT {COLUMNS} FROM messages WHERE id = ?1"))?;
+    let mut rows = stmt.query(params![id])?;
+    rows.next()?.map(message_from_row).transpose()
+}
+
 #[async_trait]
 impl MessageArchive for SqliteStore {
     async fn insert_batch(&self, messages: &[Message]) -> anyhow::Result<u64> {
@@ -97,38 +136,8 @@ impl MessageArchive for SqliteStore {
         self.run(move |conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let mut inserted = 0_u64;
-            {
-                // Only a repeated id is skipped: the same seq under another id is a real inconsistency
-                // and fails the whole batch rather than silently dropping a message.
-                let mut insert = tx.prepare_cached(&format!(
-                    "INSERT INTO messages ({COLUMNS})
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
-                     ON CONFLICT (id) DO NOTHING"
-                ))?;
-                for message in &messages {
-                    let text = match &message.body {
-                        MessageBody::Text(text) => Some(text.as_str()),
-                        MessageBody::File(_) => None,
-                    };
-                    let file = FileColumns::of(&message.body)?;
-                    let changed = insert.execute(params![
-                        id_text(message.id.as_uuid()),
-                        id_text(message.room_id.as_uuid()),
-                        to_i64(message.seq.get())?,
-                        id_text(message.sender.id.as_uuid()),
-                        message.sender.username.as_str(),
-                        message.body.kind().as_str(),
-                        text,
-                        file.id,
-                        file.name,
-                        file.size,
-                        file.content_type,
-                        file.kind,
-                        file.expires_at,
-                        millis(message.sent_at),
-                    ])?;
-                    inserted += changed as u64;
-                }
+            for message in &messages {
+                inserted += insert_message(&tx, message)? as u64;
             }
             tx.commit()?;
             Ok(inserted)

@@ -1,8 +1,9 @@
-//! SQLite adapters: users, refresh tokens, rooms, message archive and file catalog.
+//! SQLite adapters: users, refresh tokens, rooms, the durable message log and archive, and the file catalog.
 
 mod archive;
 mod codec;
 mod files;
+mod message_log;
 mod rooms;
 mod schema;
 mod store;
@@ -15,4 +16,5 @@ pub mod contract;
 #[cfg(test)]
 mod tests;
 
-pub use store::SqliteStore;
+pub use message_log::SqliteMessageLog;
+pub use store::{Durability, SqliteStore};

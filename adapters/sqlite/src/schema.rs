@@ -3,7 +3,7 @@
 use rusqlite::{Connection, TransactionBehavior};
 
 /// Migration `n` (1-based) is `MIGRATIONS[n - 1]`. Append new ones; never edit one that has shipped.
-const MIGRATIONS: &[&str] = &[V1_INITIAL, V2_FILE_TOMBSTONES];
+const MIGRATIONS: &[&str] = &[V1_INITIAL, V2_FILE_TOMBSTONES, V3_DURABLE_LOG];
 
 /// The schema version this build writes.
 #[cfg(test)]
@@ -99,6 +99,27 @@ ALTER TABLE files ADD COLUMN purged_at INTEGER;
 DROP INDEX files_expires_at;
 CREATE INDEX files_live_expires_at ON files (expires_at, id) WHERE purged_at IS NULL;
 CREATE INDEX files_purged_at ON files (purged_at) WHERE purged_at IS NOT NULL;
+";
+
+// The embedded message log commits appends straight into `messages`. Each room's last given seq is
+// kept apart from the messages, so a retention purge that empties a room never lets a seq be given
+// out again; it starts from what the archive holds. A client message id maps to the message it
+// created, by id only.
+const V3_DURABLE_LOG: &str = "
+CREATE TABLE room_seqs (
+    room_id  TEXT    NOT NULL PRIMARY KEY,
+    last_seq INTEGER NOT NULL
+) STRICT;
+INSERT INTO room_seqs (room_id, last_seq) SELECT room_id, MAX(seq) FROM messages GROUP BY room_id;
+
+CREATE TABLE message_dedupe (
+    user_id       TEXT    NOT NULL,
+    client_msg_id TEXT    NOT NULL,
+    message_id    TEXT    NOT NULL,
+    created_at    INTEGER NOT NULL,
+    PRIMARY KEY (user_id, client_msg_id)
+) STRICT;
+CREATE INDEX message_dedupe_created_at ON message_dedupe (created_at);
 ";
 
 /// The first migration alone, to build a database as an older build left it.

@@ -15,12 +15,32 @@ use crate::schema;
 /// How long a statement waits for another process's write lock before failing with `SQLITE_BUSY`.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How far a commit must reach before SQLite reports it done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// `synchronous=NORMAL` in WAL mode: a commit survives the process being killed at any moment,
+    /// not a power loss or OS crash, and costs no fsync.
+    #[default]
+    Process,
+    /// `synchronous=FULL`: every commit is fsynced to the WAL, so it also survives a power loss.
+    PowerLoss,
+}
+
+impl Durability {
+    fn pragma(self) -> &'static str {
+        match self {
+            Self::Process => "NORMAL",
+            Self::PowerLoss => "FULL",
+        }
+    }
+}
+
 /// One SQLite database implementing every storage port. Cloning is cheap and shares the connection.
 #[derive(Clone)]
 pub struct SqliteStore {
     /// A single connection serialises all access. SQLite admits one writer at a time anyway, and it
     /// keeps every read-check-write sequence (token consume, room compare-and-swap) race-free.
-    conn: Arc<Mutex<Connection>>,
+    pub(crate) conn: Arc<Mutex<Connection>>,
     /// Kept for diagnostics only.
     path: Arc<PathBuf>,
 }
@@ -38,12 +58,20 @@ impl SqliteStore {
     /// When the directory or file cannot be created or opened, a pragma is refused, a migration
     /// fails, or the file was written by a newer build with a schema this one does not know.
     pub fn open(path: &Path) -> anyhow::Result<Self> {
+        Self::open_with(path, Durability::default())
+    }
+
+    /// As [`open`](Self::open), with commits made as durable as `durability` says.
+    ///
+    /// # Errors
+    /// As `open`.
+    pub fn open_with(path: &Path, durability: Durability) -> anyhow::Result<Self> {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent)
                 .with_context(|| format!("creating database directory {}", parent.display()))?;
         }
         let mut conn = Connection::open(path).with_context(|| format!("opening sqlite database {}", path.display()))?;
-        configure(&conn).with_context(|| format!("configuring sqlite database {}", path.display()))?;
+        configure(&conn, durability).with_context(|| format!("configuring sqlite database {}", path.display()))?;
         schema::migrate(&mut conn).with_context(|| format!("migrating sqlite database {}", path.display()))?;
         Ok(Self { conn: Arc::new(Mutex::new(conn)), path: Arc::new(path.to_owned()) })
     }
@@ -62,12 +90,12 @@ impl SqliteStore {
     }
 }
 
-fn configure(conn: &Connection) -> anyhow::Result<()> {
+fn configure(conn: &Connection, durability: Durability) -> anyhow::Result<()> {
     // WAL lets readers in other processes (backups, the sqlite3 shell) work alongside our writer;
     // with it, NORMAL sync still keeps every committed transaction across a crash of this process.
     let mode: String = conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
     anyhow::ensure!(mode.eq_ignore_ascii_case("wal"), "sqlite refused WAL journal mode (got {mode})");
-    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.pragma_update(None, "synchronous", durability.pragma())?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
     Ok(())
