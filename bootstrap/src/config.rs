@@ -330,6 +330,15 @@ mod tests {
         assert!(err.contains("CHAT_ROOM_MEMBER_LIMIT"), "{err}");
         let err = Config::from_vars(vars(&[("CHAT_PURGE_CRON", "hourly")])).unwrap_err().to_string();
         assert!(err.contains("CHAT_PURGE_CRON"), "{err}");
+        let err = Config::from_vars(vars(&[("CHAT_SQLITE_SYNC", "sometimes")])).unwrap_err().to_string();
+        assert!(err.contains("CHAT_SQLITE_SYNC") && err.contains("normal or full"), "{err}");
+    }
+
+    #[test]
+    fn sqlite_sync_full_asks_for_power_loss_durability() {
+        let config = Config::from_vars(vars(&[("CHAT_SQLITE_SYNC", "full")])).unwrap();
+        assert_eq!(config.sqlite_sync, adapter_sqlite::Durability::PowerLoss);
+        assert_eq!(Config::from_vars(vars(&[])).unwrap().sqlite_sync, adapter_sqlite::Durability::Process);
     }
 
     #[test]

@@ -278,3 +278,128 @@ async fn the_health_check_is_named_sqlite_and_passes() {
     assert_eq!(db.store.name(), "sqlite");
     assert!(checked.is_ok(), "{checked:?}");
 }
+
+/// The durable message log on a new database file.
+struct TestLog {
+    log: crate::SqliteMessageLog,
+    db: TestDb,
+}
+
+impl TestLog {
+    fn new() -> Self {
+        let db = TestDb::new();
+        let log =
+            crate::SqliteMessageLog::start(db.store.clone(), crate::SqliteMessageLog::DEFAULT_DEDUPE_TTL).unwrap();
+        Self { log, db }
+    }
+
+    /// A new store and log on the same file, as after a restart.
+    fn reopened(&self) -> crate::SqliteMessageLog {
+        let store = SqliteStore::open(&self.db.path).unwrap();
+        crate::SqliteMessageLog::start(store, crate::SqliteMessageLog::DEFAULT_DEDUPE_TTL).unwrap()
+    }
+}
+
+impl std::ops::Deref for TestLog {
+    type Target = crate::SqliteMessageLog;
+
+    fn deref(&self) -> &crate::SqliteMessageLog {
+        &self.log
+    }
+}
+
+mod message_log {
+    use super::TestLog;
+
+    // Not the archive-queue behaviours: this log archives as it appends, so it never queues.
+    adapter_memory::contract_tests!(adapter_memory::contract::message_log, &*TestLog::new();
+        an_appended_message_is_stored_exactly_under_the_rooms_next_seq,
+        seqs_are_strictly_increasing_per_room_under_concurrent_appends,
+        last_seq_is_the_highest_seq_given_out_in_the_room,
+        a_seen_dedupe_key_returns_the_original_and_stores_nothing,
+        a_dedupe_key_matches_only_the_same_user_and_client_msg_id,
+        oldest_take_returns_the_lowest_seqs_after_the_lower_bound,
+        newest_take_returns_the_highest_seqs_in_ascending_order,
+        fetch_bounds_are_exclusive_and_rooms_do_not_mix,
+        an_empty_or_inverted_range_returns_nothing,
+        raise_seq_moves_the_next_seq_past_it_and_never_lowers_it,
+    );
+}
+
+mod durable_log {
+    use adapter_memory::contract::message_log::{dedupe, new_message};
+    use adapter_memory::contract::{room, sender};
+    use application::ports::{Appended, MessageArchive, MessageLog, SeqRange, Take};
+
+    use super::TestLog;
+
+    fn created(appended: Appended) -> domain::Message {
+        match appended {
+            Appended::Created(message) => message,
+            Appended::Duplicate(message) => panic!("expected a new message, got a duplicate of {}", message.seq),
+        }
+    }
+
+    #[tokio::test]
+    async fn an_appended_message_is_in_the_archive_before_append_returns() {
+        let log = TestLog::new();
+
+        let message = created(log.append(new_message(room(1), &sender(1), "hello"), None).await.unwrap());
+
+        let archived = log.db.store.fetch(room(1), SeqRange::default(), Take::Oldest(10)).await.unwrap();
+        assert_eq!(archived, vec![message]);
+        assert!(log.claim_batch("archiver", 10).await.unwrap().is_empty(), "nothing is left to archive");
+        assert_eq!(log.oldest_unarchived().await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn seqs_continue_after_a_restart_even_when_the_purge_emptied_the_room() {
+        let log = TestLog::new();
+        for n in 0..3 {
+            log.append(new_message(room(1), &sender(1), &format!("m{n}")), None).await.unwrap();
+        }
+        let far_future = chrono::Utc::now() + chrono::Duration::days(1);
+        assert_eq!(log.db.store.delete_sent_before(far_future, 100).await.unwrap(), 3);
+
+        let reopened = log.reopened();
+        let next = created(reopened.append(new_message(room(1), &sender(1), "after"), None).await.unwrap());
+
+        assert_eq!(next.seq.get(), 4, "seqs 1 to 3 were given out once and are never given again");
+        assert_eq!(reopened.last_seq(room(1)).await.unwrap().map(|s| s.get()), Some(4));
+    }
+
+    #[tokio::test]
+    async fn a_resend_after_a_restart_returns_the_original_message() {
+        let log = TestLog::new();
+        let alice = sender(1);
+        let original =
+            created(log.append(new_message(room(1), &alice, "hello"), Some(dedupe(&alice, "c-1"))).await.unwrap());
+
+        let reopened = log.reopened();
+        let resent = reopened.append(new_message(room(1), &alice, "hello"), Some(dedupe(&alice, "c-1"))).await;
+
+        assert_eq!(resent.unwrap(), Appended::Duplicate(original));
+        assert_eq!(reopened.last_seq(room(1)).await.unwrap().map(|s| s.get()), Some(1), "no seq was used up");
+    }
+
+    #[tokio::test]
+    async fn the_same_key_twice_in_one_group_stores_one_message() {
+        let log = TestLog::new();
+        let alice = sender(1);
+
+        let sends = (0..20).map(|n| {
+            let log = log.log.clone();
+            let alice = alice.clone();
+            tokio::spawn(async move {
+                log.append(new_message(room(1), &alice, &format!("try {n}")), Some(dedupe(&alice, "same"))).await
+            })
+        });
+        let outcomes: Vec<Appended> =
+            futures::future::join_all(sends).await.into_iter().map(|r| r.unwrap().unwrap()).collect();
+
+        let created: Vec<_> = outcomes.iter().filter(|o| matches!(o, Appended::Created(_))).collect();
+        assert_eq!(created.len(), 1, "{outcomes:?}");
+        let stored = log.fetch(room(1), SeqRange::default(), Take::Oldest(100)).await.unwrap();
+        assert_eq!(stored.len(), 1);
+    }
+}

@@ -58,6 +58,8 @@ mod message_log {
         fetch_bounds_are_exclusive_and_rooms_do_not_mix,
         an_empty_or_inverted_range_returns_nothing,
         raise_seq_moves_the_next_seq_past_it_and_never_lowers_it,
+        appended_messages_are_queued_for_archiving_exactly_as_stored,
+        a_resend_with_a_seen_dedupe_key_is_not_queued_again,
         new_entries_are_claimed_in_append_order_at_most_max_at_a_time,
         a_consumers_unacked_claims_come_back_to_it_first_with_the_same_receipts,
         two_consumers_claiming_concurrently_never_get_the_same_entry,
