@@ -42,6 +42,20 @@ pub enum ArchiveError {
     Unknown(#[from] anyhow::Error),
 }
 
+/// Raises every room's counter in `log` to its highest archived seq, then tells the log its
+/// counters are whole again. Returns how many rooms it raised.
+///
+/// # Errors
+/// Infrastructure failures; the log stays marked as having lost its counters.
+pub(crate) async fn recover_counters(log: &dyn MessageLog, archive: &dyn MessageArchive) -> anyhow::Result<usize> {
+    let seqs = archive.last_seqs().await?;
+    for (room, seq) in &seqs {
+        log.raise_seq(*room, *seq).await?;
+    }
+    log.counters_recovered().await?;
+    Ok(seqs.len())
+}
+
 #[derive(Clone)]
 pub struct Archiver {
     log: Arc<dyn MessageLog>,
@@ -162,11 +176,7 @@ impl Archiver {
     /// # Errors
     /// Infrastructure failures.
     pub async fn recover_sequences(&self) -> Result<usize, ArchiveError> {
-        let seqs = self.archive.last_seqs().await?;
-        for (room, seq) in &seqs {
-            self.log.raise_seq(*room, *seq).await?;
-        }
-        Ok(seqs.len())
+        Ok(recover_counters(self.log.as_ref(), self.archive.as_ref()).await?)
     }
 
     /// Deletes archived messages past retention and expired files' bytes. A purged file's catalog

@@ -1,6 +1,7 @@
 //! Messaging use cases: send text and files, typing, history and reconnect sync.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use domain::{
@@ -9,8 +10,8 @@ use domain::{
 
 use crate::files::{Files, UploadError};
 use crate::ports::{
-    Appended, ByteStream, Clock, DedupeKey, EventBus, IdGenerator, MessageArchive, MessageLog, NewMessage, RoomEvent,
-    RoomRepository, SeqRange, Take,
+    AppendError, Appended, ByteStream, Clock, DedupeKey, EventBus, IdGenerator, MessageArchive, MessageLog, NewMessage,
+    RoomEvent, RoomRepository, SeqRange, Take,
 };
 use crate::rooms::PageSize;
 
@@ -102,6 +103,15 @@ pub struct Messaging {
     ids: Arc<dyn IdGenerator>,
     /// When set, history and sync leave out messages older than the message retention.
     retention: Option<RetentionPolicy>,
+    recovery: Arc<CounterRecovery>,
+}
+
+/// Serialises counter recoveries on this node, and counts them so a waiter can tell that the one
+/// it waited for already did its work.
+#[derive(Default)]
+struct CounterRecovery {
+    lock: futures::lock::Mutex<()>,
+    done: AtomicU64,
 }
 
 impl Messaging {
@@ -114,7 +124,7 @@ impl Messaging {
         clock: Arc<dyn Clock>,
         ids: Arc<dyn IdGenerator>,
     ) -> Self {
-        Self { rooms, log, archive, bus, files, clock, ids, retention: None }
+        Self { rooms, log, archive, bus, files, clock, ids, retention: None, recovery: Arc::default() }
     }
 
     /// Hides messages past `retention` from history and sync, wherever they still are.
@@ -246,6 +256,20 @@ impl Messaging {
         Ok(HistoryPage { items, has_more })
     }
 
+    /// Raises the log's counters from the archive after it lost them; one recovery at a time per
+    /// node, and none when another finished while this one waited.
+    async fn recover_counters(&self) -> anyhow::Result<()> {
+        let seen = self.recovery.done.load(Ordering::Acquire);
+        let _one_at_a_time = self.recovery.lock.lock().await;
+        if self.recovery.done.load(Ordering::Acquire) != seen {
+            return Ok(());
+        }
+        let rooms = crate::archive::recover_counters(self.log.as_ref(), self.archive.as_ref()).await?;
+        self.recovery.done.fetch_add(1, Ordering::Release);
+        tracing::warn!(rooms, "the message log had lost its seq counters; raised them from the archive");
+        Ok(())
+    }
+
     async fn ensure_reader(&self, actor: &User, room_id: RoomId) -> Result<(), HistoryError> {
         if self.rooms.is_member(room_id, actor.id).await? {
             Ok(())
@@ -279,7 +303,17 @@ impl Messaging {
             sent_at: self.clock.now(),
         };
         let dedupe = client_msg_id.map(|client_msg_id| DedupeKey { user: actor.id, client_msg_id });
-        match self.log.append(new, dedupe).await? {
+        let appended = match self.log.append(new.clone(), dedupe.clone()).await {
+            Err(AppendError::CountersLost) => {
+                self.recover_counters().await?;
+                self.log.append(new, dedupe).await
+            }
+            other => other,
+        };
+        match appended.map_err(|e| match e {
+            AppendError::CountersLost => anyhow::anyhow!("the message log lost its counters again during recovery"),
+            AppendError::Unknown(e) => e,
+        })? {
             Appended::Duplicate(message) => Ok(Sent { message, duplicate: true }),
             Appended::Created(message) => {
                 // Delivery is best effort: the message is stored, and sync recovers what was missed.

@@ -274,6 +274,16 @@ pub struct Queued {
     pub message: Message,
 }
 
+#[derive(Debug, thiserror::Error)]
+pub enum AppendError {
+    /// The log lost its data (e.g. Redis restarted without it), so it no longer knows which seqs
+    /// it gave out. Nothing was stored.
+    #[error("the message log lost its seq counters; they must be recovered from the archive")]
+    CountersLost,
+    #[error(transparent)]
+    Unknown(#[from] anyhow::Error),
+}
+
 #[cfg_attr(any(test, feature = "mocks"), automock)]
 #[async_trait]
 pub trait MessageLog: Send + Sync + 'static {
@@ -281,9 +291,18 @@ pub trait MessageLog: Send + Sync + 'static {
     /// queue, all or nothing.
     ///
     /// # Errors
-    /// Only storage failures. With a `dedupe` key seen before, MUST store nothing and return
-    /// `Duplicate` with the original message.
-    async fn append(&self, message: NewMessage, dedupe: Option<DedupeKey>) -> anyhow::Result<Appended>;
+    /// With a `dedupe` key seen before, MUST store nothing and return `Duplicate` with the original
+    /// message. A log that can lose its counters MUST return `CountersLost`, storing nothing, from
+    /// the moment it lost them until `counters_recovered` is called, so a seq is never given twice;
+    /// the caller raises every room's counter from the archive, calls `counters_recovered`, and
+    /// appends again. `Unknown` for storage failures.
+    async fn append(&self, message: NewMessage, dedupe: Option<DedupeKey>) -> Result<Appended, AppendError>;
+
+    /// Says that every room's counter has been raised from the archive, so appends may go on.
+    ///
+    /// # Errors
+    /// Only storage failures.
+    async fn counters_recovered(&self) -> anyhow::Result<()>;
 
     /// Cached messages of `room` within `range`, ascending by seq.
     ///

@@ -5,7 +5,7 @@ use std::ops::Bound;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use application::ports::{Appended, DedupeKey, MessageLog, NewMessage, Queued, SeqRange, Take};
+use application::ports::{AppendError, Appended, DedupeKey, MessageLog, NewMessage, Queued, SeqRange, Take};
 use async_trait::async_trait;
 use domain::{Message, MessageId, RoomId, Seq};
 use parking_lot::Mutex;
@@ -126,7 +126,7 @@ fn queued(message: &Message) -> Queued {
 
 #[async_trait]
 impl MessageLog for InMemoryMessageLog {
-    async fn append(&self, message: NewMessage, dedupe: Option<DedupeKey>) -> anyhow::Result<Appended> {
+    async fn append(&self, message: NewMessage, dedupe: Option<DedupeKey>) -> Result<Appended, AppendError> {
         let now = Instant::now();
         let mut guard = self.state.lock();
         let state = &mut *guard;
@@ -158,6 +158,11 @@ impl MessageLog for InMemoryMessageLog {
             state.dedupe_order.push_back((now, key));
         }
         Ok(Appended::Created(stored))
+    }
+
+    async fn counters_recovered(&self) -> anyhow::Result<()> {
+        // Counters live as long as the process; they are only ever raised at start-up.
+        Ok(())
     }
 
     async fn fetch(&self, room: RoomId, range: SeqRange, take: Take) -> anyhow::Result<Vec<Message>> {

@@ -32,6 +32,12 @@ impl Keys {
         format!("{}room:{room}:pending", self.prefix)
     }
 
+    /// Exists while every room's counter is known: set once they were raised from the archive,
+    /// gone when Redis loses its data, which makes appends wait for a recovery.
+    pub fn counters(&self) -> String {
+        format!("{}log:counters", self.prefix)
+    }
+
     /// The archive queue of every room, read by the `archivers` consumer group.
     pub fn archive(&self) -> String {
         format!("{}archive", self.prefix)

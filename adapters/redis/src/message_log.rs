@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use anyhow::Context;
-use application::ports::{Appended, DedupeKey, MessageLog, NewMessage, Queued, SeqRange, Take};
+use application::ports::{AppendError, Appended, DedupeKey, MessageLog, NewMessage, Queued, SeqRange, Take};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use domain::{Message, RoomId, Seq, Timestamp};
@@ -165,7 +165,8 @@ fn bound(seq: Option<Seq>, open: &str) -> String {
 
 /// Single attempts; the `MessageLog` impl below retries the ones that are safe to repeat.
 impl RedisMessageLog {
-    async fn append_once(&self, message: NewMessage, dedupe: Option<DedupeKey>) -> anyhow::Result<Appended> {
+    /// `None` when the counters are lost: nothing was stored.
+    async fn append_once(&self, message: NewMessage, dedupe: Option<DedupeKey>) -> anyhow::Result<Option<Appended>> {
         let room = message.room_id;
         let dto = MessageDto::unsequenced(message.id, room, &message.sender, &message.body, message.sent_at);
         let json = serde_json::to_string(&dto).context("encoding a message")?;
@@ -174,16 +175,20 @@ impl RedisMessageLog {
             .key(self.keys.seq(room))
             .key(self.keys.cache(room))
             .key(self.keys.pending(room))
-            .key(self.keys.archive());
+            .key(self.keys.archive())
+            .key(self.keys.counters());
         if let Some(key) = &dedupe {
             invocation.key(self.keys.dedupe(key.user, key.client_msg_id.as_str()));
         }
         invocation.arg(json).arg(room.to_string()).arg(self.dedupe_ttl.as_secs().max(1));
         let mut conn = self.conn.clone();
-        let (created, stored): (i64, String) =
+        let (outcome, stored): (i64, String) =
             invocation.invoke_async(&mut conn).await.context("appending a message to Redis")?;
-        let stored = decode_message(&stored)?;
-        Ok(if created == 1 { Appended::Created(stored) } else { Appended::Duplicate(stored) })
+        Ok(match outcome {
+            1 => Some(Appended::Created(decode_message(&stored)?)),
+            0 => Some(Appended::Duplicate(decode_message(&stored)?)),
+            _ => None,
+        })
     }
 
     async fn fetch_once(&self, room: RoomId, range: SeqRange, take: Take) -> anyhow::Result<Vec<Message>> {
@@ -304,12 +309,22 @@ impl RedisMessageLog {
 
 #[async_trait]
 impl MessageLog for RedisMessageLog {
-    async fn append(&self, message: NewMessage, dedupe: Option<DedupeKey>) -> anyhow::Result<Appended> {
+    async fn append(&self, message: NewMessage, dedupe: Option<DedupeKey>) -> Result<Appended, AppendError> {
         // A lost reply could hide a stored message; only a keyed append answers a repeat with the original.
-        match dedupe {
+        let appended = match dedupe {
             Some(_) => once_more("append", || self.append_once(message.clone(), dedupe.clone())).await,
             None => self.append_once(message, dedupe).await,
-        }
+        }?;
+        appended.ok_or(AppendError::CountersLost)
+    }
+
+    async fn counters_recovered(&self) -> anyhow::Result<()> {
+        once_more("counters_recovered", || async {
+            let mut conn = self.conn.clone();
+            let at = chrono::Utc::now().timestamp_millis();
+            Ok(conn.set::<_, _, ()>(self.keys.counters(), at).await?)
+        })
+        .await
     }
 
     async fn fetch(&self, room: RoomId, range: SeqRange, take: Take) -> anyhow::Result<Vec<Message>> {

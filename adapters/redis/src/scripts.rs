@@ -54,13 +54,16 @@ local function trim(prefix, room, cap)
 end
 ";
 
-/// KEYS: seq, cache, pending, archive stream, [dedupe]. ARGV: message JSON without seq, room id,
-/// dedupe TTL in seconds. Returns `{1, json}` when created, `{0, json}` for a known dedupe key.
+/// KEYS: seq, cache, pending, archive stream, counters marker, [dedupe]. ARGV: message JSON without
+/// seq, room id, dedupe TTL in seconds. Returns `{1, json}` when created, `{0, json}` for a known
+/// dedupe key, and `{2, ''}`, storing nothing, when the counters marker is gone: Redis lost its
+/// data, and with it the counters, which must be raised from the archive before any seq is given.
 ///
 /// The seq is spliced into the JSON as its first field (`{"seq":N,` + the rest), so the stored
 /// message is complete and exact without decoding and re-encoding it in Lua.
 const APPEND: &str = r#"
-local dedupe = KEYS[5]
+if redis.call('EXISTS', KEYS[5]) == 0 then return {2, ''} end
+local dedupe = KEYS[6]
 if dedupe then
   local original = redis.call('GET', dedupe)
   if original then return {0, original} end

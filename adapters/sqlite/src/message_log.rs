@@ -4,7 +4,9 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use application::ports::{Appended, DedupeKey, MessageArchive, MessageLog, NewMessage, Queued, SeqRange, Take};
+use application::ports::{
+    AppendError, Appended, DedupeKey, MessageArchive, MessageLog, NewMessage, Queued, SeqRange, Take,
+};
 use async_trait::async_trait;
 use domain::{Message, RoomId, Seq, Timestamp};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
@@ -228,13 +230,18 @@ fn remember(conn: &Connection, key: &DedupeKey, message: &Message) -> anyhow::Re
 
 #[async_trait]
 impl MessageLog for SqliteMessageLog {
-    async fn append(&self, message: NewMessage, dedupe: Option<DedupeKey>) -> anyhow::Result<Appended> {
+    async fn append(&self, message: NewMessage, dedupe: Option<DedupeKey>) -> Result<Appended, AppendError> {
         let (done, committed) = oneshot::channel();
         self.appends
             .send(Append { message, dedupe, done })
             .await
             .map_err(|_| anyhow::anyhow!("the sqlite message log writer has stopped"))?;
-        committed.await.context("the sqlite message log writer dropped an append")?
+        Ok(committed.await.context("the sqlite message log writer dropped an append")??)
+    }
+
+    async fn counters_recovered(&self) -> anyhow::Result<()> {
+        // The counters are committed with the messages: they are never lost.
+        Ok(())
     }
 
     async fn fetch(&self, room: RoomId, range: SeqRange, take: Take) -> anyhow::Result<Vec<Message>> {

@@ -195,10 +195,23 @@ async fn recovering_sequences_raises_every_rooms_counter_to_its_archived_seq() {
         .times(1)
         .returning(|_, _| Ok(()));
     ports.log.expect_raise_seq().withf(|room, s| *room == room_id(2) && *s == seq(3)).times(1).returning(|_, _| Ok(()));
+    ports.log.expect_counters_recovered().times(1).returning(|| Ok(()));
 
     let rooms = ports.archiver().recover_sequences().await.expect("recovered");
 
     assert_eq!(rooms, 2);
+}
+
+#[tokio::test]
+async fn a_failed_raise_leaves_the_counters_marked_lost() {
+    let mut ports = Ports::default();
+    ports.archive.expect_last_seqs().times(1).returning(|| Ok(vec![(room_id(1), seq(10))]));
+    ports.log.expect_raise_seq().times(1).returning(|_, _| Err(anyhow::anyhow!("redis down")));
+    ports.log.expect_counters_recovered().never();
+
+    let result = ports.archiver().recover_sequences().await;
+
+    assert!(result.is_err(), "got {result:?}");
 }
 
 #[tokio::test]

@@ -16,8 +16,8 @@ use super::fixtures::{
 use crate::files::{FileLimits, Files};
 use crate::messaging::{HistoryError, HistoryQuery, Messaging, SendError, SendFileError, SendText};
 use crate::ports::{
-    Appended, DedupeKey, MockClock, MockEventBus, MockFileCatalog, MockFileStore, MockIdGenerator, MockMessageArchive,
-    MockMessageLog, MockRoomRepository, NewMessage, RoomEvent, SeqRange, Take,
+    AppendError, Appended, DedupeKey, MockClock, MockEventBus, MockFileCatalog, MockFileStore, MockIdGenerator,
+    MockMessageArchive, MockMessageLog, MockRoomRepository, NewMessage, RoomEvent, SeqRange, Take,
 };
 use crate::rooms::PageSize;
 
@@ -188,6 +188,51 @@ async fn a_resent_client_message_id_returns_the_original_without_publishing_agai
 
     assert!(sent.duplicate);
     assert_eq!(sent.message, original);
+}
+
+#[tokio::test]
+async fn a_send_after_the_log_lost_its_counters_raises_them_from_the_archive_before_appending() {
+    // Arrange: the log refuses once, as after Redis lost its data.
+    let mut ports = Ports { ids: sequential_ids(1), clock: fixed_clock(1), ..Ports::default() };
+    ports.expect_membership(true);
+    let mut order = Sequence::new();
+    ports.log.expect_append().times(1).in_sequence(&mut order).returning(|_, _| Err(AppendError::CountersLost));
+    ports.archive.expect_last_seqs().times(1).in_sequence(&mut order).returning(|| Ok(vec![(general(), seq(41))]));
+    ports
+        .log
+        .expect_raise_seq()
+        .withf(|room, s| *room == general() && *s == seq(41))
+        .times(1)
+        .in_sequence(&mut order)
+        .returning(|_, _| Ok(()));
+    ports.log.expect_counters_recovered().times(1).in_sequence(&mut order).returning(|| Ok(()));
+    ports
+        .log
+        .expect_append()
+        .times(1)
+        .in_sequence(&mut order)
+        .returning(|new, _| Ok(Appended::Created(stored(new, 42))));
+    ports.bus.expect_publish().times(1).returning(|_| Ok(()));
+
+    // Act
+    let sent = ports.messaging().send_text(&alice(), hello()).await.expect("sent");
+
+    // Assert
+    assert_eq!(sent.message.seq, seq(42));
+}
+
+#[tokio::test]
+async fn a_send_is_refused_when_the_counters_cannot_be_recovered() {
+    let mut ports = Ports { ids: sequential_ids(1), clock: fixed_clock(1), ..Ports::default() };
+    ports.expect_membership(true);
+    ports.log.expect_append().times(1).returning(|_, _| Err(AppendError::CountersLost));
+    ports.archive.expect_last_seqs().times(1).returning(|| Err(anyhow::anyhow!("archive down")));
+    ports.log.expect_counters_recovered().never();
+    ports.bus.expect_publish().never();
+
+    let result = ports.messaging().send_text(&alice(), hello()).await;
+
+    assert!(matches!(result, Err(SendError::Unknown(_))), "got {result:?}");
 }
 
 #[tokio::test]

@@ -125,3 +125,47 @@ async fn the_split_shape_survives_a_redis_restart() {
     }
     app.wait_until_archived(3).await;
 }
+
+#[tokio::test]
+#[ignore = "needs Redis and MongoDB (scripts/test.sh)"]
+async fn after_redis_loses_its_data_no_acked_seq_is_given_again_and_the_worker_keeps_archiving() {
+    // Arrange: five archived messages, then FLUSHALL under the running nodes.
+    let redis = PrivateRedis::start();
+    let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
+    let app = TestApp::spawn_split(dir, &[("CHAT_REDIS_URL", &redis.url())]).await;
+    let alice = app.signup("alice").await;
+    let room = app.create_room(&alice, "private", &[]).await["id"].as_str().expect("room id").to_owned();
+    let mut socket = app.socket_on(&alice, 0).await;
+    let mut acked = Vec::new();
+    for n in 0..5 {
+        let ack = socket.send_text(&room, &format!("before-{n}"), "before the flush").await;
+        acked.push((ack["message"]["seq"].as_u64().expect("seq"), ack["message"]["id"].clone()));
+    }
+    app.wait_until_archived(5).await;
+    let mut raw =
+        redis::Client::open(redis.url()).expect("url").get_multiplexed_async_connection().await.expect("redis");
+    let _: () = redis::cmd("FLUSHALL").query_async(&mut raw).await.expect("FLUSHALL");
+
+    // Act: send again through both socket nodes.
+    let mut other = app.socket_on(&alice, 1).await;
+    for n in 0..3 {
+        let socket = if n % 2 == 0 { &mut socket } else { &mut other };
+        let ack = socket.send_text(&room, &format!("after-{n}"), "after the flush").await;
+        assert_eq!(ack["type"], "ack", "{ack}");
+        acked.push((ack["message"]["seq"].as_u64().expect("seq"), ack["message"]["id"].clone()));
+    }
+    app.wait_until_archived(8).await;
+
+    // Assert: seqs carried on from the archive, and history holds every acked message once.
+    let seqs: Vec<u64> = acked.iter().map(|(seq, _)| *seq).collect();
+    assert_eq!(seqs, (1..=8).collect::<Vec<_>>(), "no seq was handed out twice");
+    let (_, history) = app.get(&format!("/rooms/{room}/messages?after=0&limit=100"), &alice.access_token).await;
+    let stored: Vec<(u64, serde_json::Value)> = history["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|m| (m["seq"].as_u64().expect("seq"), m["id"].clone()))
+        .collect();
+    assert_eq!(stored, acked);
+    assert_eq!(app.metric("chat_archive_dead_letters").await, Some(0.0), "nothing was dead-lettered");
+}

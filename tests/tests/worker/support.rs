@@ -224,9 +224,12 @@ impl World {
 }
 
 async fn connect_log(config: &RedisConfig) -> RedisMessageLog {
-    RedisMessageLog::connect(config.clone())
+    let log = RedisMessageLog::connect(config.clone())
         .await
-        .expect("Redis is reachable at CHAT_TEST_REDIS_URL (or redis://127.0.0.1:6379)")
+        .expect("Redis is reachable at CHAT_TEST_REDIS_URL (or redis://127.0.0.1:6379)");
+    // A new deployment: nothing is archived, so the (empty) counters are whole.
+    log.counters_recovered().await.expect("Redis is reachable");
+    log
 }
 
 async fn connect_store(url: &str) -> MongoStore {

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use adapter_redis::{RedisMessageLog, ARCHIVE_GROUP};
-use application::ports::{Appended, MessageLog, Queued, SeqRange, Take};
+use application::ports::{AppendError, Appended, MessageLog, Queued, SeqRange, Take};
 use domain::{Message, RoomId, Seq};
 use redis::AsyncCommands;
 
@@ -192,4 +192,26 @@ async fn a_lost_consumer_group_is_recreated_and_the_queue_read_from_the_start() 
 
     assert!(stale_ack.is_ok(), "receipts of a lost group are unknown, so ignored");
     assert_eq!(queued_seqs(&batch), vec![1, 2]);
+}
+
+#[tokio::test]
+#[ignore = "needs Redis (CHAT_TEST_REDIS_URL)"]
+async fn a_log_that_lost_its_data_refuses_appends_until_its_counters_are_recovered() {
+    // Arrange: three messages, then Redis loses everything.
+    let scope = Scope::new();
+    let log = scope.log_with(|_| {}).await;
+    let room = new_room();
+    append_texts(&log, room, 3).await;
+    scope.wipe();
+
+    // Act
+    let refused = log.append(new_message(room, &new_sender(), "while lost"), None).await;
+    log.raise_seq(room, seq(3)).await.expect("raise");
+    log.counters_recovered().await.expect("recovered");
+    let after = append_texts(&log, room, 1).await;
+
+    // Assert: nothing was given a seq until the counters were raised, and then seqs go on.
+    assert!(matches!(refused, Err(AppendError::CountersLost)), "{refused:?}");
+    assert_eq!(seqs(&after), [4]);
+    assert_eq!(seqs(&everything(&log, room).await), [4], "the refused append stored nothing");
 }

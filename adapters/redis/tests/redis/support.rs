@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use adapter_redis::{RedisConfig, RedisMessageLog};
-use application::ports::{DedupeKey, NewMessage};
+use application::ports::{DedupeKey, MessageLog as _, NewMessage};
 use domain::{ClientMsgId, MessageBody, MessageId, MessageText, RoomId, Sender, UserId, Username};
 
 /// Bus tests run one at a time, so the one that kills subscriber connections kills only its own.
@@ -42,7 +42,10 @@ impl Scope {
     pub async fn log_with(&self, adjust: impl FnOnce(&mut RedisConfig)) -> RedisMessageLog {
         let mut config = self.config();
         adjust(&mut config);
-        RedisMessageLog::connect(config).await.expect("Redis is reachable")
+        let log = RedisMessageLog::connect(config).await.expect("Redis is reachable");
+        // A new deployment: nothing is archived, so the (empty) counters are whole.
+        log.counters_recovered().await.expect("Redis is reachable");
+        log
     }
 
     /// A plain connection for poking at the keys directly.
@@ -57,6 +60,13 @@ impl Scope {
 
 impl Drop for Scope {
     fn drop(&mut self) {
+        self.wipe();
+    }
+}
+
+impl Scope {
+    /// Deletes every key of this scope, as a FLUSHALL or a restart without persistence would.
+    pub fn wipe(&self) {
         let Ok(mut conn) = redis::Client::open(redis_url()).and_then(|c| c.get_connection()) else {
             return;
         };
