@@ -36,6 +36,8 @@ pub struct Backends {
     /// True when Redis and MongoDB are shared with other nodes. Only then does the log queue
     /// messages for an archiver: the embedded log commits them into the archive itself.
     pub shared: bool,
+    /// The embedded log, which archives as it commits; its count feeds the archived metric.
+    pub durable_log: Option<SqliteMessageLog>,
 }
 
 /// Picks and connects the adapters for `role`.
@@ -65,11 +67,12 @@ fn embedded(config: &Config) -> anyhow::Result<Backends> {
         rooms: store.clone(),
         archive: store.clone(),
         catalog: store.clone(),
-        log: Arc::new(log),
+        log: Arc::new(log.clone()),
         bus: Arc::new(InMemoryEventBus::default()),
         file_store: files.clone(),
         health: vec![store, files],
         shared: false,
+        durable_log: Some(log),
     })
 }
 
@@ -129,5 +132,6 @@ async fn shared(config: &Config, role: Role, redis: &SecretString, mongo: &Secre
         file_store,
         health,
         shared: true,
+        durable_log: None,
     })
 }

@@ -68,6 +68,8 @@ pub struct Application {
     worker: Option<worker::WorkerConfig>,
     archive_batch: usize,
     hub_task: tokio::task::JoinHandle<()>,
+    /// The embedded log: it archives as it commits, so the worker only reports its count.
+    durable_log: Option<adapter_sqlite::SqliteMessageLog>,
 }
 
 impl Application {
@@ -194,7 +196,16 @@ impl Application {
             interval: config.archive_interval,
             purge_cron: config.purge_cron.clone(),
         });
-        Ok(Self { server, socket, archiver, metrics, worker, archive_batch: config.archive_batch, hub_task })
+        Ok(Self {
+            server,
+            socket,
+            archiver,
+            metrics,
+            worker,
+            archive_batch: config.archive_batch,
+            hub_task,
+            durable_log: backends.durable_log.clone(),
+        })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -214,6 +225,13 @@ impl Application {
                 loops.push(tokio::spawn(worker::archive_loop(
                     self.archiver.clone(),
                     config.clone(),
+                    self.metrics.clone(),
+                    stop_rx.clone(),
+                )));
+            } else if let Some(log) = self.durable_log.clone() {
+                loops.push(tokio::spawn(worker::count_committed(
+                    log,
+                    config.interval,
                     self.metrics.clone(),
                     stop_rx.clone(),
                 )));

@@ -1,4 +1,4 @@
-//! The worker's loops: archive batches from the message log, and purge on a cron schedule.
+//! The worker's loops: archive batches from the message log (or count what the embedded log committed), and purge on a cron schedule.
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -62,6 +62,26 @@ pub async fn archive_loop(
         match archiver.dead_lettered().await {
             Ok(n) => metrics.set_dead_letters(n),
             Err(e) => tracing::warn!(error = ?e, "could not count dead letters"),
+        }
+    }
+}
+
+/// Reports what the embedded log committed as archived, every `interval` until `stop` turns true:
+/// that log writes each message into the archive as it commits it, so there is nothing to move.
+pub async fn count_committed(
+    log: adapter_sqlite::SqliteMessageLog,
+    interval: Duration,
+    metrics: Arc<Metrics>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut reported = 0;
+    loop {
+        let committed = log.committed();
+        metrics.add_archived(committed - reported);
+        reported = committed;
+        tokio::select! {
+            () = tokio::time::sleep(interval) => {}
+            _ = stop.changed() => return,
         }
     }
 }

@@ -548,11 +548,7 @@ impl TestApp {
     }
 
     /// Waits until the worker has archived at least `count` messages, failing the test after 10 s.
-    /// The embedded log commits every message into the archive before it is acked: nothing to wait for.
     pub async fn wait_until_archived(&self, count: u64) {
-        if self.shape == Shape::Embedded {
-            return;
-        }
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         loop {
             let archived = self.metric("chat_messages_archived_total").await.unwrap_or(0.0);

@@ -1,6 +1,8 @@
 //! `MessageLog` on SQLite: one writer commits waiting appends in groups, straight into the archive.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -36,6 +38,8 @@ const PRUNE_BATCH: i64 = 1000;
 pub struct SqliteMessageLog {
     store: SqliteStore,
     appends: mpsc::Sender<Append>,
+    /// Messages committed since start; each one is archived by being committed.
+    committed: Arc<AtomicU64>,
 }
 
 struct Append {
@@ -53,12 +57,19 @@ impl SqliteMessageLog {
     /// When the thread cannot be started.
     pub fn start(store: SqliteStore, dedupe_ttl: Duration) -> anyhow::Result<Self> {
         let (appends, queue) = mpsc::channel(QUEUE);
-        let writer = Writer { store: store.clone(), dedupe_ttl, pruned_at: Instant::now() };
+        let committed = Arc::new(AtomicU64::new(0));
+        let writer =
+            Writer { store: store.clone(), dedupe_ttl, pruned_at: Instant::now(), committed: committed.clone() };
         std::thread::Builder::new()
             .name("sqlite-log-writer".into())
             .spawn(move || writer.run(queue))
             .context("starting the sqlite message log writer")?;
-        Ok(Self { store, appends })
+        Ok(Self { store, appends, committed })
+    }
+
+    /// How many new messages this log has committed (and so archived) since it started.
+    pub fn committed(&self) -> u64 {
+        self.committed.load(Ordering::Relaxed)
     }
 }
 
@@ -66,6 +77,7 @@ struct Writer {
     store: SqliteStore,
     dedupe_ttl: Duration,
     pruned_at: Instant,
+    committed: Arc<AtomicU64>,
 }
 
 impl Writer {
@@ -94,6 +106,8 @@ impl Writer {
         let outcome = append_group(&mut self.store.conn.lock(), &requests, self.dedupe_ttl);
         match outcome {
             Ok(appended) => {
+                let created = appended.iter().filter(|a| matches!(a, Appended::Created(_))).count();
+                self.committed.fetch_add(created as u64, Ordering::Relaxed);
                 for (append, appended) in group.into_iter().zip(appended) {
                     let _ = append.done.send(Ok(appended));
                 }
@@ -103,6 +117,9 @@ impl Writer {
                 for append in group {
                     let request = [(&append.message, append.dedupe.as_ref())];
                     let alone = append_group(&mut self.store.conn.lock(), &request, self.dedupe_ttl);
+                    if matches!(alone.as_deref(), Ok([Appended::Created(_)])) {
+                        self.committed.fetch_add(1, Ordering::Relaxed);
+                    }
                     let _ = append.done.send(alone.map(|mut one| one.remove(0)));
                 }
             }
