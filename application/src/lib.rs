@@ -2,6 +2,8 @@
 
 pub mod accounts;
 pub mod archive;
+#[cfg(feature = "contract")]
+pub mod contract;
 pub mod files;
 pub mod messaging;
 pub mod ports;

@@ -59,7 +59,7 @@ mod tests {
     //! contract itself runs in `crate::tests`.
 
     use super::*;
-    use crate::contract::event_bus::room_deleted;
+    use application::contract::event_bus::room_deleted;
     use std::time::Duration;
 
     async fn next_within_a_second(events: &mut BoxStream<'static, RoomEvent>) -> Option<RoomEvent> {

@@ -1,7 +1,5 @@
 //! In-memory adapters: the embedded message log and event bus.
 
-#[cfg(any(test, feature = "contract"))]
-pub mod contract;
 pub mod event_bus;
 pub mod message_log;
 

@@ -288,8 +288,8 @@ mod tests {
     //! itself runs in `crate::tests`.
 
     use super::*;
-    use crate::contract::message_log::{dedupe, new_message, seq};
-    use crate::contract::{room, sender};
+    use application::contract::message_log::{dedupe, new_message, seq};
+    use application::contract::{room, sender};
 
     async fn append_texts(log: &InMemoryMessageLog, count: u64) -> Vec<Message> {
         let mut appended = Vec::new();

@@ -1,33 +1,18 @@
 //! Runs the `MessageLog` and `EventBus` contracts against the in-memory adapters.
 
 mod message_log {
-    use crate::contract::message_log::CACHE_PER_ROOM;
+    use application::contract::message_log::CACHE_PER_ROOM;
+    use application::contract_tests;
+
     use crate::InMemoryMessageLog;
 
-    crate::contract_tests!(crate::contract::message_log, &InMemoryMessageLog::new(CACHE_PER_ROOM);
-        an_appended_message_is_stored_exactly_under_the_rooms_next_seq,
-        seqs_are_strictly_increasing_per_room_under_concurrent_appends,
-        last_seq_is_the_highest_seq_given_out_in_the_room,
-        a_seen_dedupe_key_returns_the_original_and_stores_nothing,
-        a_dedupe_key_matches_only_the_same_user_and_client_msg_id,
-        oldest_take_returns_the_lowest_seqs_after_the_lower_bound,
-        newest_take_returns_the_highest_seqs_in_ascending_order,
-        fetch_bounds_are_exclusive_and_rooms_do_not_mix,
-        an_empty_or_inverted_range_returns_nothing,
-        raise_seq_moves_the_next_seq_past_it_and_never_lowers_it,
-        appended_messages_are_queued_for_archiving_exactly_as_stored,
-        a_resend_with_a_seen_dedupe_key_is_not_queued_again,
-        new_entries_are_claimed_in_append_order_at_most_max_at_a_time,
-        a_consumers_unacked_claims_come_back_to_it_first_with_the_same_receipts,
-        two_consumers_claiming_concurrently_never_get_the_same_entry,
-        acked_entries_leave_the_queue_and_the_rest_stay,
-        unknown_receipts_are_ignored,
-        the_cache_never_trims_an_unarchived_message,
-        oldest_unarchived_is_when_the_oldest_unacked_message_was_appended,
-    );
+    application::message_log_contract!(contract_tests!(&InMemoryMessageLog::new(CACHE_PER_ROOM)));
+    application::archive_queue_contract!(contract_tests!(&InMemoryMessageLog::new(CACHE_PER_ROOM)));
 }
 
 mod event_bus {
+    use application::contract_tests;
+
     use crate::InMemoryEventBus;
 
     /// Every "node" is a clone of one bus: in one process, that is all a node can be.
@@ -36,11 +21,5 @@ mod event_bus {
         move || std::future::ready(bus.clone())
     }
 
-    crate::contract_tests!(crate::contract::event_bus, nodes();
-        every_subscriber_on_every_node_receives_each_published_event_once,
-        every_room_event_variant_arrives_unchanged,
-        events_from_one_publisher_arrive_in_the_order_published,
-        publishing_with_no_subscriber_succeeds,
-        dropping_one_subscription_leaves_the_others_receiving,
-    );
+    application::event_bus_contract!(contract_tests!(nodes()));
 }

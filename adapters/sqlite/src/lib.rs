@@ -10,9 +10,6 @@ mod store;
 mod tokens;
 mod users;
 
-#[cfg(any(test, feature = "contract"))]
-pub mod contract;
-
 #[cfg(test)]
 mod tests;
 

@@ -9,9 +9,9 @@ use application::ports::{
 use domain::Visibility;
 use tempfile::TempDir;
 
-use crate::contract::{archive, files, rooms, tokens, users};
 use crate::schema::{CURRENT_VERSION, FIRST_MIGRATION};
 use crate::SqliteStore;
+use application::contract::{archive, files, rooms, tokens, users};
 
 /// A store on a new database file that lives as long as this value.
 struct TestDb {
@@ -43,73 +43,43 @@ impl std::ops::Deref for TestDb {
 }
 
 mod user_repository {
+    use application::contract_tests;
+
     use super::TestDb;
 
-    crate::contract_tests!(crate::contract::users, TestDb::new();
-        a_created_user_can_be_found_by_name_and_by_id,
-        lookup_by_name_ignores_case,
-        a_second_user_with_the_same_name_in_other_case_is_a_duplicate,
-        unknown_users_are_absent_not_errors,
-        by_ids_returns_only_the_users_that_exist,
-    );
+    application::users_contract!(contract_tests!(&*TestDb::new()));
 }
 
 mod refresh_token_store {
+    use application::contract_tests;
+
     use super::TestDb;
 
-    crate::contract_tests!(crate::contract::tokens, TestDb::new();
-        a_fresh_token_is_consumed_once_then_reported_as_reused,
-        an_unknown_token_is_invalid,
-        tokens_of_a_revoked_session_are_invalid,
-        revoking_an_unknown_session_succeeds,
-        concurrent_consumes_of_one_refresh_token_yield_exactly_one_fresh,
-    );
+    application::tokens_contract!(contract_tests!(&*TestDb::new()));
 }
 
 mod room_repository {
+    use application::contract_tests;
+
     use super::TestDb;
 
-    crate::contract_tests!(crate::contract::rooms, TestDb::new();
-        an_inserted_room_reads_back_with_its_members,
-        an_unknown_room_is_absent,
-        an_update_replaces_members_and_owner_and_bumps_the_version,
-        a_stale_room_update_is_a_conflict_and_writes_nothing,
-        updating_a_deleted_room_is_not_found,
-        deleting_a_room_removes_its_memberships,
-        member_listing_pages_by_id_after_the_cursor,
-        public_listing_skips_private_rooms_and_pages_by_id,
-        room_ids_for_member_lists_every_room_the_user_belongs_to,
-        is_member_is_false_for_non_members,
-    );
+    application::rooms_contract!(contract_tests!(&*TestDb::new()));
 }
 
 mod message_archive {
+    use application::contract_tests;
+
     use super::TestDb;
 
-    crate::contract_tests!(crate::contract::archive, TestDb::new();
-        archived_messages_read_back_exactly,
-        a_retried_archive_batch_stores_nothing_twice,
-        oldest_take_returns_the_lowest_seqs_in_the_range,
-        newest_take_returns_the_highest_seqs_in_ascending_order,
-        fetch_bounds_are_exclusive_and_rooms_do_not_mix,
-        last_seqs_reports_the_highest_seq_per_room,
-        purge_deletes_at_most_the_limit_and_only_older_messages,
-    );
+    application::archive_contract!(contract_tests!(&*TestDb::new()));
 }
 
 mod file_catalog {
+    use application::contract_tests;
+
     use super::TestDb;
 
-    crate::contract_tests!(crate::contract::files, TestDb::new();
-        a_catalogued_file_reads_back_exactly,
-        an_unknown_file_is_absent,
-        usage_sums_the_sizes_of_the_owners_files_only,
-        expired_lists_files_due_at_or_before_now_up_to_the_limit,
-        deleting_a_file_removes_it_and_deleting_a_missing_file_succeeds,
-        a_purged_file_still_reads_back_but_is_neither_expired_nor_counted,
-        deleting_purged_files_removes_at_most_the_limit_of_tombstones_purged_before_the_cutoff,
-        deleting_a_purged_file_removes_its_tombstone,
-    );
+    application::files_contract!(contract_tests!(&*TestDb::new()));
 }
 
 #[tokio::test]
@@ -309,26 +279,17 @@ impl std::ops::Deref for TestLog {
 }
 
 mod message_log {
+    use application::contract_tests;
+
     use super::TestLog;
 
-    // Not the archive-queue behaviours: this log archives as it appends, so it never queues.
-    adapter_memory::contract_tests!(adapter_memory::contract::message_log, &*TestLog::new();
-        an_appended_message_is_stored_exactly_under_the_rooms_next_seq,
-        seqs_are_strictly_increasing_per_room_under_concurrent_appends,
-        last_seq_is_the_highest_seq_given_out_in_the_room,
-        a_seen_dedupe_key_returns_the_original_and_stores_nothing,
-        a_dedupe_key_matches_only_the_same_user_and_client_msg_id,
-        oldest_take_returns_the_lowest_seqs_after_the_lower_bound,
-        newest_take_returns_the_highest_seqs_in_ascending_order,
-        fetch_bounds_are_exclusive_and_rooms_do_not_mix,
-        an_empty_or_inverted_range_returns_nothing,
-        raise_seq_moves_the_next_seq_past_it_and_never_lowers_it,
-    );
+    // Not `archive_queue_contract!`: this log archives as it commits, so it never queues.
+    application::message_log_contract!(contract_tests!(&*TestLog::new()));
 }
 
 mod durable_log {
-    use adapter_memory::contract::message_log::{dedupe, new_message};
-    use adapter_memory::contract::{room, sender};
+    use application::contract::message_log::{dedupe, new_message};
+    use application::contract::{room, sender};
     use application::ports::{Appended, MessageArchive, MessageLog, SeqRange, Take};
 
     use super::TestLog;

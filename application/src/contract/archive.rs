@@ -1,6 +1,6 @@
 //! The `MessageArchive` contract.
 
-use application::ports::{MessageArchive, SeqRange, Take};
+use crate::ports::{MessageArchive, SeqRange, Take};
 use domain::{
     FileId, FileKind, FileMeta, FileName, Message, MessageBody, MessageId, MessageText, RoomId, Sender, Seq, UserId,
     Username,
@@ -136,4 +136,21 @@ pub async fn purge_deletes_at_most_the_limit_and_only_older_messages(archive: &i
 
     assert_eq!((first, second, third), (2, 1, 0));
     assert_eq!(seqs(&archive.fetch(room(1), EVERYTHING, Take::Oldest(10)).await.expect("fetch")), vec![4, 5]);
+}
+
+/// Hands `$generate!` this module and every `MessageArchive` behaviour in it, after the caller's
+/// arguments: `application::archive_contract!(contract_tests!(&*fresh_adapter()))`.
+#[macro_export]
+macro_rules! archive_contract {
+    ($generate:ident ! ($($args:tt)*)) => {
+        $generate!($($args)*; $crate::contract::archive;
+        archived_messages_read_back_exactly,
+        a_retried_archive_batch_stores_nothing_twice,
+        oldest_take_returns_the_lowest_seqs_in_the_range,
+        newest_take_returns_the_highest_seqs_in_ascending_order,
+        fetch_bounds_are_exclusive_and_rooms_do_not_mix,
+        last_seqs_reports_the_highest_seq_per_room,
+        purge_deletes_at_most_the_limit_and_only_older_messages,
+        );
+    };
 }

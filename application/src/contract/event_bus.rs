@@ -7,7 +7,7 @@
 use std::future::Future;
 use std::time::Duration;
 
-use application::ports::{EventBus, RoomEvent, SessionEndReason, UserSummary};
+use crate::ports::{EventBus, RoomEvent, SessionEndReason, UserSummary};
 use domain::{FileId, FileKind, FileMeta, FileName, Message, MessageBody, MessageId, MessageText, Seq};
 use futures::stream::{BoxStream, StreamExt};
 
@@ -169,4 +169,19 @@ where
     bus.publish(room_deleted(1)).await.expect("publish");
 
     assert_eq!(next(&mut kept).await, room_deleted(1));
+}
+
+/// Hands `$generate!` this module and every `EventBus` behaviour in it, after the caller's
+/// arguments: `application::event_bus_contract!(contract_tests!(&*fresh_adapter()))`.
+#[macro_export]
+macro_rules! event_bus_contract {
+    ($generate:ident ! ($($args:tt)*)) => {
+        $generate!($($args)*; $crate::contract::event_bus;
+        every_subscriber_on_every_node_receives_each_published_event_once,
+        every_room_event_variant_arrives_unchanged,
+        events_from_one_publisher_arrive_in_the_order_published,
+        publishing_with_no_subscriber_succeeds,
+        dropping_one_subscription_leaves_the_others_receiving,
+        );
+    };
 }

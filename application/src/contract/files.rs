@@ -1,6 +1,6 @@
 //! The `FileCatalog` contract.
 
-use application::ports::{FileCatalog, StoredFile};
+use crate::ports::{FileCatalog, StoredFile};
 use domain::{FileId, FileKind, FileMeta, FileName, RoomId, UserId};
 
 use super::{at, uuid};
@@ -143,4 +143,22 @@ pub async fn deleting_a_purged_file_removes_its_tombstone(catalog: &impl FileCat
 
     assert_eq!(catalog.get(stored.meta.id).await.expect("get"), None);
     assert_eq!(catalog.delete_purged_before(at(10_000), 10).await.expect("delete purged"), 0);
+}
+
+/// Hands `$generate!` this module and every `FileCatalog` behaviour in it, after the caller's
+/// arguments: `application::files_contract!(contract_tests!(&*fresh_adapter()))`.
+#[macro_export]
+macro_rules! files_contract {
+    ($generate:ident ! ($($args:tt)*)) => {
+        $generate!($($args)*; $crate::contract::files;
+        a_catalogued_file_reads_back_exactly,
+        an_unknown_file_is_absent,
+        usage_sums_the_sizes_of_the_owners_files_only,
+        expired_lists_files_due_at_or_before_now_up_to_the_limit,
+        deleting_a_file_removes_it_and_deleting_a_missing_file_succeeds,
+        a_purged_file_still_reads_back_but_is_neither_expired_nor_counted,
+        deleting_purged_files_removes_at_most_the_limit_of_tombstones_purged_before_the_cutoff,
+        deleting_a_purged_file_removes_its_tombstone,
+        );
+    };
 }

@@ -8,7 +8,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use application::ports::{Appended, DedupeKey, MessageLog, NewMessage, Queued, SeqRange, Take};
+use crate::ports::{Appended, DedupeKey, MessageLog, NewMessage, Queued, SeqRange, Take};
 use domain::{
     ClientMsgId, FileId, FileKind, FileMeta, FileName, Message, MessageBody, MessageId, MessageText, RoomId, Sender,
     Seq,
@@ -408,4 +408,43 @@ pub async fn oldest_unarchived_is_when_the_oldest_unacked_message_was_appended(l
     let moved = (at_second - at_first).to_std().expect("the oldest moved forward");
     assert!(moved >= GAP - Duration::from_millis(50), "it moved by {moved:?}, not to the second message");
     assert_eq!(drained, None);
+}
+
+/// Hands `$generate!` this module and every `MessageLog` behaviour that any log must have, after
+/// the caller's arguments: `application::message_log_contract!(contract_tests!(&log()))`.
+#[macro_export]
+macro_rules! message_log_contract {
+    ($generate:ident ! ($($args:tt)*)) => {
+        $generate!($($args)*; $crate::contract::message_log;
+        an_appended_message_is_stored_exactly_under_the_rooms_next_seq,
+        seqs_are_strictly_increasing_per_room_under_concurrent_appends,
+        last_seq_is_the_highest_seq_given_out_in_the_room,
+        a_seen_dedupe_key_returns_the_original_and_stores_nothing,
+        a_dedupe_key_matches_only_the_same_user_and_client_msg_id,
+        oldest_take_returns_the_lowest_seqs_after_the_lower_bound,
+        newest_take_returns_the_highest_seqs_in_ascending_order,
+        fetch_bounds_are_exclusive_and_rooms_do_not_mix,
+        an_empty_or_inverted_range_returns_nothing,
+        raise_seq_moves_the_next_seq_past_it_and_never_lowers_it,
+        );
+    };
+}
+
+/// The behaviours of a log that queues messages for an archiver (the in-memory and Redis logs;
+/// not the SQLite log, which archives as it commits). Used like [`message_log_contract!`].
+#[macro_export]
+macro_rules! archive_queue_contract {
+    ($generate:ident ! ($($args:tt)*)) => {
+        $generate!($($args)*; $crate::contract::message_log;
+        appended_messages_are_queued_for_archiving_exactly_as_stored,
+        a_resend_with_a_seen_dedupe_key_is_not_queued_again,
+        new_entries_are_claimed_in_append_order_at_most_max_at_a_time,
+        a_consumers_unacked_claims_come_back_to_it_first_with_the_same_receipts,
+        two_consumers_claiming_concurrently_never_get_the_same_entry,
+        acked_entries_leave_the_queue_and_the_rest_stay,
+        unknown_receipts_are_ignored,
+        the_cache_never_trims_an_unarchived_message,
+        oldest_unarchived_is_when_the_oldest_unacked_message_was_appended,
+        );
+    };
 }

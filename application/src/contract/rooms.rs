@@ -1,6 +1,6 @@
 //! The `RoomRepository` contract.
 
-use application::ports::{RoomPage, RoomRepository, UpdateRoomError};
+use crate::ports::{RoomPage, RoomRepository, UpdateRoomError};
 use domain::{MemberLimit, Room, RoomId, RoomName, UserId, Visibility};
 
 use super::{at, uuid};
@@ -195,4 +195,24 @@ pub async fn is_member_is_false_for_non_members(repo: &impl RoomRepository) {
 
     assert!(owner && member);
     assert!(!stranger);
+}
+
+/// Hands `$generate!` this module and every `RoomRepository` behaviour in it, after the caller's
+/// arguments: `application::rooms_contract!(contract_tests!(&*fresh_adapter()))`.
+#[macro_export]
+macro_rules! rooms_contract {
+    ($generate:ident ! ($($args:tt)*)) => {
+        $generate!($($args)*; $crate::contract::rooms;
+        an_inserted_room_reads_back_with_its_members,
+        an_unknown_room_is_absent,
+        an_update_replaces_members_and_owner_and_bumps_the_version,
+        a_stale_room_update_is_a_conflict_and_writes_nothing,
+        updating_a_deleted_room_is_not_found,
+        deleting_a_room_removes_its_memberships,
+        member_listing_pages_by_id_after_the_cursor,
+        public_listing_skips_private_rooms_and_pages_by_id,
+        room_ids_for_member_lists_every_room_the_user_belongs_to,
+        is_member_is_false_for_non_members,
+        );
+    };
 }

@@ -1,6 +1,6 @@
 //! The `RefreshTokenStore` contract.
 
-use application::ports::{Consumed, RefreshRecord, RefreshTokenStore, SessionId, TokenHash};
+use crate::ports::{Consumed, RefreshRecord, RefreshTokenStore, SessionId, TokenHash};
 use domain::UserId;
 
 use super::{at, uuid};
@@ -79,4 +79,19 @@ where
     let fresh = outcomes.iter().filter(|c| matches!(c, Consumed::Fresh(_))).count();
     let reused = outcomes.iter().filter(|c| **c == Consumed::Reused(token.clone())).count();
     assert_eq!((fresh, reused), (1, CALLERS - 1), "{outcomes:?}");
+}
+
+/// Hands `$generate!` this module and every `RefreshTokenStore` behaviour in it, after the caller's
+/// arguments: `application::tokens_contract!(contract_tests!(&*fresh_adapter()))`.
+#[macro_export]
+macro_rules! tokens_contract {
+    ($generate:ident ! ($($args:tt)*)) => {
+        $generate!($($args)*; $crate::contract::tokens;
+        a_fresh_token_is_consumed_once_then_reported_as_reused,
+        an_unknown_token_is_invalid,
+        tokens_of_a_revoked_session_are_invalid,
+        revoking_an_unknown_session_succeeds,
+        concurrent_consumes_of_one_refresh_token_yield_exactly_one_fresh,
+        );
+    };
 }

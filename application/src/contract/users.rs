@@ -1,6 +1,6 @@
 //! The `UserRepository` contract.
 
-use application::ports::{CreateUserError, StoredUser, UserRepository};
+use crate::ports::{CreateUserError, StoredUser, UserRepository};
 use domain::{User, UserId, Username};
 
 use super::{at, uuid};
@@ -69,4 +69,19 @@ pub async fn by_ids_returns_only_the_users_that_exist(repo: &impl UserRepository
     found.sort_by_key(|u| u.id);
     assert_eq!(found, vec![alice.user, carol.user]);
     assert!(none.is_empty());
+}
+
+/// Hands `$generate!` this module and every `UserRepository` behaviour in it, after the caller's
+/// arguments: `application::users_contract!(contract_tests!(&*fresh_adapter()))`.
+#[macro_export]
+macro_rules! users_contract {
+    ($generate:ident ! ($($args:tt)*)) => {
+        $generate!($($args)*; $crate::contract::users;
+        a_created_user_can_be_found_by_name_and_by_id,
+        lookup_by_name_ignores_case,
+        a_second_user_with_the_same_name_in_other_case_is_a_duplicate,
+        unknown_users_are_absent_not_errors,
+        by_ids_returns_only_the_users_that_exist,
+        );
+    };
 }

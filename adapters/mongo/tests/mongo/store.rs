@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use adapter_mongo::MongoStore;
-use adapter_sqlite::contract::{archive, at, files, rooms, users};
+use application::contract::{archive, at, files, rooms, users};
 use application::ports::{
     FileCatalog, HealthCheck, MessageArchive, RoomRepository, SeqRange, Take, UpdateRoomError, UserRepository,
 };
@@ -159,7 +159,7 @@ async fn concurrent_updates_from_one_version_let_exactly_one_win() {
             .map(|n| {
                 let (store, start, mut room) = (db.store.clone(), start.clone(), original.clone());
                 tokio::spawn(async move {
-                    room.add_member(rooms::user(100 + n), adapter_sqlite::contract::at(2_000)).expect("add");
+                    room.add_member(rooms::user(100 + n), application::contract::at(2_000)).expect("add");
                     start.wait().await;
                     (n, store.update(&room).await)
                 })
