@@ -16,7 +16,7 @@ use application::ports::{
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::config::Config;
-use crate::Role;
+use crate::AppKind;
 
 /// How long start-up waits for a shared service before saying it is unreachable.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -40,20 +40,20 @@ pub struct Backends {
     pub durable_log: Option<SqliteMessageLog>,
 }
 
-/// Picks and connects the adapters for `role`.
+/// Picks and connects the adapters for `kind`.
 ///
 /// # Errors
 /// A missing or unreachable shared service, named by its variable.
-pub async fn connect(config: &Config, role: Role) -> anyhow::Result<Backends> {
+pub async fn connect(config: &Config, kind: AppKind) -> anyhow::Result<Backends> {
     match (&config.redis_url, &config.mongodb_url) {
-        (None, None) if role == Role::All => embedded(config),
+        (None, None) if kind == AppKind::All => embedded(config),
         (None, None) => anyhow::bail!(
             "CHAT_REDIS_URL and CHAT_MONGODB_URL: both are required to run one app alone; \
              run `chat` for everything in one process on the embedded adapters"
         ),
         (None, Some(_)) => anyhow::bail!("CHAT_REDIS_URL: required together with CHAT_MONGODB_URL"),
         (Some(_), None) => anyhow::bail!("CHAT_MONGODB_URL: required together with CHAT_REDIS_URL"),
-        (Some(redis), Some(mongo)) => shared(config, role, redis, mongo).await,
+        (Some(redis), Some(mongo)) => shared(config, kind, redis, mongo).await,
     }
 }
 
@@ -76,7 +76,12 @@ fn embedded(config: &Config) -> anyhow::Result<Backends> {
     })
 }
 
-async fn shared(config: &Config, role: Role, redis: &SecretString, mongo: &SecretString) -> anyhow::Result<Backends> {
+async fn shared(
+    config: &Config,
+    kind: AppKind,
+    redis: &SecretString,
+    mongo: &SecretString,
+) -> anyhow::Result<Backends> {
     let mongo = tokio::time::timeout(CONNECT_TIMEOUT, MongoStore::connect(mongo.expose_secret()))
         .await
         .map_err(|_| anyhow::anyhow!("CHAT_MONGODB_URL: MongoDB did not answer within {CONNECT_TIMEOUT:?}"))?
@@ -102,8 +107,8 @@ async fn shared(config: &Config, role: Role, redis: &SecretString, mongo: &Secre
 
     let mongo = Arc::new(mongo);
     let mut health: Vec<Arc<dyn HealthCheck>> = vec![mongo.clone(), Arc::new(redis_health)];
-    let file_store: Arc<dyn FileStore> = match role {
-        Role::Socket | Role::Api => {
+    let file_store: Arc<dyn FileStore> = match kind {
+        AppKind::Socket | AppKind::Api => {
             let url = config.file_url.as_deref().ok_or_else(|| {
                 anyhow::anyhow!("CHAT_FILE_URL: required so this app can reach the file app (e.g. http://file:8082)")
             })?;
@@ -112,8 +117,8 @@ async fn shared(config: &Config, role: Role, redis: &SecretString, mongo: &Secre
             })?;
             RemoteFileStore::new(url, token)?
         }
-        Role::File | Role::Worker | Role::All => {
-            if role == Role::File && config.internal_token.is_none() {
+        AppKind::File | AppKind::Worker | AppKind::All => {
+            if kind == AppKind::File && config.internal_token.is_none() {
                 anyhow::bail!("CHAT_INTERNAL_TOKEN: required by the file app, so socket nodes can store files");
             }
             let files = Arc::new(LocalFileStore::new(config.data_dir.join("files"))?);

@@ -24,7 +24,7 @@ pub use config::Config;
 
 /// Which app a process runs; `All` is the `chat` binary.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
+pub enum AppKind {
     All,
     Api,
     File,
@@ -32,7 +32,7 @@ pub enum Role {
     Worker,
 }
 
-impl Role {
+impl AppKind {
     /// The port each binary listens on unless `CHAT_ADDR` says otherwise.
     pub const fn default_addr(self) -> &'static str {
         match self {
@@ -78,7 +78,7 @@ impl Application {
     ///
     /// # Errors
     /// When a store cannot be opened, the secret is unusable, or the address cannot be bound.
-    pub async fn build(config: Config, role: Role) -> anyhow::Result<Self> {
+    pub async fn build(config: Config, kind: AppKind) -> anyhow::Result<Self> {
         std::fs::create_dir_all(&config.data_dir)
             .map_err(|e| anyhow::anyhow!("CHAT_DATA_DIR: cannot create {}: {e}", config.data_dir.display()))?;
         let secret = match &config.jwt_secret {
@@ -88,7 +88,7 @@ impl Application {
                 "CHAT_JWT_SECRET: required when the apps share Redis and MongoDB, so every node signs alike"
             ),
         };
-        let backends = backends::connect(&config, role).await?;
+        let backends = backends::connect(&config, kind).await?;
         let ports = backends.clone();
         let (log, bus, file_arc) = (backends.log.clone(), backends.bus.clone(), backends.file_store.clone());
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
@@ -185,11 +185,11 @@ impl Application {
             file_store: file_arc.clone(),
             internal_token: config.internal_token.clone(),
         };
-        let http = HttpConfig { apps: role.apps(), ..HttpConfig::default() };
+        let http = HttpConfig { apps: kind.apps(), ..HttpConfig::default() };
         let server = HttpServer::bind(config.addr, state, http)
             .await
             .map_err(|e| anyhow::anyhow!("CHAT_ADDR: cannot listen on {}: {e}", config.addr))?;
-        let worker = role.runs_worker().then(|| worker::WorkerConfig {
+        let worker = kind.runs_worker().then(|| worker::WorkerConfig {
             consumer: config.worker_name.clone(),
             archive: backends.shared,
             batch: config.archive_batch,
@@ -297,19 +297,21 @@ pub async fn shutdown_signal() {
 }
 
 /// The body of every binary: load configuration, start logging, build, serve until a signal.
-///
-/// # Errors
-/// Any start-up or serving failure, already worded for the operator.
-pub async fn main_for(role: Role) -> anyhow::Result<()> {
-    let config = Config::from_env(role.default_addr())?;
-    telemetry::init(config.log_format, &config.log_filter);
-    if role != Role::All {
-        tracing::warn!(
-            ?role,
-            "split apps still run on the embedded adapters; shared Redis and MongoDB come with the split deployment"
-        );
+/// Start-up errors are already worded for the operator and go to stderr after the binary's name.
+pub async fn main_for(kind: AppKind, binary: &str) -> std::process::ExitCode {
+    match serve(kind).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{binary}: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
     }
-    let app = Application::build(config, role).await?;
-    tracing::info!(addr = %app.local_addr(), ?role, "listening");
+}
+
+async fn serve(kind: AppKind) -> anyhow::Result<()> {
+    let config = Config::from_env(kind.default_addr())?;
+    telemetry::init(config.log_format, &config.log_filter);
+    let app = Application::build(config, kind).await?;
+    tracing::info!(addr = %app.local_addr(), ?kind, "listening");
     app.run_until_stopped(shutdown_signal()).await
 }

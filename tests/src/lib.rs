@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bootstrap::{Application, Config, Role};
+use bootstrap::{AppKind, Application, Config};
 use futures::{SinkExt, StreamExt};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
@@ -175,9 +175,9 @@ fn with_database(url: &str, database: &str) -> String {
     }
 }
 
-async fn start(vars: &[(String, String)], role: Role) -> (SocketAddr, Node) {
+async fn start(vars: &[(String, String)], kind: AppKind) -> (SocketAddr, Node) {
     let config = Config::from_vars(vars.to_vec()).expect("test config");
-    let app = Application::build(config, role).await.expect("app builds");
+    let app = Application::build(config, kind).await.expect("app builds");
     let addr = app.local_addr();
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(app.run_until_stopped(async move {
@@ -210,7 +210,7 @@ impl TestApp {
             ("CHAT_ARCHIVE_INTERVAL_MS".into(), "100".into()),
         ];
         vars.extend(settings.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
-        let (addr, node) = start(&vars, Role::All).await;
+        let (addr, node) = start(&vars, AppKind::All).await;
         Self::assemble(Shape::Embedded, addr, addr, vec![addr], addr, data_dir, vec![node], None)
     }
 
@@ -238,12 +238,12 @@ impl TestApp {
             ("CHAT_WORKER_NAME".into(), format!("worker-{id}")),
         ];
         vars.extend(settings.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
-        let (files_addr, file_node) = start(&vars, Role::File).await;
+        let (files_addr, file_node) = start(&vars, AppKind::File).await;
         vars.push(("CHAT_FILE_URL".into(), format!("http://{files_addr}")));
-        let (api_addr, api_node) = start(&vars, Role::Api).await;
-        let (socket_a, socket_node_a) = start(&vars, Role::Socket).await;
-        let (socket_b, socket_node_b) = start(&vars, Role::Socket).await;
-        let (worker_addr, worker_node) = start(&vars, Role::Worker).await;
+        let (api_addr, api_node) = start(&vars, AppKind::Api).await;
+        let (socket_a, socket_node_a) = start(&vars, AppKind::Socket).await;
+        let (socket_b, socket_node_b) = start(&vars, AppKind::Socket).await;
+        let (worker_addr, worker_node) = start(&vars, AppKind::Worker).await;
         let nodes = vec![api_node, file_node, socket_node_a, socket_node_b, worker_node];
         Self::assemble(
             Shape::Split,

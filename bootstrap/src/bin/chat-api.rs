@@ -2,11 +2,5 @@
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    match bootstrap::main_for(bootstrap::Role::Api).await {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("chat-api: {e:#}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    bootstrap::main_for(bootstrap::AppKind::Api, "chat-api").await
 }

@@ -2,11 +2,5 @@
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    match bootstrap::main_for(bootstrap::Role::File).await {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("chat-file: {e:#}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    bootstrap::main_for(bootstrap::AppKind::File, "chat-file").await
 }

@@ -2,11 +2,5 @@
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    match bootstrap::main_for(bootstrap::Role::Worker).await {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("chat-worker: {e:#}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    bootstrap::main_for(bootstrap::AppKind::Worker, "chat-worker").await
 }
