@@ -9,7 +9,7 @@ use poem::{handler, Body, IntoResponse, Request, Response};
 use poem_openapi::payload::Json;
 use serde::Serialize;
 
-use crate::auth::{authenticate, token_from};
+use crate::bearer::{authenticate, token_from};
 use crate::dto::{rfc3339, FileDto};
 use crate::error::ApiError;
 use crate::state::AppState;

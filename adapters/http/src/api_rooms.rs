@@ -9,8 +9,8 @@ use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi, Tags};
 
-use crate::api_auth::NoContent;
-use crate::auth::BearerAuth;
+use crate::bearer::BearerAuth;
+use crate::dto::NoContent;
 use crate::dto::{MessageDto, MessagePageDto, RoomDto, RoomPageDto, VisibilityDto};
 use crate::error::ApiError;
 use crate::state::AppState;

@@ -1,10 +1,10 @@
 //! HTTP and WebSocket adapter: the REST API (poem-openapi), the socket protocol and the file routes.
 
-mod api_auth;
+mod api_accounts;
 mod api_files;
 mod api_health;
 mod api_rooms;
-mod auth;
+mod bearer;
 pub mod dto;
 mod error;
 mod internal_files;
@@ -62,9 +62,9 @@ impl Default for HttpConfig {
 
 const TITLE: &str = "Chat API";
 
-fn openapi() -> OpenApiService<(api_auth::AuthApi, api_rooms::RoomsApi, api_health::HealthApi), ()> {
+fn openapi() -> OpenApiService<(api_accounts::AccountsApi, api_rooms::RoomsApi, api_health::HealthApi), ()> {
     OpenApiService::new(
-        (api_auth::AuthApi, api_rooms::RoomsApi, api_health::HealthApi),
+        (api_accounts::AccountsApi, api_rooms::RoomsApi, api_health::HealthApi),
         TITLE,
         env!("CARGO_PKG_VERSION"),
     )

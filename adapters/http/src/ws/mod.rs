@@ -17,7 +17,7 @@ use poem::{handler, IntoResponse, Request, Response};
 
 use self::frames::{BinaryHeader, ClientFrame, ServerFrame, UserRef};
 use self::hub::{close, Hub};
-use crate::auth::{authenticate, token_from};
+use crate::bearer::{authenticate, token_from};
 use crate::dto::MessageDto;
 use crate::error::ApiError;
 use crate::state::AppState;

@@ -6,8 +6,8 @@ use poem::Request;
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi, Tags};
 
-use crate::auth::BearerAuth;
-use crate::dto::{TokenPairDto, UserDto};
+use crate::bearer::BearerAuth;
+use crate::dto::{NoContent, TokenPairDto, UserDto};
 use crate::error::ApiError;
 use crate::state::AppState;
 use crate::strict::StrictJson;
@@ -50,23 +50,16 @@ pub enum TokenResponse {
 }
 
 #[derive(ApiResponse)]
-pub enum NoContent {
-    /// Done.
-    #[oai(status = 204)]
-    NoContent,
-}
-
-#[derive(ApiResponse)]
 pub enum MeResponse {
     /// The signed-in user.
     #[oai(status = 200)]
     Ok(Json<UserDto>),
 }
 
-pub struct AuthApi;
+pub struct AccountsApi;
 
 #[OpenApi(tag = "Tag::Auth")]
-impl AuthApi {
+impl AccountsApi {
     /// Create an account
     #[oai(path = "/auth/register", method = "post")]
     async fn register(
