@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use application::accounts::Authenticated;
 use application::messaging::{HistoryError, SendError, SendFileError, SendText};
-use application::ports::{EventBus, RoomEvent};
+use application::ports::EventBus;
 use domain::{ClientMsgId, FileName, MessageText, RoomId};
 use futures::{SinkExt, StreamExt};
 use poem::web::websocket::{CloseCode, Message, WebSocket, WebSocketConfig, WebSocketStream};
@@ -394,10 +394,7 @@ impl Connection {
     }
 
     async fn presence(&self, online: bool, rooms: Vec<RoomId>) {
-        let event = RoomEvent::Presence { user_id: self.caller.user.id, online, rooms };
-        if let Err(e) = self.state.bus.publish(event).await {
-            tracing::warn!(error = %e, "could not publish presence");
-        }
+        self.state.messaging.presence(&self.caller.user, online, rooms).await;
     }
 }
 
