@@ -12,7 +12,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use adapter_http::{AppState, Apps, HttpConfig, HttpServer, LimiterConfig, Metrics, SocketApp, WsConfig};
+use adapter_http::{
+    AppState, Apps, HttpConfig, HttpServer, InternalFiles, LimiterConfig, Metrics, SocketApp, WsConfig,
+};
 use adapter_security::{Argon2Hasher, JwtConfig, JwtTokenService, SystemClock, UuidV7Ids};
 use application::files::FileLimits;
 use application::ports::{Clock, IdGenerator};
@@ -178,13 +180,10 @@ impl Application {
             health: Arc::new(backends.health.clone()),
             limiter: Arc::new(adapter_http::LoginLimiter::new(LimiterConfig::default())),
             metrics: metrics.clone(),
-            bus,
-            socket: socket.clone(),
-            file_store: file_arc.clone(),
-            internal_token: config.internal_token.clone(),
         };
+        let internal_files = InternalFiles { store: file_arc.clone(), token: config.internal_token.clone() };
         let http = HttpConfig { apps: role.apps(), ..HttpConfig::default() };
-        let server = HttpServer::bind(config.addr, state, http)
+        let server = HttpServer::bind(config.addr, state, socket.clone(), internal_files, http)
             .await
             .map_err(|e| anyhow::anyhow!("CHAT_ADDR: cannot listen on {}: {e}", config.addr))?;
         let worker = role.runs_worker().then(|| worker::WorkerConfig {

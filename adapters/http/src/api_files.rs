@@ -199,7 +199,7 @@ fn rfc5987(name: &str) -> String {
 async fn caller(req: &Request, state: &AppState) -> Result<domain::User, ApiError> {
     let token =
         token_from(req).ok_or_else(|| ApiError::unauthorized("unauthorized", "a valid access token is required"))?;
-    Ok(authenticate(state, &token).await?.user)
+    Ok(authenticate(&state.accounts, &token).await?.user)
 }
 
 fn query_param(req: &Request, name: &str) -> Option<String> {

@@ -1,6 +1,7 @@
 //! Bearer authentication: the OpenAPI security scheme and token checks shared by every route.
 
 use application::accounts::{AuthError, Authenticated};
+use application::Accounts;
 use poem::Request;
 use poem_openapi::auth::Bearer;
 use poem_openapi::SecurityScheme;
@@ -17,12 +18,12 @@ async fn check_bearer(req: &Request, bearer: Bearer) -> poem::Result<Authenticat
     let state = req.data::<AppState>().ok_or_else(|| {
         poem::Error::from_string("application state missing", poem::http::StatusCode::INTERNAL_SERVER_ERROR)
     })?;
-    authenticate(state, &bearer.token).await.map_err(Into::into)
+    authenticate(&state.accounts, &bearer.token).await.map_err(Into::into)
 }
 
 /// Checks a raw access token, from a header or the `access_token` query parameter.
-pub async fn authenticate(state: &AppState, token: &str) -> Result<Authenticated, ApiError> {
-    state.accounts.authenticate(token).await.map_err(|e| match e {
+pub async fn authenticate(accounts: &Accounts, token: &str) -> Result<Authenticated, ApiError> {
+    accounts.authenticate(token).await.map_err(|e| match e {
         AuthError::Expired => ApiError::unauthorized("token_expired", "the access token has expired; refresh it"),
         AuthError::Invalid => ApiError::unauthorized("invalid_token", "the access token is invalid"),
         AuthError::Unknown(e) => ApiError::internal(&e),

@@ -12,11 +12,19 @@ use poem::{handler, Body, IntoResponse, Request, Response};
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::error::ApiError;
-use crate::state::AppState;
+
+/// What the internal routes serve from, apart from the public file routes' state.
+#[derive(Clone)]
+pub struct InternalFiles {
+    /// The bytes behind the routes.
+    pub store: Arc<dyn FileStore>,
+    /// `CHAT_INTERNAL_TOKEN`; without it the internal routes do not exist.
+    pub token: Option<SecretString>,
+}
 
 /// Checks `Authorization: Bearer <CHAT_INTERNAL_TOKEN>` in constant time.
-fn authorized(req: &Request, state: &AppState) -> Result<(), ApiError> {
-    let Some(expected) = &state.internal_token else {
+fn authorized(req: &Request, files: &InternalFiles) -> Result<(), ApiError> {
+    let Some(expected) = &files.token else {
         return Err(ApiError::not_found("not found"));
     };
     let given = req
@@ -40,15 +48,15 @@ fn query_u64(req: &Request, name: &str) -> Option<u64> {
 
 /// `PUT /internal/files/{id}?max_bytes=N`: stores the streamed body.
 #[handler]
-pub async fn put(req: &Request, Path(id): Path<String>, body: Body, state: Data<&AppState>) -> Response {
-    if let Err(e) = authorized(req, &state) {
+pub async fn put(req: &Request, Path(id): Path<String>, body: Body, files: Data<&InternalFiles>) -> Response {
+    if let Err(e) = authorized(req, &files) {
         return e.into_response();
     }
     let (Ok(id), Some(max)) = (id.parse::<FileId>(), query_u64(req, "max_bytes")) else {
         return ApiError::bad_request("invalid_request", "a file id and max_bytes are required").into_response();
     };
     let stream: ByteStream = tokio_util::io::ReaderStream::new(body.into_async_read()).map_ok(|b| b.to_vec()).boxed();
-    match state.file_store.put(id, stream, max).await {
+    match files.store.put(id, stream, max).await {
         Ok(size) => {
             let mut resp = poem_openapi::payload::Json(serde_json::json!({ "size": size })).into_response();
             resp.set_status(StatusCode::CREATED);
@@ -63,12 +71,12 @@ pub async fn put(req: &Request, Path(id): Path<String>, body: Body, state: Data<
 
 /// `GET /internal/files/{id}?offset=N`: the stored bytes.
 #[handler]
-pub async fn get(req: &Request, Path(id): Path<String>, state: Data<&AppState>) -> Response {
-    if let Err(e) = authorized(req, &state) {
+pub async fn get(req: &Request, Path(id): Path<String>, files: Data<&InternalFiles>) -> Response {
+    if let Err(e) = authorized(req, &files) {
         return e.into_response();
     }
     let Ok(id) = id.parse::<FileId>() else { return ApiError::not_found("file not found").into_response() };
-    match state.file_store.open(id, query_u64(req, "offset").unwrap_or(0)).await {
+    match files.store.open(id, query_u64(req, "offset").unwrap_or(0)).await {
         Ok(Some(stream)) => Body::from_bytes_stream(stream.map_ok(bytes::Bytes::from)).into_response(),
         Ok(None) => ApiError::not_found("file not found").into_response(),
         Err(e) => ApiError::internal(&e).into_response(),
@@ -77,12 +85,12 @@ pub async fn get(req: &Request, Path(id): Path<String>, state: Data<&AppState>) 
 
 /// `DELETE /internal/files/{id}`.
 #[handler]
-pub async fn delete(req: &Request, Path(id): Path<String>, state: Data<&AppState>) -> Response {
-    if let Err(e) = authorized(req, &state) {
+pub async fn delete(req: &Request, Path(id): Path<String>, files: Data<&InternalFiles>) -> Response {
+    if let Err(e) = authorized(req, &files) {
         return e.into_response();
     }
     let Ok(id) = id.parse::<FileId>() else { return ApiError::not_found("file not found").into_response() };
-    match state.file_store.delete(id).await {
+    match files.store.delete(id).await {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
         Err(e) => ApiError::internal(&e).into_response(),
     }

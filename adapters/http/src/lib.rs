@@ -27,7 +27,7 @@ use poem::{Endpoint, EndpointExt, IntoResponse, Response, Route};
 use poem_openapi::OpenApiService;
 
 pub use error::ErrorBody;
-pub use internal_files::RemoteFileStore;
+pub use internal_files::{InternalFiles, RemoteFileStore};
 pub use limiter::{LimiterConfig, LoginLimiter};
 pub use metrics::Metrics;
 pub use state::AppState;
@@ -76,8 +76,14 @@ pub fn openapi_yaml() -> String {
     openapi().spec_yaml()
 }
 
-/// Builds the whole HTTP application for the given apps.
-pub fn app(state: AppState, config: &HttpConfig) -> BoxEndpoint<'static, Response> {
+/// Builds the whole HTTP application for the given apps. Each app reads its own data: the REST
+/// and public file routes `AppState`, the socket `SocketApp`, the internal file routes `InternalFiles`.
+pub fn app(
+    state: AppState,
+    socket: SocketApp,
+    internal_files: InternalFiles,
+    config: &HttpConfig,
+) -> BoxEndpoint<'static, Response> {
     let mut route = Route::new();
     if config.apps.api {
         let api = openapi();
@@ -106,6 +112,8 @@ pub fn app(state: AppState, config: &HttpConfig) -> BoxEndpoint<'static, Respons
     let max_body = config.max_body_bytes;
     route
         .data(state)
+        .data(socket)
+        .data(internal_files)
         .around(move |ep, mut req| {
             let metrics = metrics.clone();
             async move {
@@ -168,10 +176,16 @@ impl HttpServer {
     ///
     /// # Errors
     /// When the address cannot be bound.
-    pub async fn bind(addr: SocketAddr, state: AppState, config: HttpConfig) -> anyhow::Result<Self> {
+    pub async fn bind(
+        addr: SocketAddr,
+        state: AppState,
+        socket: SocketApp,
+        internal_files: InternalFiles,
+        config: HttpConfig,
+    ) -> anyhow::Result<Self> {
         let listener = tokio::net::TcpListener::bind(addr).await?;
         let acceptor = TcpAcceptor::from_tokio(listener)?;
-        Ok(Self { acceptor, app: app(state, &config), grace: config.shutdown_grace })
+        Ok(Self { acceptor, app: app(state, socket, internal_files, &config), grace: config.shutdown_grace })
     }
 
     pub fn local_addr(&self) -> SocketAddr {

@@ -83,15 +83,14 @@ impl SocketApp {
 }
 
 #[handler]
-pub async fn ws_handler(req: &Request, ws: WebSocket, state: Data<&AppState>) -> Response {
-    let app = &state.socket;
+pub async fn ws_handler(req: &Request, ws: WebSocket, state: Data<&AppState>, app: Data<&SocketApp>) -> Response {
     if let Err(refusal) = check_origin(req, &app.config.allowed_origins) {
         return refusal.into_response();
     }
     let Some(token) = token_from(req) else {
         return ApiError::unauthorized("unauthorized", "a valid access token is required").into_response();
     };
-    let caller = match authenticate(&state, &token).await {
+    let caller = match authenticate(&state.accounts, &token).await {
         Ok(caller) => caller,
         Err(e) => return e.into_response(),
     };
