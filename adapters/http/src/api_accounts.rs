@@ -1,6 +1,6 @@
 //! Account routes: register, login, refresh, logout, and who am I.
 
-use application::accounts::{LoginError, RefreshError, RegisterError, Registration};
+use application::accounts::{LoginError, Registration};
 use domain::{Password, PasswordError, Username};
 use poem::Request;
 use poem_openapi::payload::Json;
@@ -71,13 +71,8 @@ impl AccountsApi {
             .map_err(|e| ApiError::bad_request("invalid_username", format!("username: {e}")))?;
         let password = Password::new(&body.password, &username)
             .map_err(|e: PasswordError| ApiError::bad_request("weak_password", format!("password: {e}")))?;
-        match state.accounts.register(Registration { username, password }).await {
-            Ok(user) => Ok(RegisterResponse::Created(Json(UserDto::from(&user)))),
-            Err(RegisterError::UsernameTaken) => {
-                Err(ApiError::conflict("username_taken", "username: this username is already taken"))
-            }
-            Err(RegisterError::Unknown(e)) => Err(ApiError::internal(&e)),
-        }
+        let user = state.accounts.register(Registration { username, password }).await?;
+        Ok(RegisterResponse::Created(Json(UserDto::from(&user))))
     }
 
     /// Log in with username and password
@@ -100,11 +95,12 @@ impl AccountsApi {
                 state.limiter.record_success(&body.username);
                 Ok(TokenResponse::Ok(Json(pair.into())))
             }
-            Err(LoginError::InvalidCredentials) => {
-                state.limiter.record_failure(&body.username, &address);
-                Err(ApiError::unauthorized("invalid_credentials", "invalid username or password"))
+            Err(e) => {
+                if matches!(e, LoginError::InvalidCredentials) {
+                    state.limiter.record_failure(&body.username, &address);
+                }
+                Err(e.into())
             }
-            Err(LoginError::Unknown(e)) => Err(ApiError::internal(&e)),
         }
     }
 
@@ -117,17 +113,8 @@ impl AccountsApi {
         state: Data<&AppState>,
         body: StrictJson<RefreshRequest>,
     ) -> Result<TokenResponse, ApiError> {
-        match state.accounts.refresh(&body.refresh_token).await {
-            Ok(pair) => Ok(TokenResponse::Ok(Json(pair.into()))),
-            Err(RefreshError::Invalid) => {
-                Err(ApiError::unauthorized("invalid_token", "the refresh token is invalid or expired"))
-            }
-            Err(RefreshError::Reused) => Err(ApiError::unauthorized(
-                "token_reused",
-                "the refresh token was already used; the session was revoked, log in again",
-            )),
-            Err(RefreshError::Unknown(e)) => Err(ApiError::internal(&e)),
-        }
+        let pair = state.accounts.refresh(&body.refresh_token).await?;
+        Ok(TokenResponse::Ok(Json(pair.into())))
     }
 
     /// Log out
@@ -135,9 +122,7 @@ impl AccountsApi {
     /// Revokes the session's refresh tokens and closes the user's live sockets.
     #[oai(path = "/auth/logout", method = "post")]
     async fn logout(&self, state: Data<&AppState>, auth: BearerAuth) -> Result<NoContent, ApiError> {
-        state.accounts.logout(&auth.0).await.map_err(|e| match e {
-            application::accounts::LogoutError::Unknown(e) => ApiError::internal(&e),
-        })?;
+        state.accounts.logout(&auth.0).await?;
         Ok(NoContent::NoContent)
     }
 

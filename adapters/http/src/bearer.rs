@@ -1,6 +1,6 @@
 //! Bearer authentication: the OpenAPI security scheme and token checks shared by every route.
 
-use application::accounts::{AuthError, Authenticated};
+use application::accounts::Authenticated;
 use application::Accounts;
 use poem::Request;
 use poem_openapi::auth::Bearer;
@@ -23,11 +23,14 @@ async fn check_bearer(req: &Request, bearer: Bearer) -> poem::Result<Authenticat
 
 /// Checks a raw access token, from a header or the `access_token` query parameter.
 pub async fn authenticate(accounts: &Accounts, token: &str) -> Result<Authenticated, ApiError> {
-    accounts.authenticate(token).await.map_err(|e| match e {
-        AuthError::Expired => ApiError::unauthorized("token_expired", "the access token has expired; refresh it"),
-        AuthError::Invalid => ApiError::unauthorized("invalid_token", "the access token is invalid"),
-        AuthError::Unknown(e) => ApiError::internal(&e),
-    })
+    Ok(accounts.authenticate(token).await?)
+}
+
+/// The caller of a route outside the OpenAPI scheme (files, the socket), by `token_from`.
+pub async fn caller(req: &Request, accounts: &Accounts) -> Result<Authenticated, ApiError> {
+    let token =
+        token_from(req).ok_or_else(|| ApiError::unauthorized("unauthorized", "a valid access token is required"))?;
+    authenticate(accounts, &token).await
 }
 
 /// The access token of a request: the bearer header, else the `access_token` query parameter

@@ -11,7 +11,7 @@ use poem::web::{Data, Path};
 use poem::{handler, Body, IntoResponse, Request, Response};
 use secrecy::{ExposeSecret, SecretString};
 
-use crate::error::ApiError;
+use crate::error::{ApiError, Problem};
 
 /// What the internal routes serve from, apart from the public file routes' state.
 #[derive(Clone)]
@@ -62,10 +62,7 @@ pub async fn put(req: &Request, Path(id): Path<String>, body: Body, files: Data<
             resp.set_status(StatusCode::CREATED);
             resp
         }
-        Err(PutFileError::TooLarge { limit }) => {
-            ApiError::too_large("too_large", format!("the file is larger than {limit} bytes")).into_response()
-        }
-        Err(PutFileError::Unknown(e)) => ApiError::internal(&e).into_response(),
+        Err(e) => ApiError::from(e).into_response(),
     }
 }
 
@@ -75,11 +72,11 @@ pub async fn get(req: &Request, Path(id): Path<String>, files: Data<&InternalFil
     if let Err(e) = authorized(req, &files) {
         return e.into_response();
     }
-    let Ok(id) = id.parse::<FileId>() else { return ApiError::not_found("file not found").into_response() };
+    let Ok(id) = id.parse::<FileId>() else { return Problem::file_not_found().into_response() };
     match files.store.open(id, query_u64(req, "offset").unwrap_or(0)).await {
         Ok(Some(stream)) => Body::from_bytes_stream(stream.map_ok(bytes::Bytes::from)).into_response(),
-        Ok(None) => ApiError::not_found("file not found").into_response(),
-        Err(e) => ApiError::internal(&e).into_response(),
+        Ok(None) => Problem::file_not_found().into_response(),
+        Err(e) => ApiError::from(e).into_response(),
     }
 }
 
@@ -89,10 +86,10 @@ pub async fn delete(req: &Request, Path(id): Path<String>, files: Data<&Internal
     if let Err(e) = authorized(req, &files) {
         return e.into_response();
     }
-    let Ok(id) = id.parse::<FileId>() else { return ApiError::not_found("file not found").into_response() };
+    let Ok(id) = id.parse::<FileId>() else { return Problem::file_not_found().into_response() };
     match files.store.delete(id).await {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
-        Err(e) => ApiError::internal(&e).into_response(),
+        Err(e) => ApiError::from(e).into_response(),
     }
 }
 
