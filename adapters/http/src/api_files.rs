@@ -25,6 +25,12 @@ struct UploadedDto {
     expires_at: String,
 }
 
+/// `POST /files?room_id=…`: the room may come in the query instead of the form.
+#[derive(Debug, serde::Deserialize)]
+struct UploadQuery {
+    room_id: Option<String>,
+}
+
 /// `POST /files` (multipart: `room_id`, then `file`). The file streams to storage.
 #[handler]
 pub async fn upload(req: &Request, mut form: Multipart, state: Data<&AppState>) -> Response {
@@ -32,7 +38,7 @@ pub async fn upload(req: &Request, mut form: Multipart, state: Data<&AppState>) 
         Ok(caller) => caller.user,
         Err(e) => return e.into_response(),
     };
-    let mut room_id: Option<RoomId> = query_param(req, "room_id").and_then(|r| r.parse().ok());
+    let mut room_id: Option<RoomId> = req.params::<UploadQuery>().ok().and_then(|q| q.room_id?.parse().ok());
     loop {
         let field = match form.next_field().await {
             Ok(Some(field)) => field,
@@ -186,10 +192,6 @@ fn rfc5987(name: &str) -> String {
             _ => format!("%{b:02X}"),
         })
         .collect()
-}
-
-fn query_param(req: &Request, name: &str) -> Option<String> {
-    req.uri().query()?.split('&').find_map(|pair| pair.strip_prefix(&format!("{name}=")).map(str::to_owned))
 }
 
 #[cfg(test)]

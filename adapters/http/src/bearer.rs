@@ -42,9 +42,32 @@ pub fn token_from(req: &Request) -> Option<String> {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
         .map(|t| t.trim().to_owned());
-    header.or_else(|| {
-        req.uri()
-            .query()
-            .and_then(|q| q.split('&').find_map(|pair| pair.strip_prefix("access_token=").map(|t| t.to_owned())))
-    })
+    header.or_else(|| req.params::<TokenQuery>().ok()?.access_token)
+}
+
+#[derive(serde::Deserialize)]
+struct TokenQuery {
+    access_token: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_percent_encoded_access_token_in_the_query_is_decoded() {
+        let req = Request::builder().uri_str("/ws?room=1&access_token=a%2Eb%2Fc").finish();
+
+        assert_eq!(token_from(&req).as_deref(), Some("a.b/c"));
+    }
+
+    #[test]
+    fn the_header_wins_over_the_query() {
+        let req = Request::builder()
+            .uri_str("/ws?access_token=from-query")
+            .header(poem::http::header::AUTHORIZATION, "Bearer from-header")
+            .finish();
+
+        assert_eq!(token_from(&req).as_deref(), Some("from-header"));
+    }
 }

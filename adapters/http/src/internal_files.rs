@@ -42,8 +42,14 @@ fn authorized(req: &Request, files: &InternalFiles) -> Result<(), ApiError> {
     }
 }
 
-fn query_u64(req: &Request, name: &str) -> Option<u64> {
-    req.uri().query()?.split('&').find_map(|p| p.strip_prefix(&format!("{name}="))?.parse().ok())
+#[derive(serde::Deserialize)]
+struct PutQuery {
+    max_bytes: u64,
+}
+
+#[derive(serde::Deserialize)]
+struct GetQuery {
+    offset: Option<u64>,
 }
 
 /// `PUT /internal/files/{id}?max_bytes=N`: stores the streamed body.
@@ -52,7 +58,7 @@ pub async fn put(req: &Request, Path(id): Path<String>, body: Body, files: Data<
     if let Err(e) = authorized(req, &files) {
         return e.into_response();
     }
-    let (Ok(id), Some(max)) = (id.parse::<FileId>(), query_u64(req, "max_bytes")) else {
+    let (Ok(id), Ok(PutQuery { max_bytes: max })) = (id.parse::<FileId>(), req.params::<PutQuery>()) else {
         return ApiError::bad_request("invalid_request", "a file id and max_bytes are required").into_response();
     };
     let stream: ByteStream = tokio_util::io::ReaderStream::new(body.into_async_read()).map_ok(|b| b.to_vec()).boxed();
@@ -73,7 +79,7 @@ pub async fn get(req: &Request, Path(id): Path<String>, files: Data<&InternalFil
         return e.into_response();
     }
     let Ok(id) = id.parse::<FileId>() else { return Problem::file_not_found().into_response() };
-    match files.store.open(id, query_u64(req, "offset").unwrap_or(0)).await {
+    match files.store.open(id, req.params::<GetQuery>().ok().and_then(|q| q.offset).unwrap_or(0)).await {
         Ok(Some(stream)) => Body::from_bytes_stream(stream.map_ok(bytes::Bytes::from)).into_response(),
         Ok(None) => Problem::file_not_found().into_response(),
         Err(e) => ApiError::from(e).into_response(),

@@ -2,6 +2,7 @@
 //! status a route documents can be reached, including the failures a real socket cannot provoke.
 
 mod accounts;
+mod files;
 mod fixtures;
 mod health;
 mod messages;
