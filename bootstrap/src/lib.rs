@@ -12,13 +12,12 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use adapter_http::{
-    AppState, Apps, HttpConfig, HttpServer, InternalFiles, LimiterConfig, Metrics, SocketApp, WsConfig,
-};
+use adapter_http::{AppState, Apps, HttpConfig, HttpServer, InternalFiles, LimiterConfig, SocketApp, WsConfig};
 use adapter_security::{Argon2Hasher, JwtConfig, JwtTokenService, SystemClock, UuidV7Ids};
 use application::files::FileLimits;
 use application::ports::{Clock, IdGenerator};
 use application::{Accounts, Archiver, Files, Messaging, Rooms};
+use chat_metrics::Metrics;
 use domain::{MemberLimit, RetentionPolicy};
 use tokio::sync::watch;
 

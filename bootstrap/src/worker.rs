@@ -4,9 +4,9 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use adapter_http::Metrics;
 use application::archive::{ArchiveReport, Claimed};
 use application::Archiver;
+use chat_metrics::Metrics;
 use tokio::sync::watch;
 
 #[derive(Debug, Clone)]

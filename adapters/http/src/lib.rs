@@ -9,7 +9,6 @@ pub mod dto;
 mod error;
 mod internal_files;
 mod limiter;
-mod metrics;
 mod state;
 mod strict;
 pub mod ws;
@@ -27,9 +26,8 @@ use poem::{Endpoint, EndpointExt, IntoResponse, Response, Route};
 use poem_openapi::OpenApiService;
 
 pub use error::ErrorBody;
-pub use internal_files::{InternalFiles, RemoteFileStore};
+pub use internal_files::InternalFiles;
 pub use limiter::{LimiterConfig, LoginLimiter};
-pub use metrics::Metrics;
 pub use state::AppState;
 pub use ws::{SocketApp, WsConfig};
 

@@ -6,7 +6,7 @@ use application::ports::HealthCheck;
 use application::{Accounts, Files, Messaging, Rooms};
 
 use crate::limiter::LoginLimiter;
-use crate::metrics::Metrics;
+use chat_metrics::Metrics;
 
 #[derive(Clone)]
 pub struct AppState {

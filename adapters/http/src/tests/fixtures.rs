@@ -22,10 +22,10 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use crate::limiter::{LimiterConfig, LoginLimiter};
-use crate::metrics::Metrics;
 use crate::state::AppState;
 use crate::ws::{SocketApp, WsConfig};
 use crate::{app, HttpConfig, InternalFiles};
+use chat_metrics::Metrics;
 
 /// Cause text a failing port reports; it must never reach a response body.
 pub const SECRET_CAUSE: &str = "disk I/O error at /var/lib/chat/chat.db";
