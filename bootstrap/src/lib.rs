@@ -1,7 +1,6 @@
 //! Composition root: configuration, wiring of adapters, and the chat binaries.
 
 mod backends;
-pub mod bench;
 pub mod config;
 mod secret;
 pub mod telemetry;
