@@ -6,6 +6,7 @@ pub mod archive;
 pub mod contract;
 pub mod files;
 pub mod messaging;
+pub mod metrics;
 pub mod ports;
 pub mod rooms;
 

@@ -4,10 +4,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use adapter_fs::LocalFileStore;
-use adapter_http::RemoteFileStore;
 use adapter_memory::InMemoryEventBus;
 use adapter_mongo::MongoStore;
 use adapter_redis::{RedisConfig, RedisEventBus, RedisHealth, RedisMessageLog};
+use adapter_remote_files::RemoteFileStore;
 use adapter_sqlite::{SqliteMessageLog, SqliteStore};
 use application::ports::{
     EventBus, FileCatalog, FileStore, HealthCheck, MessageArchive, MessageLog, RefreshTokenStore, RoomRepository,

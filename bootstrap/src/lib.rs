@@ -1,10 +1,10 @@
 //! Composition root: configuration, wiring of adapters, and the chat binaries.
 
 mod backends;
-pub mod bench;
 pub mod config;
 mod secret;
 pub mod telemetry;
+mod wiring;
 mod worker;
 
 use std::future::Future;
@@ -12,12 +12,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use adapter_http::{AppState, Apps, HttpConfig, HttpServer, LimiterConfig, Metrics, SocketApp, WsConfig};
-use adapter_security::{Argon2Hasher, JwtConfig, JwtTokenService, SystemClock, UuidV7Ids};
-use application::files::FileLimits;
-use application::ports::{Clock, IdGenerator};
-use application::{Accounts, Archiver, Files, Messaging, Rooms};
-use domain::{MemberLimit, RetentionPolicy};
+use adapter_http::{AppState, Apps, HttpConfig, HttpServer, InternalFiles, LimiterConfig, SocketApp};
+use application::metrics::Metrics;
+use application::Archiver;
 use tokio::sync::watch;
 
 pub use config::Config;
@@ -59,6 +56,9 @@ impl AppKind {
     }
 }
 
+/// How long shutdown waits for sockets to close after asking them to.
+const SOCKET_DRAIN: Duration = Duration::from_secs(5);
+
 /// A composed, bound application, ready to serve.
 pub struct Application {
     server: HttpServer,
@@ -81,97 +81,16 @@ impl Application {
     pub async fn build(config: Config, kind: AppKind) -> anyhow::Result<Self> {
         std::fs::create_dir_all(&config.data_dir)
             .map_err(|e| anyhow::anyhow!("CHAT_DATA_DIR: cannot create {}: {e}", config.data_dir.display()))?;
-        let secret = match &config.jwt_secret {
-            Some(secret) => secret.clone(),
-            None if config.redis_url.is_none() => secret::load_or_create(&config.data_dir)?,
-            None => anyhow::bail!(
-                "CHAT_JWT_SECRET: required when the apps share Redis and MongoDB, so every node signs alike"
-            ),
-        };
+        let secret = wiring::jwt_secret(&config)?;
         let backends = backends::connect(&config, kind).await?;
-        let ports = backends.clone();
-        let (log, bus, file_arc) = (backends.log.clone(), backends.bus.clone(), backends.file_store.clone());
-        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-        let ids: Arc<dyn IdGenerator> = Arc::new(UuidV7Ids);
-
-        let mut jwt = JwtConfig::new(secret, config.jwt_issuer.clone(), config.jwt_audience.clone());
-        jwt.access_ttl = chrono::Duration::from_std(config.access_token_ttl)?;
-        jwt.refresh_ttl = chrono::Duration::from_std(config.refresh_token_ttl)?;
-        let tokens = Arc::new(JwtTokenService::new(jwt).map_err(|e| anyhow::anyhow!("CHAT_JWT_SECRET: {e}"))?);
-        let retention = RetentionPolicy::new(
-            chrono::Duration::days(config.retention_messages_days),
-            chrono::Duration::days(config.retention_images_days),
-            chrono::Duration::days(config.retention_files_days),
-        )?;
-        let member_limit = MemberLimit::new(config.room_member_limit)
-            .ok_or_else(|| anyhow::anyhow!("CHAT_ROOM_MEMBER_LIMIT: expected at least 1"))?;
-        let limits = FileLimits {
-            image_max: config.image_max_bytes,
-            file_max: config.file_max_bytes,
-            user_quota: config.user_quota_bytes,
-        };
-
-        let accounts = Accounts::new(
-            ports.users.clone(),
-            ports.refresh.clone(),
-            Arc::new(Argon2Hasher::new()?),
-            tokens,
-            bus.clone(),
-            clock.clone(),
-            ids.clone(),
-        );
-        let rooms = Rooms::new(
-            ports.rooms.clone(),
-            ports.users.clone(),
-            log.clone(),
-            bus.clone(),
-            clock.clone(),
-            ids.clone(),
-            member_limit,
-        );
-        let files = Files::new(
-            file_arc.clone(),
-            ports.catalog.clone(),
-            ports.rooms.clone(),
-            clock.clone(),
-            ids.clone(),
-            limits,
-            retention,
-        );
-        let messaging = Messaging::new(
-            ports.rooms.clone(),
-            log.clone(),
-            ports.archive.clone(),
-            bus.clone(),
-            files.clone(),
-            clock.clone(),
-            ids,
-        )
-        .with_retention(retention);
-        let archiver = Archiver::new(
-            log,
-            ports.archive.clone(),
-            file_arc.clone(),
-            ports.catalog.clone(),
-            clock,
-            retention,
-            config.purge_batch,
-        );
+        let wiring::UseCases { accounts, rooms, files, messaging, archiver } =
+            wiring::use_cases(&config, &backends, secret)?;
         let recovered = archiver.recover_sequences().await?;
         tracing::info!(rooms = recovered, "recovered message sequence counters from the archive");
 
         let metrics = Arc::new(Metrics::default());
-        let socket = SocketApp::new(WsConfig {
-            allowed_origins: config.allowed_origins.clone(),
-            max_connections_per_user: config.max_connections_per_user,
-            rate_per_sec: config.ws_rate_per_sec,
-            burst: config.ws_burst,
-            max_binary_bytes: usize::try_from(limits.image_max.max(limits.file_max))
-                .unwrap_or(usize::MAX)
-                .saturating_add(8192),
-            ..WsConfig::default()
-        });
-        let hub_task = socket.start(&bus).await?;
+        let socket = SocketApp::new(wiring::socket_config(&config));
+        let hub_task = socket.start(&backends.bus).await?;
         let state = AppState {
             accounts,
             rooms,
@@ -180,13 +99,10 @@ impl Application {
             health: Arc::new(backends.health.clone()),
             limiter: Arc::new(adapter_http::LoginLimiter::new(LimiterConfig::default())),
             metrics: metrics.clone(),
-            bus,
-            socket: socket.clone(),
-            file_store: file_arc.clone(),
-            internal_token: config.internal_token.clone(),
         };
+        let internal_files = InternalFiles { store: backends.file_store.clone(), token: config.internal_token.clone() };
         let http = HttpConfig { apps: kind.apps(), ..HttpConfig::default() };
-        let server = HttpServer::bind(config.addr, state, http)
+        let server = HttpServer::bind(config.addr, state, socket.clone(), internal_files, http)
             .await
             .map_err(|e| anyhow::anyhow!("CHAT_ADDR: cannot listen on {}: {e}", config.addr))?;
         let worker = kind.runs_worker().then(|| worker::WorkerConfig {
@@ -244,17 +160,12 @@ impl Application {
             )));
         }
         let socket = self.socket.clone();
-        let metrics = self.metrics.clone();
         let shutdown = async move {
             shutdown.await;
             tracing::info!("shutting down: closing sockets");
-            socket.hub.close_all(adapter_http::ws::hub::close::GOING_AWAY, "going_away");
             // Sockets finish their current frame before closing; wait so nothing is appended after the final archive pass.
-            for _ in 0..100 {
-                if metrics.live_sockets() <= 0 {
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
+            if !socket.drain(SOCKET_DRAIN).await {
+                tracing::warn!(within = ?SOCKET_DRAIN, "some sockets were still open when shutdown went on");
             }
         };
         let served = self.server.run_until_stopped(shutdown).await;

@@ -4,8 +4,8 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use adapter_http::Metrics;
 use application::archive::{ArchiveReport, Claimed};
+use application::metrics::Metrics;
 use application::Archiver;
 use tokio::sync::watch;
 

@@ -220,7 +220,7 @@ async fn every_acked_message_survives_kill_9_exactly_once_and_new_seqs_follow_th
     let mut missing = Vec::new();
     for (client_msg_id, ack) in &acked {
         match stored.get(&ack.seq) {
-            Some(ids) if ids == &[ack.id.clone()] => {}
+            Some(ids) if ids == std::slice::from_ref(&ack.id) => {}
             other => missing.push(format!("{client_msg_id} acked as seq {} id {}: stored {other:?}", ack.seq, ack.id)),
         }
     }

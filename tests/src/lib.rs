@@ -4,6 +4,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub mod services;
+
 use bootstrap::{AppKind, Application, Config};
 use futures::{SinkExt, StreamExt};
 use reqwest::{Method, StatusCode};
@@ -14,6 +16,8 @@ use tokio::sync::oneshot;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+use crate::services::Cleanup;
 
 /// A password every test user can have: long enough and not on the common list.
 pub const PASSWORD: &str = "correct horse battery staple";
@@ -87,7 +91,7 @@ pub struct TestApp {
     pub http: reqwest::Client,
     pub data_dir: Arc<TempDir>,
     nodes: Vec<Node>,
-    cleanup: Option<SharedCleanup>,
+    cleanup: Option<Cleanup>,
 }
 
 /// A signed-up user with fresh tokens.
@@ -107,72 +111,6 @@ fn init_logs() {
 
 fn random_hex() -> String {
     uuid::Uuid::new_v4().simple().to_string()
-}
-
-/// What a split-shape test leaves in the shared services, removed on drop (also after a panic).
-struct SharedCleanup {
-    redis_url: String,
-    prefix: String,
-    mongodb_url: String,
-    database: String,
-}
-
-impl Drop for SharedCleanup {
-    fn drop(&mut self) {
-        let (redis_url, prefix, mongodb_url, database) =
-            (self.redis_url.clone(), self.prefix.clone(), self.mongodb_url.clone(), self.database.clone());
-        // Drop may run inside a runtime; a thread with its own runtime can block freely.
-        let cleaner = std::thread::spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
-            rt.block_on(async move {
-                if let Ok(client) = redis::Client::open(redis_url.as_str()) {
-                    if let Ok(mut conn) = client.get_multiplexed_async_connection().await {
-                        let mut cursor: u64 = 0;
-                        loop {
-                            let step: redis::RedisResult<(u64, Vec<String>)> = redis::cmd("SCAN")
-                                .arg(cursor)
-                                .arg("MATCH")
-                                .arg(format!("{prefix}*"))
-                                .arg("COUNT")
-                                .arg(1000)
-                                .query_async(&mut conn)
-                                .await;
-                            let Ok((next, keys)) = step else { break };
-                            if !keys.is_empty() {
-                                let _: redis::RedisResult<()> =
-                                    redis::cmd("DEL").arg(&keys).query_async(&mut conn).await;
-                            }
-                            if next == 0 {
-                                break;
-                            }
-                            cursor = next;
-                        }
-                    }
-                }
-                if let Ok(client) = mongodb::Client::with_uri_str(&mongodb_url).await {
-                    let _ = client.database(&database).drop().await;
-                }
-            });
-        });
-        let _ = cleaner.join();
-    }
-}
-
-/// `mongodb://host:port/?opts` with the path replaced by `database`.
-fn with_database(url: &str, database: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((b, q)) => (b, Some(q)),
-        None => (url, None),
-    };
-    let authority_end = base.find("://").map_or(0, |i| i + 3);
-    let host = match base[authority_end..].find('/') {
-        Some(slash) => &base[..authority_end + slash],
-        None => base,
-    };
-    match query {
-        Some(q) => format!("{host}/{database}?{q}"),
-        None => format!("{host}/{database}"),
-    }
 }
 
 async fn start(vars: &[(String, String)], kind: AppKind) -> (SocketAddr, Node) {
@@ -217,22 +155,15 @@ impl TestApp {
     /// api, file, two socket nodes and a worker sharing Redis and MongoDB.
     pub async fn spawn_split(data_dir: Arc<TempDir>, settings: &[(&str, &str)]) -> Self {
         init_logs();
-        let redis_url = std::env::var("CHAT_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
-        let mongodb_url = std::env::var("CHAT_TEST_MONGODB_URL").unwrap_or_else(|_| "mongodb://127.0.0.1:27017".into());
         let id = random_hex();
-        let cleanup = SharedCleanup {
-            redis_url: redis_url.clone(),
-            prefix: format!("test:{id}:"),
-            mongodb_url: mongodb_url.clone(),
-            database: format!("e2e_{id}"),
-        };
+        let cleanup = Cleanup { prefix: format!("test:{id}:"), database: format!("e2e_{id}") };
         let mut vars: Vec<(String, String)> = vec![
             ("CHAT_ADDR".into(), "127.0.0.1:0".into()),
             ("CHAT_DATA_DIR".into(), data_dir.path().display().to_string()),
             ("CHAT_ARCHIVE_INTERVAL_MS".into(), "100".into()),
-            ("CHAT_REDIS_URL".into(), redis_url),
+            ("CHAT_REDIS_URL".into(), services::redis_url()),
             ("CHAT_REDIS_PREFIX".into(), cleanup.prefix.clone()),
-            ("CHAT_MONGODB_URL".into(), with_database(&mongodb_url, &cleanup.database)),
+            ("CHAT_MONGODB_URL".into(), services::url_with_database(&services::mongo_url(), &cleanup.database)),
             ("CHAT_JWT_SECRET".into(), format!("{}{}", random_hex(), random_hex())),
             ("CHAT_INTERNAL_TOKEN".into(), random_hex()),
             ("CHAT_WORKER_NAME".into(), format!("worker-{id}")),
@@ -266,7 +197,7 @@ impl TestApp {
         worker_addr: SocketAddr,
         data_dir: Arc<TempDir>,
         nodes: Vec<Node>,
-        cleanup: Option<SharedCleanup>,
+        cleanup: Option<Cleanup>,
     ) -> Self {
         Self {
             addr,

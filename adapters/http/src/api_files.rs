@@ -1,6 +1,5 @@
 //! File routes: streamed multipart upload, and access-checked download with ranges and safe headers.
 
-use application::files::{DownloadError, UploadError};
 use domain::{FileId, FileKind, FileName, RoomId};
 use futures::{StreamExt, TryStreamExt};
 use poem::http::{header, StatusCode};
@@ -9,9 +8,9 @@ use poem::{handler, Body, IntoResponse, Request, Response};
 use poem_openapi::payload::Json;
 use serde::Serialize;
 
-use crate::auth::{authenticate, token_from};
+use crate::bearer::caller;
 use crate::dto::{rfc3339, FileDto};
-use crate::error::ApiError;
+use crate::error::{ApiError, Problem};
 use crate::state::AppState;
 
 /// What `POST /files` answers.
@@ -26,14 +25,20 @@ struct UploadedDto {
     expires_at: String,
 }
 
+/// `POST /files?room_id=…`: the room may come in the query instead of the form.
+#[derive(Debug, serde::Deserialize)]
+struct UploadQuery {
+    room_id: Option<String>,
+}
+
 /// `POST /files` (multipart: `room_id`, then `file`). The file streams to storage.
 #[handler]
 pub async fn upload(req: &Request, mut form: Multipart, state: Data<&AppState>) -> Response {
-    let user = match caller(req, &state).await {
-        Ok(user) => user,
+    let user = match caller(req, &state.accounts).await {
+        Ok(caller) => caller.user,
         Err(e) => return e.into_response(),
     };
-    let mut room_id: Option<RoomId> = query_param(req, "room_id").and_then(|r| r.parse().ok());
+    let mut room_id: Option<RoomId> = req.params::<UploadQuery>().ok().and_then(|q| q.room_id?.parse().ok());
     loop {
         let field = match form.next_field().await {
             Ok(Some(field)) => field,
@@ -68,14 +73,7 @@ pub async fn upload(req: &Request, mut form: Multipart, state: Data<&AppState>) 
                         resp.set_status(StatusCode::CREATED);
                         resp
                     }
-                    Err(UploadError::NotFound) => ApiError::not_found("room not found").into_response(),
-                    Err(e @ UploadError::TooLarge { .. }) => {
-                        ApiError::too_large("too_large", e.to_string()).into_response()
-                    }
-                    Err(e @ UploadError::QuotaExceeded { .. }) => {
-                        ApiError::too_large("quota_exceeded", e.to_string()).into_response()
-                    }
-                    Err(UploadError::Unknown(e)) => ApiError::internal(&e).into_response(),
+                    Err(e) => ApiError::from(e).into_response(),
                 };
             }
             _ => {}
@@ -87,18 +85,18 @@ pub async fn upload(req: &Request, mut form: Multipart, state: Data<&AppState>) 
 /// `GET /files/{file_id}`: bytes for members of the file's room; `Range` gives 206.
 #[handler]
 pub async fn download(req: &Request, Path(file_id): Path<String>, state: Data<&AppState>) -> Response {
-    let user = match caller(req, &state).await {
-        Ok(user) => user,
+    let user = match caller(req, &state.accounts).await {
+        Ok(caller) => caller.user,
         Err(e) => return e.into_response(),
     };
     let Ok(file_id) = file_id.parse::<FileId>() else {
-        return ApiError::not_found("file not found").into_response();
+        return Problem::file_not_found().into_response();
     };
     let range = req.headers().get(header::RANGE).and_then(|v| v.to_str().ok()).map(str::to_owned);
     // The size is needed to resolve the range before opening, so read the catalog entry first.
     let probe = match state.files.download(&user, file_id, 0).await {
         Ok(d) => d,
-        Err(e) => return download_error(e).into_response(),
+        Err(e) => return ApiError::from(e).into_response(),
     };
     let size = probe.file.meta.size;
     let (start, end) = match range.as_deref().map(|r| parse_range(r, size)) {
@@ -116,7 +114,7 @@ pub async fn download(req: &Request, Path(file_id): Path<String>, state: Data<&A
     } else {
         match state.files.download(&user, file_id, start).await {
             Ok(d) => d,
-            Err(e) => return download_error(e).into_response(),
+            Err(e) => return ApiError::from(e).into_response(),
         }
     };
     let len = if size == 0 { 0 } else { end - start + 1 };
@@ -194,24 +192,6 @@ fn rfc5987(name: &str) -> String {
             _ => format!("%{b:02X}"),
         })
         .collect()
-}
-
-async fn caller(req: &Request, state: &AppState) -> Result<domain::User, ApiError> {
-    let token =
-        token_from(req).ok_or_else(|| ApiError::unauthorized("unauthorized", "a valid access token is required"))?;
-    Ok(authenticate(state, &token).await?.user)
-}
-
-fn query_param(req: &Request, name: &str) -> Option<String> {
-    req.uri().query()?.split('&').find_map(|pair| pair.strip_prefix(&format!("{name}=")).map(str::to_owned))
-}
-
-fn download_error(e: DownloadError) -> ApiError {
-    match e {
-        DownloadError::NotFound => ApiError::not_found("file not found"),
-        DownloadError::Gone => ApiError::gone("the file has expired"),
-        DownloadError::Unknown(e) => ApiError::internal(&e),
-    }
 }
 
 #[cfg(test)]

@@ -1,18 +1,16 @@
 //! Room routes: create, list, view, join, leave, members, delete, and message history.
 
-use application::messaging::{HistoryError, HistoryQuery, HISTORY_MAX};
-use application::rooms::{
-    CreateRoomError, DeleteRoomError, InviteError, JoinError, NewRoom, PageSize, RemoveMemberError, RoomAccessError,
-};
+use application::messaging::{HistoryQuery, HISTORY_MAX};
+use application::rooms::{NewRoom, PageSize};
 use domain::{RoomId, RoomName, UserId};
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi, Tags};
 
-use crate::api_auth::NoContent;
-use crate::auth::BearerAuth;
+use crate::bearer::BearerAuth;
+use crate::dto::NoContent;
 use crate::dto::{MessageDto, MessagePageDto, RoomDto, RoomPageDto, VisibilityDto};
-use crate::error::ApiError;
+use crate::error::{ApiError, Problem};
 use crate::state::AppState;
 use crate::strict::StrictJson;
 use poem::web::Data;
@@ -95,17 +93,8 @@ impl RoomsApi {
         }
         let member_ids = raw_ids.iter().filter_map(|s| s.parse().ok()).collect();
         let request = NewRoom { name, visibility: body.0.visibility.into(), member_ids };
-        match state.rooms.create(&auth.0.user, request).await {
-            Ok(details) => Ok(RoomCreated::Created(Json(RoomDto::from(&details)))),
-            Err(e @ CreateRoomError::UnknownMembers(_)) => {
-                Err(ApiError::bad_request("unknown_members", format!("member_ids: {e}")))
-            }
-            Err(e @ CreateRoomError::TooManyMembers { .. }) => {
-                Err(ApiError::bad_request("invalid_request", format!("member_ids: {e}")))
-            }
-            Err(e @ CreateRoomError::Full(_)) => Err(ApiError::conflict("room_full", e.to_string())),
-            Err(CreateRoomError::Unknown(e)) => Err(ApiError::internal(&e)),
-        }
+        let details = state.rooms.create(&auth.0.user, request).await?;
+        Ok(RoomCreated::Created(Json(RoomDto::from(&details))))
     }
 
     /// List the rooms you belong to
@@ -121,7 +110,7 @@ impl RoomsApi {
     ) -> Result<RoomPageResponse, ApiError> {
         let after = parse_cursor(cursor.0.as_deref())?;
         let size = page_size(limit.0, ROOMS_PAGE_DEFAULT, ROOMS_PAGE_MAX)?;
-        let list = state.rooms.list_mine(&auth.0.user, after, size).await.map_err(|e| ApiError::internal(&e))?;
+        let list = state.rooms.list_mine(&auth.0.user, after, size).await?;
         Ok(RoomPageResponse::Ok(Json(RoomPageDto::from(&list))))
     }
 
@@ -138,7 +127,7 @@ impl RoomsApi {
     ) -> Result<RoomPageResponse, ApiError> {
         let after = parse_cursor(cursor.0.as_deref())?;
         let size = page_size(limit.0, ROOMS_PAGE_DEFAULT, ROOMS_PAGE_MAX)?;
-        let list = state.rooms.list_public(after, size).await.map_err(|e| ApiError::internal(&e))?;
+        let list = state.rooms.list_public(after, size).await?;
         Ok(RoomPageResponse::Ok(Json(RoomPageDto::from(&list))))
     }
 
@@ -153,10 +142,8 @@ impl RoomsApi {
         room_id: Path<String>,
     ) -> Result<RoomResponse, ApiError> {
         let room_id = parse_room(&room_id)?;
-        match state.rooms.get(&auth.0.user, room_id).await {
-            Ok(details) => Ok(RoomResponse::Ok(Json(RoomDto::from(&details)))),
-            Err(e) => Err(access_error(e)),
-        }
+        let details = state.rooms.get(&auth.0.user, room_id).await?;
+        Ok(RoomResponse::Ok(Json(RoomDto::from(&details))))
     }
 
     /// Join a public room
@@ -168,13 +155,8 @@ impl RoomsApi {
         room_id: Path<String>,
     ) -> Result<RoomResponse, ApiError> {
         let room_id = parse_room(&room_id)?;
-        match state.rooms.join(&auth.0.user, room_id).await {
-            Ok(details) => Ok(RoomResponse::Ok(Json(RoomDto::from(&details)))),
-            Err(JoinError::NotFound) => Err(ApiError::not_found("room not found")),
-            Err(JoinError::Private) => Err(ApiError::forbidden("the room is private; members join by invitation")),
-            Err(e @ JoinError::Full(_)) => Err(ApiError::conflict("room_full", e.to_string())),
-            Err(JoinError::Unknown(e)) => Err(ApiError::internal(&e)),
-        }
+        let details = state.rooms.join(&auth.0.user, room_id).await?;
+        Ok(RoomResponse::Ok(Json(RoomDto::from(&details))))
     }
 
     /// Leave a room
@@ -189,7 +171,7 @@ impl RoomsApi {
         room_id: Path<String>,
     ) -> Result<NoContent, ApiError> {
         let room_id = parse_room(&room_id)?;
-        state.rooms.leave(&auth.0.user, room_id).await.map_err(access_error)?;
+        state.rooms.leave(&auth.0.user, room_id).await?;
         Ok(NoContent::NoContent)
     }
 
@@ -204,16 +186,8 @@ impl RoomsApi {
     ) -> Result<RoomCreated, ApiError> {
         let room_id = parse_room(&room_id)?;
         let user_id = parse_user(&body.user_id)?;
-        match state.rooms.invite(&auth.0.user, room_id, user_id).await {
-            Ok(details) => Ok(RoomCreated::Created(Json(RoomDto::from(&details)))),
-            Err(InviteError::NotFound) => Err(ApiError::not_found("room not found")),
-            Err(InviteError::UnknownUser) => Err(ApiError::bad_request("unknown_user", "user_id: no such user")),
-            Err(InviteError::AlreadyMember) => {
-                Err(ApiError::conflict("already_member", "the user is already a member"))
-            }
-            Err(e @ InviteError::Full(_)) => Err(ApiError::conflict("room_full", e.to_string())),
-            Err(InviteError::Unknown(e)) => Err(ApiError::internal(&e)),
-        }
+        let details = state.rooms.invite(&auth.0.user, room_id, user_id).await?;
+        Ok(RoomCreated::Created(Json(RoomDto::from(&details))))
     }
 
     /// Remove a member (owner only)
@@ -227,16 +201,8 @@ impl RoomsApi {
     ) -> Result<NoContent, ApiError> {
         let room_id = parse_room(&room_id)?;
         let user_id = parse_user(&user_id)?;
-        match state.rooms.remove_member(&auth.0.user, room_id, user_id).await {
-            Ok(()) => Ok(NoContent::NoContent),
-            Err(RemoveMemberError::NotFound) => Err(ApiError::not_found("room not found")),
-            Err(RemoveMemberError::Forbidden) => Err(ApiError::forbidden("only the owner may remove members")),
-            Err(RemoveMemberError::NotMember) => Err(ApiError::not_found("the user is not a member of this room")),
-            Err(RemoveMemberError::CannotRemoveOwner) => {
-                Err(ApiError::conflict("cannot_remove_owner", "the owner cannot be removed; leave or delete the room"))
-            }
-            Err(RemoveMemberError::Unknown(e)) => Err(ApiError::internal(&e)),
-        }
+        state.rooms.remove_member(&auth.0.user, room_id, user_id).await?;
+        Ok(NoContent::NoContent)
     }
 
     /// Delete a room (owner only)
@@ -248,12 +214,8 @@ impl RoomsApi {
         room_id: Path<String>,
     ) -> Result<NoContent, ApiError> {
         let room_id = parse_room(&room_id)?;
-        match state.rooms.delete(&auth.0.user, room_id).await {
-            Ok(()) => Ok(NoContent::NoContent),
-            Err(DeleteRoomError::NotFound) => Err(ApiError::not_found("room not found")),
-            Err(DeleteRoomError::Forbidden) => Err(ApiError::forbidden("only the owner may delete the room")),
-            Err(DeleteRoomError::Unknown(e)) => Err(ApiError::internal(&e)),
-        }
+        state.rooms.delete(&auth.0.user, room_id).await?;
+        Ok(NoContent::NoContent)
     }
 
     /// Page through a room's messages
@@ -277,11 +239,7 @@ impl RoomsApi {
         let room_id = parse_room(&room_id)?;
         let limit = page_size(limit.0, HISTORY_DEFAULT, HISTORY_MAX)?;
         let query = HistoryQuery { before: before.0, after: after.0, limit };
-        let page = match state.messaging.history(&auth.0.user, room_id, query).await {
-            Ok(page) => page,
-            Err(HistoryError::NotFound) => return Err(ApiError::not_found("room not found")),
-            Err(HistoryError::Unknown(e)) => return Err(ApiError::internal(&e)),
-        };
+        let page = state.messaging.history(&auth.0.user, room_id, query).await?;
         Ok(MessagePageResponse::Ok(Json(MessagePageDto {
             items: page.items.iter().map(MessageDto::from).collect(),
             has_more: page.has_more,
@@ -289,8 +247,9 @@ impl RoomsApi {
     }
 }
 
+/// A room id that does not parse names no room.
 fn parse_room(raw: &str) -> Result<RoomId, ApiError> {
-    raw.parse().map_err(|_| ApiError::not_found("room not found"))
+    raw.parse().map_err(|_| Problem::room_not_found().into())
 }
 
 fn parse_user(raw: &str) -> Result<UserId, ApiError> {
@@ -305,11 +264,4 @@ fn parse_cursor(raw: Option<&str>) -> Result<Option<RoomId>, ApiError> {
 fn page_size(raw: Option<u32>, default: u32, max: u32) -> Result<PageSize, ApiError> {
     PageSize::new(raw.unwrap_or(default), max)
         .ok_or_else(|| ApiError::bad_request("invalid_request", format!("limit: must be between 1 and {max}")))
-}
-
-fn access_error(e: RoomAccessError) -> ApiError {
-    match e {
-        RoomAccessError::NotFound => ApiError::not_found("room not found"),
-        RoomAccessError::Unknown(e) => ApiError::internal(&e),
-    }
 }

@@ -1,12 +1,20 @@
-//! JSON shapes shared by the REST API and the WebSocket protocol.
+//! JSON shapes shared by the REST API and the WebSocket protocol, and the shared empty answer.
 
 use application::accounts::TokenPair;
 use application::rooms::{RoomDetails, RoomList};
 use chrono::SecondsFormat;
 use domain::{FileMeta, Message, MessageBody, Timestamp, User};
-use poem_openapi::{Enum, Object};
+use poem_openapi::{ApiResponse, Enum, Object};
 use secrecy::ExposeSecret;
 use serde::Serialize;
+
+/// The answer of every route that succeeds with nothing to say.
+#[derive(ApiResponse)]
+pub enum NoContent {
+    /// Done.
+    #[oai(status = 204)]
+    NoContent,
+}
 
 /// RFC 3339 in UTC with millisecond precision, e.g. `2026-11-24T20:45:30.123Z`.
 pub fn rfc3339(t: Timestamp) -> String {

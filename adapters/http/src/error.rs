@@ -1,5 +1,13 @@
-//! The one error shape of the API, `{code, message}`, and the mapping from use-case errors to statuses.
+//! The one error shape of the API, `{code, message}`, and the one mapping from each use-case error
+//! to a (code, status, message) that REST routes and the socket both use.
 
+use application::accounts::{AuthError, LoginError, LogoutError, RefreshError, RegisterError};
+use application::files::{DownloadError, UploadError};
+use application::messaging::{HistoryError, SendError, SendFileError};
+use application::ports::PutFileError;
+use application::rooms::{
+    CreateRoomError, DeleteRoomError, InviteError, JoinError, RemoveMemberError, RoomAccessError,
+};
 use poem::http::StatusCode;
 use poem::{IntoResponse, Response};
 use poem_openapi::payload::Json;
@@ -64,28 +72,317 @@ impl ApiError {
     pub fn not_found(message: impl Into<String>) -> Self {
         Self::NotFound(ErrorBody::new("not_found", message))
     }
-    pub fn conflict(code: &str, message: impl Into<String>) -> Self {
-        Self::Conflict(ErrorBody::new(code, message))
-    }
-    pub fn gone(message: impl Into<String>) -> Self {
-        Self::Gone(ErrorBody::new("gone", message))
-    }
-    pub fn too_large(code: &str, message: impl Into<String>) -> Self {
-        Self::TooLarge(ErrorBody::new(code, message))
-    }
     pub fn rate_limited(retry_after_secs: u64) -> Self {
         Self::TooManyRequests(
             ErrorBody::new("rate_limited", format!("too many attempts; retry in {retry_after_secs} s")),
             retry_after_secs,
         )
     }
+}
 
-    /// Logs the cause and answers with a body that reveals nothing of it.
+/// A use-case error in the API's words: REST answers `status` with `{code, message}`, the socket
+/// sends `code` and `message` in an error frame. Each use-case error becomes one here, once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl Problem {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self { status, code, message: message.into() }
+    }
+
+    /// An unknown room, or one the caller may not see: the two must look alike.
+    pub fn room_not_found() -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", "room not found")
+    }
+
+    pub fn file_not_found() -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", "file not found")
+    }
+
+    fn not_a_member() -> Self {
+        Self::new(StatusCode::FORBIDDEN, "forbidden", "you are not a member of this room")
+    }
+
+    fn room_full(e: impl std::fmt::Display) -> Self {
+        Self::new(StatusCode::CONFLICT, "room_full", e.to_string())
+    }
+
+    fn file_too_large(limit: u64) -> Self {
+        Self::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", format!("the file is larger than {limit} bytes"))
+    }
+
+    /// Logs the cause and says nothing of it.
     pub fn internal(cause: &anyhow::Error) -> Self {
         tracing::error!(error = ?cause, "request failed");
-        Self::Internal(ErrorBody::new("internal", "something went wrong on our side; please retry later"))
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "something went wrong on our side; please retry later")
     }
 }
+
+impl From<Problem> for ApiError {
+    fn from(p: Problem) -> Self {
+        let body = ErrorBody::new(p.code, p.message);
+        match p.status {
+            StatusCode::BAD_REQUEST => Self::BadRequest(body),
+            StatusCode::UNAUTHORIZED => Self::Unauthorized(body, "Bearer".to_owned()),
+            StatusCode::FORBIDDEN => Self::Forbidden(body),
+            StatusCode::NOT_FOUND => Self::NotFound(body),
+            StatusCode::CONFLICT => Self::Conflict(body),
+            StatusCode::GONE => Self::Gone(body),
+            StatusCode::PAYLOAD_TOO_LARGE => Self::TooLarge(body),
+            _ => Self::Internal(body),
+        }
+    }
+}
+
+impl IntoResponse for Problem {
+    fn into_response(self) -> Response {
+        ApiError::from(self).into_response()
+    }
+}
+
+impl From<anyhow::Error> for Problem {
+    fn from(e: anyhow::Error) -> Self {
+        Self::internal(&e)
+    }
+}
+
+impl From<AuthError> for Problem {
+    fn from(e: AuthError) -> Self {
+        match e {
+            AuthError::Expired => {
+                Self::new(StatusCode::UNAUTHORIZED, "token_expired", "the access token has expired; refresh it")
+            }
+            AuthError::Invalid => Self::new(StatusCode::UNAUTHORIZED, "invalid_token", "the access token is invalid"),
+            AuthError::Unknown(e) => Self::internal(&e),
+        }
+    }
+}
+
+impl From<RegisterError> for Problem {
+    fn from(e: RegisterError) -> Self {
+        match e {
+            RegisterError::UsernameTaken => {
+                Self::new(StatusCode::CONFLICT, "username_taken", "username: this username is already taken")
+            }
+            RegisterError::Unknown(e) => Self::internal(&e),
+        }
+    }
+}
+
+impl From<LoginError> for Problem {
+    fn from(e: LoginError) -> Self {
+        match e {
+            LoginError::InvalidCredentials => {
+                Self::new(StatusCode::UNAUTHORIZED, "invalid_credentials", "invalid username or password")
+            }
+            LoginError::Unknown(e) => Self::internal(&e),
+        }
+    }
+}
+
+impl From<RefreshError> for Problem {
+    fn from(e: RefreshError) -> Self {
+        match e {
+            RefreshError::Invalid => {
+                Self::new(StatusCode::UNAUTHORIZED, "invalid_token", "the refresh token is invalid or expired")
+            }
+            RefreshError::Reused => Self::new(
+                StatusCode::UNAUTHORIZED,
+                "token_reused",
+                "the refresh token was already used; the session was revoked, log in again",
+            ),
+            RefreshError::Unknown(e) => Self::internal(&e),
+        }
+    }
+}
+
+impl From<LogoutError> for Problem {
+    fn from(e: LogoutError) -> Self {
+        match e {
+            LogoutError::Unknown(e) => Self::internal(&e),
+        }
+    }
+}
+
+impl From<CreateRoomError> for Problem {
+    fn from(e: CreateRoomError) -> Self {
+        match e {
+            CreateRoomError::UnknownMembers(_) => {
+                Self::new(StatusCode::BAD_REQUEST, "unknown_members", format!("member_ids: {e}"))
+            }
+            CreateRoomError::TooManyMembers { .. } => {
+                Self::new(StatusCode::BAD_REQUEST, "invalid_request", format!("member_ids: {e}"))
+            }
+            CreateRoomError::Full(_) => Self::room_full(e),
+            CreateRoomError::Unknown(e) => Self::internal(&e),
+        }
+    }
+}
+
+impl From<RoomAccessError> for Problem {
+    fn from(e: RoomAccessError) -> Self {
+        match e {
+            RoomAccessError::NotFound => Self::room_not_found(),
+            RoomAccessError::Unknown(e) => Self::internal(&e),
+        }
+    }
+}
+
+impl From<JoinError> for Problem {
+    fn from(e: JoinError) -> Self {
+        match e {
+            JoinError::NotFound => Self::room_not_found(),
+            JoinError::Private => {
+                Self::new(StatusCode::FORBIDDEN, "forbidden", "the room is private; members join by invitation")
+            }
+            JoinError::Full(_) => Self::room_full(e),
+            JoinError::Unknown(e) => Self::internal(&e),
+        }
+    }
+}
+
+impl From<InviteError> for Problem {
+    fn from(e: InviteError) -> Self {
+        match e {
+            InviteError::NotFound => Self::room_not_found(),
+            InviteError::UnknownUser => Self::new(StatusCode::BAD_REQUEST, "unknown_user", "user_id: no such user"),
+            InviteError::AlreadyMember => {
+                Self::new(StatusCode::CONFLICT, "already_member", "the user is already a member")
+            }
+            InviteError::Full(_) => Self::room_full(e),
+            InviteError::Unknown(e) => Self::internal(&e),
+        }
+    }
+}
+
+impl From<RemoveMemberError> for Problem {
+    fn from(e: RemoveMemberError) -> Self {
+        match e {
+            RemoveMemberError::NotFound => Self::room_not_found(),
+            RemoveMemberError::Forbidden => {
+                Self::new(StatusCode::FORBIDDEN, "forbidden", "only the owner may remove members")
+            }
+            RemoveMemberError::NotMember => {
+                Self::new(StatusCode::NOT_FOUND, "not_found", "the user is not a member of this room")
+            }
+            RemoveMemberError::CannotRemoveOwner => Self::new(
+                StatusCode::CONFLICT,
+                "cannot_remove_owner",
+                "the owner cannot be removed; leave or delete the room",
+            ),
+            RemoveMemberError::Unknown(e) => Self::internal(&e),
+        }
+    }
+}
+
+impl From<DeleteRoomError> for Problem {
+    fn from(e: DeleteRoomError) -> Self {
+        match e {
+            DeleteRoomError::NotFound => Self::room_not_found(),
+            DeleteRoomError::Forbidden => {
+                Self::new(StatusCode::FORBIDDEN, "forbidden", "only the owner may delete the room")
+            }
+            DeleteRoomError::Unknown(e) => Self::internal(&e),
+        }
+    }
+}
+
+impl From<HistoryError> for Problem {
+    fn from(e: HistoryError) -> Self {
+        match e {
+            HistoryError::NotFound => Self::room_not_found(),
+            HistoryError::Unknown(e) => Self::internal(&e),
+        }
+    }
+}
+
+impl From<SendError> for Problem {
+    fn from(e: SendError) -> Self {
+        match e {
+            SendError::NotFound => Self::room_not_found(),
+            SendError::Forbidden => Self::not_a_member(),
+            SendError::Unknown(e) => Self::internal(&e),
+        }
+    }
+}
+
+impl From<SendFileError> for Problem {
+    fn from(e: SendFileError) -> Self {
+        match e {
+            SendFileError::NotFound => Self::room_not_found(),
+            SendFileError::Forbidden => Self::not_a_member(),
+            SendFileError::TooLarge { limit } => Self::file_too_large(limit),
+            SendFileError::QuotaExceeded { .. } => Self::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", e.to_string()),
+            SendFileError::Unknown(e) => Self::internal(&e),
+        }
+    }
+}
+
+impl From<UploadError> for Problem {
+    fn from(e: UploadError) -> Self {
+        match e {
+            UploadError::NotFound => Self::room_not_found(),
+            UploadError::TooLarge { .. } => Self::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", e.to_string()),
+            UploadError::QuotaExceeded { .. } => {
+                Self::new(StatusCode::PAYLOAD_TOO_LARGE, "quota_exceeded", e.to_string())
+            }
+            UploadError::Unknown(e) => Self::internal(&e),
+        }
+    }
+}
+
+impl From<DownloadError> for Problem {
+    fn from(e: DownloadError) -> Self {
+        match e {
+            DownloadError::NotFound => Self::file_not_found(),
+            DownloadError::Gone => Self::new(StatusCode::GONE, "gone", "the file has expired"),
+            DownloadError::Unknown(e) => Self::internal(&e),
+        }
+    }
+}
+
+impl From<PutFileError> for Problem {
+    fn from(e: PutFileError) -> Self {
+        match e {
+            PutFileError::TooLarge { limit } => Self::file_too_large(limit),
+            PutFileError::Unknown(e) => Self::internal(&e),
+        }
+    }
+}
+
+/// Lets a route answer any use-case error with `?`, through its one `Problem`.
+macro_rules! api_error_via_problem {
+    ($($error:ty),* $(,)?) => {
+        $(impl From<$error> for ApiError {
+            fn from(e: $error) -> Self {
+                Problem::from(e).into()
+            }
+        })*
+    };
+}
+
+api_error_via_problem!(
+    anyhow::Error,
+    AuthError,
+    RegisterError,
+    LoginError,
+    RefreshError,
+    LogoutError,
+    CreateRoomError,
+    RoomAccessError,
+    JoinError,
+    InviteError,
+    RemoveMemberError,
+    DeleteRoomError,
+    HistoryError,
+    UploadError,
+    DownloadError,
+    PutFileError,
+);
 
 /// The code used for a status when an error did not come with its own body.
 fn code_for(status: StatusCode) -> &'static str {
@@ -126,4 +423,23 @@ pub async fn normalize(err: poem::Error) -> Response {
         resp.headers_mut().insert("WWW-Authenticate", poem::http::HeaderValue::from_static("Bearer"));
     }
     resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_room_hidden_from_history_reads_as_no_room_at_all() {
+        assert_eq!(Problem::from(HistoryError::NotFound), Problem::room_not_found());
+        assert_eq!(Problem::from(SendError::NotFound), Problem::room_not_found());
+        assert_eq!(Problem::room_not_found().code, "not_found");
+    }
+
+    #[test]
+    fn an_unknown_failure_says_nothing_of_its_cause() {
+        let problem = Problem::from(SendError::Unknown(anyhow::anyhow!("disk full at /var/lib/chat")));
+        assert_eq!((problem.status, problem.code), (StatusCode::INTERNAL_SERVER_ERROR, "internal"));
+        assert!(!problem.message.contains("disk"), "{problem:?}");
+    }
 }

@@ -1,15 +1,14 @@
 //! HTTP and WebSocket adapter: the REST API (poem-openapi), the socket protocol and the file routes.
 
-mod api_auth;
+mod api_accounts;
 mod api_files;
 mod api_health;
 mod api_rooms;
-mod auth;
+mod bearer;
 pub mod dto;
 mod error;
 mod internal_files;
 mod limiter;
-mod metrics;
 mod state;
 mod strict;
 pub mod ws;
@@ -27,9 +26,8 @@ use poem::{Endpoint, EndpointExt, IntoResponse, Response, Route};
 use poem_openapi::OpenApiService;
 
 pub use error::ErrorBody;
-pub use internal_files::RemoteFileStore;
+pub use internal_files::InternalFiles;
 pub use limiter::{LimiterConfig, LoginLimiter};
-pub use metrics::Metrics;
 pub use state::AppState;
 pub use ws::{SocketApp, WsConfig};
 
@@ -62,9 +60,9 @@ impl Default for HttpConfig {
 
 const TITLE: &str = "Chat API";
 
-fn openapi() -> OpenApiService<(api_auth::AuthApi, api_rooms::RoomsApi, api_health::HealthApi), ()> {
+fn openapi() -> OpenApiService<(api_accounts::AccountsApi, api_rooms::RoomsApi, api_health::HealthApi), ()> {
     OpenApiService::new(
-        (api_auth::AuthApi, api_rooms::RoomsApi, api_health::HealthApi),
+        (api_accounts::AccountsApi, api_rooms::RoomsApi, api_health::HealthApi),
         TITLE,
         env!("CARGO_PKG_VERSION"),
     )
@@ -76,8 +74,14 @@ pub fn openapi_yaml() -> String {
     openapi().spec_yaml()
 }
 
-/// Builds the whole HTTP application for the given apps.
-pub fn app(state: AppState, config: &HttpConfig) -> BoxEndpoint<'static, Response> {
+/// Builds the whole HTTP application for the given apps. Each app reads its own data: the REST
+/// and public file routes `AppState`, the socket `SocketApp`, the internal file routes `InternalFiles`.
+pub fn app(
+    state: AppState,
+    socket: SocketApp,
+    internal_files: InternalFiles,
+    config: &HttpConfig,
+) -> BoxEndpoint<'static, Response> {
     let mut route = Route::new();
     if config.apps.api {
         let api = openapi();
@@ -106,6 +110,8 @@ pub fn app(state: AppState, config: &HttpConfig) -> BoxEndpoint<'static, Respons
     let max_body = config.max_body_bytes;
     route
         .data(state)
+        .data(socket)
+        .data(internal_files)
         .around(move |ep, mut req| {
             let metrics = metrics.clone();
             async move {
@@ -168,10 +174,16 @@ impl HttpServer {
     ///
     /// # Errors
     /// When the address cannot be bound.
-    pub async fn bind(addr: SocketAddr, state: AppState, config: HttpConfig) -> anyhow::Result<Self> {
+    pub async fn bind(
+        addr: SocketAddr,
+        state: AppState,
+        socket: SocketApp,
+        internal_files: InternalFiles,
+        config: HttpConfig,
+    ) -> anyhow::Result<Self> {
         let listener = tokio::net::TcpListener::bind(addr).await?;
         let acceptor = TcpAcceptor::from_tokio(listener)?;
-        Ok(Self { acceptor, app: app(state, &config), grace: config.shutdown_grace })
+        Ok(Self { acceptor, app: app(state, socket, internal_files, &config), grace: config.shutdown_grace })
     }
 
     pub fn local_addr(&self) -> SocketAddr {

@@ -2,7 +2,6 @@
 //! key prefix and a private MongoDB database that are removed afterwards, also after a panic.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use adapter_fs::LocalFileStore;
 use adapter_memory::InMemoryEventBus;
@@ -16,96 +15,14 @@ use domain::{
     MemberLimit, Message, MessageBody, MessageId, MessageText, RetentionPolicy, Room, RoomId, RoomName, Sender, User,
     UserId, Username, Visibility,
 };
+use e2e::services::{mongo_url, redis_url, url_with_database, Cleanup};
 use tempfile::TempDir;
 
 /// More than any test here stores in one room, so one read returns a room's whole archive.
 const EVERYTHING: usize = 100_000;
 
-/// How long cleanup may take before it gives up, so a dead server cannot hang the test run.
-const CLEANUP_TIMEOUT: Duration = Duration::from_secs(5);
-
 /// The purge batch of [`World::archiver`]; tests that exercise batching pick their own.
 pub const PURGE_BATCH: u32 = 100;
-
-pub fn redis_url() -> String {
-    std::env::var("CHAT_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
-}
-
-pub fn mongo_url() -> String {
-    std::env::var("CHAT_TEST_MONGODB_URL").unwrap_or_else(|_| "mongodb://127.0.0.1:27018".to_owned())
-}
-
-/// `base` with its path replaced by `database`, keeping any options after `?`.
-fn url_with_database(base: &str, database: &str) -> String {
-    let (address, query) = base.split_once('?').map_or((base, None), |(a, q)| (a, Some(q)));
-    let scheme_end = address.find("://").map_or(0, |i| i + 3);
-    let hosts_end = address[scheme_end..].find('/').map_or(address.len(), |i| scheme_end + i);
-    let mut url = format!("{}/{database}", &address[..hosts_end]);
-    if let Some(query) = query {
-        url.push('?');
-        url.push_str(query);
-    }
-    url
-}
-
-/// Removes a test's Redis keys and MongoDB database when dropped, on a thread of its own with its
-/// own runtime: `Drop` cannot await, and it also runs while a failed test unwinds.
-struct Cleanup {
-    prefix: String,
-    database: String,
-}
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        let (prefix, database) = (self.prefix.clone(), self.database.clone());
-        let cleaner = std::thread::spawn(move || {
-            let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
-                return;
-            };
-            runtime.block_on(async {
-                if let Err(e) = within_cleanup(delete_keys(&prefix)).await {
-                    eprintln!("could not delete the Redis keys {prefix}*: {e:#}");
-                }
-                if let Err(e) = within_cleanup(drop_database(&database)).await {
-                    eprintln!("could not drop the MongoDB database {database}: {e:#}");
-                }
-            });
-        });
-        let _ = cleaner.join();
-    }
-}
-
-async fn within_cleanup(work: impl std::future::Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {
-    tokio::time::timeout(CLEANUP_TIMEOUT, work).await.map_err(|_| anyhow::anyhow!("timed out"))?
-}
-
-/// SCAN, never KEYS, as the adapter itself does.
-async fn delete_keys(prefix: &str) -> anyhow::Result<()> {
-    let mut conn = redis::Client::open(redis_url())?.get_multiplexed_async_connection().await?;
-    let mut cursor: u64 = 0;
-    loop {
-        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-            .arg(cursor)
-            .arg("MATCH")
-            .arg(format!("{prefix}*"))
-            .arg("COUNT")
-            .arg(1000)
-            .query_async(&mut conn)
-            .await?;
-        if !keys.is_empty() {
-            let _: i64 = redis::cmd("DEL").arg(&keys).query_async(&mut conn).await?;
-        }
-        if next == 0 {
-            return Ok(());
-        }
-        cursor = next;
-    }
-}
-
-async fn drop_database(name: &str) -> anyhow::Result<()> {
-    mongodb::Client::with_uri_str(mongo_url()).await?.database(name).drop().await?;
-    Ok(())
-}
 
 /// One test's Redis key prefix, MongoDB database and file directory, with connections to them.
 pub struct World {
@@ -235,7 +152,7 @@ async fn connect_log(config: &RedisConfig) -> RedisMessageLog {
 async fn connect_store(url: &str) -> MongoStore {
     MongoStore::connect(url)
         .await
-        .expect("MongoDB is reachable at CHAT_TEST_MONGODB_URL (or mongodb://127.0.0.1:27018)")
+        .expect("MongoDB is reachable at CHAT_TEST_MONGODB_URL (or mongodb://127.0.0.1:27017)")
 }
 
 pub fn new_room() -> RoomId {
@@ -313,14 +230,4 @@ pub fn seqs(messages: &[Message]) -> Vec<u64> {
 
 pub fn ids(messages: &[Message]) -> Vec<MessageId> {
     messages.iter().map(|m| m.id).collect()
-}
-
-#[test]
-fn url_with_database_replaces_the_path_and_keeps_the_options() {
-    assert_eq!(url_with_database("mongodb://h:1", "db"), "mongodb://h:1/db");
-    assert_eq!(url_with_database("mongodb://h:1/", "db"), "mongodb://h:1/db");
-    assert_eq!(
-        url_with_database("mongodb://u:p@h:1,k:2/old?replicaSet=rs0", "db"),
-        "mongodb://u:p@h:1,k:2/db?replicaSet=rs0"
-    );
 }

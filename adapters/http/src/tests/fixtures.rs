@@ -22,10 +22,10 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use crate::limiter::{LimiterConfig, LoginLimiter};
-use crate::metrics::Metrics;
 use crate::state::AppState;
 use crate::ws::{SocketApp, WsConfig};
-use crate::{app, HttpConfig};
+use crate::{app, HttpConfig, InternalFiles};
+use application::metrics::Metrics;
 
 /// Cause text a failing port reports; it must never reach a response body.
 pub const SECRET_CAUSE: &str = "disk I/O error at /var/lib/chat/chat.db";
@@ -203,12 +203,9 @@ impl Ports {
             health: Arc::new(health),
             limiter: self.limiter,
             metrics: Arc::new(Metrics::default()),
-            bus,
-            socket: SocketApp::new(WsConfig::default()),
-            file_store,
-            internal_token: None,
         };
-        TestClient::new(app(state, &HttpConfig::default()))
+        let internal_files = InternalFiles { store: file_store, token: None };
+        TestClient::new(app(state, SocketApp::new(WsConfig::default()), internal_files, &HttpConfig::default()))
     }
 }
 

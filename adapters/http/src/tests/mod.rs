@@ -1,7 +1,8 @@
 //! Handler tests: the real routes and use cases on poem's `TestClient`, every port a mock, so each
 //! status a route documents can be reached, including the failures a real socket cannot provoke.
 
-mod auth;
+mod accounts;
+mod files;
 mod fixtures;
 mod health;
 mod messages;

@@ -9,7 +9,7 @@ use application::ports::{RoomEvent, SessionEndReason, UserSummary};
 use domain::{RoomId, UserId};
 use futures::{Stream, StreamExt};
 use parking_lot::Mutex;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, watch, Notify};
 
 use super::frames::{ServerFrame, UserRef};
 use crate::dto::MessageDto;
@@ -58,6 +58,9 @@ impl Drop for Reservation {
                 state.reserved.remove(&self.user);
             }
         }
+        if state.reserved.is_empty() {
+            self.hub.no_sockets.notify_waiters();
+        }
     }
 }
 
@@ -77,6 +80,8 @@ pub struct Hub {
     /// Last forwarded typing event per user and room.
     typing: Mutex<HashMap<(UserId, RoomId), Instant>>,
     typing_every: Duration,
+    /// Woken when the last reservation goes, so `drain` need not poll.
+    no_sockets: Notify,
 }
 
 impl Hub {
@@ -87,7 +92,28 @@ impl Hub {
             queue_len: queue_len.max(1),
             typing: Mutex::new(HashMap::new()),
             typing_every,
+            no_sockets: Notify::new(),
         })
+    }
+
+    /// Asks every socket to close with `1001 going_away`, then waits until each has finished
+    /// its current frame and let go of its reservation, for at most `within`. False when some
+    /// were still open at the deadline.
+    pub async fn drain(&self, within: Duration) -> bool {
+        self.close_all(close::GOING_AWAY, "going_away");
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let gone = self.no_sockets.notified();
+            tokio::pin!(gone);
+            // Registered as a waiter before looking, so a release in between is not missed.
+            gone.as_mut().enable();
+            if self.state.lock().reserved.is_empty() {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, gone).await.is_err() {
+                return self.state.lock().reserved.is_empty();
+            }
+        }
     }
 
     /// Holds a place for one more socket of `user`, unless they already have `max`.
@@ -338,6 +364,34 @@ mod tests {
 
         assert!(own.frames.try_recv().is_err());
         assert!(other.frames.try_recv().is_ok());
+    }
+
+    #[tokio::test]
+    async fn draining_asks_every_socket_to_go_away_and_returns_once_the_last_lets_go() {
+        let hub = Hub::new(8, Duration::from_secs(2));
+        let reservation = hub.reserve(user(1), 2).expect("room for one");
+        let mut registration = hub.register(user(1), vec![room(1)]);
+        let released = tokio::spawn(async move {
+            registration.close.changed().await.expect("close requested");
+            let asked = *registration.close.borrow();
+            drop(reservation);
+            asked
+        });
+
+        let drained = hub.drain(Duration::from_secs(5)).await;
+
+        assert!(drained);
+        assert_eq!(released.await.expect("task"), Some((close::GOING_AWAY, "going_away")));
+    }
+
+    #[tokio::test]
+    async fn draining_gives_up_at_the_deadline_while_a_socket_stays_open() {
+        let hub = Hub::new(8, Duration::from_secs(2));
+        let _held = hub.reserve(user(1), 2).expect("room for one");
+
+        let drained = hub.drain(Duration::from_millis(50)).await;
+
+        assert!(!drained);
     }
 
     #[test]

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use application::accounts::Authenticated;
-use application::messaging::{HistoryError, SendError, SendFileError, SendText};
-use application::ports::{EventBus, RoomEvent};
+use application::messaging::{SendFileError, SendText};
+use application::ports::EventBus;
 use domain::{ClientMsgId, FileName, MessageText, RoomId};
 use futures::{SinkExt, StreamExt};
 use poem::web::websocket::{CloseCode, Message, WebSocket, WebSocketConfig, WebSocketStream};
@@ -17,9 +17,9 @@ use poem::{handler, IntoResponse, Request, Response};
 
 use self::frames::{BinaryHeader, ClientFrame, ServerFrame, UserRef};
 use self::hub::{close, Hub};
-use crate::auth::{authenticate, token_from};
+use crate::bearer::caller;
 use crate::dto::MessageDto;
-use crate::error::ApiError;
+use crate::error::{ApiError, Problem};
 use crate::state::AppState;
 
 #[derive(Debug, Clone)]
@@ -80,18 +80,20 @@ impl SocketApp {
         let events = bus.subscribe().await?;
         Ok(tokio::spawn(self.hub.clone().run(events)))
     }
+
+    /// Closes every socket with `1001 going_away` and waits, at most `within`, until each has
+    /// finished its current frame; false when some were still open at the deadline.
+    pub async fn drain(&self, within: std::time::Duration) -> bool {
+        self.hub.drain(within).await
+    }
 }
 
 #[handler]
-pub async fn ws_handler(req: &Request, ws: WebSocket, state: Data<&AppState>) -> Response {
-    let app = &state.socket;
+pub async fn ws_handler(req: &Request, ws: WebSocket, state: Data<&AppState>, app: Data<&SocketApp>) -> Response {
     if let Err(refusal) = check_origin(req, &app.config.allowed_origins) {
         return refusal.into_response();
     }
-    let Some(token) = token_from(req) else {
-        return ApiError::unauthorized("unauthorized", "a valid access token is required").into_response();
-    };
-    let caller = match authenticate(&state, &token).await {
+    let caller = match caller(req, &state.accounts).await {
         Ok(caller) => caller,
         Err(e) => return e.into_response(),
     };
@@ -281,7 +283,7 @@ impl Connection {
                     return self.error("bad_request", "client_msg_id must be 1 to 64 characters".into(), None).await;
                 };
                 let Some(room_id) = parse_room(&room_id) else {
-                    return self.error("not_found", "room not found".into(), Some(&client_msg_id)).await;
+                    return self.problem(Problem::room_not_found(), Some(&client_msg_id)).await;
                 };
                 let text = match MessageText::new(&text) {
                     Ok(text) => text,
@@ -290,15 +292,12 @@ impl Connection {
                 let request = SendText { room_id, client_msg_id: Some(cid), text };
                 match self.state.messaging.send_text(&user, request).await {
                     Ok(sent) => self.ack(&client_msg_id, &MessageDto::from(&sent.message)).await,
-                    Err(e) => {
-                        let (code, message) = send_error(e);
-                        self.error(code, message, Some(&client_msg_id)).await
-                    }
+                    Err(e) => self.problem(e.into(), Some(&client_msg_id)).await,
                 }
             }
             ClientFrame::Sync { room_id, after_seq } => {
                 let Some(room) = parse_room(&room_id) else {
-                    return self.error("not_found", "room not found".into(), None).await;
+                    return self.problem(Problem::room_not_found(), None).await;
                 };
                 match self.state.messaging.sync(&user, room, after_seq).await {
                     Ok(page) => {
@@ -311,28 +310,19 @@ impl Connection {
                         let synced = ServerFrame::Synced { room_id, last_seq: page.last_seq, has_more: page.has_more };
                         self.send(synced.to_json()).await
                     }
-                    Err(HistoryError::NotFound) => {
-                        self.error("forbidden", "you are not a member of this room".into(), None).await
-                    }
-                    Err(HistoryError::Unknown(e)) => {
-                        tracing::error!(error = ?e, "sync failed");
-                        self.error("internal", "sync failed; retry".into(), None).await
-                    }
+                    Err(e) => self.problem(e.into(), None).await,
                 }
             }
             ClientFrame::Typing { room_id } => {
                 let Some(room) = parse_room(&room_id) else {
-                    return self.error("not_found", "room not found".into(), None).await;
+                    return self.problem(Problem::room_not_found(), None).await;
                 };
                 if !self.app.hub.allow_typing(user.id, room) {
                     return true;
                 }
                 match self.state.messaging.typing(&user, room).await {
                     Ok(()) => true,
-                    Err(e) => {
-                        let (code, message) = send_error(e);
-                        self.error(code, message, None).await
-                    }
+                    Err(e) => self.problem(e.into(), None).await,
                 }
             }
         }
@@ -349,8 +339,7 @@ impl Connection {
             return (!ok).then_some(End::Gone);
         };
         let Some(room) = parse_room(&room_id) else {
-            return (!self.error("not_found", "room not found".into(), Some(&client_msg_id)).await)
-                .then_some(End::Gone);
+            return (!self.problem(Problem::room_not_found(), Some(&client_msg_id)).await).then_some(End::Gone);
         };
         let data = futures::stream::iter([Ok(body.to_vec())]).boxed();
         drop(bytes);
@@ -358,24 +347,14 @@ impl Connection {
         let result = self.state.messaging.send_file(&user, room, Some(cid), FileName::sanitize(&name), data).await;
         let ok = match result {
             Ok(sent) => self.ack(&client_msg_id, &MessageDto::from(&sent.message)).await,
-            Err(SendFileError::TooLarge { limit }) => {
-                let _ = self
-                    .error("too_large", format!("the file is larger than {limit} bytes"), Some(&client_msg_id))
-                    .await;
-                return Some(End::Close(close::MESSAGE_TOO_BIG, "too_large"));
-            }
-            Err(e @ SendFileError::QuotaExceeded { .. }) => {
-                self.error("too_large", e.to_string(), Some(&client_msg_id)).await
-            }
-            Err(SendFileError::NotFound) => {
-                self.error("not_found", "room not found".into(), Some(&client_msg_id)).await
-            }
-            Err(SendFileError::Forbidden) => {
-                self.error("forbidden", "you are not a member of this room".into(), Some(&client_msg_id)).await
-            }
-            Err(SendFileError::Unknown(e)) => {
-                tracing::error!(error = ?e, "file send failed");
-                self.error("internal", "the file could not be stored; retry".into(), Some(&client_msg_id)).await
+            Err(e) => {
+                // Over the limit for its kind the socket closes too: the client sent far too much.
+                let close = matches!(e, SendFileError::TooLarge { .. });
+                let ok = self.problem(e.into(), Some(&client_msg_id)).await;
+                if close {
+                    return Some(End::Close(close::MESSAGE_TOO_BIG, "too_large"));
+                }
+                ok
             }
         };
         (!ok).then_some(End::Gone)
@@ -389,31 +368,22 @@ impl Connection {
         self.send(ServerFrame::Error { code, message, client_msg_id }.to_json()).await
     }
 
+    /// A use-case error, in the same words REST uses for it.
+    async fn problem(&mut self, problem: Problem, client_msg_id: Option<&str>) -> bool {
+        self.error(problem.code, problem.message, client_msg_id).await
+    }
+
     async fn send(&mut self, json: String) -> bool {
         self.sink.send(Message::Text(json)).await.is_ok()
     }
 
     async fn presence(&self, online: bool, rooms: Vec<RoomId>) {
-        let event = RoomEvent::Presence { user_id: self.caller.user.id, online, rooms };
-        if let Err(e) = self.state.bus.publish(event).await {
-            tracing::warn!(error = %e, "could not publish presence");
-        }
+        self.state.messaging.presence(&self.caller.user, online, rooms).await;
     }
 }
 
 fn parse_room(raw: &str) -> Option<RoomId> {
     raw.parse().ok()
-}
-
-fn send_error(e: SendError) -> (&'static str, String) {
-    match e {
-        SendError::NotFound => ("not_found", "room not found".into()),
-        SendError::Forbidden => ("forbidden", "you are not a member of this room".into()),
-        SendError::Unknown(e) => {
-            tracing::error!(error = ?e, "send failed");
-            ("internal", "the message could not be stored; retry".into())
-        }
-    }
 }
 
 fn is_capacity(e: &std::io::Error) -> bool {

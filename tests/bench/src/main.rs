@@ -1,10 +1,12 @@
 //! chat-bench: drives a running chat server, or the bare relay of `examples/relay.rs`, over real
 //! WebSockets and HTTP, and reports throughput, end-to-end latency, lost or duplicated messages
 //! and server memory per socket. How to run it, and results: docs/benchmarks.md.
+//!
+//! It imports nothing of the server: it is a client, and stays out of the server's crates.
 
 mod api;
 mod archive;
-pub mod args;
+mod args;
 mod conn;
 mod history;
 mod idle;
@@ -16,11 +18,13 @@ mod util;
 use serde::Serialize;
 use serde_json::json;
 
-pub use args::{Args, Scenario, USAGE};
+use std::process::ExitCode;
+
+use args::{Args, Scenario, USAGE};
 
 /// How a run ended, for the exit status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
+enum Outcome {
     /// Every check passed.
     Clean,
     /// Some acked message was lost or duplicated.
@@ -57,7 +61,7 @@ fn emit<T: Serialize>(args: &Args, setup_seconds: f64, results: &T, table: &repo
 ///
 /// # Errors
 /// When the server cannot be reached, setting up fails, or nothing could be measured.
-pub async fn run(args: &Args) -> anyhow::Result<Outcome> {
+async fn run(args: &Args) -> anyhow::Result<Outcome> {
     let nofile = raise_nofile();
     if args.setup_only {
         let api = api::Api::new(&args.url, &args.metrics_url)?;
@@ -102,4 +106,36 @@ pub async fn run(args: &Args) -> anyhow::Result<Outcome> {
         }
     };
     Ok(if clean { Outcome::Clean } else { Outcome::Lossy })
+}
+
+fn main() -> ExitCode {
+    let args = match Args::parse(std::env::args().skip(1)) {
+        Ok(args) if args.help => {
+            print!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Ok(args) => args,
+        Err(e) => {
+            eprintln!("chat-bench: {e}\n\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("chat-bench: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(&args)) {
+        Ok(Outcome::Clean) => ExitCode::SUCCESS,
+        Ok(Outcome::Lossy) => {
+            eprintln!("chat-bench: messages were lost or duplicated (see the table)");
+            ExitCode::from(3)
+        }
+        Err(e) => {
+            eprintln!("chat-bench: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
 }

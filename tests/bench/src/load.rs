@@ -413,7 +413,58 @@ async fn run_sender(
     result
 }
 
-/// Runs the plan: connect, send, drain, verify.
+/// Per socket, the acked seqs of each followed stream it did not get.
+type Missing = Vec<(usize, HashMap<usize, HashSet<u64>>)>;
+
+/// A socket's view at the end: what it saw, and the socket itself while it is still open.
+type SeenSockets = Vec<Option<(Seen, Option<Ws>)>>;
+
+/// The sockets, open and settled, and what opening them cost.
+struct Connected {
+    conns: Vec<Option<Conn>>,
+    opened: usize,
+    connect_failures: usize,
+    first_connect_error: Option<String>,
+    connect_seconds: f64,
+    memory: Option<Memory>,
+    frames_before_send: u64,
+    ended_before_send: usize,
+}
+
+/// What the senders did, and when.
+struct Sending {
+    results: Vec<(usize, SenderResult)>,
+    send_started: Instant,
+    started_unix_nanos: u64,
+    loadavg_at_start: Option<String>,
+    /// CPU seconds of the server and of the bench when sending began.
+    cpu_before: (Option<f64>, Option<f64>),
+    send_seconds: f64,
+}
+
+/// Every socket checked against the acks of the streams it follows.
+#[derive(Default)]
+struct Verified {
+    duplicated: u64,
+    unexpected: u64,
+    stray: u64,
+    ended: BTreeMap<String, u64>,
+    live_missing: Missing,
+    ended_missing: Missing,
+}
+
+/// The senders' results summed.
+struct Totals {
+    sent: u64,
+    acked: u64,
+    retried: u64,
+    unanswered: u64,
+    refused: BTreeMap<String, u64>,
+    ack_latency: hdrhistogram::Histogram<u64>,
+    last_answer: Option<Instant>,
+}
+
+/// Runs the plan: connect, send, drain, verify, look for what went missing, then report.
 ///
 /// # Errors
 /// Only when nothing could be measured (no socket opened).
@@ -424,27 +475,170 @@ pub async fn run(plan: Plan) -> anyhow::Result<LoadReport> {
     let routes: Routes = Arc::new(answer_txs);
     let (stop_tx, stop_rx) = watch::channel(false);
 
+    let mut connected = connect(&plan, &shared, &routes, &stop_rx).await?;
+
+    let bar = util::bar(plan.progress, expected_sends(&plan), "send");
+    let sending = send(&plan, &shared, &connected.conns, answer_rxs);
+    let ticker = {
+        let (bar, shared) = (bar.clone(), shared.clone());
+        tokio::spawn(async move {
+            loop {
+                bar.set_position(shared.sent.load(Ordering::Relaxed));
+                bar.set_message(format!("{} delivered", shared.deliveries.load(Ordering::Relaxed)));
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        })
+    };
+    let sending = sending.await;
+
+    let expected_by_stream = expected_by_stream(&plan, &sending.results);
+    let followers = |stream: usize| {
+        plan.sockets.iter().zip(&connected.conns).filter(|(s, c)| c.is_some() && s.follows.contains(&stream)).count()
+            as u64
+    };
+    let expected_deliveries: u64 = expected_by_stream.iter().map(|(s, seqs)| seqs.len() as u64 * followers(*s)).sum();
+
+    bar.set_prefix("drain");
+    drain(&shared, plan.drain, expected_deliveries).await;
+    ticker.abort();
+    bar.finish_and_clear();
+    let _ = stop_tx.send(true);
+    let used = |before: Option<f64>, after: Option<f64>| Some(after? - before?);
+    let cpu = Cpu {
+        wall_seconds: sending.send_started.elapsed().as_secs_f64(),
+        server_seconds: used(sending.cpu_before.0, plan.server_pid.and_then(|p| cpu_seconds(Some(p)))),
+        bench_seconds: used(sending.cpu_before.1, cpu_seconds(None)),
+    };
+    let mut seen = stop_sockets(&mut connected.conns).await;
+
+    let mut verified = verify(&plan, &seen, &expected_by_stream);
+    let missing_at_drain_end: u64 = verified.live_missing.iter().map(|(_, m)| count(m)).sum();
+    let late = catch_up(&plan, &shared, &mut seen, &mut verified).await;
+    let lost: u64 = verified.live_missing.iter().map(|(_, m)| count(m)).sum();
+    let missed_by_ended: u64 = verified.ended_missing.iter().map(|(_, m)| count(m)).sum();
+    let lost_resync = resync_lost(&plan, &mut seen, std::mem::take(&mut verified.live_missing)).await;
+    drop(seen);
+    let ended_resync = resync_ended(&plan, std::mem::take(&mut verified.ended_missing)).await;
+    let log_check = match (&plan.log_check, plan.kind) {
+        (Some(api), Kind::Chat) => {
+            Some(check_log(api, &plan.room_ids, &plan.room_tokens, &expected_by_stream, plan.progress).await)
+        }
+        _ => None,
+    };
+
+    let mut totals = tally(&sending.results);
+    if plan.kind == Kind::Relay {
+        // The relay has no acks: a message counts as accepted once written.
+        totals.acked = totals.sent;
+    }
+    let send_seconds = sending.send_seconds;
+    let deliveries = shared.deliveries.load(Ordering::Relaxed);
+    let delivery_span =
+        shared.last_delivery.load(Ordering::Relaxed).saturating_sub(sending.started_unix_nanos) as f64 / 1e9;
+    Ok(LoadReport {
+        target: plan.target.to_owned(),
+        sockets: plan.sockets.len(),
+        sockets_opened: connected.opened,
+        connect_failures: connected.connect_failures,
+        first_connect_error: connected.first_connect_error,
+        connect_seconds: connected.connect_seconds,
+        frames_before_send: connected.frames_before_send,
+        ended_before_send: connected.ended_before_send,
+        rooms: plan.room_ids.len(),
+        senders: plan.senders.len(),
+        rate_per_sender: plan.rate,
+        window: (plan.rate <= 0.0).then_some(plan.window),
+        paced_on: (plan.rate <= 0.0).then_some(if plan.pace_on_echo || plan.kind == Kind::Relay {
+            "echo"
+        } else {
+            "ack"
+        }),
+        message_bytes: plan.size,
+        send_seconds,
+        sent: totals.sent,
+        acked: totals.acked,
+        acked_per_sec: if send_seconds > 0.0 { totals.acked as f64 / send_seconds } else { 0.0 },
+        refused: totals.refused,
+        retried_rate_limited: totals.retried,
+        unanswered: totals.unanswered,
+        deliveries,
+        expected_deliveries,
+        deliveries_per_sec: if delivery_span > 0.0 { deliveries as f64 / delivery_span } else { 0.0 },
+        latency: Latency::of(&shared.latency()),
+        ack_latency: Latency::of(&totals.ack_latency),
+        missing_at_drain_end,
+        late,
+        lost,
+        duplicated: verified.duplicated,
+        unexpected: verified.unexpected,
+        stray_frames: verified.stray,
+        ended_sockets: verified.ended,
+        missed_by_ended_sockets: missed_by_ended,
+        lost_resync,
+        ended_resync,
+        log_check,
+        memory: connected.memory,
+        cpu,
+        loadavg_at_start: sending.loadavg_at_start,
+        last_answer: totals.last_answer,
+        send_started: Some(sending.send_started),
+        acked_by_room: if plan.kind == Kind::Chat { expected_by_stream } else { HashMap::new() },
+    })
+}
+
+fn count(missing: &HashMap<usize, HashSet<u64>>) -> u64 {
+    missing.values().map(|s| s.len() as u64).sum()
+}
+
+/// Opens the sockets and waits for the frames of connecting (ready, presence) to stop.
+async fn connect(
+    plan: &Plan,
+    shared: &Arc<Shared>,
+    routes: &Routes,
+    stop: &watch::Receiver<bool>,
+) -> anyhow::Result<Connected> {
     let rss_before = plan.server_pid.and_then(rss_kib);
     let connect_started = Instant::now();
-    let (mut conns, connect_failures, first_connect_error) = open_sockets(&plan, &shared, &routes, &stop_rx).await;
+    let (conns, connect_failures, first_connect_error) = open_sockets(plan, shared, routes, stop).await;
     let connect_seconds = connect_started.elapsed().as_secs_f64();
     let opened = conns.iter().filter(|c| c.is_some()).count();
     anyhow::ensure!(opened > 0, "no socket opened: {}", first_connect_error.unwrap_or_default());
-    settle(&shared, Duration::from_secs(1), Duration::from_secs(60)).await;
+    settle(shared, Duration::from_secs(1), Duration::from_secs(60)).await;
     let rss_after = plan.server_pid.and_then(rss_kib);
     let memory = plan.server_pid.and_then(|pid| Memory::between(pid, rss_before, rss_after, opened));
     let frames_before_send = shared.frames.load(Ordering::Relaxed);
     let ended_before_send = conns.iter().flatten().filter(|c| c.task.is_finished()).count();
+    Ok(Connected {
+        conns,
+        opened,
+        connect_failures,
+        first_connect_error,
+        connect_seconds,
+        memory,
+        frames_before_send,
+        ended_before_send,
+    })
+}
 
-    // Send.
-    let senders = plan.senders.len() as u64;
+/// How many sends the whole run should make, for the progress bar.
+fn expected_sends(plan: &Plan) -> u64 {
     let quota_total = plan.messages.unwrap_or(u64::MAX);
-    let expected_sends = if plan.rate > 0.0 {
-        ((plan.rate * plan.duration.as_secs_f64()) as u64).saturating_mul(senders).min(quota_total)
+    if plan.rate > 0.0 {
+        ((plan.rate * plan.duration.as_secs_f64()) as u64).saturating_mul(plan.senders.len() as u64).min(quota_total)
     } else {
         quota_total.min(1_000_000_000)
-    };
-    let bar = util::bar(plan.progress, expected_sends, "send");
+    }
+}
+
+/// Starts every sender now, and returns a future that ends when they have all finished.
+fn send(
+    plan: &Plan,
+    shared: &Arc<Shared>,
+    conns: &[Option<Conn>],
+    answer_rxs: Vec<mpsc::UnboundedReceiver<Answer>>,
+) -> impl std::future::Future<Output = Sending> {
+    let senders = plan.senders.len() as u64;
+    let quota_total = plan.messages.unwrap_or(u64::MAX);
     let send_started = Instant::now();
     let started_unix_nanos = unix_nanos();
     let loadavg_at_start = util::loadavg();
@@ -474,45 +668,38 @@ pub async fn run(plan: Plan) -> anyhow::Result<LoadReport> {
         };
         handles.push((index, tokio::spawn(run_sender(index, conn.out.clone(), answers, cfg, shared.clone()))));
     }
-    let ticker = {
-        let (bar, shared) = (bar.clone(), shared.clone());
-        tokio::spawn(async move {
-            loop {
-                bar.set_position(shared.sent.load(Ordering::Relaxed));
-                bar.set_message(format!("{} delivered", shared.deliveries.load(Ordering::Relaxed)));
-                tokio::time::sleep(Duration::from_millis(250)).await;
-            }
-        })
-    };
-    let mut results = Vec::new();
-    for (index, handle) in handles {
-        results.push((index, handle.await.unwrap_or_default()));
+    async move {
+        let mut results = Vec::new();
+        for (index, handle) in handles {
+            results.push((index, handle.await.unwrap_or_default()));
+        }
+        let send_seconds = send_started.elapsed().as_secs_f64();
+        Sending { results, send_started, started_unix_nanos, loadavg_at_start, cpu_before, send_seconds }
     }
-    let send_seconds = send_started.elapsed().as_secs_f64();
+}
 
-    // Expected deliveries: every acked (chat) or sent (relay) message, to every open follower.
-    let mut expected_by_stream: HashMap<usize, Vec<u64>> = HashMap::new();
-    for (sender, r) in &results {
+/// Expected deliveries: every acked (chat) or sent (relay) message, by stream, ascending.
+fn expected_by_stream(plan: &Plan, results: &[(usize, SenderResult)]) -> HashMap<usize, Vec<u64>> {
+    let mut expected: HashMap<usize, Vec<u64>> = HashMap::new();
+    for (sender, r) in results {
         match plan.kind {
             Kind::Chat => {
                 for (acked_room, seq) in &r.acked {
-                    expected_by_stream.entry(*acked_room).or_default().push(*seq);
+                    expected.entry(*acked_room).or_default().push(*seq);
                 }
             }
-            Kind::Relay => expected_by_stream.entry(*sender).or_default().extend(1..=r.sent),
+            Kind::Relay => expected.entry(*sender).or_default().extend(1..=r.sent),
         }
     }
-    for seqs in expected_by_stream.values_mut() {
+    for seqs in expected.values_mut() {
         seqs.sort_unstable();
     }
-    let followers = |stream: usize| {
-        plan.sockets.iter().zip(&conns).filter(|(s, c)| c.is_some() && s.follows.contains(&stream)).count() as u64
-    };
-    let expected_deliveries: u64 = expected_by_stream.iter().map(|(s, seqs)| seqs.len() as u64 * followers(*s)).sum();
+    expected
+}
 
-    // Drain: until everything expected arrived, nothing arrived for 3 s, or the drain time is up.
-    bar.set_prefix("drain");
-    let drain_deadline = Instant::now() + plan.drain;
+/// Waits until everything expected arrived, nothing arrived for 3 s, or `max` is up.
+async fn drain(shared: &Shared, max: Duration, expected_deliveries: u64) {
+    let drain_deadline = Instant::now() + max;
     let mut last = shared.deliveries.load(Ordering::Relaxed);
     let mut since = Instant::now();
     while Instant::now() < drain_deadline {
@@ -528,18 +715,12 @@ pub async fn run(plan: Plan) -> anyhow::Result<LoadReport> {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    ticker.abort();
-    bar.finish_and_clear();
-    let _ = stop_tx.send(true);
-    let used = |before: Option<f64>, after: Option<f64>| Some(after? - before?);
-    let cpu = Cpu {
-        wall_seconds: send_started.elapsed().as_secs_f64(),
-        server_seconds: used(cpu_before.0, plan.server_pid.and_then(|p| cpu_seconds(Some(p)))),
-        bench_seconds: used(cpu_before.1, cpu_seconds(None)),
-    };
+}
 
-    let mut seen: Vec<Option<(Seen, Option<Ws>)>> = Vec::with_capacity(conns.len());
-    for conn in &mut conns {
+/// Stops every socket's task and takes back what it saw, and the socket if still open.
+async fn stop_sockets(conns: &mut [Option<Conn>]) -> SeenSockets {
+    let mut seen: SeenSockets = Vec::with_capacity(conns.len());
+    for conn in conns {
         match conn.take() {
             Some(c) => {
                 drop(c.out);
@@ -548,20 +729,19 @@ pub async fn run(plan: Plan) -> anyhow::Result<LoadReport> {
             None => seen.push(None),
         }
     }
+    seen
+}
 
-    // Verify every socket against the acks of the streams it follows.
+/// Checks every socket against the acks of the streams it follows.
+fn verify(plan: &Plan, seen: &SeenSockets, expected_by_stream: &HashMap<usize, Vec<u64>>) -> Verified {
     let acked_sets: HashMap<usize, HashSet<u64>> =
         expected_by_stream.iter().map(|(s, seqs)| (*s, seqs.iter().copied().collect())).collect();
-    let (mut duplicated, mut unexpected, mut stray) = (0u64, 0u64, 0u64);
-    let mut ended: BTreeMap<String, u64> = BTreeMap::new();
-    // Per socket, the acked seqs of each followed stream it did not get.
-    let mut live_missing: Vec<(usize, HashMap<usize, HashSet<u64>>)> = Vec::new();
-    let mut ended_missing: Vec<(usize, HashMap<usize, HashSet<u64>>)> = Vec::new();
+    let mut v = Verified::default();
     for (i, entry) in seen.iter().enumerate() {
         let Some((s, _)) = entry else { continue };
-        stray += s.stray;
+        v.stray += s.stray;
         if let Some(reason) = &s.ended {
-            *ended.entry(reason.clone()).or_default() += 1;
+            *v.ended.entry(reason.clone()).or_default() += 1;
         }
         let follows = &plan.sockets[i].follows;
         let mut socket_missing: HashMap<usize, HashSet<u64>> = HashMap::new();
@@ -573,14 +753,14 @@ pub async fn run(plan: Plan) -> anyhow::Result<LoadReport> {
                     0 => {
                         missing.insert(seq);
                     }
-                    c => duplicated += u64::from(c - 1),
+                    c => v.duplicated += u64::from(c - 1),
                 }
             }
             let acked = acked_sets.get(&stream);
             for (seq, &c) in counts.iter().enumerate() {
                 if c > 0 && !acked.is_some_and(|a| a.contains(&(seq as u64))) {
-                    unexpected += 1;
-                    duplicated += u64::from(c - 1);
+                    v.unexpected += 1;
+                    v.duplicated += u64::from(c - 1);
                 }
             }
             if !missing.is_empty() {
@@ -589,209 +769,162 @@ pub async fn run(plan: Plan) -> anyhow::Result<LoadReport> {
         }
         for (stream, counts) in &s.counts {
             if !follows.contains(stream) {
-                unexpected += counts.iter().filter(|&&c| c > 0).count() as u64;
+                v.unexpected += counts.iter().filter(|&&c| c > 0).count() as u64;
             }
         }
         if socket_missing.is_empty() {
             continue;
         }
         if s.ended.is_some() {
-            ended_missing.push((i, socket_missing));
+            v.ended_missing.push((i, socket_missing));
         } else {
-            live_missing.push((i, socket_missing));
+            v.live_missing.push((i, socket_missing));
         }
     }
-    let count = |m: &HashMap<usize, HashSet<u64>>| m.values().map(|s| s.len() as u64).sum::<u64>();
-    let missing_at_drain_end: u64 = live_missing.iter().map(|(_, m)| count(m)).sum();
+    v
+}
 
-    // Still in flight when the drain ended? Read on until each socket goes quiet or ends.
+/// Still in flight when the drain ended? Reads on until each socket goes quiet or ends, and
+/// returns how many missing messages arrived late. Sockets that end meanwhile move to the ended.
+async fn catch_up(plan: &Plan, shared: &Shared, seen: &mut SeenSockets, v: &mut Verified) -> u64 {
     let mut late = 0;
-    if !live_missing.is_empty() {
-        let bar = util::bar(plan.progress, live_missing.len() as u64, "catch up");
-        let jobs: Vec<_> = live_missing
-            .drain(..)
-            .filter_map(|(i, missing)| Some((i, missing, seen.get_mut(i)?.as_mut()?.1.take()?)))
-            .collect();
-        let rooms = &shared.rooms;
-        let done: Vec<_> = futures::stream::iter(jobs)
-            .map(|(i, mut missing, mut ws)| {
-                let bar = bar.clone();
-                async move {
-                    let outcome = conn::catch_up(&mut ws, plan.kind, rooms, &mut missing).await;
-                    bar.inc(1);
-                    (i, missing, ws, outcome)
+    if v.live_missing.is_empty() {
+        return late;
+    }
+    let bar = util::bar(plan.progress, v.live_missing.len() as u64, "catch up");
+    let jobs: Vec<_> = v
+        .live_missing
+        .drain(..)
+        .filter_map(|(i, missing)| Some((i, missing, seen.get_mut(i)?.as_mut()?.1.take()?)))
+        .collect();
+    let rooms = &shared.rooms;
+    let done: Vec<_> = futures::stream::iter(jobs)
+        .map(|(i, mut missing, mut ws)| {
+            let bar = bar.clone();
+            async move {
+                let outcome = conn::catch_up(&mut ws, plan.kind, rooms, &mut missing).await;
+                bar.inc(1);
+                (i, missing, ws, outcome)
+            }
+        })
+        .buffer_unordered(64)
+        .collect()
+        .await;
+    bar.finish_and_clear();
+    for (i, missing, ws, outcome) in done {
+        match outcome {
+            Ok(n) => {
+                late += n;
+                if let Some(Some(entry)) = seen.get_mut(i) {
+                    entry.1 = Some(ws);
                 }
-            })
-            .buffer_unordered(64)
-            .collect()
-            .await;
-        bar.finish_and_clear();
-        for (i, missing, ws, outcome) in done {
-            match outcome {
-                Ok(n) => {
-                    late += n;
-                    if let Some(Some(entry)) = seen.get_mut(i) {
-                        entry.1 = Some(ws);
-                    }
-                    if count(&missing) > 0 {
-                        live_missing.push((i, missing));
-                    }
+                if count(&missing) > 0 {
+                    v.live_missing.push((i, missing));
                 }
-                Err(reason) => {
-                    *ended.entry(format!("{reason} (after the drain)")).or_default() += 1;
-                    ended_missing.push((i, missing));
-                }
+            }
+            Err(reason) => {
+                *v.ended.entry(format!("{reason} (after the drain)")).or_default() += 1;
+                v.ended_missing.push((i, missing));
             }
         }
     }
-    let lost: u64 = live_missing.iter().map(|(_, m)| count(m)).sum();
-    let missed_by_ended: u64 = ended_missing.iter().map(|(_, m)| count(m)).sum();
+    late
+}
 
-    // Lost on a live socket: is it in the log (the live delivery dropped it) or gone?
-    let mut lost_resync = None;
-    if plan.kind == Kind::Chat && !live_missing.is_empty() {
-        let mut r = Resync::default();
-        for (i, missing) in live_missing.into_iter().take(RESYNC_SOCKETS) {
-            let Some(Some((_, Some(ws)))) = seen.get_mut(i) else { continue };
-            r.sockets_checked += 1;
-            for (stream, seqs) in missing {
-                let Some(room_id) = plan.room_ids.get(stream) else { continue };
-                let after = seqs.iter().min().copied().unwrap_or(1).saturating_sub(1);
-                r.missing_checked += seqs.len() as u64;
-                match conn::resync(ws, room_id, after, &seqs).await {
-                    Ok(found) => r.recovered += found.len() as u64,
-                    Err(_) => r.sockets_failed += 1,
-                }
+/// Lost on a live socket: is it in the log (the live delivery dropped it) or gone?
+async fn resync_lost(plan: &Plan, seen: &mut SeenSockets, live_missing: Missing) -> Option<Resync> {
+    if plan.kind != Kind::Chat || live_missing.is_empty() {
+        return None;
+    }
+    let mut r = Resync::default();
+    for (i, missing) in live_missing.into_iter().take(RESYNC_SOCKETS) {
+        let Some(Some((_, Some(ws)))) = seen.get_mut(i) else { continue };
+        r.sockets_checked += 1;
+        for (stream, seqs) in missing {
+            let Some(room_id) = plan.room_ids.get(stream) else { continue };
+            let after = seqs.iter().min().copied().unwrap_or(1).saturating_sub(1);
+            r.missing_checked += seqs.len() as u64;
+            match conn::resync(ws, room_id, after, &seqs).await {
+                Ok(found) => r.recovered += found.len() as u64,
+                Err(_) => r.sockets_failed += 1,
             }
         }
-        lost_resync = Some(r);
     }
-    drop(seen);
-    // Missed by a socket the server ended: a client reconnects and syncs; can it get them all?
-    let ended_resync = if plan.kind == Kind::Chat && !ended_missing.is_empty() {
-        let bar = util::bar(plan.progress, ended_missing.len().min(RESYNC_SOCKETS) as u64, "resync");
-        let (url, room_ids) = (plan.url.as_str(), plan.room_ids.as_slice());
-        let checked: Vec<Resync> = futures::stream::iter(ended_missing.into_iter().take(RESYNC_SOCKETS))
-            .map(|(i, missing)| {
-                let bar = bar.clone();
-                let token = plan.sockets.get(i).and_then(|s| s.token.clone());
-                async move {
-                    let mut r = Resync { sockets_checked: 1, ..Resync::default() };
-                    match conn::connect(url, token.as_deref(), Kind::Chat).await {
-                        Ok(mut ws) => {
-                            for (stream, seqs) in missing {
-                                let Some(room_id) = room_ids.get(stream) else { continue };
-                                let after = seqs.iter().min().copied().unwrap_or(1).saturating_sub(1);
-                                r.missing_checked += seqs.len() as u64;
-                                match conn::resync(&mut ws, room_id, after, &seqs).await {
-                                    Ok(found) => r.recovered += found.len() as u64,
-                                    Err(_) => r.sockets_failed = 1,
-                                }
+    Some(r)
+}
+
+/// Missed by a socket the server ended: a client reconnects and syncs; can it get them all?
+async fn resync_ended(plan: &Plan, ended_missing: Missing) -> Option<Resync> {
+    if plan.kind != Kind::Chat || ended_missing.is_empty() {
+        return None;
+    }
+    let bar = util::bar(plan.progress, ended_missing.len().min(RESYNC_SOCKETS) as u64, "resync");
+    let (url, room_ids) = (plan.url.as_str(), plan.room_ids.as_slice());
+    let checked: Vec<Resync> = futures::stream::iter(ended_missing.into_iter().take(RESYNC_SOCKETS))
+        .map(|(i, missing)| {
+            let bar = bar.clone();
+            let token = plan.sockets.get(i).and_then(|s| s.token.clone());
+            async move {
+                let mut r = Resync { sockets_checked: 1, ..Resync::default() };
+                match conn::connect(url, token.as_deref(), Kind::Chat).await {
+                    Ok(mut ws) => {
+                        for (stream, seqs) in missing {
+                            let Some(room_id) = room_ids.get(stream) else { continue };
+                            let after = seqs.iter().min().copied().unwrap_or(1).saturating_sub(1);
+                            r.missing_checked += seqs.len() as u64;
+                            match conn::resync(&mut ws, room_id, after, &seqs).await {
+                                Ok(found) => r.recovered += found.len() as u64,
+                                Err(_) => r.sockets_failed = 1,
                             }
                         }
-                        Err(_) => {
-                            r.sockets_failed = 1;
-                            r.missing_checked = count(&missing);
-                        }
                     }
-                    bar.inc(1);
-                    r
+                    Err(_) => {
+                        r.sockets_failed = 1;
+                        r.missing_checked = count(&missing);
+                    }
                 }
-            })
-            .buffer_unordered(8)
-            .collect()
-            .await;
-        bar.finish_and_clear();
-        Some(checked.into_iter().fold(Resync::default(), |mut all, r| {
-            all.sockets_checked += r.sockets_checked;
-            all.sockets_failed += r.sockets_failed;
-            all.missing_checked += r.missing_checked;
-            all.recovered += r.recovered;
-            all
-        }))
-    } else {
-        None
-    };
+                bar.inc(1);
+                r
+            }
+        })
+        .buffer_unordered(8)
+        .collect()
+        .await;
+    bar.finish_and_clear();
+    Some(checked.into_iter().fold(Resync::default(), |mut all, r| {
+        all.sockets_checked += r.sockets_checked;
+        all.sockets_failed += r.sockets_failed;
+        all.missing_checked += r.missing_checked;
+        all.recovered += r.recovered;
+        all
+    }))
+}
 
-    let log_check = match (&plan.log_check, plan.kind) {
-        (Some(api), Kind::Chat) => {
-            Some(check_log(api, &plan.room_ids, &plan.room_tokens, &expected_by_stream, plan.progress).await)
-        }
-        _ => None,
+/// Sums what the senders did.
+fn tally(results: &[(usize, SenderResult)]) -> Totals {
+    let mut t = Totals {
+        sent: 0,
+        acked: 0,
+        retried: 0,
+        unanswered: 0,
+        refused: BTreeMap::new(),
+        ack_latency: histogram(),
+        last_answer: None,
     };
-
-    let mut ack_latency = histogram();
-    let (mut sent, mut acked, mut retried, mut unanswered) = (0, 0, 0, 0);
-    let mut refused: BTreeMap<String, u64> = BTreeMap::new();
-    let mut last_answer = None;
-    for (_, r) in &results {
-        sent += r.sent;
-        acked += r.acked.len() as u64;
-        retried += r.retried;
-        unanswered += r.unanswered;
+    for (_, r) in results {
+        t.sent += r.sent;
+        t.acked += r.acked.len() as u64;
+        t.retried += r.retried;
+        t.unanswered += r.unanswered;
         for (code, n) in &r.refused {
-            *refused.entry(code.clone()).or_default() += n;
+            *t.refused.entry(code.clone()).or_default() += n;
         }
         if let Some(h) = &r.ack_latency {
-            let _ = ack_latency.add(h);
+            let _ = t.ack_latency.add(h);
         }
-        last_answer = last_answer.max(r.last_answer);
+        t.last_answer = t.last_answer.max(r.last_answer);
     }
-    if plan.kind == Kind::Relay {
-        // The relay has no acks: a message counts as accepted once written.
-        acked = sent;
-    }
-    let deliveries = shared.deliveries.load(Ordering::Relaxed);
-    let delivery_span = shared.last_delivery.load(Ordering::Relaxed).saturating_sub(started_unix_nanos) as f64 / 1e9;
-    Ok(LoadReport {
-        target: plan.target.to_owned(),
-        sockets: plan.sockets.len(),
-        sockets_opened: opened,
-        connect_failures,
-        first_connect_error,
-        connect_seconds,
-        frames_before_send,
-        ended_before_send,
-        rooms: plan.room_ids.len(),
-        senders: plan.senders.len(),
-        rate_per_sender: plan.rate,
-        window: (plan.rate <= 0.0).then_some(plan.window),
-        paced_on: (plan.rate <= 0.0).then_some(if plan.pace_on_echo || plan.kind == Kind::Relay {
-            "echo"
-        } else {
-            "ack"
-        }),
-        message_bytes: plan.size,
-        send_seconds,
-        sent,
-        acked,
-        acked_per_sec: if send_seconds > 0.0 { acked as f64 / send_seconds } else { 0.0 },
-        refused,
-        retried_rate_limited: retried,
-        unanswered,
-        deliveries,
-        expected_deliveries,
-        deliveries_per_sec: if delivery_span > 0.0 { deliveries as f64 / delivery_span } else { 0.0 },
-        latency: Latency::of(&shared.latency()),
-        ack_latency: Latency::of(&ack_latency),
-        missing_at_drain_end,
-        late,
-        lost,
-        duplicated,
-        unexpected,
-        stray_frames: stray,
-        ended_sockets: ended,
-        missed_by_ended_sockets: missed_by_ended,
-        lost_resync,
-        ended_resync,
-        log_check,
-        memory,
-        cpu,
-        loadavg_at_start,
-        last_answer,
-        send_started: Some(send_started),
-        acked_by_room: if plan.kind == Kind::Chat { expected_by_stream } else { HashMap::new() },
-    })
+    t
 }
 
 /// Pages every room's history forward from the start and compares it with the acks.

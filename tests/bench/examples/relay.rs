@@ -5,7 +5,7 @@
 //! frame.
 //!
 //! ```text
-//! cargo run --release -p bootstrap --example relay -- [--addr 127.0.0.1:18091] [--nagle]
+//! cargo run --release -p chat-bench --example relay -- [--addr 127.0.0.1:18091] [--nagle]
 //! ```
 //!
 //! Sockets set `TCP_NODELAY`; `--nagle` leaves Nagle's algorithm on, as a server that never sets

@@ -1,4 +1,4 @@
-//! Prometheus metrics: requests by route and status, latency histograms, live sockets, archive lag.
+//! Prometheus metrics every layer may report through: requests by route, latency histograms, live sockets, archive lag.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;

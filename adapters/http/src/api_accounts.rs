@@ -1,13 +1,13 @@
 //! Account routes: register, login, refresh, logout, and who am I.
 
-use application::accounts::{LoginError, RefreshError, RegisterError, Registration};
+use application::accounts::{LoginError, Registration};
 use domain::{Password, PasswordError, Username};
 use poem::Request;
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi, Tags};
 
-use crate::auth::BearerAuth;
-use crate::dto::{TokenPairDto, UserDto};
+use crate::bearer::BearerAuth;
+use crate::dto::{NoContent, TokenPairDto, UserDto};
 use crate::error::ApiError;
 use crate::state::AppState;
 use crate::strict::StrictJson;
@@ -50,23 +50,16 @@ pub enum TokenResponse {
 }
 
 #[derive(ApiResponse)]
-pub enum NoContent {
-    /// Done.
-    #[oai(status = 204)]
-    NoContent,
-}
-
-#[derive(ApiResponse)]
 pub enum MeResponse {
     /// The signed-in user.
     #[oai(status = 200)]
     Ok(Json<UserDto>),
 }
 
-pub struct AuthApi;
+pub struct AccountsApi;
 
 #[OpenApi(tag = "Tag::Auth")]
-impl AuthApi {
+impl AccountsApi {
     /// Create an account
     #[oai(path = "/auth/register", method = "post")]
     async fn register(
@@ -78,13 +71,8 @@ impl AuthApi {
             .map_err(|e| ApiError::bad_request("invalid_username", format!("username: {e}")))?;
         let password = Password::new(&body.password, &username)
             .map_err(|e: PasswordError| ApiError::bad_request("weak_password", format!("password: {e}")))?;
-        match state.accounts.register(Registration { username, password }).await {
-            Ok(user) => Ok(RegisterResponse::Created(Json(UserDto::from(&user)))),
-            Err(RegisterError::UsernameTaken) => {
-                Err(ApiError::conflict("username_taken", "username: this username is already taken"))
-            }
-            Err(RegisterError::Unknown(e)) => Err(ApiError::internal(&e)),
-        }
+        let user = state.accounts.register(Registration { username, password }).await?;
+        Ok(RegisterResponse::Created(Json(UserDto::from(&user))))
     }
 
     /// Log in with username and password
@@ -107,11 +95,12 @@ impl AuthApi {
                 state.limiter.record_success(&body.username);
                 Ok(TokenResponse::Ok(Json(pair.into())))
             }
-            Err(LoginError::InvalidCredentials) => {
-                state.limiter.record_failure(&body.username, &address);
-                Err(ApiError::unauthorized("invalid_credentials", "invalid username or password"))
+            Err(e) => {
+                if matches!(e, LoginError::InvalidCredentials) {
+                    state.limiter.record_failure(&body.username, &address);
+                }
+                Err(e.into())
             }
-            Err(LoginError::Unknown(e)) => Err(ApiError::internal(&e)),
         }
     }
 
@@ -124,17 +113,8 @@ impl AuthApi {
         state: Data<&AppState>,
         body: StrictJson<RefreshRequest>,
     ) -> Result<TokenResponse, ApiError> {
-        match state.accounts.refresh(&body.refresh_token).await {
-            Ok(pair) => Ok(TokenResponse::Ok(Json(pair.into()))),
-            Err(RefreshError::Invalid) => {
-                Err(ApiError::unauthorized("invalid_token", "the refresh token is invalid or expired"))
-            }
-            Err(RefreshError::Reused) => Err(ApiError::unauthorized(
-                "token_reused",
-                "the refresh token was already used; the session was revoked, log in again",
-            )),
-            Err(RefreshError::Unknown(e)) => Err(ApiError::internal(&e)),
-        }
+        let pair = state.accounts.refresh(&body.refresh_token).await?;
+        Ok(TokenResponse::Ok(Json(pair.into())))
     }
 
     /// Log out
@@ -142,9 +122,7 @@ impl AuthApi {
     /// Revokes the session's refresh tokens and closes the user's live sockets.
     #[oai(path = "/auth/logout", method = "post")]
     async fn logout(&self, state: Data<&AppState>, auth: BearerAuth) -> Result<NoContent, ApiError> {
-        state.accounts.logout(&auth.0).await.map_err(|e| match e {
-            application::accounts::LogoutError::Unknown(e) => ApiError::internal(&e),
-        })?;
+        state.accounts.logout(&auth.0).await?;
         Ok(NoContent::NoContent)
     }
 

@@ -1,0 +1,73 @@
+//! Bearer authentication: the OpenAPI security scheme and token checks shared by every route.
+
+use application::accounts::Authenticated;
+use application::Accounts;
+use poem::Request;
+use poem_openapi::auth::Bearer;
+use poem_openapi::SecurityScheme;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// A JWT access token from `POST /auth/login`, sent as `Authorization: Bearer <token>`.
+#[derive(SecurityScheme)]
+#[oai(ty = "bearer", bearer_format = "JWT", checker = "check_bearer")]
+pub struct BearerAuth(pub Authenticated);
+
+async fn check_bearer(req: &Request, bearer: Bearer) -> poem::Result<Authenticated> {
+    let state = req.data::<AppState>().ok_or_else(|| {
+        poem::Error::from_string("application state missing", poem::http::StatusCode::INTERNAL_SERVER_ERROR)
+    })?;
+    authenticate(&state.accounts, &bearer.token).await.map_err(Into::into)
+}
+
+/// Checks a raw access token, from a header or the `access_token` query parameter.
+pub async fn authenticate(accounts: &Accounts, token: &str) -> Result<Authenticated, ApiError> {
+    Ok(accounts.authenticate(token).await?)
+}
+
+/// The caller of a route outside the OpenAPI scheme (files, the socket), by `token_from`.
+pub async fn caller(req: &Request, accounts: &Accounts) -> Result<Authenticated, ApiError> {
+    let token =
+        token_from(req).ok_or_else(|| ApiError::unauthorized("unauthorized", "a valid access token is required"))?;
+    authenticate(accounts, &token).await
+}
+
+/// The access token of a request: the bearer header, else the `access_token` query parameter
+/// (for browsers, which cannot set headers on WebSocket or `<img>` requests).
+pub fn token_from(req: &Request) -> Option<String> {
+    let header = req
+        .headers()
+        .get(poem::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .map(|t| t.trim().to_owned());
+    header.or_else(|| req.params::<TokenQuery>().ok()?.access_token)
+}
+
+#[derive(serde::Deserialize)]
+struct TokenQuery {
+    access_token: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_percent_encoded_access_token_in_the_query_is_decoded() {
+        let req = Request::builder().uri_str("/ws?room=1&access_token=a%2Eb%2Fc").finish();
+
+        assert_eq!(token_from(&req).as_deref(), Some("a.b/c"));
+    }
+
+    #[test]
+    fn the_header_wins_over_the_query() {
+        let req = Request::builder()
+            .uri_str("/ws?access_token=from-query")
+            .header(poem::http::header::AUTHORIZATION, "Bearer from-header")
+            .finish();
+
+        assert_eq!(token_from(&req).as_deref(), Some("from-header"));
+    }
+}
