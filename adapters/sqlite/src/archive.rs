@@ -9,7 +9,7 @@ use domain::{
 };
 use rusqlite::{params, Row, TransactionBehavior};
 
-use crate::codec::{id_text, millis, parse_id, saturating_i64, timestamp, to_i64, to_u64};
+use crate::codec::{delete_oldest_before, id_text, millis, parse_id, saturating_i64, timestamp, to_i64, to_u64};
 use crate::SqliteStore;
 
 const COLUMNS: &str = "id, room_id, seq, sender_id, sender_username, kind, text,
@@ -186,15 +186,6 @@ impl MessageArchive for SqliteStore {
     }
 
     async fn delete_sent_before(&self, cutoff: Timestamp, limit: u32) -> anyhow::Result<u64> {
-        self.run(move |conn| {
-            // Bounded so a large backlog is purged in short transactions that never starve writers.
-            let deleted = conn.execute(
-                "DELETE FROM messages WHERE id IN (
-                     SELECT id FROM messages WHERE sent_at < ?1 ORDER BY sent_at LIMIT ?2)",
-                params![millis(cutoff), limit],
-            )?;
-            Ok(deleted as u64)
-        })
-        .await
+        self.run(move |conn| delete_oldest_before(conn, "messages", "sent_at", cutoff, limit)).await
     }
 }

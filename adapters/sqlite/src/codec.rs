@@ -44,3 +44,23 @@ pub(crate) fn json_id_list(ids: impl IntoIterator<Item = uuid::Uuid>) -> String 
     let quoted: Vec<String> = ids.into_iter().map(|id| format!("\"{}\"", id.hyphenated())).collect();
     format!("[{}]", quoted.join(","))
 }
+
+/// Deletes up to `limit` rows of `table` whose instant `column` is before `cutoff`, oldest first.
+/// Bounded so a large backlog is purged in short statements that never hold the write lock for
+/// long. `table` and `column` are this adapter's own names, never input.
+pub(crate) fn delete_oldest_before(
+    conn: &rusqlite::Connection,
+    table: &str,
+    column: &str,
+    cutoff: Timestamp,
+    limit: u32,
+) -> anyhow::Result<u64> {
+    let deleted = conn.execute(
+        &format!(
+            "DELETE FROM {table} WHERE id IN (
+                 SELECT id FROM {table} WHERE {column} < ?1 ORDER BY {column} LIMIT ?2)"
+        ),
+        rusqlite::params![millis(cutoff), limit],
+    )?;
+    Ok(deleted as u64)
+}

@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use domain::{FileId, FileKind, FileMeta, FileName, Timestamp, UserId};
 use rusqlite::{params, Row};
 
-use crate::codec::{id_text, millis, parse_id, timestamp, to_i64, to_u64};
+use crate::codec::{delete_oldest_before, id_text, millis, parse_id, timestamp, to_i64, to_u64};
 use crate::SqliteStore;
 
 fn file_from_row(row: &Row<'_>) -> anyhow::Result<StoredFile> {
@@ -108,16 +108,7 @@ impl FileCatalog for SqliteStore {
     }
 
     async fn delete_purged_before(&self, cutoff: Timestamp, limit: u32) -> anyhow::Result<u64> {
-        self.run(move |conn| {
-            // Bounded, like the message purge, so a large backlog never holds the write lock for long.
-            let deleted = conn.execute(
-                "DELETE FROM files WHERE id IN (
-                     SELECT id FROM files WHERE purged_at < ?1 ORDER BY purged_at LIMIT ?2)",
-                params![millis(cutoff), limit],
-            )?;
-            Ok(deleted as u64)
-        })
-        .await
+        self.run(move |conn| delete_oldest_before(conn, "files", "purged_at", cutoff, limit)).await
     }
 
     async fn delete(&self, id: FileId) -> anyhow::Result<()> {

@@ -58,8 +58,12 @@ impl SqliteMessageLog {
     pub fn start(store: SqliteStore, dedupe_ttl: Duration) -> anyhow::Result<Self> {
         let (appends, queue) = mpsc::channel(QUEUE);
         let committed = Arc::new(AtomicU64::new(0));
-        let writer =
-            Writer { store: store.clone(), dedupe_ttl, pruned_at: Instant::now(), committed: committed.clone() };
+        let writer = Writer {
+            conn: store.another_connection()?,
+            dedupe_ttl,
+            pruned_at: Instant::now(),
+            committed: committed.clone(),
+        };
         std::thread::Builder::new()
             .name("sqlite-log-writer".into())
             .spawn(move || writer.run(queue))
@@ -74,7 +78,8 @@ impl SqliteMessageLog {
 }
 
 struct Writer {
-    store: SqliteStore,
+    /// The writer's own connection: its commits never hold the store's reads back.
+    conn: Connection,
     dedupe_ttl: Duration,
     pruned_at: Instant,
     committed: Arc<AtomicU64>,
@@ -83,13 +88,10 @@ struct Writer {
 impl Writer {
     fn run(mut self, mut queue: mpsc::Receiver<Append>) {
         while let Some(first) = queue.blocking_recv() {
+            // No waiting for more: a sender's next frame waits for this ack, so lingering only
+            // adds latency; whatever queued during the last commit makes the group.
             let mut group = vec![first];
-            while group.len() < MAX_GROUP {
-                match queue.try_recv() {
-                    Ok(append) => group.push(append),
-                    Err(_) => break,
-                }
-            }
+            take_waiting(&mut queue, &mut group);
             self.commit(group);
             if self.pruned_at.elapsed() >= PRUNE_EVERY {
                 self.pruned_at = Instant::now();
@@ -100,10 +102,10 @@ impl Writer {
         }
     }
 
-    fn commit(&self, group: Vec<Append>) {
+    fn commit(&mut self, group: Vec<Append>) {
         let requests: Vec<(&NewMessage, Option<&DedupeKey>)> =
             group.iter().map(|a| (&a.message, a.dedupe.as_ref())).collect();
-        let outcome = append_group(&mut self.store.conn.lock(), &requests, self.dedupe_ttl);
+        let outcome = append_group(&mut self.conn, &requests, self.dedupe_ttl);
         match outcome {
             Ok(appended) => {
                 let created = appended.iter().filter(|a| matches!(a, Appended::Created(_))).count();
@@ -116,7 +118,7 @@ impl Writer {
             Err(_) if group.len() > 1 => {
                 for append in group {
                     let request = [(&append.message, append.dedupe.as_ref())];
-                    let alone = append_group(&mut self.store.conn.lock(), &request, self.dedupe_ttl);
+                    let alone = append_group(&mut self.conn, &request, self.dedupe_ttl);
                     if matches!(alone.as_deref(), Ok([Appended::Created(_)])) {
                         self.committed.fetch_add(1, Ordering::Relaxed);
                     }
@@ -131,10 +133,10 @@ impl Writer {
         }
     }
 
-    fn prune_dedupe(&self) -> anyhow::Result<()> {
+    fn prune_dedupe(&mut self) -> anyhow::Result<()> {
         let cutoff = millis(chrono::Utc::now()) - ttl_millis(self.dedupe_ttl);
         loop {
-            let deleted = self.store.conn.lock().execute(
+            let deleted = self.conn.execute(
                 "DELETE FROM message_dedupe WHERE rowid IN (
                      SELECT rowid FROM message_dedupe WHERE created_at < ?1 LIMIT ?2)",
                 params![cutoff, PRUNE_BATCH],
@@ -142,6 +144,16 @@ impl Writer {
             if (deleted as i64) < PRUNE_BATCH {
                 return Ok(());
             }
+        }
+    }
+}
+
+/// Moves appends already waiting into `group`, up to `MAX_GROUP`.
+fn take_waiting(queue: &mut mpsc::Receiver<Append>, group: &mut Vec<Append>) {
+    while group.len() < MAX_GROUP {
+        match queue.try_recv() {
+            Ok(append) => group.push(append),
+            Err(_) => return,
         }
     }
 }

@@ -12,6 +12,9 @@ use rusqlite::Connection;
 
 use crate::schema;
 
+/// Prepared statements kept per connection; more than every statement this adapter runs.
+const STATEMENT_CACHE: usize = 128;
+
 /// How long a statement waits for another process's write lock before failing with `SQLITE_BUSY`.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -40,9 +43,10 @@ impl Durability {
 pub struct SqliteStore {
     /// A single connection serialises all access. SQLite admits one writer at a time anyway, and it
     /// keeps every read-check-write sequence (token consume, room compare-and-swap) race-free.
-    pub(crate) conn: Arc<Mutex<Connection>>,
-    /// Kept for diagnostics only.
+    conn: Arc<Mutex<Connection>>,
+    /// Where the database lives, for diagnostics and for the message log's own connection.
     path: Arc<PathBuf>,
+    durability: Durability,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -73,7 +77,16 @@ impl SqliteStore {
         let mut conn = Connection::open(path).with_context(|| format!("opening sqlite database {}", path.display()))?;
         configure(&conn, durability).with_context(|| format!("configuring sqlite database {}", path.display()))?;
         schema::migrate(&mut conn).with_context(|| format!("migrating sqlite database {}", path.display()))?;
-        Ok(Self { conn: Arc::new(Mutex::new(conn)), path: Arc::new(path.to_owned()) })
+        Ok(Self { conn: Arc::new(Mutex::new(conn)), path: Arc::new(path.to_owned()), durability })
+    }
+
+    /// A second connection to the same database, configured alike. WAL lets it commit while
+    /// this store's connection reads, so the message log's commits never queue reads behind them.
+    pub(crate) fn another_connection(&self) -> anyhow::Result<Connection> {
+        let conn = Connection::open(self.path.as_path())
+            .with_context(|| format!("opening sqlite database {}", self.path.display()))?;
+        configure(&conn, self.durability)?;
+        Ok(conn)
     }
 
     /// Runs `work` on the blocking pool with the connection, so SQLite never stalls the async runtime.
@@ -98,6 +111,8 @@ fn configure(conn: &Connection, durability: Durability) -> anyhow::Result<()> {
     conn.pragma_update(None, "synchronous", durability.pragma())?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
+    // Every port's statements stay prepared; the default of 16 made them evict each other.
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     Ok(())
 }
 
