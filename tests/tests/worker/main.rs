@@ -8,4 +8,5 @@ mod paging;
 mod purge;
 mod race;
 mod sequences;
+mod shutdown;
 mod support;
