@@ -15,7 +15,9 @@ use mongodb::error::{ErrorKind, IndexedWriteError};
 use mongodb::Collection;
 use serde::{Deserialize, Serialize};
 
-use crate::codec::{date, delete_oldest, id_text, limit, parse_id, timestamp, to_i64, to_u64, DUPLICATE_KEY};
+use crate::codec::{
+    date, delete_oldest, id_text, limit, parse_id, saturating_i64, timestamp, to_i64, to_u64, DUPLICATE_KEY,
+};
 use crate::schema::MESSAGES;
 use crate::MongoStore;
 
@@ -194,11 +196,13 @@ impl MessageArchive for MongoStore {
             return Ok(Vec::new());
         }
         let mut seq = Document::new();
+        // Bounds past what BSON holds saturate: no stored seq is that high, so "after" matches
+        // nothing and "before" everything, as they would with wider integers.
         if let Some(after) = range.after {
-            seq.insert("$gt", to_i64(after.get())?);
+            seq.insert("$gt", saturating_i64(after.get()));
         }
         if let Some(before) = range.before {
-            seq.insert("$lt", to_i64(before.get())?);
+            seq.insert("$lt", saturating_i64(before.get()));
         }
         let mut filter = doc! { "room_id": id_text(room.as_uuid()) };
         if !seq.is_empty() {

@@ -29,6 +29,11 @@ pub(crate) fn timestamp(d: bson::DateTime) -> Timestamp {
     d.to_chrono()
 }
 
+/// A bound that saturates instead of failing: past `i64::MAX` no stored value can reach it.
+pub(crate) fn saturating_i64(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
 pub(crate) fn to_i64(n: u64) -> anyhow::Result<i64> {
     i64::try_from(n).with_context(|| format!("{n} does not fit in a BSON 64-bit integer"))
 }

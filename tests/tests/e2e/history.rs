@@ -114,6 +114,18 @@ async fn after_zero_pages_forwards_from_the_first_message() {
     assert_eq!(before_zero, (vec![], false));
 }
 
+async fn bounds_past_the_largest_seq_page_to_nothing_or_everything_not_to_an_error() {
+    let app = TestApp::spawn().await;
+    let ada = app.signup("ada").await;
+    let room_id = room_with_messages(&app, &ada, 3).await;
+
+    let after_max = page(&app, &ada, &room_id, "?after=18446744073709551615&limit=5").await;
+    let before_max = page(&app, &ada, &room_id, "?before=18446744073709551615&limit=5").await;
+
+    assert_eq!(after_max, (vec![], false));
+    assert_eq!(before_max, (vec![1, 2, 3], false));
+}
+
 async fn has_more_is_false_when_exactly_a_page_remains() {
     // Arrange
     let app = TestApp::spawn().await;
@@ -214,6 +226,7 @@ e2e::on_both_shapes!(
     before_pages_backwards_until_has_more_turns_false,
     after_pages_forwards_until_has_more_turns_false,
     after_zero_pages_forwards_from_the_first_message,
+    bounds_past_the_largest_seq_page_to_nothing_or_everything_not_to_an_error,
     has_more_is_false_when_exactly_a_page_remains,
     before_and_after_together_bound_the_page_on_both_sides,
     a_history_limit_outside_1_to_100_is_a_400,
