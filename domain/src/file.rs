@@ -42,7 +42,7 @@ impl FileName {
     /// Sanitises any client-supplied name; never fails, falling back to `file` when nothing is left.
     pub fn sanitize(raw: &str) -> Self {
         let last = raw.rsplit(['/', '\\']).next().unwrap_or_default();
-        let cleaned: String = last.chars().filter(|c| !c.is_control()).collect();
+        let cleaned: String = last.chars().filter(|&c| !c.is_control() && !crate::is_format_control(c)).collect();
         let cleaned = cleaned.trim();
         let cleaned = match cleaned {
             "" | "." | ".." => Self::FALLBACK,
@@ -75,6 +75,14 @@ pub struct FileMeta {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn bidi_overrides_and_other_format_characters_are_stripped_so_a_name_cannot_lie() {
+        assert_eq!(FileName::sanitize("invoice\u{202E}gpj.exe").as_str(), "invoicegpj.exe");
+        assert_eq!(FileName::sanitize("\u{2067}report\u{2069}\u{200B}.pdf\u{FEFF}").as_str(), "report.pdf");
+        assert_eq!(FileName::sanitize("\u{202E}\u{200F}").as_str(), "file", "nothing visible is left");
+        assert_eq!(FileName::sanitize("family 👨\u{200D}👩.png").as_str(), "family 👨\u{200D}👩.png", "ZWJ stays");
+    }
 
     #[test]
     fn path_components_are_stripped() {

@@ -56,3 +56,28 @@ pub(crate) use uuid_id;
 pub(crate) fn is_forbidden_control(c: char, allow: &[char]) -> bool {
     c.is_control() && !allow.contains(&c)
 }
+
+/// True for invisible format characters (Unicode category Cf) that can make a name lie: bidi
+/// overrides and isolates (`invoice\u{202E}gpj.exe` shows as `invoice` + `exe.jpg`), zero-width
+/// spaces, the byte-order mark. The zero-width joiner and non-joiner stay: emoji sequences and
+/// several scripts need them.
+pub(crate) fn is_format_control(c: char) -> bool {
+    matches!(
+        c,
+        '\u{00AD}'
+            | '\u{0600}'..='\u{0605}'
+            | '\u{061C}'
+            | '\u{06DD}'
+            | '\u{070F}'
+            | '\u{180E}'
+            | '\u{200B}'
+            | '\u{200E}'..='\u{200F}'
+            | '\u{202A}'..='\u{202E}'
+            | '\u{2060}'..='\u{2064}'
+            | '\u{2066}'..='\u{206F}'
+            | '\u{FEFF}'
+            | '\u{FFF9}'..='\u{FFFB}'
+            | '\u{E0001}'
+            | '\u{E0020}'..='\u{E007F}'
+    )
+}

@@ -22,8 +22,11 @@ pub enum RoomNameError {
 impl RoomName {
     pub const MAX_CHARS: usize = 64;
 
+    /// Invisible format characters (bidi overrides, zero-width spaces) are stripped first, so a
+    /// name shows what it says.
     pub fn new(raw: &str) -> Result<Self, RoomNameError> {
-        let trimmed = raw.trim();
+        let visible: String = raw.chars().filter(|&c| !crate::is_format_control(c)).collect();
+        let trimmed = visible.trim();
         let count = trimmed.chars().count();
         if count == 0 || count > Self::MAX_CHARS {
             return Err(RoomNameError::Length(count));
@@ -301,6 +304,13 @@ mod tests {
         assert_eq!(RoomName::new("   "), Err(RoomNameError::Length(0)));
         assert!(RoomName::new(&"r".repeat(64)).is_ok());
         assert_eq!(RoomName::new(&"r".repeat(65)), Err(RoomNameError::Length(65)));
+    }
+
+    #[test]
+    fn room_names_lose_bidi_overrides_and_zero_width_spaces() {
+        assert_eq!(RoomName::new("team\u{202E}terces").unwrap().as_str(), "teamterces");
+        assert_eq!(RoomName::new("\u{200B}\u{2066}ops\u{2069}").unwrap().as_str(), "ops");
+        assert_eq!(RoomName::new("\u{202E}\u{FEFF}"), Err(RoomNameError::Length(0)));
     }
 
     #[test]
