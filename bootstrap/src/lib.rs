@@ -79,8 +79,7 @@ impl Application {
     /// # Errors
     /// When a store cannot be opened, the secret is unusable, or the address cannot be bound.
     pub async fn build(config: Config, kind: AppKind) -> anyhow::Result<Self> {
-        std::fs::create_dir_all(&config.data_dir)
-            .map_err(|e| anyhow::anyhow!("CHAT_DATA_DIR: cannot create {}: {e}", config.data_dir.display()))?;
+        private_dir(&config.data_dir)?;
         let secret = wiring::jwt_secret(&config)?;
         let backends = backends::connect(&config, kind).await?;
         let wiring::UseCases { accounts, rooms, files, messaging, archiver } =
@@ -183,6 +182,20 @@ impl Application {
         served?;
         Ok(())
     }
+}
+
+/// Creates the data directory if needed, readable by this user only: it holds the database, the
+/// files and the signing secret.
+fn private_dir(dir: &std::path::Path) -> anyhow::Result<()> {
+    let cannot = |e: std::io::Error| anyhow::anyhow!("CHAT_DATA_DIR: cannot create {}: {e}", dir.display());
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder.create(dir).map_err(cannot)
 }
 
 /// Resolves on SIGINT or SIGTERM.

@@ -24,6 +24,26 @@ async fn chat_with_no_configuration_serves_health_and_exits_zero_on_sigterm() {
     assert!(dir.path().join("chat.db").exists());
 }
 
+#[cfg(unix)]
+#[tokio::test]
+async fn the_data_directory_and_the_database_are_private_to_their_owner() {
+    use std::os::unix::fs::PermissionsExt;
+    let parent = tempfile::tempdir().expect("temp dir");
+    let data = parent.path().join("data");
+    let (mut child, addr) = start_chat(&data, &[]);
+
+    let ready = reqwest::get(format!("http://{addr}/health/ready")).await.expect("request");
+    signal(&child, "-TERM");
+    wait_for_exit(&mut child, Duration::from_secs(20));
+
+    assert_eq!(ready.status(), 200);
+    let mode = |name: &str| std::fs::metadata(data.join(name)).expect("exists").permissions().mode() & 0o777;
+    assert_eq!(mode(""), 0o700, "data directory");
+    for file in ["chat.db", "jwt-secret"] {
+        assert_eq!(mode(file), 0o600, "{file}");
+    }
+}
+
 #[test]
 fn a_wrong_value_stops_start_up_with_a_message_naming_the_variable() {
     let output = Command::new(env!("CARGO_BIN_EXE_chat"))

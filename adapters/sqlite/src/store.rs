@@ -74,6 +74,7 @@ impl SqliteStore {
             std::fs::create_dir_all(parent)
                 .with_context(|| format!("creating database directory {}", parent.display()))?;
         }
+        create_private(path).with_context(|| format!("creating sqlite database {}", path.display()))?;
         let mut conn = Connection::open(path).with_context(|| format!("opening sqlite database {}", path.display()))?;
         configure(&conn, durability).with_context(|| format!("configuring sqlite database {}", path.display()))?;
         schema::migrate(&mut conn).with_context(|| format!("migrating sqlite database {}", path.display()))?;
@@ -101,6 +102,19 @@ impl SqliteStore {
             .await
             .map_err(|join| E::from(anyhow::Error::new(join).context("sqlite task did not finish")))?
     }
+}
+
+/// Creates the database file readable by this user only, unless it exists. SQLite gives its WAL
+/// and shared-memory files the database file's mode, so they are private too.
+fn create_private(path: &Path) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    options.open(path).map(drop)
 }
 
 fn configure(conn: &Connection, durability: Durability) -> anyhow::Result<()> {
