@@ -9,6 +9,7 @@ pub mod dto;
 mod error;
 mod internal_files;
 mod limiter;
+mod route_label;
 mod state;
 mod strict;
 pub mod ws;
@@ -119,13 +120,13 @@ pub fn app(
                 if let Err(refusal) = limit_body(&mut req, max_body) {
                     return Ok(error::normalize(refusal).await);
                 }
-                let method = req.method().to_string();
-                let path = req.uri().path().to_owned();
+                let method = route_label::method(req.method().as_str());
+                let route = route_label::route(req.uri().path());
                 let resp = match ep.call(req).await {
                     Ok(resp) => resp.into_response(),
                     Err(err) => error::normalize(err).await,
                 };
-                metrics.record_request(&method, &path, resp.status().as_u16(), started.elapsed());
+                metrics.record_request(method, route, resp.status().as_u16(), started.elapsed());
                 Ok(resp)
             }
         })

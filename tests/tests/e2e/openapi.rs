@@ -159,10 +159,37 @@ async fn metrics_are_prometheus_text_counting_requests_by_route_and_status() {
     assert!(reply.header("content-type").is_some_and(|t| t.starts_with("text/plain")), "{:?}", reply.headers);
     let text = reply.body.as_str().expect("text");
     assert!(text.contains("# TYPE http_requests_total counter"), "{text}");
-    assert!(text.contains(r#"http_requests_total{method="GET",route="/rooms/:id",status="404"} 1"#), "{text}");
+    assert!(text.contains(r#"http_requests_total{method="GET",route="/rooms/:room_id",status="404"} 1"#), "{text}");
     assert!(text.contains("http_request_duration_seconds_bucket"), "{text}");
     assert!(text.contains("chat_live_sockets 0"), "{text}");
     assert!(text.contains("chat_archive_lag_seconds"), "{text}");
+}
+
+#[tokio::test]
+async fn a_path_with_a_quote_or_a_random_tail_is_counted_as_unmatched_and_the_scrape_stays_valid() {
+    // Arrange: raw requests, since an HTTP client would percent-encode the quote.
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = TestApp::spawn().await;
+    let random = format!("/{}", uuid::Uuid::new_v4().simple());
+    for path in ["/x\"", random.as_str()] {
+        let mut raw = tokio::net::TcpStream::connect(app.addr).await.expect("connect");
+        let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+        raw.write_all(request.as_bytes()).await.expect("request");
+        let mut answer = Vec::new();
+        raw.read_to_end(&mut answer).await.expect("answer");
+    }
+
+    // Act
+    let reply = app.send(app.http.get(app.url("/metrics"))).await;
+
+    // Assert: every label value is a known route; nothing the client sent became a label.
+    let text = reply.body.as_str().expect("text");
+    assert!(text.contains(r#"route="unmatched",status="404"} 2"#), "{text}");
+    assert!(!text.contains("/x\"") && !text.contains(&random), "{text}");
+    for line in text.lines().filter(|l| l.contains("route=")) {
+        let route = line.split("route=\"").nth(1).and_then(|rest| rest.split('"').next()).expect("a quoted route");
+        assert!(route == "unmatched" || route.starts_with('/'), "{line}");
+    }
 }
 
 #[tokio::test]
