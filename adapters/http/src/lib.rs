@@ -122,10 +122,18 @@ pub fn app(
                 }
                 let method = route_label::method(req.method().as_str());
                 let route = route_label::route(req.uri().path());
-                let resp = match ep.call(req).await {
+                let allowed = route_label::allowed(req.uri().path());
+                let mut resp = match ep.call(req).await {
                     Ok(resp) => resp.into_response(),
                     Err(err) => error::normalize(err).await,
                 };
+                // RFC 9110 §15.5.6: a 405 names the methods the route does allow.
+                if resp.status() == poem::http::StatusCode::METHOD_NOT_ALLOWED {
+                    if let Some(allowed) = allowed {
+                        resp.headers_mut()
+                            .insert(poem::http::header::ALLOW, poem::http::HeaderValue::from_static(allowed));
+                    }
+                }
                 metrics.record_request(method, route, resp.status().as_u16(), started.elapsed());
                 Ok(resp)
             }

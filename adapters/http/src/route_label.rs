@@ -1,30 +1,32 @@
-//! The route a request took, as a bounded metrics label: a template from a fixed list, never the raw path.
+//! The route table as data: a request's route as a bounded metrics label (a template, never the
+//! raw path), and the methods a route allows, for the `Allow` header of a 405.
 
-/// Every route this adapter serves, with `:name` for a path parameter.
-const TEMPLATES: &[&str] = &[
-    "/auth/register",
-    "/auth/login",
-    "/auth/refresh",
-    "/auth/logout",
-    "/users/me",
-    "/rooms",
-    "/rooms/public",
-    "/rooms/:room_id",
-    "/rooms/:room_id/join",
-    "/rooms/:room_id/leave",
-    "/rooms/:room_id/members",
-    "/rooms/:room_id/members/:user_id",
-    "/rooms/:room_id/messages",
-    "/files",
-    "/files/:file_id",
-    "/internal/files/:file_id",
-    "/ws",
-    "/health/live",
-    "/health/ready",
-    "/metrics",
-    "/openapi.json",
-    "/openapi.yaml",
-    "/docs",
+/// Every route this adapter serves, with `:name` for a path parameter, and its methods. A test
+/// holds it to the OpenAPI spec, so the two cannot drift apart unnoticed.
+const ROUTES: &[(&str, &str)] = &[
+    ("/auth/register", "POST"),
+    ("/auth/login", "POST"),
+    ("/auth/refresh", "POST"),
+    ("/auth/logout", "POST"),
+    ("/users/me", "GET"),
+    ("/rooms", "GET, POST"),
+    ("/rooms/public", "GET"),
+    ("/rooms/:room_id", "GET, DELETE"),
+    ("/rooms/:room_id/join", "POST"),
+    ("/rooms/:room_id/leave", "POST"),
+    ("/rooms/:room_id/members", "POST"),
+    ("/rooms/:room_id/members/:user_id", "DELETE"),
+    ("/rooms/:room_id/messages", "GET"),
+    ("/files", "POST"),
+    ("/files/:file_id", "GET"),
+    ("/internal/files/:file_id", "GET, PUT, DELETE"),
+    ("/ws", "GET"),
+    ("/health/live", "GET"),
+    ("/health/ready", "GET"),
+    ("/metrics", "GET"),
+    ("/openapi.json", "GET"),
+    ("/openapi.yaml", "GET"),
+    ("/docs", "GET"),
 ];
 
 /// Methods we name; any other is counted as `OTHER`.
@@ -33,19 +35,24 @@ const METHODS: &[&str] = &["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPT
 /// The template `path` matches, `/docs` for anything under it, or `unmatched`: the label set
 /// stays as small as the route table whatever paths clients send.
 pub(crate) fn route(path: &str) -> &'static str {
+    entry(path).map_or("unmatched", |(template, _)| template)
+}
+
+/// The methods `path` allows, as an `Allow` header value; `None` for a path no route serves.
+pub(crate) fn allowed(path: &str) -> Option<&'static str> {
+    entry(path).map(|(_, methods)| methods)
+}
+
+fn entry(path: &str) -> Option<(&'static str, &'static str)> {
     if path == "/docs" || path.starts_with("/docs/") {
-        return "/docs";
+        return Some(("/docs", "GET"));
     }
     let segments: Vec<&str> = path.split('/').collect();
-    TEMPLATES
-        .iter()
-        .find(|template| {
-            let parts: Vec<&str> = template.split('/').collect();
-            parts.len() == segments.len()
-                && parts.iter().zip(&segments).all(|(part, seg)| part.starts_with(':') || part == seg)
-        })
-        .copied()
-        .unwrap_or("unmatched")
+    ROUTES.iter().copied().find(|(template, _)| {
+        let parts: Vec<&str> = template.split('/').collect();
+        parts.len() == segments.len()
+            && parts.iter().zip(&segments).all(|(part, seg)| part.starts_with(':') || part == seg)
+    })
 }
 
 pub(crate) fn method(method: &str) -> &'static str {
@@ -72,6 +79,19 @@ mod tests {
         assert_eq!(route("/x\""), "unmatched");
         assert_eq!(route(&format!("/{}", "a".repeat(10_000))), "unmatched");
         assert_eq!(route("/rooms/1/2/3/4"), "unmatched");
+    }
+
+    #[test]
+    fn every_operation_of_the_spec_is_in_the_route_table_with_its_method() {
+        let spec: serde_json::Value = serde_json::from_str(&crate::openapi().spec()).expect("the spec is JSON");
+        for (path, operations) in spec["paths"].as_object().expect("paths") {
+            let template = path.replace('{', ":").replace('}', "");
+            let allowed = allowed(&template).unwrap_or_else(|| panic!("{path} is not in the route table"));
+            for method in operations.as_object().expect("operations").keys() {
+                let method = method.to_uppercase();
+                assert!(allowed.split(", ").any(|m| m == method), "{method} {path} is not in the route table");
+            }
+        }
     }
 
     #[test]

@@ -193,6 +193,22 @@ async fn a_path_with_a_quote_or_a_random_tail_is_counted_as_unmatched_and_the_sc
 }
 
 #[tokio::test]
+async fn a_wrong_method_is_a_405_whose_allow_header_names_the_methods_the_route_takes() {
+    // Arrange
+    let app = TestApp::spawn().await;
+
+    // Act
+    let on_rooms = app.send(app.http.put(app.url("/rooms"))).await;
+    let on_login = app.send(app.http.delete(app.url("/auth/login"))).await;
+
+    // Assert
+    assert_eq!(on_rooms.status, StatusCode::METHOD_NOT_ALLOWED, "{on_rooms:?}");
+    assert_eq!(on_rooms.header("allow"), Some("GET, POST"));
+    assert_eq!(on_rooms.body["code"], "method_not_allowed");
+    assert_eq!(on_login.header("allow"), Some("POST"));
+}
+
+#[tokio::test]
 async fn an_unknown_route_is_a_404_with_the_json_error_shape() {
     // Arrange
     let app = TestApp::spawn().await;
