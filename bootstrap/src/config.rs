@@ -40,6 +40,8 @@ pub struct Config {
     pub max_connections_per_user: usize,
     pub ws_rate_per_sec: f64,
     pub ws_burst: f64,
+    /// How long one socket write may wait for a peer that stopped reading.
+    pub ws_write_timeout: Duration,
     pub image_max_bytes: u64,
     pub file_max_bytes: u64,
     pub user_quota_bytes: u64,
@@ -84,6 +86,7 @@ pub const VARIABLES: &[(&str, &str)] = &[
     ("CHAT_MAX_CONNECTIONS_PER_USER", "10"),
     ("CHAT_WS_RATE_PER_SEC", "20"),
     ("CHAT_WS_BURST", "40"),
+    ("CHAT_WS_WRITE_TIMEOUT_MS", "10000"),
     ("CHAT_IMAGE_MAX_BYTES", "5242880"),
     ("CHAT_FILE_MAX_BYTES", "31457280"),
     ("CHAT_USER_QUOTA_BYTES", "1073741824"),
@@ -250,6 +253,9 @@ impl Config {
             max_connections_per_user: s.positive("CHAT_MAX_CONNECTIONS_PER_USER", "a positive whole number")?,
             ws_rate_per_sec: s.positive("CHAT_WS_RATE_PER_SEC", "a positive number of frames per second")?,
             ws_burst: s.positive("CHAT_WS_BURST", "a positive number of frames")?,
+            ws_write_timeout: Duration::from_millis(
+                s.positive("CHAT_WS_WRITE_TIMEOUT_MS", "a positive number of milliseconds")?,
+            ),
             image_max_bytes: s.positive("CHAT_IMAGE_MAX_BYTES", "a positive number of bytes")?,
             file_max_bytes: s.positive("CHAT_FILE_MAX_BYTES", "a positive number of bytes")?,
             user_quota_bytes: s.positive("CHAT_USER_QUOTA_BYTES", "a positive number of bytes")?,

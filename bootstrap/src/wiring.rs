@@ -121,6 +121,7 @@ pub(crate) fn socket_config(config: &Config) -> WsConfig {
         max_connections_per_user: config.max_connections_per_user,
         rate_per_sec: config.ws_rate_per_sec,
         burst: config.ws_burst,
+        write_timeout: config.ws_write_timeout,
         max_binary_bytes: usize::try_from(limits.image_max.max(limits.file_max))
             .unwrap_or(usize::MAX)
             .saturating_add(8192),

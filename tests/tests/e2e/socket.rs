@@ -360,7 +360,61 @@ async fn a_logout_closes_the_users_sockets_on_every_node() {
     assert_eq!(second.closed().await, (4001, "logged_out".to_owned()));
 }
 
+/// A socket whose peer reads nothing, with a tiny receive buffer so the server's writes back up fast.
+async fn socket_that_never_reads(
+    app: &TestApp,
+    user: &TestUser,
+) -> tokio_tungstenite::WebSocketStream<tokio::net::TcpStream> {
+    use futures::StreamExt;
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket.set_recv_buffer_size(4096).expect("small receive buffer");
+    let tcp = socket.connect(app.socket_addrs[0]).await.expect("connect");
+    let mut request = app.ws_url(0).into_client_request().expect("ws request");
+    request.headers_mut().insert("authorization", format!("Bearer {}", user.access_token).parse().expect("header"));
+    let (mut stream, _) = tokio_tungstenite::client_async(request, tcp).await.expect("handshake");
+    let ready = stream.next().await.expect("a frame").expect("ready");
+    assert!(ready.to_text().expect("text").contains("ready"), "{ready:?}");
+    stream
+}
+
+async fn a_socket_that_stops_reading_is_closed_instead_of_blocking_its_task_forever() {
+    // Arrange: ada's socket reads nothing; bob fills the room with 4000-character messages.
+    let settings =
+        [("CHAT_WS_WRITE_TIMEOUT_MS", "300"), ("CHAT_WS_RATE_PER_SEC", "100000"), ("CHAT_WS_BURST", "100000")];
+    let app = TestApp::spawn_with(&settings).await;
+    let (ada, bob) = (app.signup("ada").await, app.signup("bob").await);
+    let room = room_with(&app, &ada, &[&bob]).await;
+    let _stalled = socket_that_never_reads(&app, &ada).await;
+    let mut sender = app.socket(&bob).await;
+    let text = "x".repeat(4000);
+    for i in 0..1000 {
+        sender
+            .send_json(json!({"type": "send", "room_id": room, "client_msg_id": format!("c{i}"), "text": text}))
+            .await;
+    }
+    for _ in 0..1000 {
+        sender.next_of("ack").await;
+    }
+
+    // Act: without ada reading a byte, watch the socket node's live sockets.
+    let metrics = format!("http://{}/metrics", app.socket_addrs[0]);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let mut live = f64::NAN;
+    while tokio::time::Instant::now() < deadline {
+        let text = reqwest::get(&metrics).await.expect("metrics").text().await.expect("text");
+        live = text.lines().find_map(|l| l.strip_prefix("chat_live_sockets ")?.parse().ok()).expect("gauge");
+        if live <= 1.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // Assert: the server ended ada's socket on its own; only bob's is left.
+    assert_eq!(live, 1.0, "the socket that stopped reading is still held open");
+}
+
 e2e::on_both_shapes!(
+    a_socket_that_stops_reading_is_closed_instead_of_blocking_its_task_forever,
     a_message_sent_through_one_socket_node_reaches_sockets_on_the_other,
     membership_changes_made_through_the_api_reach_sockets_on_every_node,
     a_logout_closes_the_users_sockets_on_every_node,

@@ -36,6 +36,9 @@ pub struct WsConfig {
     pub ping_interval: Duration,
     /// A peer silent this long is considered dead.
     pub idle_timeout: Duration,
+    /// A write that cannot finish this long means the peer stopped reading: the socket is closed
+    /// with 1013, so one stalled reader never holds its task (and its pings) forever.
+    pub write_timeout: Duration,
     pub max_text_bytes: usize,
     /// Largest binary frame: the largest upload plus its header.
     pub max_binary_bytes: usize,
@@ -52,6 +55,7 @@ impl Default for WsConfig {
             outbound_queue: 256,
             ping_interval: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(75),
+            write_timeout: Duration::from_secs(10),
             max_text_bytes: 64 << 10,
             max_binary_bytes: (30 << 20) + 4 + frames::MAX_FILE_HEADER_BYTES,
             typing_every: Duration::from_secs(2),
@@ -162,6 +166,8 @@ struct Connection {
     app: SocketApp,
     caller: Authenticated,
     sink: futures::stream::SplitSink<WebSocketStream, Message>,
+    /// Set when a write hit the write timeout: the peer stopped reading.
+    stalled: bool,
 }
 
 /// How a connection ended, for the close frame.
@@ -183,7 +189,7 @@ impl Connection {
         };
         let mut reg = app.hub.register(user.id, rooms.clone());
         state.metrics.socket_opened();
-        let mut conn = Connection { state, app, caller, sink };
+        let mut conn = Connection { state, app, caller, sink, stalled: false };
         if reg.first_for_user {
             conn.presence(true, rooms).await;
         }
@@ -191,11 +197,14 @@ impl Connection {
             user: UserRef { id: user.id.to_string(), username: user.username.to_string() },
             connection_id: reg.id.to_string(),
         };
-        let end = if conn.send(ready.to_json()).await { conn.run(&mut stream, &mut reg).await } else { End::Gone };
-        if let End::Close(code, reason) = end {
-            let _ = conn.sink.send(Message::Close(Some((CloseCode::from(code), reason.to_owned())))).await;
+        let mut end = if conn.send(ready.to_json()).await { conn.run(&mut stream, &mut reg).await } else { End::Gone };
+        if conn.stalled {
+            end = End::Close(close::TRY_AGAIN_LATER, "too_slow");
         }
-        let _ = conn.sink.close().await;
+        if let End::Close(code, reason) = end {
+            conn.write(Message::Close(Some((CloseCode::from(code), reason.to_owned())))).await;
+        }
+        let _ = tokio::time::timeout(conn.app.config.write_timeout, conn.sink.close()).await;
         let last = conn.app.hub.unregister(reg.id);
         conn.state.metrics.socket_closed();
         if last {
@@ -247,7 +256,7 @@ impl Connection {
                 }
                 _ = ping.tick() => {
                     if last_seen.elapsed() > self.app.config.idle_timeout { return End::Gone; }
-                    if self.sink.send(Message::Ping(Vec::new())).await.is_err() { return End::Gone; }
+                    if !self.write(Message::Ping(Vec::new())).await { return End::Gone; }
                 }
                 () = &mut expiry => return End::Close(close::SESSION_ENDED, "token_expired"),
             }
@@ -374,7 +383,18 @@ impl Connection {
     }
 
     async fn send(&mut self, json: String) -> bool {
-        self.sink.send(Message::Text(json)).await.is_ok()
+        self.write(Message::Text(json)).await
+    }
+
+    /// Writes one frame, giving up after the write timeout; false when the socket is gone or stalled.
+    async fn write(&mut self, message: Message) -> bool {
+        match tokio::time::timeout(self.app.config.write_timeout, self.sink.send(message)).await {
+            Ok(sent) => sent.is_ok(),
+            Err(_) => {
+                self.stalled = true;
+                false
+            }
+        }
     }
 
     async fn presence(&self, online: bool, rooms: Vec<RoomId>) {
