@@ -65,6 +65,8 @@ pub struct Config {
     pub file_url: Option<String>,
     /// Authenticates socket nodes to the file app's internal routes.
     pub internal_token: Option<SecretString>,
+    /// When set, `/metrics` answers only a bearer of this token.
+    pub metrics_token: Option<SecretString>,
     /// Names this worker in the archive queue; stable across restarts so it re-reads its own pending entries.
     pub worker_name: String,
 }
@@ -104,6 +106,7 @@ pub const VARIABLES: &[(&str, &str)] = &[
     ("CHAT_MONGODB_URL", ""),
     ("CHAT_FILE_URL", ""),
     ("CHAT_INTERNAL_TOKEN", ""),
+    ("CHAT_METRICS_TOKEN", ""),
     ("CHAT_WORKER_NAME", ""),
     ("CHAT_CONFIG_FILE", ""),
 ];
@@ -274,18 +277,8 @@ impl Config {
             redis_prefix: s.get("CHAT_REDIS_PREFIX").to_owned(),
             mongodb_url: secret(s, "CHAT_MONGODB_URL"),
             file_url: Some(s.get("CHAT_FILE_URL").trim_end_matches('/').to_owned()).filter(|u| !u.is_empty()),
-            internal_token: match s.get("CHAT_INTERNAL_TOKEN") {
-                "" => None,
-                t if t.len() < 16 => {
-                    return Err(ConfigError {
-                        var: "CHAT_INTERNAL_TOKEN".into(),
-                        expected: "at least 16 characters".into(),
-                        got: "<redacted>".into(),
-                    }
-                    .into())
-                }
-                t => Some(SecretString::from(t.to_owned())),
-            },
+            internal_token: shared_token(s, "CHAT_INTERNAL_TOKEN")?,
+            metrics_token: shared_token(s, "CHAT_METRICS_TOKEN")?,
             worker_name: match s.get("CHAT_WORKER_NAME") {
                 "" => std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()).unwrap_or_else(|| "worker".to_owned()),
                 name => name.to_owned(),
@@ -301,6 +294,17 @@ fn is_reserved_for_later(var: &str) -> bool {
 
 fn secret(s: &Source, var: &str) -> Option<SecretString> {
     Some(s.get(var)).filter(|v| !v.is_empty()).map(|v| SecretString::from(v.to_owned()))
+}
+
+/// A shared secret of at least 16 characters, or `None` when unset; never echoed in an error.
+fn shared_token(s: &Source, var: &str) -> Result<Option<SecretString>, ConfigError> {
+    match s.get(var) {
+        "" => Ok(None),
+        t if t.len() < 16 => {
+            Err(ConfigError { var: var.into(), expected: "at least 16 characters".into(), got: "<redacted>".into() })
+        }
+        t => Ok(Some(SecretString::from(t.to_owned()))),
+    }
 }
 
 fn non_empty(s: &Source, var: &str) -> Result<String, ConfigError> {

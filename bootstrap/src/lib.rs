@@ -98,6 +98,7 @@ impl Application {
             health: Arc::new(backends.health.clone()),
             limiter: Arc::new(adapter_http::LoginLimiter::new(LimiterConfig::default())),
             metrics: metrics.clone(),
+            metrics_token: config.metrics_token.clone(),
         };
         let internal_files = InternalFiles { store: backends.file_store.clone(), token: config.internal_token.clone() };
         let http = HttpConfig { apps: kind.apps(), ..HttpConfig::default() };

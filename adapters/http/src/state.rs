@@ -18,4 +18,6 @@ pub struct AppState {
     pub health: Arc<Vec<Arc<dyn HealthCheck>>>,
     pub limiter: Arc<LoginLimiter>,
     pub metrics: Arc<Metrics>,
+    /// When set, `/metrics` answers only a bearer of this token.
+    pub metrics_token: Option<secrecy::SecretString>,
 }

@@ -209,6 +209,27 @@ async fn a_wrong_method_is_a_405_whose_allow_header_names_the_methods_the_route_
 }
 
 #[tokio::test]
+async fn with_a_metrics_token_only_its_bearer_may_read_the_metrics() {
+    // Arrange
+    let token = "metrics-token-0123456789";
+    let app = TestApp::spawn_with(&[("CHAT_METRICS_TOKEN", token)]).await;
+    let metrics = app.url("/metrics");
+
+    // Act
+    let anonymous = app.send(app.http.get(&metrics)).await;
+    let wrong = app.send(app.http.get(&metrics).bearer_auth("metrics-token-0123456780")).await;
+    let right = app.send(app.http.get(&metrics).bearer_auth(token)).await;
+
+    // Assert
+    assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED, "{anonymous:?}");
+    assert_eq!(anonymous.header("www-authenticate"), Some("Bearer"));
+    assert_eq!(anonymous.body["code"], "unauthorized");
+    assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(right.status, StatusCode::OK);
+    assert!(right.body.as_str().expect("text").contains("http_requests_total"));
+}
+
+#[tokio::test]
 async fn an_unknown_route_is_a_404_with_the_json_error_shape() {
     // Arrange
     let app = TestApp::spawn().await;

@@ -203,6 +203,7 @@ impl Ports {
             health: Arc::new(health),
             limiter: self.limiter,
             metrics: Arc::new(Metrics::default()),
+            metrics_token: None,
         };
         let internal_files = InternalFiles { store: file_store, token: None };
         TestClient::new(app(state, SocketApp::new(WsConfig::default()), internal_files, &HttpConfig::default()))
