@@ -3,8 +3,6 @@
 use poem_openapi::payload::{Json, PlainText};
 use poem_openapi::{ApiResponse, Object, OpenApi, Tags};
 
-use secrecy::ExposeSecret;
-
 use crate::error::ApiError;
 use crate::state::AppState;
 use poem::web::Data;
@@ -67,34 +65,10 @@ impl HealthApi {
     #[oai(path = "/metrics", method = "get")]
     async fn metrics(&self, state: Data<&AppState>, req: &poem::Request) -> Result<PlainText<String>, ApiError> {
         if let Some(expected) = &state.metrics_token {
-            let given = req
-                .headers()
-                .get(poem::http::header::AUTHORIZATION)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.strip_prefix("Bearer "))
-                .unwrap_or_default();
-            if !same_secret(given.as_bytes(), expected.expose_secret().as_bytes()) {
+            if !crate::bearer::carries_secret(req, expected) {
                 return Err(ApiError::unauthorized("unauthorized", "the metrics token is required"));
             }
         }
         Ok(PlainText(state.metrics.render()))
-    }
-}
-
-/// Compares in time that depends only on the lengths, so the token cannot be guessed byte by byte.
-fn same_secret(given: &[u8], expected: &[u8]) -> bool {
-    given.len() == expected.len() && given.iter().zip(expected).fold(0u8, |diff, (a, b)| diff | (a ^ b)) == 0
-}
-
-#[cfg(test)]
-mod tests {
-    use super::same_secret;
-
-    #[test]
-    fn only_the_exact_token_matches() {
-        assert!(same_secret(b"0123456789abcdef", b"0123456789abcdef"));
-        assert!(!same_secret(b"0123456789abcdeF", b"0123456789abcdef"));
-        assert!(!same_secret(b"0123456789abcde", b"0123456789abcdef"));
-        assert!(!same_secret(b"", b"0123456789abcdef"));
     }
 }

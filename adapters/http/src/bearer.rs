@@ -50,9 +50,34 @@ struct TokenQuery {
     access_token: Option<String>,
 }
 
+/// Whether the request carries `Authorization: Bearer <secret>`: a service or metrics token.
+/// Compared in time that depends only on the lengths, so it cannot be guessed byte by byte.
+pub(crate) fn carries_secret(req: &poem::Request, secret: &secrecy::SecretString) -> bool {
+    use secrecy::ExposeSecret;
+    let given = req
+        .headers()
+        .get(poem::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default();
+    same_secret(given.as_bytes(), secret.expose_secret().as_bytes())
+}
+
+fn same_secret(given: &[u8], expected: &[u8]) -> bool {
+    given.len() == expected.len() && given.iter().zip(expected).fold(0u8, |diff, (a, b)| diff | (a ^ b)) == 0
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_the_exact_secret_matches() {
+        assert!(super::same_secret(b"0123456789abcdef", b"0123456789abcdef"));
+        assert!(!super::same_secret(b"0123456789abcdeF", b"0123456789abcdef"));
+        assert!(!super::same_secret(b"0123456789abcde", b"0123456789abcdef"));
+        assert!(!super::same_secret(b"", b"0123456789abcdef"));
+    }
 
     #[test]
     fn a_percent_encoded_access_token_in_the_query_is_decoded() {

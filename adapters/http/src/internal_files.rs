@@ -9,7 +9,7 @@ use futures::{StreamExt, TryStreamExt};
 use poem::http::StatusCode;
 use poem::web::{Data, Path};
 use poem::{handler, Body, IntoResponse, Request, Response};
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 
 use crate::error::{ApiError, Problem};
 
@@ -27,15 +27,7 @@ fn authorized(req: &Request, files: &InternalFiles) -> Result<(), ApiError> {
     let Some(expected) = &files.token else {
         return Err(ApiError::not_found("not found"));
     };
-    let given = req
-        .headers()
-        .get(poem::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or_default();
-    let expected = expected.expose_secret().as_bytes();
-    let same = given.len() == expected.len() && given.bytes().zip(expected).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0;
-    if same {
+    if crate::bearer::carries_secret(req, expected) {
         Ok(())
     } else {
         Err(ApiError::unauthorized("unauthorized", "a valid service token is required"))
