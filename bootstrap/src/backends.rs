@@ -33,10 +33,8 @@ pub struct Backends {
     pub bus: Arc<dyn EventBus>,
     pub file_store: Arc<dyn FileStore>,
     pub health: Vec<Arc<dyn HealthCheck>>,
-    /// True when Redis and MongoDB are shared with other nodes. Only then does the log queue
-    /// messages for an archiver: the embedded log commits them into the archive itself.
-    pub shared: bool,
     /// The embedded log, which archives as it commits; its count feeds the archived metric.
+    /// `None` when Redis and MongoDB are shared: then the log queues messages for a worker.
     pub durable_log: Option<SqliteMessageLog>,
 }
 
@@ -71,7 +69,6 @@ fn embedded(config: &Config) -> anyhow::Result<Backends> {
         bus: Arc::new(InMemoryEventBus::default()),
         file_store: files.clone(),
         health: vec![store, files],
-        shared: false,
         durable_log: Some(log),
     })
 }
@@ -136,7 +133,6 @@ async fn shared(
         bus: Arc::new(bus),
         file_store,
         health,
-        shared: true,
         durable_log: None,
     })
 }

@@ -73,8 +73,9 @@ pub struct Application {
 }
 
 impl Application {
-    /// Opens the embedded stores under the data directory, recovers sequence counters from the
-    /// archive, and binds the listener.
+    /// Opens the stores, wires the use cases and binds the listener. Seq counters need no
+    /// recovery here: the embedded log keeps them with the messages, and the Redis log refuses
+    /// appends until the first send after a data loss has raised them from the archive.
     ///
     /// # Errors
     /// When a store cannot be opened, the secret is unusable, or the address cannot be bound.
@@ -84,8 +85,6 @@ impl Application {
         let backends = backends::connect(&config, kind).await?;
         let wiring::UseCases { accounts, rooms, files, messaging, archiver } =
             wiring::use_cases(&config, &backends, secret)?;
-        let recovered = archiver.recover_sequences().await?;
-        tracing::info!(rooms = recovered, "recovered message sequence counters from the archive");
 
         let metrics = Arc::new(Metrics::default());
         let socket = SocketApp::new(wiring::socket_config(&config));
@@ -107,7 +106,6 @@ impl Application {
             .map_err(|e| anyhow::anyhow!("CHAT_ADDR: cannot listen on {}: {e}", config.addr))?;
         let worker = kind.runs_worker().then(|| worker::WorkerConfig {
             consumer: config.worker_name.clone(),
-            archive: backends.shared,
             batch: config.archive_batch,
             interval: config.archive_interval,
             purge_cron: config.purge_cron.clone(),
@@ -137,21 +135,17 @@ impl Application {
         let (stop_tx, stop_rx) = watch::channel(false);
         let mut loops = Vec::new();
         if let Some(config) = &self.worker {
-            if config.archive {
-                loops.push(tokio::spawn(worker::archive_loop(
+            loops.push(match self.durable_log.clone() {
+                Some(log) => {
+                    tokio::spawn(worker::count_committed(log, config.interval, self.metrics.clone(), stop_rx.clone()))
+                }
+                None => tokio::spawn(worker::archive_loop(
                     self.archiver.clone(),
                     config.clone(),
                     self.metrics.clone(),
                     stop_rx.clone(),
-                )));
-            } else if let Some(log) = self.durable_log.clone() {
-                loops.push(tokio::spawn(worker::count_committed(
-                    log,
-                    config.interval,
-                    self.metrics.clone(),
-                    stop_rx.clone(),
-                )));
-            }
+                )),
+            });
             loops.push(tokio::spawn(worker::purge_loop(
                 self.archiver.clone(),
                 config.purge_cron.clone(),
@@ -176,7 +170,7 @@ impl Application {
         self.hub_task.abort();
         // Only an archiver drains the shared queue; other apps would take its entries under a name
         // no worker answers to.
-        if let Some(worker) = self.worker.as_ref().filter(|w| w.archive) {
+        if let Some(worker) = self.worker.as_ref().filter(|_| self.durable_log.is_none()) {
             let archived = self.archiver.drain(&worker.consumer, self.archive_batch).await?;
             tracing::info!(archived, "archived what the message log still held");
         }

@@ -13,8 +13,6 @@ use tokio::sync::watch;
 pub struct WorkerConfig {
     /// Names this worker in the archive queue, so its unacknowledged batches come back to it.
     pub consumer: String,
-    /// Whether the log queues messages for an archiver; the embedded log archives them itself.
-    pub archive: bool,
     pub batch: usize,
     pub interval: Duration,
     pub purge_cron: String,

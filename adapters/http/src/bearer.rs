@@ -36,13 +36,16 @@ pub async fn caller(req: &Request, accounts: &Accounts) -> Result<Authenticated,
 /// The access token of a request: the bearer header, else the `access_token` query parameter
 /// (for browsers, which cannot set headers on WebSocket or `<img>` requests).
 pub fn token_from(req: &Request) -> Option<String> {
-    let header = req
-        .headers()
+    bearer_header(req).map(str::to_owned).or_else(|| req.params::<TokenQuery>().ok()?.access_token)
+}
+
+/// The credentials of `Authorization: Bearer <credentials>`, trimmed.
+fn bearer_header(req: &Request) -> Option<&str> {
+    req.headers()
         .get(poem::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
-        .map(|t| t.trim().to_owned());
-    header.or_else(|| req.params::<TokenQuery>().ok()?.access_token)
+        .map(str::trim)
 }
 
 #[derive(serde::Deserialize)]
@@ -52,15 +55,9 @@ struct TokenQuery {
 
 /// Whether the request carries `Authorization: Bearer <secret>`: a service or metrics token.
 /// Compared in time that depends only on the lengths, so it cannot be guessed byte by byte.
-pub(crate) fn carries_secret(req: &poem::Request, secret: &secrecy::SecretString) -> bool {
+pub(crate) fn carries_secret(req: &Request, secret: &secrecy::SecretString) -> bool {
     use secrecy::ExposeSecret;
-    let given = req
-        .headers()
-        .get(poem::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or_default();
-    same_secret(given.as_bytes(), secret.expose_secret().as_bytes())
+    same_secret(bearer_header(req).unwrap_or_default().as_bytes(), secret.expose_secret().as_bytes())
 }
 
 fn same_secret(given: &[u8], expected: &[u8]) -> bool {

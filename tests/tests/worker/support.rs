@@ -9,11 +9,11 @@ use adapter_mongo::MongoStore;
 use adapter_redis::{RedisConfig, RedisMessageLog};
 use adapter_security::{SystemClock, UuidV7Ids};
 use application::files::FileLimits;
-use application::ports::{Appended, Clock, MessageArchive, MessageLog, NewMessage, RoomRepository, SeqRange, Take};
+use application::ports::{Appended, Clock, MessageArchive, MessageLog, RoomRepository, SeqRange, Take};
 use application::{Archiver, Files, Messaging};
 use domain::{
-    MemberLimit, Message, MessageBody, MessageId, MessageText, RetentionPolicy, Room, RoomId, RoomName, Sender, User,
-    UserId, Username, Visibility,
+    MemberLimit, Message, MessageId, RetentionPolicy, Room, RoomId, RoomName, Sender, User, UserId, Username,
+    Visibility,
 };
 use e2e::services::{mongo_url, redis_url, url_with_database, Cleanup};
 use tempfile::TempDir;
@@ -163,19 +163,7 @@ pub fn new_sender(name: &str) -> Sender {
     Sender { id: UserId::from_uuid(uuid::Uuid::now_v7()), username: Username::new(name).expect("a valid username") }
 }
 
-pub fn text(raw: &str) -> MessageBody {
-    MessageBody::Text(MessageText::new(raw).expect("valid text"))
-}
-
-pub fn new_message(room: RoomId, sender: &Sender, body: &str) -> NewMessage {
-    NewMessage {
-        id: MessageId::from_uuid(uuid::Uuid::now_v7()),
-        room_id: room,
-        sender: sender.clone(),
-        body: text(body),
-        sent_at: SystemClock.now(),
-    }
-}
+pub use application::contract::message_log::{new_message, text};
 
 /// Appends one message and returns it as stored, with its seq.
 pub async fn append(log: &dyn MessageLog, room: RoomId, sender: &Sender, body: &str) -> Message {

@@ -3,8 +3,8 @@
 use std::time::Duration;
 
 use adapter_redis::{RedisConfig, RedisMessageLog};
-use application::ports::{DedupeKey, MessageLog as _, NewMessage};
-use domain::{ClientMsgId, MessageBody, MessageId, MessageText, RoomId, Sender, UserId, Username};
+use application::ports::{DedupeKey, MessageLog as _};
+use domain::{ClientMsgId, RoomId, Sender, UserId, Username};
 
 /// Bus tests run one at a time, so the one that kills subscriber connections kills only its own.
 pub static BUS_TESTS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -101,19 +101,7 @@ pub fn new_sender() -> Sender {
     Sender { id: UserId::from_uuid(uuid::Uuid::now_v7()), username: Username::new("alice").expect("valid username") }
 }
 
-pub fn text(raw: &str) -> MessageBody {
-    MessageBody::Text(MessageText::new(raw).expect("valid text"))
-}
-
-pub fn new_message(room: RoomId, sender: &Sender, body: &str) -> NewMessage {
-    NewMessage {
-        id: MessageId::from_uuid(uuid::Uuid::now_v7()),
-        room_id: room,
-        sender: sender.clone(),
-        body: text(body),
-        sent_at: chrono::Utc::now(),
-    }
-}
+pub use application::contract::message_log::new_message;
 
 pub fn dedupe(sender: &Sender, client_msg_id: &str) -> DedupeKey {
     DedupeKey { user: sender.id, client_msg_id: ClientMsgId::new(client_msg_id).expect("valid client msg id") }
