@@ -6,7 +6,7 @@ use domain::{Password, User, Username};
 use secrecy::SecretString;
 
 use crate::ports::{
-    AccessClaims, Clock, Consumed, CreateUserError, EventBus, IdGenerator, PasswordHasher, RefreshRecord,
+    AccessClaims, Clock, Consumed, CreateUserError, EventBus, HashError, IdGenerator, PasswordHasher, RefreshRecord,
     RefreshTokenStore, RoomEvent, SessionEndReason, SessionId, StoredUser, TokenError, TokenService, UserRepository,
 };
 
@@ -36,6 +36,8 @@ pub struct Authenticated {
 pub enum RegisterError {
     #[error("username is already taken")]
     UsernameTaken,
+    #[error("the server is busy checking passwords; retry in a moment")]
+    Busy,
     #[error(transparent)]
     Unknown(#[from] anyhow::Error),
 }
@@ -44,6 +46,8 @@ pub enum RegisterError {
 pub enum LoginError {
     #[error("invalid username or password")]
     InvalidCredentials,
+    #[error("the server is busy checking passwords; retry in a moment")]
+    Busy,
     #[error(transparent)]
     Unknown(#[from] anyhow::Error),
 }
@@ -101,7 +105,10 @@ impl Accounts {
     /// # Errors
     /// `UsernameTaken` when the name is in use.
     pub async fn register(&self, registration: Registration) -> Result<User, RegisterError> {
-        let password_hash = self.hasher.hash(&registration.password).await?;
+        let password_hash = self.hasher.hash(&registration.password).await.map_err(|e| match e {
+            HashError::Busy => RegisterError::Busy,
+            HashError::Unknown(e) => RegisterError::Unknown(e),
+        })?;
         let user = User {
             id: domain::UserId::from_uuid(self.ids.new_id()),
             username: registration.username,
@@ -125,7 +132,10 @@ impl Accounts {
             Err(_) => None,
         };
         let hash = stored.as_ref().map(|s| s.password_hash.clone());
-        let matches = self.hasher.verify(password, hash).await?;
+        let matches = self.hasher.verify(password, hash).await.map_err(|e| match e {
+            HashError::Busy => LoginError::Busy,
+            HashError::Unknown(e) => LoginError::Unknown(e),
+        })?;
         match stored {
             Some(stored) if matches => {
                 let session = SessionId(self.ids.new_id());

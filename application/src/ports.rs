@@ -99,21 +99,32 @@ pub trait RefreshTokenStore: Send + Sync + 'static {
     async fn revoke_session(&self, session: SessionId) -> anyhow::Result<()>;
 }
 
+/// Why a password could not be hashed or checked.
+#[derive(Debug, thiserror::Error)]
+pub enum HashError {
+    /// Every hashing slot is taken and the waiting queue is full: retry in a moment.
+    #[error("the server is busy checking passwords; retry in a moment")]
+    Busy,
+    #[error(transparent)]
+    Unknown(#[from] anyhow::Error),
+}
+
 #[cfg_attr(any(test, feature = "mocks"), automock)]
 #[async_trait]
 pub trait PasswordHasher: Send + Sync + 'static {
-    /// Hashes a password that passed the policy. Runs off the async runtime.
+    /// Hashes a password that passed the policy. Runs off the async runtime, on threads of its
+    /// own, and MUST bound both its concurrency and its memory whatever the number of callers.
     ///
     /// # Errors
-    /// Only hashing failures.
-    async fn hash(&self, password: &Password) -> anyhow::Result<String>;
+    /// `Busy` when the waiting queue is full; otherwise only hashing failures.
+    async fn hash(&self, password: &Password) -> Result<String, HashError>;
 
-    /// Checks `candidate` against `hash`. With `None`, checks against a fixed dummy hash and
+    /// Checks `candidate` against `hash`. With `None`, does the work of a check anyway and
     /// returns false, so an unknown user costs as much time as a wrong password.
     ///
     /// # Errors
-    /// Only hashing failures; a malformed stored hash is an error, a mismatch is `Ok(false)`.
-    async fn verify(&self, candidate: &str, hash: Option<String>) -> anyhow::Result<bool>;
+    /// `Busy` as for `hash`; a malformed stored hash is an error, a mismatch is `Ok(false)`.
+    async fn verify(&self, candidate: &str, hash: Option<String>) -> Result<bool, HashError>;
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

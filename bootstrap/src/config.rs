@@ -42,6 +42,16 @@ pub struct Config {
     pub ws_burst: f64,
     /// How long one socket write may wait for a peer that stopped reading.
     pub ws_write_timeout: Duration,
+    /// Threads hashing passwords at once (each holds one argon2 block of 19 MiB); 0 = one per core.
+    pub password_hash_threads: usize,
+    /// Logins and sign-ups that may wait for a hashing thread before the rest get 503.
+    pub password_hash_queue: usize,
+    /// Failed logins one (username, address) pair may have in a 15-minute window.
+    pub login_failures_per_name: u32,
+    /// Failed logins one client address may have in a 15-minute window, whatever the names.
+    pub login_failures_per_address: u32,
+    /// Accounts one client address may create per hour; 0 = no limit.
+    pub registrations_per_address: u32,
     pub image_max_bytes: u64,
     pub file_max_bytes: u64,
     pub user_quota_bytes: u64,
@@ -89,6 +99,11 @@ pub const VARIABLES: &[(&str, &str)] = &[
     ("CHAT_WS_RATE_PER_SEC", "20"),
     ("CHAT_WS_BURST", "40"),
     ("CHAT_WS_WRITE_TIMEOUT_MS", "10000"),
+    ("CHAT_PASSWORD_HASH_THREADS", "0"),
+    ("CHAT_PASSWORD_HASH_QUEUE", "64"),
+    ("CHAT_LOGIN_FAILURES_PER_NAME", "5"),
+    ("CHAT_LOGIN_FAILURES_PER_ADDRESS", "20"),
+    ("CHAT_REGISTRATIONS_PER_ADDRESS", "20"),
     ("CHAT_IMAGE_MAX_BYTES", "5242880"),
     ("CHAT_FILE_MAX_BYTES", "31457280"),
     ("CHAT_USER_QUOTA_BYTES", "1073741824"),
@@ -259,6 +274,11 @@ impl Config {
             ws_write_timeout: Duration::from_millis(
                 s.positive("CHAT_WS_WRITE_TIMEOUT_MS", "a positive number of milliseconds")?,
             ),
+            password_hash_threads: s.parse("CHAT_PASSWORD_HASH_THREADS", "a whole number (0 = one per core)")?,
+            password_hash_queue: s.positive("CHAT_PASSWORD_HASH_QUEUE", "a positive whole number")?,
+            login_failures_per_name: s.positive("CHAT_LOGIN_FAILURES_PER_NAME", "a positive whole number")?,
+            login_failures_per_address: s.positive("CHAT_LOGIN_FAILURES_PER_ADDRESS", "a positive whole number")?,
+            registrations_per_address: s.parse("CHAT_REGISTRATIONS_PER_ADDRESS", "a whole number (0 = no limit)")?,
             image_max_bytes: s.positive("CHAT_IMAGE_MAX_BYTES", "a positive number of bytes")?,
             file_max_bytes: s.positive("CHAT_FILE_MAX_BYTES", "a positive number of bytes")?,
             user_quota_bytes: s.positive("CHAT_USER_QUOTA_BYTES", "a positive number of bytes")?,

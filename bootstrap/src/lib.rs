@@ -95,7 +95,12 @@ impl Application {
             messaging,
             files,
             health: Arc::new(backends.health.clone()),
-            limiter: Arc::new(adapter_http::LoginLimiter::new(LimiterConfig::default())),
+            limiter: Arc::new(adapter_http::LoginLimiter::new(LimiterConfig {
+                per_name: config.login_failures_per_name,
+                per_address: config.login_failures_per_address,
+                registrations_per_address: config.registrations_per_address,
+                ..LimiterConfig::default()
+            })),
             metrics: metrics.clone(),
             metrics_token: config.metrics_token.clone(),
         };

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use adapter_http::WsConfig;
-use adapter_security::{Argon2Hasher, JwtConfig, JwtTokenService, SystemClock, UuidV7Ids};
+use adapter_security::{Argon2Hasher, HashPool, JwtConfig, JwtTokenService, SystemClock, UuidV7Ids};
 use application::files::FileLimits;
 use application::ports::{Clock, IdGenerator};
 use application::{Accounts, Archiver, Files, Messaging, Rooms};
@@ -45,6 +45,12 @@ fn file_limits(config: &Config) -> FileLimits {
     }
 }
 
+fn hash_pool(config: &Config) -> HashPool {
+    let default = HashPool::default();
+    let threads = if config.password_hash_threads == 0 { default.threads } else { config.password_hash_threads };
+    HashPool { threads, queue: config.password_hash_queue }
+}
+
 /// Builds every use case over `backends`.
 ///
 /// # Errors
@@ -67,7 +73,7 @@ pub(crate) fn use_cases(config: &Config, backends: &Backends, secret: SecretStri
     let accounts = Accounts::new(
         backends.users.clone(),
         backends.refresh.clone(),
-        Arc::new(Argon2Hasher::new()?),
+        Arc::new(Argon2Hasher::new(hash_pool(config))?),
         tokens,
         backends.bus.clone(),
         clock.clone(),

@@ -146,6 +146,8 @@ impl TestApp {
             ("CHAT_ADDR".into(), "127.0.0.1:0".into()),
             ("CHAT_DATA_DIR".into(), data_dir.path().display().to_string()),
             ("CHAT_ARCHIVE_INTERVAL_MS".into(), "100".into()),
+            // Tests sign many users up from 127.0.0.1; the limit's own tests set it.
+            ("CHAT_REGISTRATIONS_PER_ADDRESS".into(), "0".into()),
         ];
         vars.extend(settings.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
         let (addr, node) = start(&vars, AppKind::All).await;
@@ -161,6 +163,8 @@ impl TestApp {
             ("CHAT_ADDR".into(), "127.0.0.1:0".into()),
             ("CHAT_DATA_DIR".into(), data_dir.path().display().to_string()),
             ("CHAT_ARCHIVE_INTERVAL_MS".into(), "100".into()),
+            // Tests sign many users up from 127.0.0.1; the limit's own tests set it.
+            ("CHAT_REGISTRATIONS_PER_ADDRESS".into(), "0".into()),
             ("CHAT_REDIS_URL".into(), services::redis_url()),
             ("CHAT_REDIS_PREFIX".into(), cleanup.prefix.clone()),
             ("CHAT_MONGODB_URL".into(), services::url_with_database(&services::mongo_url(), &cleanup.database)),

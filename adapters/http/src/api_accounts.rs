@@ -61,12 +61,16 @@ pub struct AccountsApi;
 #[OpenApi(tag = "Tag::Auth")]
 impl AccountsApi {
     /// Create an account
+    ///
+    /// Sign-ups are limited per client address (`CHAT_REGISTRATIONS_PER_ADDRESS` an hour).
     #[oai(path = "/auth/register", method = "post")]
     async fn register(
         &self,
         state: Data<&AppState>,
+        req: &Request,
         body: StrictJson<Credentials>,
     ) -> Result<RegisterResponse, ApiError> {
+        state.limiter.begin_registration(client_address(req)).map_err(ApiError::rate_limited)?;
         let username = Username::new(&body.username)
             .map_err(|e| ApiError::bad_request("invalid_username", format!("username: {e}")))?;
         let password = Password::new(&body.password, &username)
@@ -77,8 +81,8 @@ impl AccountsApi {
 
     /// Log in with username and password
     ///
-    /// Unknown users and wrong passwords get the same answer. Repeated failures are rate limited
-    /// per username and per client address.
+    /// Unknown users and wrong passwords get the same answer. Failures are rate limited per
+    /// (username, client address) and per client address, and counted before the check.
     #[oai(path = "/auth/login", method = "post")]
     async fn login(
         &self,
@@ -86,19 +90,16 @@ impl AccountsApi {
         req: &Request,
         body: StrictJson<Credentials>,
     ) -> Result<TokenResponse, ApiError> {
-        let address = client_address(req);
-        if let Some(secs) = state.limiter.retry_after(&body.username, &address) {
-            return Err(ApiError::rate_limited(secs));
-        }
+        // Counted before the check, so parallel guesses cannot all pass it.
+        let attempt = state.limiter.begin_login(&body.username, client_address(req)).map_err(ApiError::rate_limited)?;
         match state.accounts.login(&body.username, &body.password).await {
             Ok(pair) => {
-                state.limiter.record_success(&body.username);
+                attempt.succeeded();
                 Ok(TokenResponse::Ok(Json(pair.into())))
             }
+            Err(LoginError::InvalidCredentials) => Err(LoginError::InvalidCredentials.into()),
             Err(e) => {
-                if matches!(e, LoginError::InvalidCredentials) {
-                    state.limiter.record_failure(&body.username, &address);
-                }
+                attempt.not_counted();
                 Err(e.into())
             }
         }
@@ -134,6 +135,6 @@ impl AccountsApi {
 }
 
 /// The peer address; proxies are not trusted, so forwarded headers are ignored.
-fn client_address(req: &Request) -> String {
-    req.remote_addr().as_socket_addr().map_or_else(|| "unknown".to_owned(), |a| a.ip().to_string())
+fn client_address(req: &Request) -> Option<std::net::IpAddr> {
+    req.remote_addr().as_socket_addr().map(std::net::SocketAddr::ip)
 }

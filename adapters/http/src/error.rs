@@ -57,6 +57,10 @@ pub enum ApiError {
     /// Something failed on our side; the cause is logged, not shown.
     #[oai(status = 500)]
     Internal(Json<ErrorBody>),
+    /// The server is saturated (for example, every password-hashing slot is busy); retry after
+    /// the given number of seconds.
+    #[oai(status = 503)]
+    Unavailable(Json<ErrorBody>, #[oai(header = "Retry-After")] u64),
 }
 
 impl ApiError {
@@ -79,6 +83,9 @@ impl ApiError {
         )
     }
 }
+
+/// How long a client waits after a 503: a hash takes tens of milliseconds, so the queue drains fast.
+const BUSY_RETRY_AFTER_SECS: u64 = 1;
 
 /// A use-case error in the API's words: REST answers `status` with `{code, message}`, the socket
 /// sends `code` and `message` in an error frame. Each use-case error becomes one here, once.
@@ -115,6 +122,11 @@ impl Problem {
         Self::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", format!("the file is larger than {limit} bytes"))
     }
 
+    /// Every password-hashing slot is taken: a moment's wait, not a failure.
+    fn busy(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, "busy", message)
+    }
+
     /// Logs the cause and says nothing of it.
     pub fn internal(cause: &anyhow::Error) -> Self {
         tracing::error!(error = ?cause, "request failed");
@@ -133,6 +145,7 @@ impl From<Problem> for ApiError {
             StatusCode::CONFLICT => Self::Conflict(body),
             StatusCode::GONE => Self::Gone(body),
             StatusCode::PAYLOAD_TOO_LARGE => Self::TooLarge(body),
+            StatusCode::SERVICE_UNAVAILABLE => Self::Unavailable(body, BUSY_RETRY_AFTER_SECS),
             _ => Self::Internal(body),
         }
     }
@@ -168,6 +181,7 @@ impl From<RegisterError> for Problem {
             RegisterError::UsernameTaken => {
                 Self::new(StatusCode::CONFLICT, "username_taken", "username: this username is already taken")
             }
+            RegisterError::Busy => Self::busy(e.to_string()),
             RegisterError::Unknown(e) => Self::internal(&e),
         }
     }
@@ -179,6 +193,7 @@ impl From<LoginError> for Problem {
             LoginError::InvalidCredentials => {
                 Self::new(StatusCode::UNAUTHORIZED, "invalid_credentials", "invalid username or password")
             }
+            LoginError::Busy => Self::busy(e.to_string()),
             LoginError::Unknown(e) => Self::internal(&e),
         }
     }
@@ -395,6 +410,7 @@ fn code_for(status: StatusCode) -> &'static str {
         StatusCode::PAYLOAD_TOO_LARGE => "too_large",
         StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
         StatusCode::TOO_MANY_REQUESTS => "rate_limited",
+        StatusCode::SERVICE_UNAVAILABLE => "busy",
         s if s.is_client_error() => "invalid_request",
         _ => "internal",
     }
@@ -434,6 +450,14 @@ mod tests {
         assert_eq!(Problem::from(HistoryError::NotFound), Problem::room_not_found());
         assert_eq!(Problem::from(SendError::NotFound), Problem::room_not_found());
         assert_eq!(Problem::room_not_found().code, "not_found");
+    }
+
+    #[test]
+    fn a_busy_password_hasher_answers_503_with_retry_after() {
+        let response = ApiError::from(LoginError::Busy).into_response();
+
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.headers().get("Retry-After").unwrap(), "1");
     }
 
     #[test]

@@ -4,6 +4,6 @@ mod password;
 mod system;
 mod token;
 
-pub use password::Argon2Hasher;
+pub use password::{Argon2Hasher, HashPool};
 pub use system::{SystemClock, UuidV7Ids};
 pub use token::{JwtConfig, JwtConfigError, JwtTokenService};

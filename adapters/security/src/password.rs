@@ -1,92 +1,180 @@
-//! Argon2id password hashing, run on the blocking pool so a hash never stalls the async runtime.
+//! Argon2id password hashing on a few threads of its own, each reusing one memory block, so
+//! neither a flood of logins nor the allocator's arenas can grow memory or stall the runtime.
 
-use std::sync::Arc;
+use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
 
 use anyhow::{anyhow, Context};
-use application::ports::PasswordHasher;
-use argon2::password_hash::{self, PasswordHash, PasswordHasher as _, PasswordVerifier as _, SaltString};
-use argon2::{Algorithm, Argon2, Params, Version};
+use application::ports::{HashError, PasswordHasher};
+use argon2::password_hash::{Output, ParamsString, PasswordHash, SaltString};
+use argon2::{Algorithm, Argon2, Block, Params, Version, RECOMMENDED_SALT_LEN};
 use async_trait::async_trait;
 use domain::Password;
 use rand::{rngs::OsRng, RngCore};
 use secrecy::{ExposeSecret, SecretString};
 
+/// How many hashes run at once and how many may wait; beyond that, callers get `Busy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HashPool {
+    /// Threads hashing at once, each holding one memory block of the configured cost.
+    pub threads: usize,
+    /// Requests that may wait for a thread.
+    pub queue: usize,
+}
+
+impl Default for HashPool {
+    /// One thread per core, and 32 waiting per thread: a few hundred milliseconds of work.
+    fn default() -> Self {
+        let threads = std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get);
+        Self { threads, queue: 32 * threads }
+    }
+}
+
+/// One unit of work, run on a pool thread with that thread's memory block.
+type Job = Box<dyn FnOnce(&mut Vec<Block>) + Send>;
+
 /// Hashes passwords into PHC strings (`$argon2id$v=19$m=…,t=…,p=…$salt$hash`), each with a random salt.
 #[derive(Clone)]
 pub struct Argon2Hasher {
     argon2: Argon2<'static>,
-    /// Checked when the user does not exist, so that answer takes as long as a wrong password.
-    dummy_hash: Arc<str>,
+    jobs: SyncSender<Job>,
 }
 
 impl Argon2Hasher {
     /// Argon2id with the argon2 crate's defaults: 19 MiB of memory, 2 iterations, 1 lane.
     ///
     /// # Errors
-    /// When computing the dummy hash fails.
-    pub fn new() -> anyhow::Result<Self> {
-        Self::with_params(Params::DEFAULT)
+    /// When a pool thread cannot be started.
+    pub fn new(pool: HashPool) -> anyhow::Result<Self> {
+        Self::with_params(Params::DEFAULT, pool)
     }
 
     /// Argon2id with the given cost; cheap costs make tests fast but are unfit for real passwords.
     ///
     /// # Errors
     /// When the costs are out of argon2's bounds (e.g. memory below 8 KiB per lane).
-    pub fn with_cost(memory_kib: u32, iterations: u32, parallelism: u32) -> anyhow::Result<Self> {
+    pub fn with_cost(memory_kib: u32, iterations: u32, parallelism: u32, pool: HashPool) -> anyhow::Result<Self> {
         let params = Params::new(memory_kib, iterations, parallelism, None)
             .map_err(|error| anyhow!("invalid argon2 parameters: {error}"))?;
-        Self::with_params(params)
+        Self::with_params(params, pool)
     }
 
-    fn with_params(params: Params) -> anyhow::Result<Self> {
+    fn with_params(params: Params, pool: HashPool) -> anyhow::Result<Self> {
         let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, params);
-        // Nobody knows this password, and verify refuses the dummy anyway; only its cost matters.
-        let mut unknowable = [0u8; 32];
-        OsRng.fill_bytes(&mut unknowable);
-        let dummy_hash = hash_with(&argon2, &unknowable)?;
-        Ok(Self { argon2, dummy_hash: dummy_hash.into() })
+        let (jobs, queue) = mpsc::sync_channel::<Job>(pool.queue);
+        let queue = Arc::new(Mutex::new(queue));
+        for index in 0..pool.threads.max(1) {
+            let queue = queue.clone();
+            std::thread::Builder::new()
+                .name(format!("chat-argon2-{index}"))
+                .spawn(move || run_jobs(&queue))
+                .context("starting a password hashing thread")?;
+        }
+        Ok(Self { argon2, jobs })
+    }
+
+    /// Runs `work` on a pool thread, or answers `Busy` at once when the queue is full.
+    async fn on_pool<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Argon2<'static>, &mut Vec<Block>) -> anyhow::Result<T> + Send + 'static,
+    ) -> Result<T, HashError> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let argon2 = self.argon2.clone();
+        let job: Job = Box::new(move |memory| {
+            let _ = reply.send(work(&argon2, memory));
+        });
+        match self.jobs.try_send(job) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => return Err(HashError::Busy),
+            Err(TrySendError::Disconnected(_)) => return Err(anyhow!("the password hashing threads stopped").into()),
+        }
+        Ok(answer.await.context("the password hashing thread failed")??)
     }
 }
 
-fn hash_with(argon2: &Argon2<'_>, password: &[u8]) -> anyhow::Result<String> {
-    let salt = SaltString::generate(&mut OsRng);
-    let hash =
-        argon2.hash_password(password, &salt).map_err(|error| anyhow!("hashing the password failed: {error}"))?;
-    Ok(hash.to_string())
+/// A pool thread: takes jobs until the hasher is dropped. Its block is allocated on first use
+/// and kept, so memory stays at one block per thread however many hashes run.
+fn run_jobs(queue: &Mutex<Receiver<Job>>) {
+    let mut memory = Vec::new();
+    loop {
+        // The lock is held only while waiting for the next job, never while hashing.
+        let job = match queue.lock() {
+            Ok(queue) => queue.recv(),
+            Err(_) => return,
+        };
+        match job {
+            Ok(job) => job(&mut memory),
+            Err(_) => return,
+        }
+    }
 }
 
-fn verify_with(argon2: &Argon2<'_>, candidate: &[u8], stored: &str) -> anyhow::Result<bool> {
-    let parsed =
-        PasswordHash::new(stored).map_err(|error| anyhow!("the stored password hash is malformed: {error}"))?;
+/// The memory `params` needs, taken from the thread's block, grown only if a stored hash was made
+/// with a larger cost than the current one.
+fn blocks_for<'m>(memory: &'m mut Vec<Block>, params: &Params) -> &'m mut [Block] {
+    let needed = params.block_count();
+    if memory.len() < needed {
+        *memory = vec![Block::default(); needed];
+    }
+    &mut memory[..needed]
+}
+
+fn hash_with(argon2: &Argon2<'_>, password: &[u8], memory: &mut Vec<Block>) -> anyhow::Result<String> {
+    let mut salt = [0u8; RECOMMENDED_SALT_LEN];
+    OsRng.fill_bytes(&mut salt);
+    let mut output = [0u8; Params::DEFAULT_OUTPUT_LEN];
+    argon2
+        .hash_password_into_with_memory(password, &salt, &mut output, blocks_for(memory, argon2.params()))
+        .map_err(|error| anyhow!("hashing the password failed: {error}"))?;
+    let salt = SaltString::encode_b64(&salt).map_err(|error| anyhow!("encoding the salt failed: {error}"))?;
+    let phc = PasswordHash {
+        algorithm: argon2::ARGON2ID_IDENT,
+        version: Some(Version::V0x13.into()),
+        params: ParamsString::try_from(argon2.params())
+            .map_err(|error| anyhow!("encoding the costs failed: {error}"))?,
+        salt: Some(salt.as_salt()),
+        hash: Some(Output::new(&output).map_err(|error| anyhow!("encoding the hash failed: {error}"))?),
+    };
+    Ok(phc.to_string())
+}
+
+fn verify_with(candidate: &[u8], stored: &str, memory: &mut Vec<Block>) -> anyhow::Result<bool> {
+    let malformed = |error: &dyn std::fmt::Display| anyhow!("the stored password hash is malformed: {error}");
+    let parsed = PasswordHash::new(stored).map_err(|e| malformed(&e))?;
     // The hash's own algorithm and costs are used, so hashes made with older settings still verify.
-    match argon2.verify_password(candidate, &parsed) {
-        Ok(()) => Ok(true),
-        Err(password_hash::Error::Password) => Ok(false),
-        Err(error) => Err(anyhow!("verifying the password failed: {error}")),
-    }
+    let algorithm = Algorithm::try_from(parsed.algorithm).map_err(|e| malformed(&e))?;
+    let version = parsed.version.map(Version::try_from).transpose().map_err(|e| malformed(&e))?.unwrap_or_default();
+    let params = Params::try_from(&parsed).map_err(|e| malformed(&e))?;
+    let (Some(salt), Some(expected)) = (parsed.salt, parsed.hash) else {
+        return Err(malformed(&"no salt or no hash"));
+    };
+    let mut salt_bytes = [0u8; 64];
+    let salt = salt.decode_b64(&mut salt_bytes).map_err(|e| malformed(&e))?;
+    let argon2 = Argon2::new(algorithm, version, params);
+    let mut output = vec![0u8; expected.len()];
+    argon2
+        .hash_password_into_with_memory(candidate, salt, &mut output, blocks_for(memory, argon2.params()))
+        .map_err(|error| anyhow!("verifying the password failed: {error}"))?;
+    // Output's equality is constant-time.
+    Ok(Output::new(&output).map_err(|e| malformed(&e))? == expected)
 }
 
 #[async_trait]
 impl PasswordHasher for Argon2Hasher {
-    async fn hash(&self, password: &Password) -> anyhow::Result<String> {
-        let argon2 = self.argon2.clone();
-        // The copy handed to the blocking task is wiped from memory when dropped.
+    async fn hash(&self, password: &Password) -> Result<String, HashError> {
+        // The copy handed to the pool thread is wiped from memory when dropped.
         let password = SecretString::from(password.expose().to_owned());
-        tokio::task::spawn_blocking(move || hash_with(&argon2, password.expose_secret().as_bytes()))
-            .await
-            .context("the password hashing task failed")?
+        self.on_pool(move |argon2, memory| hash_with(argon2, password.expose_secret().as_bytes(), memory)).await
     }
 
-    async fn verify(&self, candidate: &str, hash: Option<String>) -> anyhow::Result<bool> {
-        let user_exists = hash.is_some();
-        let stored = hash.unwrap_or_else(|| self.dummy_hash.to_string());
-        let argon2 = self.argon2.clone();
+    async fn verify(&self, candidate: &str, hash: Option<String>) -> Result<bool, HashError> {
         let candidate = SecretString::from(candidate.to_owned());
-        let matched =
-            tokio::task::spawn_blocking(move || verify_with(&argon2, candidate.expose_secret().as_bytes(), &stored))
-                .await
-                .context("the password verification task failed")??;
-        Ok(user_exists && matched)
+        self.on_pool(move |argon2, memory| match hash {
+            Some(stored) => verify_with(candidate.expose_secret().as_bytes(), &stored, memory),
+            // No such user: do the work of a check with the current cost, then say no.
+            None => hash_with(argon2, candidate.expose_secret().as_bytes(), memory).map(|_| false),
+        })
+        .await
     }
 }
 
@@ -96,7 +184,7 @@ mod tests {
     use domain::Username;
 
     fn cheap() -> Argon2Hasher {
-        Argon2Hasher::with_cost(64, 1, 1).unwrap()
+        Argon2Hasher::with_cost(64, 1, 1, HashPool::default()).unwrap()
     }
 
     fn password(raw: &str) -> Password {
@@ -156,7 +244,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_hash_made_with_other_costs_still_verifies() {
-        let old = Argon2Hasher::with_cost(32, 2, 1).unwrap();
+        let old = Argon2Hasher::with_cost(32, 2, 1, HashPool::default()).unwrap();
         let hash = old.hash(&password("purple monkey dishwasher")).await.unwrap();
 
         let verified = cheap().verify("purple monkey dishwasher", Some(hash)).await.unwrap();
@@ -166,15 +254,51 @@ mod tests {
 
     #[test]
     fn costs_below_argon2s_minimum_are_refused() {
-        assert!(Argon2Hasher::with_cost(1, 1, 1).is_err());
+        assert!(Argon2Hasher::with_cost(1, 1, 1, HashPool::default()).is_err());
     }
 
     #[tokio::test]
     async fn the_default_hasher_uses_the_argon2_crate_defaults() {
-        let hasher = Argon2Hasher::new().unwrap();
+        let hasher = Argon2Hasher::new(HashPool::default()).unwrap();
 
         let hash = hasher.hash(&password("purple monkey dishwasher")).await.unwrap();
 
         assert!(hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "got {hash}");
+    }
+
+    #[tokio::test]
+    async fn callers_beyond_the_threads_and_the_queue_are_told_busy_at_once() {
+        // Arrange: one thread and one waiting place, with the real cost so each hash takes a while.
+        let hasher = Argon2Hasher::new(HashPool { threads: 1, queue: 1 }).unwrap();
+        let password = password("purple monkey dishwasher");
+
+        // Act
+        let results = futures::future::join_all((0..8).map(|_| hasher.hash(&password))).await;
+
+        // Assert
+        let busy = results.iter().filter(|r| matches!(r, Err(HashError::Busy))).count();
+        let hashed = results.iter().filter(|r| r.is_ok()).count();
+        assert!(hashed >= 1 && busy >= 1 && hashed + busy == 8, "hashed {hashed}, busy {busy}");
+    }
+
+    #[tokio::test]
+    async fn a_hash_made_with_a_larger_cost_than_the_pools_still_verifies() {
+        let large = Argon2Hasher::with_cost(256, 1, 1, HashPool::default()).unwrap();
+        let hash = large.hash(&password("purple monkey dishwasher")).await.unwrap();
+
+        let verified = cheap().verify("purple monkey dishwasher", Some(hash)).await.unwrap();
+
+        assert!(verified);
+    }
+
+    #[tokio::test]
+    async fn a_hash_made_by_the_argon2_crate_itself_verifies() {
+        use argon2::password_hash::PasswordHasher as _;
+        let salt = SaltString::generate(&mut OsRng);
+        let reference = Argon2::default().hash_password(b"purple monkey dishwasher", &salt).unwrap().to_string();
+
+        let verified = cheap().verify("purple monkey dishwasher", Some(reference)).await.unwrap();
+
+        assert!(verified);
     }
 }

@@ -8,7 +8,7 @@ use secrecy::{ExposeSecret, SecretString};
 use super::fixtures::{alice, days, fixed_clock, generated_id, minutes, now, sequential_ids};
 use crate::accounts::{Accounts, AuthError, Authenticated, LoginError, RefreshError, RegisterError, Registration};
 use crate::ports::{
-    AccessClaims, Consumed, CreateUserError, IssuedAccess, MockClock, MockEventBus, MockIdGenerator,
+    AccessClaims, Consumed, CreateUserError, HashError, IssuedAccess, MockClock, MockEventBus, MockIdGenerator,
     MockPasswordHasher, MockRefreshTokenStore, MockTokenService, MockUserRepository, RefreshRecord, RoomEvent,
     SessionEndReason, SessionId, StoredUser, TokenError, TokenHash,
 };
@@ -162,7 +162,7 @@ async fn registering_a_taken_username_fails_with_username_taken() {
 #[tokio::test]
 async fn a_hasher_failure_fails_registration_without_storing_anything() {
     let mut ports = Ports::default();
-    ports.hasher.expect_hash().times(1).returning(|_| Err(anyhow::anyhow!("out of memory")));
+    ports.hasher.expect_hash().times(1).returning(|_| Err(anyhow::anyhow!("out of memory").into()));
     ports.users.expect_create().never();
 
     let result = ports.accounts().register(registration()).await;
@@ -241,12 +241,35 @@ async fn a_malformed_username_is_invalid_credentials_without_a_lookup() {
 async fn a_hasher_failure_during_login_is_not_reported_as_bad_credentials() {
     let mut ports = Ports::default();
     ports.users.expect_by_username().times(1).returning(|_| Ok(Some(stored_alice())));
-    ports.hasher.expect_verify().times(1).returning(|_, _| Err(anyhow::anyhow!("malformed stored hash")));
+    ports.hasher.expect_verify().times(1).returning(|_, _| Err(anyhow::anyhow!("malformed stored hash").into()));
     ports.expect_no_pair_issued();
 
     let result = ports.accounts().login("alice", "correct horse battery").await;
 
     assert!(matches!(result, Err(LoginError::Unknown(_))), "got {result:?}");
+}
+
+#[tokio::test]
+async fn a_busy_hasher_makes_login_busy_rather_than_a_failure() {
+    let mut ports = Ports::default();
+    ports.users.expect_by_username().times(1).returning(|_| Ok(Some(stored_alice())));
+    ports.hasher.expect_verify().times(1).returning(|_, _| Err(HashError::Busy));
+    ports.expect_no_pair_issued();
+
+    let result = ports.accounts().login("alice", "correct horse battery").await;
+
+    assert!(matches!(result, Err(LoginError::Busy)), "got {result:?}");
+}
+
+#[tokio::test]
+async fn a_busy_hasher_makes_registration_busy_without_storing_anything() {
+    let mut ports = Ports::default();
+    ports.hasher.expect_hash().times(1).returning(|_| Err(HashError::Busy));
+    ports.users.expect_create().never();
+
+    let result = ports.accounts().register(registration()).await;
+
+    assert!(matches!(result, Err(RegisterError::Busy)), "got {result:?}");
 }
 
 // --- refresh ---

@@ -193,6 +193,84 @@ async fn repeated_failed_logins_for_one_username_are_rate_limited_with_retry_aft
     assert_eq!(other_user.status, StatusCode::OK, "another username is not limited: {other_user:?}");
 }
 
+async fn parallel_wrong_logins_for_one_username_stop_at_the_limit() {
+    // Arrange
+    let app = TestApp::spawn().await;
+    app.register("ada", PASSWORD).await;
+
+    // Act: twelve guesses at once, none finished before the others start.
+    let guesses = (0..12).map(|n| app.login("ada", if n % 2 == 0 { "guess number one" } else { "guess number two" }));
+    let statuses: Vec<StatusCode> = futures::future::join_all(guesses).await.into_iter().map(|(s, _)| s).collect();
+
+    // Assert: the default five failures, then 429s.
+    let checked = statuses.iter().filter(|s| **s == StatusCode::UNAUTHORIZED).count();
+    let limited = statuses.iter().filter(|s| **s == StatusCode::TOO_MANY_REQUESTS).count();
+    assert_eq!((checked, limited), (5, 7), "{statuses:?}");
+}
+
+async fn a_stranger_who_fails_logins_for_a_name_does_not_lock_its_owner_out() {
+    // Arrange: the stranger's requests come from another loopback address.
+    let app = TestApp::spawn().await;
+    app.register("ada", PASSWORD).await;
+    let stranger = reqwest::Client::builder()
+        .local_address(std::net::IpAddr::from([127, 0, 0, 2]))
+        .build()
+        .expect("a client bound to 127.0.0.2");
+    let body = serde_json::json!({"username": "ada", "password": "not the right password"});
+    for _ in 0..6 {
+        app.send(stranger.post(app.url("/auth/login")).json(&body)).await;
+    }
+    let stranger_again = app.send(stranger.post(app.url("/auth/login")).json(&body)).await;
+
+    // Act
+    let (owner, tokens) = app.login("ada", PASSWORD).await;
+
+    // Assert
+    assert_eq!(stranger_again.status, StatusCode::TOO_MANY_REQUESTS, "{stranger_again:?}");
+    assert_eq!(owner, StatusCode::OK, "{tokens}");
+}
+
+async fn signing_up_past_the_per_address_limit_is_a_429_with_retry_after() {
+    // Arrange
+    let app = TestApp::spawn_with(&[("CHAT_REGISTRATIONS_PER_ADDRESS", "2")]).await;
+    app.register("ada", PASSWORD).await;
+    app.register("grace", PASSWORD).await;
+
+    // Act
+    let request = app.http.post(app.url("/auth/register")).json(&serde_json::json!({
+        "username": "linus", "password": PASSWORD,
+    }));
+    let third = app.send(request).await;
+
+    // Assert
+    assert_eq!(third.status, StatusCode::TOO_MANY_REQUESTS, "{third:?}");
+    assert_eq!(third.body["code"], "rate_limited");
+    let retry_after: u64 = third.header("retry-after").expect("Retry-After").parse().expect("seconds");
+    assert!((1..=3600).contains(&retry_after), "{retry_after}");
+}
+
+async fn logins_beyond_the_password_hashing_queue_get_503_with_retry_after_not_500() {
+    // Arrange: one hashing thread and one waiting place.
+    let app = TestApp::spawn_with(&[("CHAT_PASSWORD_HASH_THREADS", "1"), ("CHAT_PASSWORD_HASH_QUEUE", "1")]).await;
+    let names: Vec<String> = (0..10).map(|n| format!("user{n}")).collect();
+    for name in &names {
+        app.register(name, PASSWORD).await;
+    }
+
+    // Act: ten users log in at once, with the right password.
+    let logins = names.iter().map(|name| {
+        let body = serde_json::json!({"username": name, "password": PASSWORD});
+        app.send(app.http.post(app.url("/auth/login")).json(&body))
+    });
+    let replies = futures::future::join_all(logins).await;
+
+    // Assert
+    let busy: Vec<&Reply> = replies.iter().filter(|r| r.status == StatusCode::SERVICE_UNAVAILABLE).collect();
+    let served = replies.iter().filter(|r| r.status == StatusCode::OK).count();
+    assert!(!busy.is_empty() && served >= 1 && busy.len() + served == 10, "{replies:?}");
+    assert!(busy.iter().all(|r| r.body["code"] == "busy" && r.header("retry-after") == Some("1")), "{busy:?}");
+}
+
 async fn refreshing_hands_out_a_new_pair_whose_tokens_both_work() {
     // Arrange
     let app = TestApp::spawn().await;
@@ -440,6 +518,10 @@ e2e::on_both_shapes!(
     logging_in_returns_a_bearer_token_pair_and_its_lifetime,
     an_unknown_user_and_a_wrong_password_get_the_same_401,
     repeated_failed_logins_for_one_username_are_rate_limited_with_retry_after,
+    parallel_wrong_logins_for_one_username_stop_at_the_limit,
+    a_stranger_who_fails_logins_for_a_name_does_not_lock_its_owner_out,
+    signing_up_past_the_per_address_limit_is_a_429_with_retry_after,
+    logins_beyond_the_password_hashing_queue_get_503_with_retry_after_not_500,
     refreshing_hands_out_a_new_pair_whose_tokens_both_work,
     reusing_a_refresh_token_is_a_401_token_reused_and_revokes_its_newer_tokens,
     an_unknown_refresh_token_is_a_401_invalid_token,

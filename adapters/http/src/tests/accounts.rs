@@ -138,7 +138,7 @@ async fn register_answers_a_generic_500_when_the_user_repository_fails() {
 async fn register_answers_a_generic_500_when_hashing_fails() {
     // Arrange
     let mut ports = Ports::default();
-    ports.hasher.expect_hash().times(1).returning(|_| Err(failure()));
+    ports.hasher.expect_hash().times(1).returning(|_| Err(failure().into()));
     let client = ports.client();
 
     // Act
@@ -204,7 +204,7 @@ async fn login_answers_200_with_a_bearer_pair() {
 async fn login_with_wrong_credentials_answers_401_invalid_credentials_and_counts_the_failure() {
     // Arrange: one failure is all a username gets.
     let mut ports = Ports {
-        limiter: Arc::new(LoginLimiter::new(LimiterConfig { per_username: 1, ..LimiterConfig::default() })),
+        limiter: Arc::new(LoginLimiter::new(LimiterConfig { per_name: 1, ..LimiterConfig::default() })),
         ..Ports::default()
     };
     ports.users.expect_by_username().times(1).returning(|_| Ok(None));
@@ -226,7 +226,8 @@ async fn login_while_rate_limited_answers_429_with_retry_after_without_checking_
     // Arrange: the limit was reached earlier; no port expects a call.
     let ports = Ports::default();
     for _ in 0..5 {
-        ports.limiter.record_failure("ada", "10.0.0.1");
+        // The test client has no peer address, like a request whose address is unknown.
+        let _failed = ports.limiter.begin_login("ada", None);
     }
     let client = ports.client();
 
