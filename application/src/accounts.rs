@@ -1,13 +1,16 @@
 //! Accounts use cases: register, log in, rotate refresh tokens, log out, authenticate.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
-use domain::{Password, User, Username};
+use domain::{Password, Timestamp, User, UserId, Username};
+use parking_lot::RwLock;
 use secrecy::SecretString;
 
 use crate::ports::{
     AccessClaims, Clock, Consumed, CreateUserError, EventBus, HashError, IdGenerator, PasswordHasher, RefreshRecord,
-    RefreshTokenStore, RoomEvent, SessionEndReason, SessionId, StoredUser, TokenError, TokenService, UserRepository,
+    RefreshTokenStore, Revocation, RoomEvent, SessionEndReason, SessionId, StoredUser, TokenError, TokenService,
+    UserRepository,
 };
 
 /// A valid registration: both fields passed the domain rules.
@@ -66,6 +69,8 @@ pub enum RefreshError {
 pub enum AuthError {
     #[error("the access token has expired")]
     Expired,
+    #[error("the session was logged out or revoked")]
+    Revoked,
     #[error("the access token is invalid")]
     Invalid,
     #[error(transparent)]
@@ -78,6 +83,32 @@ pub enum LogoutError {
     Unknown(#[from] anyhow::Error),
 }
 
+/// The sessions this node knows were revoked within one access-token lifetime, each with when.
+/// Older ones need no entry: every access token issued before them has expired.
+#[derive(Default)]
+struct RevokedSessions(RwLock<HashMap<SessionId, Timestamp>>);
+
+impl RevokedSessions {
+    fn contains(&self, session: SessionId) -> bool {
+        self.0.read().contains_key(&session)
+    }
+
+    fn insert(&self, session: SessionId, revoked_at: Timestamp) {
+        self.0.write().entry(session).or_insert(revoked_at);
+    }
+
+    /// Adds what the store knows and forgets what no access token can need any more. Merged, not
+    /// replaced: a revocation noted while the store was being read must not drop out.
+    fn merge(&self, known: Vec<Revocation>, since: Timestamp) -> usize {
+        let mut sessions = self.0.write();
+        for revocation in known {
+            sessions.entry(revocation.session).or_insert(revocation.revoked_at);
+        }
+        sessions.retain(|_, revoked_at| *revoked_at >= since);
+        sessions.len()
+    }
+}
+
 #[derive(Clone)]
 pub struct Accounts {
     users: Arc<dyn UserRepository>,
@@ -87,6 +118,7 @@ pub struct Accounts {
     bus: Arc<dyn EventBus>,
     clock: Arc<dyn Clock>,
     ids: Arc<dyn IdGenerator>,
+    revoked: Arc<RevokedSessions>,
 }
 
 impl Accounts {
@@ -99,7 +131,7 @@ impl Accounts {
         clock: Arc<dyn Clock>,
         ids: Arc<dyn IdGenerator>,
     ) -> Self {
-        Self { users, refresh, hasher, tokens, bus, clock, ids }
+        Self { users, refresh, hasher, tokens, bus, clock, ids, revoked: Arc::default() }
     }
 
     /// # Errors
@@ -155,8 +187,8 @@ impl Accounts {
         match self.refresh.consume(&hash).await? {
             Consumed::Invalid => Err(RefreshError::Invalid),
             Consumed::Reused(record) => {
-                self.refresh.revoke_session(record.session).await?;
                 tracing::warn!(user_id = %record.user_id, "refresh token reused; session revoked");
+                self.end_session(record.user_id, record.session, SessionEndReason::TokenReused).await?;
                 Err(RefreshError::Reused)
             }
             Consumed::Fresh(record) => {
@@ -169,28 +201,65 @@ impl Accounts {
         }
     }
 
-    /// Revokes the caller's session and closes their live connections everywhere.
+    /// Revokes the caller's session: its refresh tokens at once, its access tokens on every
+    /// node, and its live sockets everywhere. The user's other sessions stay.
     ///
     /// # Errors
     /// Only infrastructure failures.
     pub async fn logout(&self, caller: &Authenticated) -> Result<(), LogoutError> {
-        self.refresh.revoke_session(caller.claims.session).await?;
-        let event = RoomEvent::SessionEnded { user_id: caller.user.id, reason: SessionEndReason::LoggedOut };
-        self.bus.publish(event).await?;
+        self.end_session(caller.user.id, caller.claims.session, SessionEndReason::LoggedOut).await?;
         Ok(())
     }
 
-    /// Checks an access token and that its user still exists.
+    /// Checks an access token, that its session was not revoked, and that its user still exists.
     ///
     /// # Errors
-    /// `Expired` or `Invalid` for a token that does not check out.
+    /// `Expired`, `Revoked` or `Invalid` for a token that does not check out.
     pub async fn authenticate(&self, access_token: &str) -> Result<Authenticated, AuthError> {
         let claims = self.tokens.verify_access(access_token).map_err(|e| match e {
             TokenError::Expired => AuthError::Expired,
             TokenError::Invalid(_) => AuthError::Invalid,
         })?;
+        if self.revoked.contains(claims.session) {
+            return Err(AuthError::Revoked);
+        }
         let user = self.users.by_id(claims.user_id).await?.ok_or(AuthError::Invalid)?;
         Ok(Authenticated { user, claims })
+    }
+
+    /// Notes a session another node ended, as its bus event announced.
+    pub fn session_ended_elsewhere(&self, session: SessionId) {
+        self.revoked.insert(session, self.clock.now());
+    }
+
+    /// Reads the revocations of the last access-token lifetime from the store, for those whose
+    /// bus event this node missed, and forgets older ones; returns how many the node now holds.
+    ///
+    /// # Errors
+    /// Only storage failures.
+    pub async fn reload_revocations(&self) -> anyhow::Result<usize> {
+        let since = self.clock.now() - self.tokens.access_ttl();
+        let known = self.refresh.revoked_since(since).await?;
+        Ok(self.revoked.merge(known, since))
+    }
+
+    /// Deletes expired refresh tokens and revocations; returns how many went.
+    ///
+    /// # Errors
+    /// Only storage failures.
+    pub async fn purge_expired_sessions(&self) -> anyhow::Result<u64> {
+        self.refresh.purge_expired(self.clock.now()).await
+    }
+
+    /// Revokes `session` in the store (for every node), here at once, then tells every node to
+    /// refuse it and close its sockets.
+    async fn end_session(&self, user_id: UserId, session: SessionId, reason: SessionEndReason) -> anyhow::Result<()> {
+        let now = self.clock.now();
+        // Kept as long as any refresh token of the session can live, so none comes back.
+        let revocation = Revocation { session, revoked_at: now, expires_at: now + self.tokens.refresh_ttl() };
+        self.refresh.revoke_session(&revocation).await?;
+        self.revoked.insert(session, now);
+        self.bus.publish(RoomEvent::SessionEnded { user_id, session, reason }).await
     }
 
     async fn issue_pair(&self, user: &User, session: SessionId) -> anyhow::Result<TokenPair> {

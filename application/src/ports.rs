@@ -92,11 +92,34 @@ pub trait RefreshTokenStore: Send + Sync + 'static {
     /// gets `Fresh`; the others get `Reused`. A token of a revoked session is `Invalid`.
     async fn consume(&self, hash: &TokenHash) -> anyhow::Result<Consumed>;
 
-    /// Revokes every token of the session, used or not.
+    /// Revokes every token of the session, used or not, including tokens inserted into it later,
+    /// until `revocation.expires_at`. Revoking a session twice keeps the first record.
     ///
     /// # Errors
     /// Only storage failures; revoking an unknown session succeeds.
-    async fn revoke_session(&self, session: SessionId) -> anyhow::Result<()>;
+    async fn revoke_session(&self, revocation: &Revocation) -> anyhow::Result<()>;
+
+    /// Sessions revoked at or after `since`, oldest first: what a node's cache must know of.
+    ///
+    /// # Errors
+    /// Only storage failures.
+    async fn revoked_since(&self, since: Timestamp) -> anyhow::Result<Vec<Revocation>>;
+
+    /// Deletes refresh tokens and revocations whose `expires_at` is at or before `now`; returns
+    /// how many went. A token never outlives its revocation, so no revoked token comes back.
+    ///
+    /// # Errors
+    /// Only storage failures.
+    async fn purge_expired(&self, now: Timestamp) -> anyhow::Result<u64>;
+}
+
+/// A revoked session: its access tokens are refused on every node from `revoked_at` on, and
+/// its refresh tokens until `expires_at`, after which every one of them has expired anyway.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Revocation {
+    pub session: SessionId,
+    pub revoked_at: Timestamp,
+    pub expires_at: Timestamp,
 }
 
 /// Why a password could not be hashed or checked.
@@ -168,6 +191,9 @@ pub trait TokenService: Send + Sync + 'static {
 
     /// How long a refresh token lives.
     fn refresh_ttl(&self) -> chrono::Duration;
+
+    /// How long an access token lives: how long a revoked session's tokens must be refused.
+    fn access_ttl(&self) -> chrono::Duration;
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -489,22 +515,59 @@ impl From<&User> for UserSummary {
     }
 }
 
-/// Why a user's live connections are closed.
+/// Why a session's live connections are closed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SessionEndReason {
     LoggedOut,
+    /// A used refresh token was presented again: the session was stolen or replayed.
+    TokenReused,
+}
+
+impl SessionEndReason {
+    /// The snake_case name clients see in the close reason and nodes send each other.
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::LoggedOut => "logged_out",
+            Self::TokenReused => "token_reused",
+        }
+    }
+
+    /// The reason `code` names, if any.
+    pub fn from_code(code: &str) -> Option<Self> {
+        [Self::LoggedOut, Self::TokenReused].into_iter().find(|reason| reason.code() == code)
+    }
 }
 
 /// What live connections on every node hear about.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RoomEvent {
     Message(Message),
-    MemberJoined { room_id: RoomId, user: UserSummary },
-    MemberLeft { room_id: RoomId, user: UserSummary },
-    RoomDeleted { room_id: RoomId },
-    Typing { room_id: RoomId, user: UserSummary },
-    Presence { user_id: UserId, online: bool, rooms: Vec<RoomId> },
-    SessionEnded { user_id: UserId, reason: SessionEndReason },
+    MemberJoined {
+        room_id: RoomId,
+        user: UserSummary,
+    },
+    MemberLeft {
+        room_id: RoomId,
+        user: UserSummary,
+    },
+    RoomDeleted {
+        room_id: RoomId,
+    },
+    Typing {
+        room_id: RoomId,
+        user: UserSummary,
+    },
+    Presence {
+        user_id: UserId,
+        online: bool,
+        rooms: Vec<RoomId>,
+    },
+    /// One session of the user ended; its sockets close, the user's other devices stay.
+    SessionEnded {
+        user_id: UserId,
+        session: SessionId,
+        reason: SessionEndReason,
+    },
 }
 
 #[cfg_attr(any(test, feature = "mocks"), automock)]

@@ -2,6 +2,7 @@
 
 mod backends;
 pub mod config;
+mod revocations;
 mod secret;
 pub mod telemetry;
 mod wiring;
@@ -13,7 +14,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use adapter_http::{AppState, Apps, HttpConfig, HttpServer, InternalFiles, LimiterConfig, SocketApp};
+use application::accounts::Accounts;
 use application::metrics::Metrics;
+use application::ports::EventBus;
 use application::Archiver;
 use tokio::sync::watch;
 
@@ -64,6 +67,8 @@ pub struct Application {
     server: HttpServer,
     socket: SocketApp,
     archiver: Archiver,
+    accounts: Accounts,
+    bus: Arc<dyn EventBus>,
     metrics: Arc<Metrics>,
     worker: Option<worker::WorkerConfig>,
     archive_batch: usize,
@@ -90,7 +95,7 @@ impl Application {
         let socket = SocketApp::new(wiring::socket_config(&config));
         let hub_task = socket.start(&backends.bus).await?;
         let state = AppState {
-            accounts,
+            accounts: accounts.clone(),
             rooms,
             messaging,
             files,
@@ -119,6 +124,8 @@ impl Application {
             server,
             socket,
             archiver,
+            accounts,
+            bus: backends.bus.clone(),
             metrics,
             worker,
             archive_batch: config.archive_batch,
@@ -138,7 +145,8 @@ impl Application {
     /// When serving fails or the final archive pass cannot write.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         let (stop_tx, stop_rx) = watch::channel(false);
-        let mut loops = Vec::new();
+        let mut loops =
+            vec![tokio::spawn(revocations::follow(self.accounts.clone(), self.bus.clone(), stop_rx.clone()))];
         if let Some(config) = &self.worker {
             loops.push(match self.durable_log.clone() {
                 Some(log) => {
@@ -153,6 +161,7 @@ impl Application {
             });
             loops.push(tokio::spawn(worker::purge_loop(
                 self.archiver.clone(),
+                self.accounts.clone(),
                 config.purge_cron.clone(),
                 self.metrics.clone(),
                 stop_rx,

@@ -4,6 +4,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use application::accounts::Accounts;
 use application::archive::{ArchiveReport, Claimed};
 use application::metrics::Metrics;
 use application::Archiver;
@@ -107,8 +108,15 @@ async fn store_with_retries(
     }
 }
 
-/// Purges at every time the cron expression names, until `stop` turns true.
-pub async fn purge_loop(archiver: Archiver, cron: String, metrics: Arc<Metrics>, mut stop: watch::Receiver<bool>) {
+/// Purges at every time the cron expression names, until `stop` turns true: expired messages and
+/// files, then expired refresh tokens and session revocations.
+pub async fn purge_loop(
+    archiver: Archiver,
+    accounts: Accounts,
+    cron: String,
+    metrics: Arc<Metrics>,
+    mut stop: watch::Receiver<bool>,
+) {
     let schedule = match cron::Schedule::from_str(&cron) {
         Ok(schedule) => schedule,
         Err(e) => {
@@ -129,6 +137,12 @@ pub async fn purge_loop(archiver: Archiver, cron: String, metrics: Arc<Metrics>,
                 tracing::info!(messages = report.messages, files = report.files, "purge finished");
             }
             Err(e) => tracing::error!(error = ?e, "purge failed; it runs again at the next scheduled time"),
+        }
+        match accounts.purge_expired_sessions().await {
+            Ok(deleted) => tracing::info!(deleted, "expired refresh tokens and revocations purged"),
+            Err(e) => {
+                tracing::error!(error = ?e, "purging expired sessions failed; it runs again at the next scheduled time")
+            }
         }
     }
 }

@@ -318,6 +318,33 @@ impl TestApp {
         self.socket_on(user, 0).await
     }
 
+    /// Tries a handshake on node `node` and returns the HTTP status of the refusal, or 101 when
+    /// it was accepted.
+    pub async fn handshake_status(
+        &self,
+        node: usize,
+        token: Option<&str>,
+        query_token: Option<&str>,
+        origin: Option<&str>,
+    ) -> u16 {
+        let url = match query_token {
+            Some(t) => format!("{}?access_token={t}", self.ws_url(node)),
+            None => self.ws_url(node),
+        };
+        let mut request = url.into_client_request().expect("ws request");
+        if let Some(token) = token {
+            request.headers_mut().insert("authorization", format!("Bearer {token}").parse().expect("header"));
+        }
+        if let Some(origin) = origin {
+            request.headers_mut().insert("origin", origin.parse().expect("header"));
+        }
+        match tokio_tungstenite::connect_async(request).await {
+            Ok(_) => 101,
+            Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => resp.status().as_u16(),
+            Err(e) => panic!("unexpected handshake error: {e}"),
+        }
+    }
+
     /// Opens a socket on node `node` (split shape: 0 or 1) and waits for `ready`.
     pub async fn socket_on(&self, user: &TestUser, node: usize) -> Socket {
         let mut request = self.ws_url(node).into_client_request().expect("ws request");

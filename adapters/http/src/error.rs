@@ -170,6 +170,11 @@ impl From<AuthError> for Problem {
                 Self::new(StatusCode::UNAUTHORIZED, "token_expired", "the access token has expired; refresh it")
             }
             AuthError::Invalid => Self::new(StatusCode::UNAUTHORIZED, "invalid_token", "the access token is invalid"),
+            AuthError::Revoked => Self::new(
+                StatusCode::UNAUTHORIZED,
+                "session_revoked",
+                "the session was logged out or revoked; log in again",
+            ),
             AuthError::Unknown(e) => Self::internal(&e),
         }
     }

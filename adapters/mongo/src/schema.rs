@@ -22,11 +22,21 @@ fn index(name: &str, keys: Document, unique: bool) -> IndexModel {
     IndexModel::builder().keys(keys).options(options).build()
 }
 
+/// An index whose documents MongoDB deletes once the date in `field` has passed.
+fn expiry_index(name: &str, field: &str) -> IndexModel {
+    let options = IndexOptions::builder().name(name.to_owned()).expire_after(std::time::Duration::ZERO).build();
+    IndexModel::builder().keys(doc! { field: 1 }).options(options).build()
+}
+
 /// The secondary indexes of `collection`; `_id` is always unique and indexed.
 pub(crate) fn indexes(collection: &str) -> Vec<IndexModel> {
     match collection {
         // Names that differ only in case collide here, which is what makes `Duplicate` atomic.
         USERS => vec![index("username_key_unique", doc! { "username_key": 1 }, true)],
+        REFRESH_TOKENS => vec![expiry_index("expires_at_ttl", "expires_at")],
+        REVOKED_SESSIONS => {
+            vec![index("revoked_at", doc! { "revoked_at": 1 }, false), expiry_index("expires_at_ttl", "expires_at")]
+        }
         ROOMS => vec![index("visibility_id", doc! { "visibility": 1, "_id": 1 }, false)],
         MEMBERSHIPS => vec![
             index("room_user_unique", doc! { "room_id": 1, "user_id": 1 }, true),

@@ -1,8 +1,10 @@
 //! `RefreshTokenStore` on MongoDB: single-use tokens with reuse detection and session revocation.
 
-use application::ports::{Consumed, RefreshRecord, RefreshTokenStore, SessionId, TokenHash};
+use application::ports::{Consumed, RefreshRecord, RefreshTokenStore, Revocation, SessionId, TokenHash};
 use async_trait::async_trait;
 use bson::doc;
+use domain::Timestamp;
+use futures::TryStreamExt;
 use mongodb::Collection;
 use serde::{Deserialize, Serialize};
 
@@ -35,15 +37,44 @@ impl TokenDoc {
     }
 }
 
+#[derive(Serialize, Deserialize)]
+struct RevocationDoc {
+    /// The session id: one revocation per session.
+    #[serde(rename = "_id")]
+    session_id: String,
+    revoked_at: bson::DateTime,
+    /// Missing on revocations written before expiry existed; those are never purged.
+    expires_at: Option<bson::DateTime>,
+}
+
+impl RevocationDoc {
+    fn into_revocation(self) -> anyhow::Result<Revocation> {
+        let revoked_at = timestamp(self.revoked_at);
+        Ok(Revocation {
+            session: SessionId(parse_id(&self.session_id)?),
+            revoked_at,
+            expires_at: self.expires_at.map_or(Timestamp::MAX_UTC, timestamp),
+        })
+    }
+}
+
 impl MongoStore {
     fn tokens(&self) -> Collection<TokenDoc> {
         self.db().collection(REFRESH_TOKENS)
     }
 
+    fn revocations(&self) -> Collection<RevocationDoc> {
+        self.db().collection(REVOKED_SESSIONS)
+    }
+
     /// A revoked session stays revoked, and covers tokens inserted into it later too.
     async fn is_revoked(&self, session: SessionId) -> anyhow::Result<bool> {
-        let revoked = self.db().collection::<bson::Document>(REVOKED_SESSIONS);
-        let found = revoked.find_one(doc! { "_id": id_text(session.0) }).projection(doc! { "_id": 1 }).await?;
+        let found = self
+            .db()
+            .collection::<bson::Document>(REVOKED_SESSIONS)
+            .find_one(doc! { "_id": id_text(session.0) })
+            .projection(doc! { "_id": 1 })
+            .await?;
         Ok(found.is_some())
     }
 }
@@ -90,12 +121,15 @@ impl RefreshTokenStore for MongoStore {
         Ok(if fresh { Consumed::Fresh(record) } else { Consumed::Reused(record) })
     }
 
-    async fn revoke_session(&self, session: SessionId) -> anyhow::Result<()> {
-        let revoked = self.db().collection::<bson::Document>(REVOKED_SESSIONS);
-        let outcome = revoked
+    async fn revoke_session(&self, revocation: &Revocation) -> anyhow::Result<()> {
+        let outcome = self
+            .revocations()
             .update_one(
-                doc! { "_id": id_text(session.0) },
-                doc! { "$setOnInsert": { "revoked_at": bson::DateTime::now() } },
+                doc! { "_id": id_text(revocation.session.0) },
+                doc! { "$setOnInsert": {
+                    "revoked_at": date(revocation.revoked_at),
+                    "expires_at": date(revocation.expires_at),
+                } },
             )
             .upsert(true)
             .await;
@@ -104,5 +138,27 @@ impl RefreshTokenStore for MongoStore {
             Err(e) if is_duplicate_key(&e) => Ok(()),
             other => other.map(drop).map_err(Into::into),
         }
+    }
+
+    async fn revoked_since(&self, since: Timestamp) -> anyhow::Result<Vec<Revocation>> {
+        let mut cursor = self
+            .revocations()
+            .find(doc! { "revoked_at": { "$gte": date(since) } })
+            .sort(doc! { "revoked_at": 1 })
+            .await?;
+        let mut revocations = Vec::new();
+        while let Some(doc) = cursor.try_next().await? {
+            revocations.push(doc.into_revocation()?);
+        }
+        Ok(revocations)
+    }
+
+    async fn purge_expired(&self, now: Timestamp) -> anyhow::Result<u64> {
+        // The TTL indexes do this too, within a minute or so; this makes the purge exact and
+        // covers servers whose TTL monitor is off.
+        let expired = doc! { "expires_at": { "$lte": date(now) } };
+        let tokens = self.tokens().delete_many(expired.clone()).await?.deleted_count;
+        let revocations = self.revocations().delete_many(expired).await?.deleted_count;
+        Ok(tokens + revocations)
     }
 }

@@ -1,7 +1,7 @@
 //! The JSON shapes stored in Redis and sent over pub/sub, kept apart from the serde-free domain.
 
 use anyhow::{anyhow, Context};
-use application::ports::{RoomEvent, SessionEndReason, UserSummary};
+use application::ports::{RoomEvent, SessionEndReason, SessionId, UserSummary};
 use chrono::{DateTime, SecondsFormat, Utc};
 use domain::{
     FileId, FileKind, FileMeta, FileName, Message, MessageBody, MessageId, MessageText, RoomId, Sender, Seq, Timestamp,
@@ -48,7 +48,7 @@ pub(crate) enum EventDto {
     RoomDeleted { room_id: String },
     Typing { room_id: String, user: UserDto },
     Presence { user_id: String, online: bool, rooms: Vec<String> },
-    SessionEnded { user_id: String, reason: String },
+    SessionEnded { user_id: String, session_id: String, reason: String },
 }
 
 pub(crate) fn timestamp_to_string(at: Timestamp) -> String {
@@ -180,11 +180,10 @@ impl From<&RoomEvent> for EventDto {
                 online: *online,
                 rooms: rooms.iter().map(ToString::to_string).collect(),
             },
-            RoomEvent::SessionEnded { user_id, reason } => Self::SessionEnded {
+            RoomEvent::SessionEnded { user_id, session, reason } => Self::SessionEnded {
                 user_id: user_id.to_string(),
-                reason: match reason {
-                    SessionEndReason::LoggedOut => "logged_out".to_owned(),
-                },
+                session_id: session.0.to_string(),
+                reason: reason.code().to_owned(),
             },
         }
     }
@@ -209,12 +208,11 @@ impl EventDto {
                 online,
                 rooms: rooms.iter().map(|r| room_id_from_str(r)).collect::<anyhow::Result<_>>()?,
             },
-            Self::SessionEnded { user_id, reason } => RoomEvent::SessionEnded {
+            Self::SessionEnded { user_id, session_id, reason } => RoomEvent::SessionEnded {
                 user_id: user_id_from_str(&user_id)?,
-                reason: match reason.as_str() {
-                    "logged_out" => SessionEndReason::LoggedOut,
-                    other => return Err(anyhow!("unknown session end reason {other:?}")),
-                },
+                session: SessionId(session_id.parse().context("session_id is not a UUID")?),
+                reason: SessionEndReason::from_code(&reason)
+                    .ok_or_else(|| anyhow!("unknown session end reason {reason:?}"))?,
             },
         })
     }
@@ -302,7 +300,16 @@ mod tests {
             RoomEvent::RoomDeleted { room_id },
             RoomEvent::Typing { room_id, user: user.clone() },
             RoomEvent::Presence { user_id: user.id, online: true, rooms: vec![room_id, room_id] },
-            RoomEvent::SessionEnded { user_id: user.id, reason: SessionEndReason::LoggedOut },
+            RoomEvent::SessionEnded {
+                user_id: user.id,
+                session: SessionId(uuid::Uuid::now_v7()),
+                reason: SessionEndReason::LoggedOut,
+            },
+            RoomEvent::SessionEnded {
+                user_id: user.id,
+                session: SessionId(uuid::Uuid::now_v7()),
+                reason: SessionEndReason::TokenReused,
+            },
         ];
         for event in events {
             let json = serde_json::to_string(&EventDto::from(&event)).expect("encodes");

@@ -164,6 +164,10 @@ impl TokenService for JwtTokenService {
     fn refresh_ttl(&self) -> chrono::Duration {
         self.refresh_ttl
     }
+
+    fn access_ttl(&self) -> chrono::Duration {
+        self.access_ttl
+    }
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 use rusqlite::{Connection, TransactionBehavior};
 
 /// Migration `n` (1-based) is `MIGRATIONS[n - 1]`. Append new ones; never edit one that has shipped.
-const MIGRATIONS: &[&str] = &[V1_INITIAL, V2_FILE_TOMBSTONES, V3_DURABLE_LOG];
+const MIGRATIONS: &[&str] = &[V1_INITIAL, V2_FILE_TOMBSTONES, V3_DURABLE_LOG, V4_SESSION_EXPIRY];
 
 /// The schema version this build writes.
 #[cfg(test)]
@@ -120,6 +120,16 @@ CREATE TABLE message_dedupe (
     PRIMARY KEY (user_id, client_msg_id)
 ) STRICT;
 CREATE INDEX message_dedupe_created_at ON message_dedupe (created_at);
+";
+
+// A revocation lives as long as a refresh token of its session can, then both are purged. Those
+// from before this version get a year, longer than any refresh token lifetime in use.
+const V4_SESSION_EXPIRY: &str = "
+ALTER TABLE revoked_sessions ADD COLUMN expires_at INTEGER NOT NULL DEFAULT 0;
+UPDATE revoked_sessions SET expires_at = revoked_at + 31622400000;
+CREATE INDEX revoked_sessions_revoked_at ON revoked_sessions (revoked_at);
+CREATE INDEX revoked_sessions_expires_at ON revoked_sessions (expires_at);
+CREATE INDEX refresh_tokens_expires_at ON refresh_tokens (expires_at);
 ";
 
 /// The first migration alone, to build a database as an older build left it.

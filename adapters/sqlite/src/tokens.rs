@@ -1,7 +1,8 @@
 //! `RefreshTokenStore` on SQLite: single-use tokens with reuse detection and session revocation.
 
-use application::ports::{Consumed, RefreshRecord, RefreshTokenStore, SessionId, TokenHash};
+use application::ports::{Consumed, RefreshRecord, RefreshTokenStore, Revocation, SessionId, TokenHash};
 use async_trait::async_trait;
+use domain::Timestamp;
 use rusqlite::{params, Row};
 
 use crate::codec::{id_text, millis, parse_id, timestamp};
@@ -77,15 +78,48 @@ impl RefreshTokenStore for SqliteStore {
         .await
     }
 
-    async fn revoke_session(&self, session: SessionId) -> anyhow::Result<()> {
-        let now = chrono::Utc::now().timestamp_millis();
+    async fn revoke_session(&self, revocation: &Revocation) -> anyhow::Result<()> {
+        let revocation = *revocation;
         self.run(move |conn| {
             conn.execute(
-                "INSERT INTO revoked_sessions (session_id, revoked_at) VALUES (?1, ?2)
+                "INSERT INTO revoked_sessions (session_id, revoked_at, expires_at) VALUES (?1, ?2, ?3)
                  ON CONFLICT (session_id) DO NOTHING",
-                params![id_text(session.0), now],
+                params![id_text(revocation.session.0), millis(revocation.revoked_at), millis(revocation.expires_at)],
             )?;
             Ok(())
+        })
+        .await
+    }
+
+    async fn revoked_since(&self, since: Timestamp) -> anyhow::Result<Vec<Revocation>> {
+        self.run(move |conn| {
+            let mut query = conn.prepare_cached(
+                "SELECT session_id, revoked_at, expires_at FROM revoked_sessions
+                 WHERE revoked_at >= ?1 ORDER BY revoked_at",
+            )?;
+            let rows = query.query_map([millis(since)], |row| {
+                Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?, row.get::<_, i64>(2)?))
+            })?;
+            rows.map(|row| {
+                let (session, revoked_at, expires_at) = row?;
+                Ok(Revocation {
+                    session: SessionId(parse_id(&session)?),
+                    revoked_at: timestamp(revoked_at)?,
+                    expires_at: timestamp(expires_at)?,
+                })
+            })
+            .collect()
+        })
+        .await
+    }
+
+    async fn purge_expired(&self, now: Timestamp) -> anyhow::Result<u64> {
+        self.run(move |conn| {
+            let tx = conn.transaction()?;
+            let tokens = tx.execute("DELETE FROM refresh_tokens WHERE expires_at <= ?1", [millis(now)])?;
+            let revocations = tx.execute("DELETE FROM revoked_sessions WHERE expires_at <= ?1", [millis(now)])?;
+            tx.commit()?;
+            Ok((tokens + revocations) as u64)
         })
         .await
     }

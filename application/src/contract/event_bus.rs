@@ -7,7 +7,7 @@
 use std::future::Future;
 use std::time::Duration;
 
-use crate::ports::{EventBus, RoomEvent, SessionEndReason, UserSummary};
+use crate::ports::{EventBus, RoomEvent, SessionEndReason, SessionId, UserSummary};
 use domain::{FileId, FileKind, FileMeta, FileName, Message, MessageBody, MessageId, MessageText, Seq};
 use futures::stream::{BoxStream, StreamExt};
 
@@ -52,7 +52,16 @@ pub fn every_variant() -> Vec<RoomEvent> {
         RoomEvent::Typing { room_id: room(1), user: summary(3) },
         RoomEvent::Presence { user_id: summary(3).id, online: true, rooms: vec![room(1), room(2), room(1)] },
         RoomEvent::Presence { user_id: summary(3).id, online: false, rooms: vec![] },
-        RoomEvent::SessionEnded { user_id: summary(2).id, reason: SessionEndReason::LoggedOut },
+        RoomEvent::SessionEnded {
+            user_id: summary(2).id,
+            session: SessionId(uuid::Uuid::from_u128(0x5e55)),
+            reason: SessionEndReason::LoggedOut,
+        },
+        RoomEvent::SessionEnded {
+            user_id: summary(2).id,
+            session: SessionId(uuid::Uuid::from_u128(0x5e56)),
+            reason: SessionEndReason::TokenReused,
+        },
     ]
 }
 

@@ -1,6 +1,6 @@
 //! The `RefreshTokenStore` contract.
 
-use crate::ports::{Consumed, RefreshRecord, RefreshTokenStore, SessionId, TokenHash};
+use crate::ports::{Consumed, RefreshRecord, RefreshTokenStore, Revocation, SessionId, TokenHash};
 use domain::UserId;
 
 use super::{at, uuid};
@@ -14,6 +14,17 @@ pub fn record(hash: &str, session: u128) -> RefreshRecord {
         expires_at: at(86_400_000),
     }
 }
+
+/// A revocation of `session` at `revoked_at_ms`, kept a day.
+pub fn revocation(session: u128, revoked_at_ms: i64) -> Revocation {
+    Revocation {
+        session: SessionId(uuid(session)),
+        revoked_at: at(revoked_at_ms),
+        expires_at: at(revoked_at_ms + DAY_MS),
+    }
+}
+
+const DAY_MS: i64 = 86_400_000;
 
 pub async fn a_fresh_token_is_consumed_once_then_reported_as_reused(store: &impl RefreshTokenStore) {
     let token = record("hash-a", 10);
@@ -38,7 +49,7 @@ pub async fn tokens_of_a_revoked_session_are_invalid(store: &impl RefreshTokenSt
     store.insert(&revoked).await.expect("insert");
     store.insert(&other_session).await.expect("insert");
 
-    store.revoke_session(revoked.session).await.expect("revoke");
+    store.revoke_session(&revocation(10, 5)).await.expect("revoke");
 
     assert_eq!(store.consume(&revoked.hash).await.expect("consume"), Consumed::Invalid);
     assert_eq!(store.consume(&revoked.hash).await.expect("consume again"), Consumed::Invalid);
@@ -46,11 +57,43 @@ pub async fn tokens_of_a_revoked_session_are_invalid(store: &impl RefreshTokenSt
 }
 
 pub async fn revoking_an_unknown_session_succeeds(store: &impl RefreshTokenStore) {
-    let revoked = store.revoke_session(SessionId(uuid(404))).await;
-    let again = store.revoke_session(SessionId(uuid(404))).await;
+    let revoked = store.revoke_session(&revocation(404, 5)).await;
+    let again = store.revoke_session(&revocation(404, 6)).await;
 
     assert!(revoked.is_ok(), "{revoked:?}");
     assert!(again.is_ok(), "{again:?}");
+}
+
+pub async fn revocations_are_listed_from_an_instant_on_oldest_first_each_with_its_first_record(
+    store: &impl RefreshTokenStore,
+) {
+    store.revoke_session(&revocation(1, 1_000)).await.expect("revoke");
+    store.revoke_session(&revocation(3, 3_000)).await.expect("revoke");
+    store.revoke_session(&revocation(2, 2_000)).await.expect("revoke");
+    store.revoke_session(&revocation(3, 9_000)).await.expect("revoke again");
+
+    let listed = store.revoked_since(at(2_000)).await.expect("list");
+
+    assert_eq!(listed, vec![revocation(2, 2_000), revocation(3, 3_000)]);
+}
+
+pub async fn purging_deletes_expired_tokens_and_revocations_and_keeps_live_ones(store: &impl RefreshTokenStore) {
+    // Arrange: a token and a revocation that expire at one day, and ones that live on.
+    let expired = RefreshRecord { expires_at: at(DAY_MS), ..record("hash-expired", 10) };
+    let live = RefreshRecord { expires_at: at(3 * DAY_MS), ..record("hash-live", 11) };
+    store.insert(&expired).await.expect("insert");
+    store.insert(&live).await.expect("insert");
+    store.revoke_session(&revocation(12, 0)).await.expect("revoke");
+    store.revoke_session(&revocation(13, 2 * DAY_MS)).await.expect("revoke");
+
+    // Act
+    let purged = store.purge_expired(at(DAY_MS)).await.expect("purge");
+
+    // Assert
+    assert_eq!(purged, 2);
+    assert_eq!(store.consume(&expired.hash).await.expect("consume"), Consumed::Invalid);
+    assert_eq!(store.consume(&live.hash).await.expect("consume"), Consumed::Fresh(live));
+    assert_eq!(store.revoked_since(at(0)).await.expect("list"), vec![revocation(13, 2 * DAY_MS)]);
 }
 
 pub async fn concurrent_consumes_of_one_refresh_token_yield_exactly_one_fresh<S>(store: &S)
@@ -91,6 +134,8 @@ macro_rules! tokens_contract {
         an_unknown_token_is_invalid,
         tokens_of_a_revoked_session_are_invalid,
         revoking_an_unknown_session_succeeds,
+        revocations_are_listed_from_an_instant_on_oldest_first_each_with_its_first_record,
+        purging_deletes_expired_tokens_and_revocations_and_keeps_live_ones,
         concurrent_consumes_of_one_refresh_token_yield_exactly_one_fresh,
         );
     };

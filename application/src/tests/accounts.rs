@@ -9,8 +9,8 @@ use super::fixtures::{alice, days, fixed_clock, generated_id, minutes, now, sequ
 use crate::accounts::{Accounts, AuthError, Authenticated, LoginError, RefreshError, RegisterError, Registration};
 use crate::ports::{
     AccessClaims, Consumed, CreateUserError, HashError, IssuedAccess, MockClock, MockEventBus, MockIdGenerator,
-    MockPasswordHasher, MockRefreshTokenStore, MockTokenService, MockUserRepository, RefreshRecord, RoomEvent,
-    SessionEndReason, SessionId, StoredUser, TokenError, TokenHash,
+    MockPasswordHasher, MockRefreshTokenStore, MockTokenService, MockUserRepository, RefreshRecord, Revocation,
+    RoomEvent, SessionEndReason, SessionId, StoredUser, TokenError, TokenHash,
 };
 
 const ALICE_HASH: &str = "$argon2id$alice";
@@ -68,6 +68,16 @@ impl Ports {
             expires_at: now() + days(30),
         };
         self.refresh.expect_insert().withf(move |record| *record == expected).times(1).returning(|_| Ok(()));
+    }
+
+    /// Expects alice's `session()` to be revoked at `now()` for a refresh-token lifetime, and its
+    /// end announced on the bus with `reason`.
+    fn expect_session_ended(&mut self, reason: SessionEndReason) {
+        self.tokens.expect_refresh_ttl().times(1).returning(|| days(30));
+        let revocation = Revocation { session: session(), revoked_at: now(), expires_at: now() + days(30) };
+        self.refresh.expect_revoke_session().withf(move |r| *r == revocation).times(1).returning(|_| Ok(()));
+        let ended = RoomEvent::SessionEnded { user_id: alice().id, session: session(), reason };
+        self.bus.expect_publish().withf(move |event| *event == ended).times(1).returning(|_| Ok(()));
     }
 
     fn expect_no_pair_issued(&mut self) {
@@ -288,10 +298,10 @@ async fn a_fresh_refresh_token_is_traded_for_a_new_pair_in_the_same_session() {
 }
 
 #[tokio::test]
-async fn a_reused_refresh_token_revokes_its_whole_session() {
-    let mut ports = Ports::default();
+async fn a_reused_refresh_token_revokes_its_whole_session_and_ends_its_sockets() {
+    let mut ports = Ports { clock: fixed_clock(1), ..Ports::default() };
     expect_consume(&mut ports, Consumed::Reused(refresh_record(now() + days(1))));
-    ports.refresh.expect_revoke_session().withf(|s| *s == session()).times(1).returning(|_| Ok(()));
+    ports.expect_session_ended(SessionEndReason::TokenReused);
     ports.expect_no_pair_issued();
 
     let result = ports.accounts().refresh("refresh-1").await;
@@ -339,16 +349,79 @@ async fn a_refresh_token_of_a_deleted_user_is_invalid() {
 // --- logout ---
 
 #[tokio::test]
-async fn logging_out_revokes_the_session_and_ends_live_connections_everywhere() {
-    let mut ports = Ports::default();
-    ports.refresh.expect_revoke_session().withf(|s| *s == session()).times(1).returning(|_| Ok(()));
-    let ended = RoomEvent::SessionEnded { user_id: alice().id, reason: SessionEndReason::LoggedOut };
-    ports.bus.expect_publish().withf(move |event| *event == ended).times(1).returning(|_| Ok(()));
+async fn logging_out_revokes_the_session_and_ends_its_live_connections_everywhere() {
+    let mut ports = Ports { clock: fixed_clock(1), ..Ports::default() };
+    ports.expect_session_ended(SessionEndReason::LoggedOut);
     let caller = Authenticated { user: alice(), claims: claims() };
 
     let result = ports.accounts().logout(&caller).await;
 
     assert!(result.is_ok(), "got {result:?}");
+}
+
+#[tokio::test]
+async fn after_logout_the_sessions_access_token_is_refused_as_revoked_at_once() {
+    let mut ports = Ports { clock: fixed_clock(1), ..Ports::default() };
+    ports.expect_session_ended(SessionEndReason::LoggedOut);
+    ports.tokens.expect_verify_access().times(1).returning(|_| Ok(claims()));
+    ports.users.expect_by_id().never();
+    let accounts = ports.accounts();
+    accounts.logout(&Authenticated { user: alice(), claims: claims() }).await.expect("logged out");
+
+    let result = accounts.authenticate("access-1").await;
+
+    assert!(matches!(result, Err(AuthError::Revoked)), "got {result:?}");
+}
+
+#[tokio::test]
+async fn another_session_of_the_same_user_still_authenticates_after_a_logout() {
+    let mut ports = Ports { clock: fixed_clock(1), ..Ports::default() };
+    ports.expect_session_ended(SessionEndReason::LoggedOut);
+    let other = AccessClaims { session: SessionId(uuid::Uuid::from_u128(0x077e2)), ..claims() };
+    ports.tokens.expect_verify_access().times(1).returning(move |_| Ok(other.clone()));
+    ports.users.expect_by_id().times(1).returning(|_| Ok(Some(alice())));
+    let accounts = ports.accounts();
+    accounts.logout(&Authenticated { user: alice(), claims: claims() }).await.expect("logged out");
+
+    let result = accounts.authenticate("access-of-the-phone").await;
+
+    assert!(result.is_ok(), "got {result:?}");
+}
+
+#[tokio::test]
+async fn a_session_another_node_ended_is_refused_here() {
+    let mut ports = Ports { clock: fixed_clock(1), ..Ports::default() };
+    ports.tokens.expect_verify_access().times(1).returning(|_| Ok(claims()));
+    let accounts = ports.accounts();
+    accounts.session_ended_elsewhere(session());
+
+    let result = accounts.authenticate("access-1").await;
+
+    assert!(matches!(result, Err(AuthError::Revoked)), "got {result:?}");
+}
+
+#[tokio::test]
+async fn reloading_learns_the_revocations_of_the_last_access_token_lifetime_from_the_store() {
+    // Arrange: the store knows of a revocation this node never heard of.
+    let mut ports = Ports { clock: fixed_clock(1), ..Ports::default() };
+    ports.tokens.expect_access_ttl().times(1).returning(|| minutes(15));
+    let missed = Revocation { session: session(), revoked_at: now() - minutes(1), expires_at: now() + days(30) };
+    ports
+        .refresh
+        .expect_revoked_since()
+        .withf(|since| *since == now() - minutes(15))
+        .times(1)
+        .returning(move |_| Ok(vec![missed]));
+    ports.tokens.expect_verify_access().times(1).returning(|_| Ok(claims()));
+    let accounts = ports.accounts();
+
+    // Act
+    let known = accounts.reload_revocations().await.expect("reloaded");
+    let result = accounts.authenticate("access-1").await;
+
+    // Assert
+    assert_eq!(known, 1);
+    assert!(matches!(result, Err(AuthError::Revoked)), "got {result:?}");
 }
 
 // --- authenticate ---

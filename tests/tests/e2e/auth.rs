@@ -355,6 +355,90 @@ async fn logging_out_closes_the_users_open_sockets_with_4001_logged_out_and_no_o
     grace_socket.expect_none_of("error", Duration::from_millis(300)).await;
 }
 
+/// Waits until every socket node refuses `token`'s handshake with 401, for at most the revocation
+/// reload period and a margin: split nodes learn of a revocation from the bus, or failing that the store.
+async fn refused_by_every_socket_node(app: &TestApp, token: &str) -> bool {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(8);
+    for node in 0..app.socket_addrs.len() {
+        while app.handshake_status(node, Some(token), None, None).await != 401 {
+            if tokio::time::Instant::now() > deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    true
+}
+
+async fn after_logout_the_access_token_is_refused_by_every_route_and_socket_node() {
+    // Arrange
+    let app = TestApp::spawn().await;
+    let ada = app.signup("ada").await;
+
+    // Act
+    let (status, _) = app.call(Method::POST, "/auth/logout", Some(&ada.access_token), None).await;
+
+    // Assert
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let me = app.send(app.http.get(app.url("/users/me")).bearer_auth(&ada.access_token)).await;
+    assert_refused(&me, "session_revoked");
+    let body = serde_json::json!({"name": "after logout", "visibility": "public"});
+    let create = app.send(app.http.post(app.url("/rooms")).bearer_auth(&ada.access_token).json(&body)).await;
+    assert_refused(&create, "session_revoked");
+    assert!(refused_by_every_socket_node(&app, &ada.access_token).await, "a socket node still accepts the token");
+}
+
+async fn logging_out_ends_only_that_sessions_sockets_and_tokens() {
+    // Arrange: ada on a laptop and on a phone, two logins.
+    let app = TestApp::spawn().await;
+    let laptop = app.signup("ada").await;
+    let (_, phone_tokens) = app.login(&laptop.username, PASSWORD).await;
+    let phone = TestUser {
+        access_token: phone_tokens["access_token"].as_str().expect("access").to_owned(),
+        refresh_token: phone_tokens["refresh_token"].as_str().expect("refresh").to_owned(),
+        ..laptop.clone()
+    };
+    let room = app.create_room(&laptop, "private", &[]).await["id"].as_str().expect("room id").to_owned();
+    let mut laptop_socket = app.socket_on(&laptop, 0).await;
+    let mut phone_socket = app.socket_on(&phone, 1).await;
+
+    // Act
+    let (status, _) = app.call(Method::POST, "/auth/logout", Some(&laptop.access_token), None).await;
+
+    // Assert
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert_eq!(laptop_socket.closed().await, (4001, "logged_out".to_owned()));
+    let ack = phone_socket.send_text(&room, "phone-1", "still here").await;
+    assert_eq!(ack["type"], "ack", "{ack}");
+    let (status, me) = app.get("/users/me", &phone.access_token).await;
+    assert_eq!(status, StatusCode::OK, "{me}");
+    let (status, body) = app.refresh(&phone.refresh_token).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+async fn reusing_a_refresh_token_also_refuses_the_sessions_access_token_and_closes_its_sockets() {
+    // Arrange: the thief rotated the token; the victim presents the old one again.
+    let app = TestApp::spawn().await;
+    let ada = app.signup("ada").await;
+    let (_, rotated) = app.refresh(&ada.refresh_token).await;
+    let thief = TestUser {
+        access_token: rotated["access_token"].as_str().expect("access").to_owned(),
+        refresh_token: rotated["refresh_token"].as_str().expect("refresh").to_owned(),
+        ..ada.clone()
+    };
+    let mut thief_socket = app.socket_on(&thief, 1).await;
+
+    // Act
+    let (status, body) = app.refresh(&ada.refresh_token).await;
+
+    // Assert
+    assert_eq!(body["code"], "token_reused", "{status} {body}");
+    assert_eq!(thief_socket.closed().await, (4001, "token_reused".to_owned()));
+    let me = app.send(app.http.get(app.url("/users/me")).bearer_auth(&thief.access_token)).await;
+    assert_refused(&me, "session_revoked");
+    assert!(refused_by_every_socket_node(&app, &thief.access_token).await, "a socket node still accepts the token");
+}
+
 async fn logging_out_without_a_token_is_a_401() {
     // Arrange
     let app = TestApp::spawn().await;
@@ -527,6 +611,9 @@ e2e::on_both_shapes!(
     an_unknown_refresh_token_is_a_401_invalid_token,
     logging_out_is_a_204_after_which_the_refresh_token_is_refused,
     logging_out_closes_the_users_open_sockets_with_4001_logged_out_and_no_one_elses,
+    after_logout_the_access_token_is_refused_by_every_route_and_socket_node,
+    logging_out_ends_only_that_sessions_sockets_and_tokens,
+    reusing_a_refresh_token_also_refuses_the_sessions_access_token_and_closes_its_sockets,
     logging_out_without_a_token_is_a_401,
     users_me_returns_the_signed_in_user,
     a_protected_route_refuses_a_request_without_a_bearer_token,

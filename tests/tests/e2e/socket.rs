@@ -6,27 +6,7 @@ use e2e::{TestApp, TestUser};
 use futures::SinkExt;
 use serde_json::json;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::{Error as WsError, Message};
-
-/// Tries a handshake and returns the HTTP status of the refusal, or 101 when it was accepted.
-async fn handshake_status(app: &TestApp, token: Option<&str>, query_token: Option<&str>, origin: Option<&str>) -> u16 {
-    let url = match query_token {
-        Some(t) => format!("{}?access_token={t}", app.ws_url(0)),
-        None => app.ws_url(0),
-    };
-    let mut request = url.into_client_request().expect("ws request");
-    if let Some(token) = token {
-        request.headers_mut().insert("authorization", format!("Bearer {token}").parse().expect("header"));
-    }
-    if let Some(origin) = origin {
-        request.headers_mut().insert("origin", origin.parse().expect("header"));
-    }
-    match tokio_tungstenite::connect_async(request).await {
-        Ok(_) => 101,
-        Err(WsError::Http(resp)) => resp.status().as_u16(),
-        Err(e) => panic!("unexpected handshake error: {e}"),
-    }
-}
+use tokio_tungstenite::tungstenite::Message;
 
 async fn room_with(app: &TestApp, owner: &TestUser, members: &[&TestUser]) -> String {
     app.create_room(owner, "private", members).await["id"].as_str().expect("room id").to_owned()
@@ -35,16 +15,16 @@ async fn room_with(app: &TestApp, owner: &TestUser, members: &[&TestUser]) -> St
 async fn a_handshake_without_a_valid_token_is_refused_with_401() {
     let app = TestApp::spawn().await;
 
-    assert_eq!(handshake_status(&app, None, None, None).await, 401);
-    assert_eq!(handshake_status(&app, Some("not.a.token"), None, None).await, 401);
-    assert_eq!(handshake_status(&app, None, Some("garbage"), None).await, 401);
+    assert_eq!(app.handshake_status(0, None, None, None).await, 401);
+    assert_eq!(app.handshake_status(0, Some("not.a.token"), None, None).await, 401);
+    assert_eq!(app.handshake_status(0, None, Some("garbage"), None).await, 401);
 }
 
 async fn a_browser_may_pass_the_token_as_a_query_parameter() {
     let app = TestApp::spawn().await;
     let alice = app.signup("alice").await;
 
-    assert_eq!(handshake_status(&app, None, Some(&alice.access_token), None).await, 101);
+    assert_eq!(app.handshake_status(0, None, Some(&alice.access_token), None).await, 101);
 }
 
 async fn an_expired_token_is_refused_with_401() {
@@ -54,15 +34,15 @@ async fn an_expired_token_is_refused_with_401() {
     // Past the token's one second and the verifier's five seconds of leeway.
     tokio::time::sleep(Duration::from_secs(7)).await;
 
-    assert_eq!(handshake_status(&app, Some(&alice.access_token), None, None).await, 401);
+    assert_eq!(app.handshake_status(0, Some(&alice.access_token), None, None).await, 401);
 }
 
 async fn a_foreign_origin_is_refused_with_403_and_an_allowed_one_is_accepted() {
     let app = TestApp::spawn_with(&[("CHAT_ALLOWED_ORIGINS", "https://chat.example")]).await;
     let alice = app.signup("alice").await;
 
-    assert_eq!(handshake_status(&app, Some(&alice.access_token), None, Some("https://evil.example")).await, 403);
-    assert_eq!(handshake_status(&app, Some(&alice.access_token), None, Some("https://chat.example")).await, 101);
+    assert_eq!(app.handshake_status(0, Some(&alice.access_token), None, Some("https://evil.example")).await, 403);
+    assert_eq!(app.handshake_status(0, Some(&alice.access_token), None, Some("https://chat.example")).await, 101);
 }
 
 async fn by_default_only_the_servers_own_origin_is_allowed() {
@@ -70,8 +50,8 @@ async fn by_default_only_the_servers_own_origin_is_allowed() {
     let alice = app.signup("alice").await;
     let own = format!("http://{}", app.socket_addrs[0]);
 
-    assert_eq!(handshake_status(&app, Some(&alice.access_token), None, Some(&own)).await, 101);
-    assert_eq!(handshake_status(&app, Some(&alice.access_token), None, Some("http://elsewhere:1")).await, 403);
+    assert_eq!(app.handshake_status(0, Some(&alice.access_token), None, Some(&own)).await, 101);
+    assert_eq!(app.handshake_status(0, Some(&alice.access_token), None, Some("http://elsewhere:1")).await, 403);
 }
 
 async fn more_sockets_than_the_per_user_limit_are_refused_with_429() {
@@ -80,7 +60,7 @@ async fn more_sockets_than_the_per_user_limit_are_refused_with_429() {
     let _first = app.socket(&alice).await;
     let _second = app.socket(&alice).await;
 
-    assert_eq!(handshake_status(&app, Some(&alice.access_token), None, None).await, 429);
+    assert_eq!(app.handshake_status(0, Some(&alice.access_token), None, None).await, 429);
 }
 
 async fn two_members_both_receive_every_message_with_strictly_increasing_seqs() {

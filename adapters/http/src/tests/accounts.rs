@@ -308,7 +308,16 @@ async fn refresh_of_a_used_token_answers_401_token_reused_and_revokes_its_sessio
         .expect_consume()
         .times(1)
         .returning(move |_| Ok(Consumed::Reused(record(session, now() + Duration::days(1)))));
-    ports.refresh.expect_revoke_session().withf(move |s| *s == session).times(1).returning(|_| Ok(()));
+    ports.tokens.expect_refresh_ttl().returning(|| Duration::days(30));
+    ports.refresh.expect_revoke_session().withf(move |r| r.session == session).times(1).returning(|_| Ok(()));
+    ports
+        .bus
+        .expect_publish()
+        .withf(move |e| {
+            *e == RoomEvent::SessionEnded { user_id: ada().id, session, reason: SessionEndReason::TokenReused }
+        })
+        .times(1)
+        .returning(|_| Ok(()));
     let client = ports.client();
 
     // Act
@@ -339,11 +348,14 @@ async fn logout_answers_204_after_revoking_the_session_and_ending_the_users_live
     let mut ports = Ports::default();
     let auth = ports.sign_in(&ada());
     let session = claims_of(&ada()).session;
-    ports.refresh.expect_revoke_session().withf(move |s| *s == session).times(1).returning(|_| Ok(()));
+    ports.tokens.expect_refresh_ttl().returning(|| Duration::days(30));
+    ports.refresh.expect_revoke_session().withf(move |r| r.session == session).times(1).returning(|_| Ok(()));
     ports
         .bus
         .expect_publish()
-        .withf(|e| *e == RoomEvent::SessionEnded { user_id: ada().id, reason: SessionEndReason::LoggedOut })
+        .withf(move |e| {
+            *e == RoomEvent::SessionEnded { user_id: ada().id, session, reason: SessionEndReason::LoggedOut }
+        })
         .times(1)
         .returning(|_| Ok(()));
     let client = ports.client();
@@ -361,6 +373,7 @@ async fn logout_answers_a_generic_500_when_revoking_fails() {
     // Arrange
     let mut ports = Ports::default();
     let auth = ports.sign_in(&ada());
+    ports.tokens.expect_refresh_ttl().returning(|| Duration::days(30));
     ports.refresh.expect_revoke_session().times(1).returning(|_| Err(failure()));
     let client = ports.client();
 

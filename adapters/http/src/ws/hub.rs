@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use application::ports::{RoomEvent, SessionEndReason, UserSummary};
+use application::ports::{RoomEvent, SessionId, UserSummary};
 use domain::{RoomId, UserId};
 use futures::{Stream, StreamExt};
 use parking_lot::Mutex;
@@ -28,6 +28,8 @@ pub type CloseRequest = Option<(u16, &'static str)>;
 /// What the hub keeps of one socket.
 struct Conn {
     user: UserId,
+    /// The login session whose token opened the socket; ending it closes the socket.
+    session: SessionId,
     rooms: HashSet<RoomId>,
     /// Pre-serialized frames; bounded, so one slow reader cannot hold the room back.
     tx: mpsc::Sender<Arc<str>>,
@@ -127,7 +129,7 @@ impl Hub {
         Some(Reservation { hub: self.clone(), user })
     }
 
-    pub fn register(&self, user: UserId, rooms: Vec<RoomId>) -> Registration {
+    pub fn register(&self, user: UserId, session: SessionId, rooms: Vec<RoomId>) -> Registration {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, frames) = mpsc::channel(self.queue_len);
         let (close_tx, close) = watch::channel(None);
@@ -138,7 +140,7 @@ impl Hub {
         let user_conns = state.users.entry(user).or_default();
         let first_for_user = user_conns.is_empty();
         user_conns.insert(id);
-        state.conns.insert(id, Conn { user, rooms: rooms.into_iter().collect(), tx, close: close_tx });
+        state.conns.insert(id, Conn { user, session, rooms: rooms.into_iter().collect(), tx, close: close_tx });
         Registration { id, frames, close, first_for_user }
     }
 
@@ -246,14 +248,11 @@ impl Hub {
                 };
                 self.send_to(targets, Some(user_id), &json);
             }
-            RoomEvent::SessionEnded { user_id, reason } => {
-                let reason = match reason {
-                    SessionEndReason::LoggedOut => "logged_out",
-                };
+            RoomEvent::SessionEnded { user_id, session, reason } => {
                 let state = self.state.lock();
                 for id in state.users.get(&user_id).into_iter().flatten() {
-                    if let Some(conn) = state.conns.get(id) {
-                        let _ = conn.close.send(Some((close::SESSION_ENDED, reason)));
+                    if let Some(conn) = state.conns.get(id).filter(|conn| conn.session == session) {
+                        let _ = conn.close.send(Some((close::SESSION_ENDED, reason.code())));
                     }
                 }
             }
@@ -334,6 +333,10 @@ mod tests {
         UserId::from_uuid(uuid::Uuid::from_u128(n))
     }
 
+    fn session(n: u128) -> SessionId {
+        SessionId(uuid::Uuid::from_u128(0x5e55_0000 + n))
+    }
+
     fn room(n: u128) -> RoomId {
         RoomId::from_uuid(uuid::Uuid::from_u128(n))
     }
@@ -345,7 +348,7 @@ mod tests {
     #[test]
     fn a_socket_too_slow_to_drain_its_queue_is_asked_to_close_with_1013() {
         let hub = Hub::new(1, Duration::from_secs(2));
-        let mut reg = hub.register(user(1), vec![room(7)]);
+        let mut reg = hub.register(user(1), session(1), vec![room(7)]);
 
         hub.dispatch(typing(room(7), 2));
         hub.dispatch(typing(room(7), 2));
@@ -357,8 +360,8 @@ mod tests {
     #[test]
     fn typing_is_not_echoed_to_the_typists_own_sockets() {
         let hub = Hub::new(8, Duration::from_secs(2));
-        let mut own = hub.register(user(2), vec![room(7)]);
-        let mut other = hub.register(user(1), vec![room(7)]);
+        let mut own = hub.register(user(2), session(2), vec![room(7)]);
+        let mut other = hub.register(user(1), session(1), vec![room(7)]);
 
         hub.dispatch(typing(room(7), 2));
 
@@ -370,7 +373,7 @@ mod tests {
     async fn draining_asks_every_socket_to_go_away_and_returns_once_the_last_lets_go() {
         let hub = Hub::new(8, Duration::from_secs(2));
         let reservation = hub.reserve(user(1), 2).expect("room for one");
-        let mut registration = hub.register(user(1), vec![room(1)]);
+        let mut registration = hub.register(user(1), session(1), vec![room(1)]);
         let released = tokio::spawn(async move {
             registration.close.changed().await.expect("close requested");
             let asked = *registration.close.borrow();
@@ -418,12 +421,31 @@ mod tests {
     #[test]
     fn a_deleted_room_stops_reaching_its_former_sockets() {
         let hub = Hub::new(8, Duration::from_secs(2));
-        let mut reg = hub.register(user(1), vec![room(7)]);
+        let mut reg = hub.register(user(1), session(1), vec![room(7)]);
 
         hub.dispatch(RoomEvent::RoomDeleted { room_id: room(7) });
         hub.dispatch(typing(room(7), 2));
 
         assert!(reg.frames.try_recv().is_ok(), "room_deleted is delivered");
         assert!(reg.frames.try_recv().is_err(), "nothing after the deletion");
+    }
+
+    #[test]
+    fn ending_a_session_closes_only_that_sessions_sockets() {
+        // Arrange: user 1 with two sessions, one socket each.
+        let hub = Hub::new(8, Duration::from_secs(1));
+        let laptop = hub.register(user(1), session(1), vec![room(7)]);
+        let phone = hub.register(user(1), session(2), vec![room(7)]);
+
+        // Act
+        hub.dispatch(RoomEvent::SessionEnded {
+            user_id: user(1),
+            session: session(1),
+            reason: application::ports::SessionEndReason::LoggedOut,
+        });
+
+        // Assert
+        assert_eq!(*laptop.close.borrow(), Some((close::SESSION_ENDED, "logged_out")));
+        assert_eq!(*phone.close.borrow(), None);
     }
 }

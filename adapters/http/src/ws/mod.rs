@@ -187,7 +187,7 @@ impl Connection {
                 return;
             }
         };
-        let mut reg = app.hub.register(user.id, rooms.clone());
+        let mut reg = app.hub.register(user.id, caller.claims.session, rooms.clone());
         state.metrics.socket_opened();
         let mut conn = Connection { state, app, caller, sink, stalled: false };
         if reg.first_for_user {
