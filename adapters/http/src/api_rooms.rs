@@ -40,6 +40,8 @@ pub struct CreateRoomRequest {
 
 #[derive(Debug, Object, serde::Deserialize)]
 pub struct InviteRequest {
+    /// The id of the user to add.
+    #[oai(validator(max_length = 64))]
     pub user_id: String,
 }
 

@@ -1,10 +1,11 @@
-//! A JSON request payload parsed by serde, so errors name the field and wrong types are refused.
+//! A JSON request payload parsed by serde, so errors name the field and wrong types are refused,
+//! then checked against the validators the spec shows (`maxLength`, `maxItems`, …).
 
 use poem::{FromRequest, Request, RequestBody};
 use poem_openapi::error::ParseRequestPayloadError;
 use poem_openapi::payload::{ParsePayload, Payload};
 use poem_openapi::registry::{MetaMediaType, MetaRequest, MetaSchemaRef, Registry};
-use poem_openapi::types::Type;
+use poem_openapi::types::{ParseFromJSON, Type};
 use poem_openapi::{ApiExtractor, ApiExtractorType, ExtractParamOptions};
 use serde::de::DeserializeOwned;
 
@@ -53,20 +54,22 @@ fn describe<E: std::fmt::Display>(err: &serde_path_to_error::Error<E>) -> String
     }
 }
 
-impl<T: Type + DeserializeOwned + Send> ParsePayload for StrictJson<T> {
+impl<T: ParseFromJSON + DeserializeOwned + Send> ParsePayload for StrictJson<T> {
     const IS_REQUIRED: bool = true;
 
     async fn from_request(request: &Request, body: &mut RequestBody) -> poem::Result<Self> {
         let data = <Vec<u8> as FromRequest>::from_request(request, body).await?;
-        let mut de = serde_json::Deserializer::from_slice(&data);
-        let value =
-            serde_path_to_error::deserialize(&mut de).map_err(|e| ParseRequestPayloadError { reason: describe(&e) })?;
-        de.end().map_err(|e| ParseRequestPayloadError { reason: e.to_string() })?;
+        let json: serde_json::Value =
+            serde_json::from_slice(&data).map_err(|e| ParseRequestPayloadError { reason: e.to_string() })?;
+        let value = serde_path_to_error::deserialize(json.clone())
+            .map_err(|e| ParseRequestPayloadError { reason: describe(&e) })?;
+        // serde knows the types, the spec's validators know the limits: both must agree.
+        T::parse_from_json(Some(json)).map_err(|e| ParseRequestPayloadError { reason: e.into_message() })?;
         Ok(Self(value))
     }
 }
 
-impl<'a, T: Type + DeserializeOwned + Send> ApiExtractor<'a> for StrictJson<T> {
+impl<'a, T: ParseFromJSON + DeserializeOwned + Send> ApiExtractor<'a> for StrictJson<T> {
     const TYPES: &'static [ApiExtractorType] = &[ApiExtractorType::RequestObject];
 
     type ParamType = ();
