@@ -185,6 +185,11 @@ impl Rooms {
             })?;
         }
         self.rooms.insert(&room).await?;
+        // Every member's live sockets follow the new room at once, on every node, as on an invite.
+        self.announce(RoomEvent::MemberJoined { room_id: id, user: actor.into() }).await;
+        for user in &found {
+            self.announce(RoomEvent::MemberJoined { room_id: id, user: user.into() }).await;
+        }
         Ok(self.details(room).await?)
     }
 

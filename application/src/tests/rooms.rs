@@ -129,9 +129,27 @@ async fn creating_a_room_makes_the_actor_owner_and_adds_the_named_members() {
         .times(1)
         .returning(|_| Ok(()));
     ports.expect_details(1);
+    let announced = Arc::new(parking_lot::Mutex::new(Vec::new()));
+    let seen = announced.clone();
+    ports.bus.expect_publish().times(3).returning(move |event| {
+        seen.lock().push(event);
+        Ok(())
+    });
 
     let details =
         ports.rooms().create(&alice(), new_room(vec![carol().id, bob().id, carol().id])).await.expect("created");
+
+    // Every member, the creator too, is announced as joined, so their live sockets follow the room.
+    let room_id = details.room.id();
+    let joined: Vec<UserId> = announced
+        .lock()
+        .iter()
+        .map(|event| match event {
+            RoomEvent::MemberJoined { room_id: r, user } if *r == room_id => user.id,
+            other => panic!("unexpected event {other:?}"),
+        })
+        .collect();
+    assert_eq!(joined, [alice().id, bob().id, carol().id]);
 
     assert!(details.room.is_owner(alice().id));
     assert_eq!(member_ids(&details.room), [alice().id, bob().id, carol().id]);
@@ -182,6 +200,7 @@ async fn the_creator_among_the_member_ids_is_ignored() {
     ports.rooms.expect_insert().times(1).returning(|_| Ok(()));
     ports.users.expect_by_ids().withf(|ids| ids.len() == 51).times(1).returning(|_| Ok(Vec::new()));
     ports.log.expect_last_seq().times(1).returning(|_| Ok(None));
+    ports.bus.expect_publish().times(51).returning(|_| Ok(()));
     // Fifty others plus the creator: within the limit only because the creator does not count.
     let mut wanted: Vec<UserId> = others.iter().map(|u| u.id).collect();
     wanted.push(alice().id);

@@ -8,6 +8,33 @@ use serde_json::json;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 
+async fn a_room_created_while_connected_is_followed_live_by_its_creator_and_members() {
+    // Arrange: both are connected, on different nodes in the split shape, before the room exists.
+    let app = TestApp::spawn().await;
+    let alice = app.signup("alice").await;
+    let bob = app.signup("bob").await;
+    let mut alice_socket = app.socket_on(&alice, 0).await;
+    let mut bob_socket = app.socket_on(&bob, 1).await;
+
+    // Act
+    let room = room_with(&app, &alice, &[&bob]).await;
+    alice_socket.next_of("member_joined").await;
+    bob_socket.next_of("member_joined").await;
+    let alice_ack = alice_socket.send_text(&room, "a-1", "hello bob").await;
+    let bob_ack = bob_socket.send_text(&room, "b-1", "hello alice").await;
+
+    // Assert
+    assert_eq!((alice_ack["type"].as_str(), bob_ack["type"].as_str()), (Some("ack"), Some("ack")));
+    for socket in [&mut alice_socket, &mut bob_socket] {
+        let mut texts = vec![socket.next_of("message").await, socket.next_of("message").await]
+            .into_iter()
+            .map(|m| m["message"]["text"].as_str().unwrap_or_default().to_owned())
+            .collect::<Vec<_>>();
+        texts.sort();
+        assert_eq!(texts, ["hello alice", "hello bob"]);
+    }
+}
+
 async fn room_with(app: &TestApp, owner: &TestUser, members: &[&TestUser]) -> String {
     app.create_room(owner, "private", members).await["id"].as_str().expect("room id").to_owned()
 }
@@ -394,6 +421,7 @@ async fn a_socket_that_stops_reading_is_closed_instead_of_blocking_its_task_fore
 }
 
 e2e::on_both_shapes!(
+    a_room_created_while_connected_is_followed_live_by_its_creator_and_members,
     a_socket_that_stops_reading_is_closed_instead_of_blocking_its_task_forever,
     a_message_sent_through_one_socket_node_reaches_sockets_on_the_other,
     membership_changes_made_through_the_api_reach_sockets_on_every_node,
