@@ -51,12 +51,36 @@ pub struct HttpConfig {
     pub max_body_bytes: usize,
     /// How long in-flight requests get to finish at shutdown.
     pub shutdown_grace: Duration,
+    /// Browser origins (`CHAT_ALLOWED_ORIGINS`) allowed to call the API and file routes across
+    /// origins, as they may open sockets; none means same-origin only, and no CORS headers.
+    pub allowed_origins: Vec<String>,
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
-        Self { apps: Apps::ALL, max_body_bytes: 1 << 20, shutdown_grace: Duration::from_secs(10) }
+        Self {
+            apps: Apps::ALL,
+            max_body_bytes: 1 << 20,
+            shutdown_grace: Duration::from_secs(10),
+            allowed_origins: Vec::new(),
+        }
     }
+}
+
+/// CORS for the allowed origins: credentials travel as bearer tokens, never cookies, so none are
+/// allowed; the headers a client must read (Retry-After, ranges) are exposed.
+fn cors(allowed_origins: &[String]) -> Option<poem::middleware::Cors> {
+    if allowed_origins.is_empty() {
+        return None;
+    }
+    Some(
+        poem::middleware::Cors::new()
+            .allow_origins(allowed_origins.iter().map(String::as_str))
+            .allow_methods(["GET", "POST", "PUT", "DELETE", "OPTIONS"])
+            .allow_headers(["authorization", "content-type", "range"])
+            .expose_headers(["retry-after", "www-authenticate", "content-range", "content-disposition", "allow"])
+            .max_age(600),
+    )
 }
 
 const TITLE: &str = "Chat API";
@@ -109,36 +133,35 @@ pub fn app(
     }
     let metrics = state.metrics.clone();
     let max_body = config.max_body_bytes;
-    route
-        .data(state)
-        .data(socket)
-        .data(internal_files)
-        .around(move |ep, mut req| {
-            let metrics = metrics.clone();
-            async move {
-                let started = Instant::now();
-                if let Err(refusal) = limit_body(&mut req, max_body) {
-                    return Ok(error::normalize(refusal).await);
-                }
-                let method = route_label::method(req.method().as_str());
-                let route = route_label::route(req.uri().path());
-                let allowed = route_label::allowed(req.uri().path());
-                let mut resp = match ep.call(req).await {
-                    Ok(resp) => resp.into_response(),
-                    Err(err) => error::normalize(err).await,
-                };
-                // RFC 9110 §15.5.6: a 405 names the methods the route does allow.
-                if resp.status() == poem::http::StatusCode::METHOD_NOT_ALLOWED {
-                    if let Some(allowed) = allowed {
-                        resp.headers_mut()
-                            .insert(poem::http::header::ALLOW, poem::http::HeaderValue::from_static(allowed));
-                    }
-                }
-                metrics.record_request(method, route, resp.status().as_u16(), started.elapsed());
-                Ok(resp)
+    let app = route.data(state).data(socket).data(internal_files).around(move |ep, mut req| {
+        let metrics = metrics.clone();
+        async move {
+            let started = Instant::now();
+            if let Err(refusal) = limit_body(&mut req, max_body) {
+                return Ok(error::normalize(refusal).await);
             }
-        })
-        .boxed()
+            let method = route_label::method(req.method().as_str());
+            let route = route_label::route(req.uri().path());
+            let allowed = route_label::allowed(req.uri().path());
+            let mut resp = match ep.call(req).await {
+                Ok(resp) => resp.into_response(),
+                Err(err) => error::normalize(err).await,
+            };
+            // RFC 9110 §15.5.6: a 405 names the methods the route does allow.
+            if resp.status() == poem::http::StatusCode::METHOD_NOT_ALLOWED {
+                if let Some(allowed) = allowed {
+                    resp.headers_mut().insert(poem::http::header::ALLOW, poem::http::HeaderValue::from_static(allowed));
+                }
+            }
+            metrics.record_request(method, route, resp.status().as_u16(), started.elapsed());
+            Ok(resp)
+        }
+    });
+    match cors(&config.allowed_origins) {
+        // Outside the router, so a preflight is answered before a route could refuse its method.
+        Some(cors) => app.with(cors).boxed(),
+        None => app.boxed(),
+    }
 }
 
 /// Refuses a declared body over `max` with 413, and cuts an undeclared (chunked) one at `max`

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod auth;
+mod cors;
 mod files;
 mod history;
 mod openapi;
