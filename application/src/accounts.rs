@@ -77,6 +77,29 @@ pub enum AuthError {
     Unknown(#[from] anyhow::Error),
 }
 
+/// Names a user by id or by username, as a client may know either.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UserRef {
+    Id(UserId),
+    Name(Username),
+}
+
+/// The user `user` names, if any.
+pub(crate) async fn find_user(users: &dyn UserRepository, user: &UserRef) -> anyhow::Result<Option<User>> {
+    Ok(match user {
+        UserRef::Id(id) => users.by_id(*id).await?,
+        UserRef::Name(name) => users.by_username(name).await?.map(|stored| stored.user),
+    })
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LookupError {
+    #[error("no such user")]
+    NotFound,
+    #[error(transparent)]
+    Unknown(#[from] anyhow::Error),
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum LogoutError {
     #[error(transparent)]
@@ -225,6 +248,14 @@ impl Accounts {
         }
         let user = self.users.by_id(claims.user_id).await?.ok_or(AuthError::Invalid)?;
         Ok(Authenticated { user, claims })
+    }
+
+    /// A user's public profile, by id or by name (names match regardless of case).
+    ///
+    /// # Errors
+    /// `NotFound` when no such user exists.
+    pub async fn lookup(&self, user: &UserRef) -> Result<User, LookupError> {
+        find_user(self.users.as_ref(), user).await?.ok_or(LookupError::NotFound)
     }
 
     /// Notes a session another node ended, as its bus event announced.

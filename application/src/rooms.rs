@@ -3,6 +3,8 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use crate::accounts::{find_user, UserRef};
+
 use domain::{LeaveOutcome, MemberLimit, Room, RoomError, RoomId, RoomName, Seq, User, UserId, Username, Visibility};
 
 use crate::ports::{
@@ -259,8 +261,9 @@ impl Rooms {
     ///
     /// # Errors
     /// `NotFound` unless `actor` is a member, `UnknownUser`, `AlreadyMember`, `Full`.
-    pub async fn invite(&self, actor: &User, room_id: RoomId, invitee: UserId) -> Result<RoomDetails, InviteError> {
-        let user = self.users.by_id(invitee).await?.ok_or(InviteError::UnknownUser)?;
+    pub async fn invite(&self, actor: &User, room_id: RoomId, invitee: UserRef) -> Result<RoomDetails, InviteError> {
+        let user = find_user(self.users.as_ref(), &invitee).await?.ok_or(InviteError::UnknownUser)?;
+        let invitee = user.id;
         let now = self.clock.now();
         let outcome = self
             .change(room_id, |room| {

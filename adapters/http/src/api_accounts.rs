@@ -1,14 +1,15 @@
 //! Account routes: register, login, refresh, logout, and who am I.
 
-use application::accounts::{LoginError, Registration};
+use application::accounts::{LoginError, LookupError, Registration, UserRef};
 use domain::{Password, PasswordError, Username};
 use poem::Request;
+use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi, Tags};
 
 use crate::bearer::BearerAuth;
 use crate::dto::{NoContent, TokenPairDto, UserDto};
-use crate::error::ApiError;
+use crate::error::{ApiError, Problem};
 use crate::state::AppState;
 use crate::strict::StrictJson;
 use poem::web::Data;
@@ -54,6 +55,26 @@ pub enum MeResponse {
     /// The signed-in user.
     #[oai(status = 200)]
     Ok(Json<UserDto>),
+}
+
+#[derive(ApiResponse)]
+pub enum UserResponse {
+    /// The user's public profile.
+    #[oai(status = 200)]
+    Ok(Json<UserDto>),
+}
+
+/// Users whose name matches; at most one, since names are unique regardless of case.
+#[derive(Debug, Object, serde::Serialize)]
+pub struct UserList {
+    pub items: Vec<UserDto>,
+}
+
+#[derive(ApiResponse)]
+pub enum UsersResponse {
+    /// The users found, possibly none.
+    #[oai(status = 200)]
+    Ok(Json<UserList>),
 }
 
 pub struct AccountsApi;
@@ -131,6 +152,43 @@ impl AccountsApi {
     #[oai(path = "/users/me", method = "get")]
     async fn me(&self, auth: BearerAuth) -> MeResponse {
         MeResponse::Ok(Json(UserDto::from(&auth.0.user)))
+    }
+
+    /// Find a user by name
+    ///
+    /// Exact match, regardless of case: how a client turns a name into an id, for an invite or
+    /// a mention. Answers an empty list when nobody has the name.
+    #[oai(path = "/users", method = "get")]
+    async fn find(
+        &self,
+        state: Data<&AppState>,
+        _auth: BearerAuth,
+        /// The username to look for.
+        #[oai(validator(max_length = 32))]
+        username: Query<String>,
+    ) -> Result<UsersResponse, ApiError> {
+        let Ok(name) = Username::new(&username) else {
+            return Ok(UsersResponse::Ok(Json(UserList { items: Vec::new() })));
+        };
+        let items = match state.accounts.lookup(&UserRef::Name(name)).await {
+            Ok(user) => vec![UserDto::from(&user)],
+            Err(LookupError::NotFound) => Vec::new(),
+            Err(e) => return Err(e.into()),
+        };
+        Ok(UsersResponse::Ok(Json(UserList { items })))
+    }
+
+    /// A user's public profile
+    #[oai(path = "/users/:user_id", method = "get")]
+    async fn profile(
+        &self,
+        state: Data<&AppState>,
+        _auth: BearerAuth,
+        user_id: Path<String>,
+    ) -> Result<UserResponse, ApiError> {
+        let id = user_id.parse().map_err(|_| Problem::from(LookupError::NotFound))?;
+        let user = state.accounts.lookup(&UserRef::Id(id)).await?;
+        Ok(UserResponse::Ok(Json(UserDto::from(&user))))
     }
 }
 

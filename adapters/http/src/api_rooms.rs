@@ -1,8 +1,9 @@
 //! Room routes: create, list, view, join, leave, members, delete, and message history.
 
+use application::accounts::UserRef;
 use application::messaging::{HistoryQuery, HISTORY_MAX};
-use application::rooms::{NewRoom, PageSize};
-use domain::{RoomId, RoomName, UserId};
+use application::rooms::{InviteError, NewRoom, PageSize};
+use domain::{RoomId, RoomName, UserId, Username};
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi, Tags};
@@ -40,9 +41,12 @@ pub struct CreateRoomRequest {
 
 #[derive(Debug, Object, serde::Deserialize)]
 pub struct InviteRequest {
-    /// The id of the user to add.
+    /// The id of the user to add; give this or `username`.
     #[oai(validator(max_length = 64))]
-    pub user_id: String,
+    pub user_id: Option<String>,
+    /// The name of the user to add; give this or `user_id`.
+    #[oai(validator(max_length = 32))]
+    pub username: Option<String>,
 }
 
 #[derive(ApiResponse)]
@@ -177,7 +181,7 @@ impl RoomsApi {
         Ok(NoContent::NoContent)
     }
 
-    /// Add a member (any member may invite)
+    /// Add a member (any member may invite), by `user_id` or by `username`
     #[oai(path = "/rooms/:room_id/members", method = "post", tag = "Tag::Rooms")]
     async fn invite(
         &self,
@@ -187,8 +191,13 @@ impl RoomsApi {
         body: StrictJson<InviteRequest>,
     ) -> Result<RoomCreated, ApiError> {
         let room_id = parse_room(&room_id)?;
-        let user_id = parse_user(&body.user_id)?;
-        let details = state.rooms.invite(&auth.0.user, room_id, user_id).await?;
+        let invitee = match (&body.user_id, &body.username) {
+            (Some(id), None) => UserRef::Id(parse_user(id)?),
+            // A name nobody can have is nobody's.
+            (None, Some(name)) => UserRef::Name(Username::new(name).map_err(|_| InviteError::UnknownUser)?),
+            _ => return Err(ApiError::bad_request("invalid_request", "give exactly one of user_id and username")),
+        };
+        let details = state.rooms.invite(&auth.0.user, room_id, invitee).await?;
         Ok(RoomCreated::Created(Json(RoomDto::from(&details))))
     }
 

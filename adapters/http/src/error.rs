@@ -1,7 +1,7 @@
 //! The one error shape of the API, `{code, message}`, and the one mapping from each use-case error
 //! to a (code, status, message) that REST routes and the socket both use.
 
-use application::accounts::{AuthError, LoginError, LogoutError, RefreshError, RegisterError};
+use application::accounts::{AuthError, LoginError, LogoutError, LookupError, RefreshError, RegisterError};
 use application::files::{DownloadError, UploadError};
 use application::messaging::{HistoryError, SendError, SendFileError};
 use application::ports::PutFileError;
@@ -220,6 +220,15 @@ impl From<RefreshError> for Problem {
     }
 }
 
+impl From<LookupError> for Problem {
+    fn from(e: LookupError) -> Self {
+        match e {
+            LookupError::NotFound => Self::new(StatusCode::NOT_FOUND, "not_found", "user not found"),
+            LookupError::Unknown(e) => Self::internal(&e),
+        }
+    }
+}
+
 impl From<LogoutError> for Problem {
     fn from(e: LogoutError) -> Self {
         match e {
@@ -392,6 +401,7 @@ api_error_via_problem!(
     LoginError,
     RefreshError,
     LogoutError,
+    LookupError,
     CreateRoomError,
     RoomAccessError,
     JoinError,

@@ -2,16 +2,17 @@
 
 use std::sync::Arc;
 
-use domain::{MemberLimit, Room, RoomId, RoomName, User, UserId, Visibility};
+use domain::{MemberLimit, Room, RoomId, RoomName, User, UserId, Username, Visibility};
 use mockall::Sequence;
 
 use super::fixtures::{
     alice, bob, carol, dave, fixed_clock, generated_id, member_ids, next_version, now, room, room_id, room_with_limit,
     seq, sequential_ids, summary, user, user_id,
 };
+use crate::accounts::UserRef;
 use crate::ports::{
     MockClock, MockEventBus, MockIdGenerator, MockMessageLog, MockRoomRepository, MockUserRepository, RoomEvent,
-    RoomPage, UpdateRoomError,
+    RoomPage, StoredUser, UpdateRoomError,
 };
 use crate::rooms::{
     CreateRoomError, DeleteRoomError, InviteError, JoinError, NewRoom, PageSize, RemoveMemberError, RoomAccessError,
@@ -483,7 +484,27 @@ async fn inviting_a_user_adds_them_and_announces_that_they_joined() {
     ports.expect_event(RoomEvent::MemberJoined { room_id: general(), user: summary(&carol()) });
     ports.expect_details(1);
 
-    let details = ports.rooms().invite(&alice(), general(), carol().id).await.expect("invited");
+    let details = ports.rooms().invite(&alice(), general(), UserRef::Id(carol().id)).await.expect("invited");
+
+    assert!(details.room.is_member(carol().id));
+}
+
+#[tokio::test]
+async fn inviting_a_user_by_name_adds_the_user_of_that_name() {
+    let mut ports = Ports { clock: fixed_clock(1), ..Ports::default() };
+    ports
+        .users
+        .expect_by_username()
+        .withf(|name| name.as_str() == "carol")
+        .times(1)
+        .returning(|_| Ok(Some(StoredUser { user: carol(), password_hash: "hash".into() })));
+    ports.expect_get(room(general(), Visibility::Private, &bob(), &[&alice()]));
+    ports.rooms.expect_update().times(1).returning(|_| Ok(()));
+    ports.expect_event(RoomEvent::MemberJoined { room_id: general(), user: summary(&carol()) });
+    ports.expect_details(1);
+    let carol_by_name = UserRef::Name(Username::new("carol").expect("valid"));
+
+    let details = ports.rooms().invite(&alice(), general(), carol_by_name).await.expect("invited");
 
     assert!(details.room.is_member(carol().id));
 }
@@ -496,7 +517,7 @@ async fn a_non_member_cannot_invite_and_is_told_the_room_is_not_found() {
     ports.expect_no_update();
     ports.expect_no_event();
 
-    let result = ports.rooms().invite(&alice(), general(), carol().id).await;
+    let result = ports.rooms().invite(&alice(), general(), UserRef::Id(carol().id)).await;
 
     assert!(matches!(result, Err(InviteError::NotFound)), "got {result:?}");
 }
@@ -509,7 +530,7 @@ async fn inviting_an_unknown_user_fails_with_unknown_user() {
     ports.expect_no_update();
     ports.expect_no_event();
 
-    let result = ports.rooms().invite(&alice(), general(), user_id(99)).await;
+    let result = ports.rooms().invite(&alice(), general(), UserRef::Id(user_id(99))).await;
 
     assert!(matches!(result, Err(InviteError::UnknownUser)), "got {result:?}");
 }
@@ -522,7 +543,7 @@ async fn inviting_an_existing_member_fails_with_already_member() {
     ports.expect_no_update();
     ports.expect_no_event();
 
-    let result = ports.rooms().invite(&alice(), general(), bob().id).await;
+    let result = ports.rooms().invite(&alice(), general(), UserRef::Id(bob().id)).await;
 
     assert!(matches!(result, Err(InviteError::AlreadyMember)), "got {result:?}");
 }
@@ -536,7 +557,7 @@ async fn inviting_into_a_full_room_fails_with_full() {
     ports.expect_no_update();
     ports.expect_no_event();
 
-    let result = ports.rooms().invite(&alice(), general(), carol().id).await;
+    let result = ports.rooms().invite(&alice(), general(), UserRef::Id(carol().id)).await;
 
     assert!(matches!(result, Err(InviteError::Full(2))), "got {result:?}");
 }

@@ -503,7 +503,69 @@ async fn only_the_owner_may_delete_a_room_after_which_it_is_a_404() {
     }
 }
 
+async fn a_user_is_found_by_name_in_any_case_and_seen_by_id() {
+    // Arrange
+    let app = TestApp::spawn().await;
+    let ada = app.signup("ada").await;
+    let grace = app.signup("grace").await;
+
+    // Act
+    let (found_status, found) =
+        app.get(&format!("/users?username={}", ada.username.to_uppercase()), &grace.access_token).await;
+    let (_, nobody) = app.get("/users?username=nobody", &grace.access_token).await;
+    let (profile_status, profile) = app.get(&format!("/users/{}", ada.id), &grace.access_token).await;
+    let (unknown_status, unknown) = app.get(&format!("/users/{}", uuid::Uuid::now_v7()), &grace.access_token).await;
+    let anonymous = app.send(app.http.get(app.url("/users?username=ada"))).await;
+
+    // Assert
+    assert_eq!(found_status, StatusCode::OK, "{found}");
+    assert_eq!(found["items"].as_array().map(Vec::len), Some(1), "{found}");
+    assert_eq!(found["items"][0]["id"], ada.id.as_str());
+    assert_eq!(found["items"][0]["username"], ada.username.as_str());
+    assert_eq!(nobody["items"], serde_json::json!([]));
+    assert_eq!(profile_status, StatusCode::OK, "{profile}");
+    assert_eq!(
+        (profile["id"].as_str(), profile["username"].as_str()),
+        (Some(ada.id.as_str()), Some(ada.username.as_str()))
+    );
+    assert_eq!(unknown_status, StatusCode::NOT_FOUND, "{unknown}");
+    assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED);
+}
+
+async fn a_member_invites_by_username() {
+    // Arrange
+    let app = TestApp::spawn().await;
+    let ada = app.signup("ada").await;
+    let grace = app.signup("grace").await;
+    let room = app.create_room(&ada, "private", &[]).await["id"].as_str().expect("room id").to_owned();
+
+    // Act
+    let (status, body) =
+        app.post(&format!("/rooms/{room}/members"), &ada.access_token, json!({"username": grace.username})).await;
+    let (unknown_status, unknown) =
+        app.post(&format!("/rooms/{room}/members"), &ada.access_token, json!({"username": "nobody"})).await;
+    let (both_status, both) = app
+        .post(
+            &format!("/rooms/{room}/members"),
+            &ada.access_token,
+            json!({"username": grace.username, "user_id": grace.id}),
+        )
+        .await;
+
+    // Assert
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert!(body["members"].as_array().expect("members").iter().any(|m| m["user_id"] == grace.id.as_str()), "{body}");
+    assert_eq!(
+        (unknown_status, unknown["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("unknown_user")),
+        "{unknown}"
+    );
+    assert_eq!((both_status, both["code"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_request")), "{both}");
+}
+
 e2e::on_both_shapes!(
+    a_user_is_found_by_name_in_any_case_and_seen_by_id,
+    a_member_invites_by_username,
     creating_a_room_returns_201_with_members_by_name_and_last_seq_zero,
     unknown_member_ids_are_a_400_that_names_them_and_create_nothing,
     more_than_fifty_member_ids_are_a_400,
