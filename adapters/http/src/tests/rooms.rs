@@ -50,6 +50,8 @@ mod create {
             .withf(|r| r.owner() == ada().id && r.is_member(grace().id) && r.visibility() == Visibility::Private)
             .times(1)
             .returning(|_| Ok(()));
+        // The creator and the member are announced as joined, so their sockets follow the room.
+        ports.bus.expect_publish().times(2).returning(|_| Ok(()));
         let client = ports.client();
 
         // Act
