@@ -38,6 +38,31 @@ pub struct Backends {
     pub durable_log: Option<SqliteMessageLog>,
 }
 
+/// The settings `kind` needs and `config` lacks, all at once, so one attempt names them all. The
+/// embedded `chat` needs none; any app sharing Redis and MongoDB needs both and one signing secret.
+pub fn missing_settings(config: &Config, kind: AppKind) -> Vec<&'static str> {
+    let shared = kind != AppKind::All || config.redis_url.is_some() || config.mongodb_url.is_some();
+    if !shared {
+        return Vec::new();
+    }
+    let mut missing = Vec::new();
+    let mut need = |present: bool, var: &'static str| {
+        if !present {
+            missing.push(var);
+        }
+    };
+    need(config.redis_url.is_some(), "CHAT_REDIS_URL");
+    need(config.mongodb_url.is_some(), "CHAT_MONGODB_URL");
+    need(config.jwt_secret.is_some(), "CHAT_JWT_SECRET");
+    if matches!(kind, AppKind::Api | AppKind::Socket) {
+        need(config.file_url.is_some(), "CHAT_FILE_URL");
+    }
+    if matches!(kind, AppKind::Api | AppKind::Socket | AppKind::File) {
+        need(config.internal_token.is_some(), "CHAT_INTERNAL_TOKEN");
+    }
+    missing
+}
+
 /// Picks and connects the adapters for `kind`.
 ///
 /// # Errors

@@ -79,6 +79,8 @@ pub struct Config {
     pub metrics_token: Option<SecretString>,
     /// Names this worker in the archive queue; stable across restarts so it re-reads its own pending entries.
     pub worker_name: String,
+    /// `CHAT_*` variables that name no setting, warned about once logging is up.
+    pub unknown_variables: Vec<String>,
 }
 
 /// Every variable we read, with its default, so `.env.example` and this list cannot drift apart
@@ -191,13 +193,16 @@ impl Config {
                 map.insert(var, value);
             }
         }
+        let mut unknown = Vec::new();
         for (key, value) in env {
             if !map.contains_key(&key) && !is_reserved_for_later(&key) {
-                tracing::warn!(variable = %key, "unknown CHAT_ variable ignored");
+                unknown.push(key.clone());
             }
             map.insert(key, value);
         }
-        Self::from_source(&Source(map))
+        let mut config = Self::from_source(&Source(map))?;
+        config.unknown_variables = unknown;
+        Ok(config)
     }
 
     fn from_source(s: &Source) -> anyhow::Result<Self> {
@@ -303,6 +308,7 @@ impl Config {
                 "" => std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()).unwrap_or_else(|| "worker".to_owned()),
                 name => name.to_owned(),
             },
+            unknown_variables: Vec::new(),
         })
     }
 }

@@ -85,6 +85,15 @@ impl Application {
     /// # Errors
     /// When a store cannot be opened, the secret is unusable, or the address cannot be bound.
     pub async fn build(config: Config, kind: AppKind) -> anyhow::Result<Self> {
+        // Checked before anything touches the disk, so a misconfigured app leaves nothing behind.
+        let missing = backends::missing_settings(&config, kind);
+        if !missing.is_empty() {
+            anyhow::bail!(
+                "{}: required to run this app with shared Redis and MongoDB (see .env.example); \
+                 run `chat` for everything in one process on the embedded adapters",
+                missing.join(", ")
+            );
+        }
         private_dir(&config.data_dir)?;
         let secret = wiring::jwt_secret(&config)?;
         let backends = backends::connect(&config, kind).await?;
@@ -233,6 +242,22 @@ pub async fn shutdown_signal() {
 /// The body of every binary: load configuration, start logging, build, serve until a signal.
 /// Start-up errors are already worded for the operator and go to stderr after the binary's name.
 pub async fn main_for(kind: AppKind, binary: &str) -> std::process::ExitCode {
+    match std::env::args().nth(1).as_deref() {
+        None => {}
+        Some("-h" | "--help") => {
+            print!("{}", usage(kind, binary));
+            return std::process::ExitCode::SUCCESS;
+        }
+        Some("-V" | "--version") => {
+            println!("{binary} {}", env!("CARGO_PKG_VERSION"));
+            return std::process::ExitCode::SUCCESS;
+        }
+        Some(other) => {
+            eprintln!("{binary}: unexpected argument {other:?}; settings come from CHAT_* variables\n");
+            eprint!("{}", usage(kind, binary));
+            return std::process::ExitCode::from(2);
+        }
+    }
     match serve(kind).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
@@ -242,9 +267,32 @@ pub async fn main_for(kind: AppKind, binary: &str) -> std::process::ExitCode {
     }
 }
 
+/// What `--help` prints: what the binary runs and where its settings come from.
+fn usage(kind: AppKind, binary: &str) -> String {
+    let what = match kind {
+        AppKind::All => "the whole chat server in one process: REST API, WebSocket chat, files and worker, on SQLite and the local disk unless CHAT_REDIS_URL and CHAT_MONGODB_URL are set",
+        AppKind::Api => "the REST API app of a split deployment (needs Redis, MongoDB and the file app)",
+        AppKind::File => "the file app of a split deployment (needs Redis and MongoDB)",
+        AppKind::Socket => "a WebSocket node of a split deployment (needs Redis, MongoDB and the file app)",
+        AppKind::Worker => "the background worker of a split deployment: archiving and purges (needs Redis and MongoDB)",
+    };
+    format!(
+        "{binary} {version}: {what}.\n\n\
+         Usage: {binary} [--help | --version]\n\n\
+         Every setting is a CHAT_* environment variable (or a TOML file named by CHAT_CONFIG_FILE);\n\
+         .env.example lists them all with their defaults, docs/operations.md explains them.\n\
+         Listens on {addr} unless CHAT_ADDR says otherwise.\n",
+        version = env!("CARGO_PKG_VERSION"),
+        addr = kind.default_addr(),
+    )
+}
+
 async fn serve(kind: AppKind) -> anyhow::Result<()> {
     let config = Config::from_env(kind.default_addr())?;
     telemetry::init(config.log_format, &config.log_filter);
+    for variable in &config.unknown_variables {
+        tracing::warn!(%variable, "unknown CHAT_ variable ignored; .env.example lists every setting");
+    }
     let app = Application::build(config, kind).await?;
     tracing::info!(addr = %app.local_addr(), ?kind, "listening");
     app.run_until_stopped(shutdown_signal()).await

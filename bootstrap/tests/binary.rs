@@ -5,7 +5,7 @@ mod support;
 use std::process::Command;
 use std::time::Duration;
 
-use support::{signal, start_chat, wait_for_exit};
+use support::{signal, start_chat, start_chat_logged, wait_for_exit};
 
 #[tokio::test]
 async fn chat_with_no_configuration_serves_health_and_exits_zero_on_sigterm() {
@@ -91,9 +91,76 @@ fn an_app_run_alone_without_redis_and_mongodb_says_which_variables_it_needs() {
 }
 
 #[test]
+fn help_prints_usage_and_exits_zero_without_starting_or_creating_anything() {
+    let cwd = tempfile::tempdir().expect("temp dir");
+    for binary in [env!("CARGO_BIN_EXE_chat"), env!("CARGO_BIN_EXE_chat-api")] {
+        let output =
+            Command::new(binary).arg("--help").env_clear().current_dir(cwd.path()).output().expect("binary runs");
+
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(output.status.success(), "{binary}: {output:?}");
+        assert!(stdout.contains("Usage:") && stdout.contains("CHAT_"), "{binary}: {stdout}");
+    }
+    assert!(!cwd.path().join("data").exists(), "--help created ./data");
+}
+
+#[test]
+fn a_split_app_names_every_missing_setting_at_once_and_writes_nothing() {
+    let parent = tempfile::tempdir().expect("temp dir");
+    let data = parent.path().join("data");
+    let output = Command::new(env!("CARGO_BIN_EXE_chat-api"))
+        .env_clear()
+        .env("CHAT_ADDR", "127.0.0.1:0")
+        .env("CHAT_DATA_DIR", &data)
+        .output()
+        .expect("binary runs");
+
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    for var in ["CHAT_REDIS_URL", "CHAT_MONGODB_URL", "CHAT_JWT_SECRET", "CHAT_FILE_URL", "CHAT_INTERNAL_TOKEN"] {
+        assert!(stderr.contains(var), "{var} not named: {stderr}");
+    }
+    assert!(!data.exists(), "the data directory (and a jwt-secret) was written before failing");
+}
+
+#[tokio::test]
+async fn an_unknown_chat_variable_is_warned_about_by_name() {
+    let dir = tempfile::tempdir().expect("temp dir");
+
+    let (mut child, _, logged) = start_chat_logged(dir.path(), &[("CHAT_RETENTION_DAYZ", "7")]);
+    signal(&child, "-TERM");
+    wait_for_exit(&mut child, Duration::from_secs(20));
+
+    let warned = logged.iter().any(|e| e["level"] == "WARN" && e["fields"]["variable"] == "CHAT_RETENTION_DAYZ");
+    assert!(warned, "{logged:?}");
+}
+
+#[test]
+fn text_logs_written_to_a_pipe_carry_no_colour_codes() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_chat"))
+        .env_clear()
+        .env("CHAT_ADDR", "127.0.0.1:0")
+        .env("CHAT_DATA_DIR", dir.path())
+        .env("CHAT_LOG_FORMAT", "text")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("chat starts");
+    let stdout = child.stdout.take().expect("stdout");
+
+    let first_lines: Vec<String> = BufReader::new(stdout).lines().take(1).map_while(Result::ok).collect();
+    signal(&child, "-TERM");
+    wait_for_exit(&mut child, Duration::from_secs(20));
+
+    assert!(!first_lines.is_empty());
+    assert!(first_lines.iter().all(|l| !l.contains('\u{1b}')), "{first_lines:?}");
+}
+
+#[test]
 fn an_unreachable_mongodb_is_a_clear_start_up_error() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let output = Command::new(env!("CARGO_BIN_EXE_chat-api"))
+    let output = Command::new(env!("CARGO_BIN_EXE_chat-worker"))
         .env_clear()
         .env("CHAT_ADDR", "127.0.0.1:0")
         .env("CHAT_DATA_DIR", dir.path())

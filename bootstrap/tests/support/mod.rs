@@ -9,6 +9,15 @@ use std::time::{Duration, Instant};
 /// Starts `chat` on a free port in `data_dir` with `settings` on top of an empty environment;
 /// returns the child and its address once it logs that it listens.
 pub fn start_chat(data_dir: &std::path::Path, settings: &[(&str, &str)]) -> (Child, String) {
+    let (child, addr, _) = start_chat_logged(data_dir, settings);
+    (child, addr)
+}
+
+/// As `start_chat`, also handing back the JSON log events written before it listened.
+pub fn start_chat_logged(
+    data_dir: &std::path::Path,
+    settings: &[(&str, &str)],
+) -> (Child, String, Vec<serde_json::Value>) {
     let mut command = Command::new(env!("CARGO_BIN_EXE_chat"));
     command
         .env_clear()
@@ -24,6 +33,7 @@ pub fn start_chat(data_dir: &std::path::Path, settings: &[(&str, &str)]) -> (Chi
     let stdout = child.stdout.take().expect("stdout");
     let mut lines = BufReader::new(stdout).lines();
     let deadline = Instant::now() + Duration::from_secs(30);
+    let mut before = Vec::new();
     while Instant::now() < deadline {
         let Some(Ok(line)) = lines.next() else { break };
         let Ok(event) = serde_json::from_str::<serde_json::Value>(&line) else { continue };
@@ -31,8 +41,9 @@ pub fn start_chat(data_dir: &std::path::Path, settings: &[(&str, &str)]) -> (Chi
             let addr = event["fields"]["addr"].as_str().expect("addr field").to_owned();
             // Keep draining stdout so the child never blocks on a full pipe.
             std::thread::spawn(move || for _ in lines {});
-            return (child, addr);
+            return (child, addr, before);
         }
+        before.push(event);
     }
     let _ = child.kill();
     let _ = child.wait();
