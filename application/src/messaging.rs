@@ -34,6 +34,15 @@ pub struct Sent {
     pub duplicate: bool,
 }
 
+/// Where a caller stands with a room they act in.
+enum Membership {
+    Member,
+    /// Not a member, but the room is public.
+    Visible,
+    /// Unknown, or private and not theirs.
+    Hidden,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum SendError {
     #[error("room not found")]
@@ -62,6 +71,8 @@ pub enum SendFileError {
 pub enum HistoryError {
     #[error("room not found")]
     NotFound,
+    #[error("you are not a member of this room")]
+    Forbidden,
     #[error(transparent)]
     Unknown(#[from] anyhow::Error),
 }
@@ -280,21 +291,31 @@ impl Messaging {
     }
 
     async fn ensure_reader(&self, actor: &User, room_id: RoomId) -> Result<(), HistoryError> {
-        if self.rooms.is_member(room_id, actor.id).await? {
-            Ok(())
-        } else {
-            Err(HistoryError::NotFound)
+        match self.membership(actor, room_id).await? {
+            Membership::Member => Ok(()),
+            Membership::Visible => Err(HistoryError::Forbidden),
+            Membership::Hidden => Err(HistoryError::NotFound),
         }
     }
 
     async fn ensure_member(&self, actor: &User, room_id: RoomId) -> Result<(), SendError> {
+        match self.membership(actor, room_id).await? {
+            Membership::Member => Ok(()),
+            Membership::Visible => Err(SendError::Forbidden),
+            Membership::Hidden => Err(SendError::NotFound),
+        }
+    }
+
+    /// How `room_id` stands for `actor`. A public room is visible to all, so a non-member is told
+    /// they are not a member; a private one does not exist for them, as `GET /rooms/{id}` says.
+    async fn membership(&self, actor: &User, room_id: RoomId) -> anyhow::Result<Membership> {
         if self.rooms.is_member(room_id, actor.id).await? {
-            return Ok(());
+            return Ok(Membership::Member);
         }
-        match self.rooms.get(room_id).await? {
-            Some(_) => Err(SendError::Forbidden),
-            None => Err(SendError::NotFound),
-        }
+        Ok(match self.rooms.get(room_id).await? {
+            Some(room) if room.visibility() == domain::Visibility::Public => Membership::Visible,
+            _ => Membership::Hidden,
+        })
     }
 
     async fn append(

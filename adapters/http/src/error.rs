@@ -324,6 +324,7 @@ impl From<HistoryError> for Problem {
     fn from(e: HistoryError) -> Self {
         match e {
             HistoryError::NotFound => Self::room_not_found(),
+            HistoryError::Forbidden => Self::not_a_member(),
             HistoryError::Unknown(e) => Self::internal(&e),
         }
     }

@@ -481,14 +481,39 @@ async fn paging_forward_to_the_newest_message_says_there_is_no_more() {
 }
 
 #[tokio::test]
-async fn a_non_member_reading_history_is_told_the_room_is_not_found() {
+async fn a_non_member_reading_a_private_rooms_history_is_told_the_room_is_not_found() {
     let mut ports = Ports::default();
     ports.expect_membership(false);
+    ports.rooms.expect_get().times(1).returning(|_| Ok(Some(room(general(), Visibility::Private, &bob(), &[]))));
     ports.expect_no_reads();
 
     let result = ports.messaging().history(&alice(), general(), query(None, None, 3)).await;
 
     assert!(matches!(result, Err(HistoryError::NotFound)), "got {result:?}");
+}
+
+#[tokio::test]
+async fn a_non_member_reading_a_public_rooms_history_is_told_they_are_not_a_member() {
+    let mut ports = Ports::default();
+    ports.expect_membership(false);
+    ports.rooms.expect_get().times(1).returning(|_| Ok(Some(room(general(), Visibility::Public, &bob(), &[]))));
+    ports.expect_no_reads();
+
+    let result = ports.messaging().history(&alice(), general(), query(None, None, 3)).await;
+
+    assert!(matches!(result, Err(HistoryError::Forbidden)), "got {result:?}");
+}
+
+#[tokio::test]
+async fn a_non_member_sending_to_a_private_room_is_told_the_room_is_not_found() {
+    let mut ports = Ports::default();
+    ports.expect_membership(false);
+    ports.rooms.expect_get().times(1).returning(|_| Ok(Some(room(general(), Visibility::Private, &bob(), &[]))));
+    ports.bus.expect_publish().never();
+
+    let result = ports.messaging().typing(&alice(), general()).await;
+
+    assert!(matches!(result, Err(SendError::NotFound)), "got {result:?}");
 }
 
 #[tokio::test]
@@ -565,9 +590,10 @@ async fn a_backlog_larger_than_one_sync_is_delivered_in_parts() {
 }
 
 #[tokio::test]
-async fn a_non_member_syncing_is_told_the_room_is_not_found() {
+async fn a_non_member_syncing_an_unknown_room_is_told_the_room_is_not_found() {
     let mut ports = Ports::default();
     ports.expect_membership(false);
+    ports.rooms.expect_get().times(1).returning(|_| Ok(None));
     ports.expect_no_reads();
 
     let result = ports.messaging().sync(&alice(), general(), 0).await;

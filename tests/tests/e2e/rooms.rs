@@ -563,7 +563,32 @@ async fn a_member_invites_by_username() {
     assert_eq!((both_status, both["code"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_request")), "{both}");
 }
 
+async fn a_public_room_one_left_stays_visible_and_its_history_says_not_a_member() {
+    // Arrange: grace was in both rooms and left them.
+    let app = TestApp::spawn().await;
+    let ada = app.signup("ada").await;
+    let grace = app.signup("grace").await;
+    let public = app.create_room(&ada, "public", &[&grace]).await["id"].as_str().expect("id").to_owned();
+    let private = app.create_room(&ada, "private", &[&grace]).await["id"].as_str().expect("id").to_owned();
+    for room in [&public, &private] {
+        let (status, body) = app.post(&format!("/rooms/{room}/leave"), &grace.access_token, json!({})).await;
+        assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    }
+
+    // Act
+    let (public_get, _) = app.get(&format!("/rooms/{public}"), &grace.access_token).await;
+    let (public_history, public_body) = app.get(&format!("/rooms/{public}/messages"), &grace.access_token).await;
+    let (private_get, _) = app.get(&format!("/rooms/{private}"), &grace.access_token).await;
+    let (private_history, _) = app.get(&format!("/rooms/{private}/messages"), &grace.access_token).await;
+
+    // Assert
+    assert_eq!((public_get, public_history), (StatusCode::OK, StatusCode::FORBIDDEN), "{public_body}");
+    assert_eq!(public_body["code"], "forbidden");
+    assert_eq!((private_get, private_history), (StatusCode::NOT_FOUND, StatusCode::NOT_FOUND));
+}
+
 e2e::on_both_shapes!(
+    a_public_room_one_left_stays_visible_and_its_history_says_not_a_member,
     a_user_is_found_by_name_in_any_case_and_seen_by_id,
     a_member_invites_by_username,
     creating_a_room_returns_201_with_members_by_name_and_last_seq_zero,

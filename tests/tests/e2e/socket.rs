@@ -144,7 +144,7 @@ async fn the_ack_carries_the_stored_message_in_the_shared_json_shape() {
 }
 
 /// Sync answers a non-member as history over HTTP does: the room is not there for them.
-async fn a_non_member_may_not_send_and_their_sync_finds_no_room() {
+async fn a_non_member_finds_no_private_room_to_send_or_sync_to() {
     let app = TestApp::spawn().await;
     let alice = app.signup("alice").await;
     let mallory = app.signup("mallory").await;
@@ -155,8 +155,9 @@ async fn a_non_member_may_not_send_and_their_sync_finds_no_room() {
     socket.send_json(json!({"type": "sync", "room_id": room, "after_seq": 0})).await;
     let sync_refused = socket.next_of("error").await;
 
+    // A private room does not exist for a non-member, whatever they try.
     assert_eq!(refused["type"], "error");
-    assert_eq!(refused["code"], "forbidden");
+    assert_eq!(refused["code"], "not_found");
     assert_eq!(refused["client_msg_id"], "x1");
     assert_eq!(sync_refused["code"], "not_found");
     assert_eq!(sync_refused["message"], "room not found");
@@ -434,7 +435,7 @@ e2e::on_both_shapes!(
     more_sockets_than_the_per_user_limit_are_refused_with_429,
     two_members_both_receive_every_message_with_strictly_increasing_seqs,
     the_ack_carries_the_stored_message_in_the_shared_json_shape,
-    a_non_member_may_not_send_and_their_sync_finds_no_room,
+    a_non_member_finds_no_private_room_to_send_or_sync_to,
     a_resend_with_the_same_client_msg_id_acks_the_original_and_creates_nothing,
     sync_after_reconnect_returns_exactly_the_missed_messages,
     typing_is_relayed_to_others_and_throttled,

@@ -1,11 +1,11 @@
 //! Handler tests of the history route: bounds, direction, merging of cache and archive, access.
 
 use application::ports::{SeqRange, Take};
-use domain::{Message, Seq};
+use domain::{Message, Seq, Visibility};
 use poem::http::StatusCode;
 use serde_json::json;
 
-use super::fixtures::{ada, eve, failure, message, room_id, send, Ports, Reply};
+use super::fixtures::{ada, eve, failure, message, room, room_id, send, Ports, Reply};
 
 fn history_path() -> String {
     format!("/rooms/{}/messages", room_id(1))
@@ -166,11 +166,12 @@ async fn a_limit_outside_1_to_100_or_a_negative_bound_answers_400_without_a_look
 }
 
 #[tokio::test]
-async fn a_non_member_answers_404_without_reading_any_message() {
+async fn a_non_member_of_a_private_room_answers_404_without_reading_any_message() {
     // Arrange
     let mut ports = Ports::default();
     let auth = ports.sign_in(&eve());
     member(&mut ports, false);
+    ports.room_stored(&room(room_id(1), Visibility::Private, &ada(), &[]));
     let client = ports.client();
 
     // Act
@@ -178,6 +179,22 @@ async fn a_non_member_answers_404_without_reading_any_message() {
 
     // Assert
     reply.assert_error(StatusCode::NOT_FOUND, "not_found");
+}
+
+#[tokio::test]
+async fn a_non_member_of_a_public_room_answers_403_without_reading_any_message() {
+    // Arrange
+    let mut ports = Ports::default();
+    let auth = ports.sign_in(&eve());
+    member(&mut ports, false);
+    ports.room_stored(&room(room_id(1), Visibility::Public, &ada(), &[]));
+    let client = ports.client();
+
+    // Act
+    let reply = send(client.get(history_path()).header("authorization", auth)).await;
+
+    // Assert
+    reply.assert_error(StatusCode::FORBIDDEN, "forbidden");
 }
 
 #[tokio::test]
