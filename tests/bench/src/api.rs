@@ -1,4 +1,4 @@
-//! The REST calls chat-bench needs: sign-up, rooms and members, history pages and `/metrics`.
+//! The REST calls chat-bench needs: sign-up and login, rooms and members, history pages and `/metrics`.
 
 use std::time::Duration;
 
@@ -30,6 +30,15 @@ pub struct User {
     pub id: String,
     pub username: String,
     pub token: String,
+}
+
+/// The answer to one request sent once, for callers that count 503s and 429s themselves.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    pub status: StatusCode,
+    /// `Retry-After` in seconds, when the server sent it as a number.
+    pub retry_after: Option<u64>,
+    pub body: String,
 }
 
 impl Api {
@@ -105,6 +114,37 @@ impl Api {
         let (status, tokens) = self.call(reqwest::Method::POST, "/auth/login", None, Some(&creds)).await?;
         anyhow::ensure!(status == StatusCode::OK, "login {username}: {status} {tokens}");
         str_field(&tokens, "access_token")
+    }
+
+    /// Sends `POST /auth/register` for `username` once: no retry, whatever the answer.
+    ///
+    /// # Errors
+    /// When the request fails below HTTP.
+    pub async fn register_once(&self, username: &str) -> anyhow::Result<Answer> {
+        self.credentials_once("/auth/register", username).await
+    }
+
+    /// Sends `POST /auth/login` for `username` once: no retry, whatever the answer.
+    ///
+    /// # Errors
+    /// When the request fails below HTTP.
+    pub async fn login_once(&self, username: &str) -> anyhow::Result<Answer> {
+        self.credentials_once("/auth/login", username).await
+    }
+
+    async fn credentials_once(&self, path: &str, username: &str) -> anyhow::Result<Answer> {
+        let creds = json!({"username": username, "password": PASSWORD});
+        let resp = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .json(&creds)
+            .send()
+            .await
+            .with_context(|| format!("POST {path}"))?;
+        let status = resp.status();
+        let retry_after = resp.headers().get("retry-after").and_then(|v| v.to_str().ok()?.parse().ok());
+        let body = resp.text().await.with_context(|| format!("POST {path}: reading the answer"))?;
+        Ok(Answer { status, retry_after, body })
     }
 
     /// Creates a private room owned by `owner` with the first members, then invites the rest.

@@ -17,6 +17,8 @@ pub enum Scenario {
     BurstArchive,
     /// The fanout pattern against the bare relay only.
     Relay,
+    /// A flood of sign-ups and logins, and the server's RSS after it.
+    Logins,
 }
 
 impl Scenario {
@@ -28,6 +30,7 @@ impl Scenario {
             "history" => Self::History,
             "burst-archive" => Self::BurstArchive,
             "relay" => Self::Relay,
+            "logins" => Self::Logins,
             _ => return None,
         })
     }
@@ -40,6 +43,7 @@ impl Scenario {
             Self::History => "history",
             Self::BurstArchive => "burst-archive",
             Self::Relay => "relay",
+            Self::Logins => "logins",
         }
     }
 }
@@ -59,6 +63,9 @@ Scenarios (defaults in brackets):
   burst-archive  [--messages 100000] sent as fast as accepted by [--senders 10] senders (one room
                  each, [--window 32] in flight each), then the time until the archive holds them
   relay          the fanout pattern against the bare relay: [--connections 1000] sockets
+  logins         signs up [--users 1000] new users, then logs each in, [--concurrency 100] requests
+                 in flight; 503 and 429 are retried after Retry-After (at most 10 s). With
+                 --server-pid: RSS before, peak (sampled every 100 ms), and 2 s after the last answer
 
 Target:
   --url URL              HTTP base of the api app [http://127.0.0.1:8080]
@@ -66,7 +73,7 @@ Target:
   --metrics-url URL      where /metrics counts archived messages (worker or chat) [--url]
   --baseline URL         ws:// URL of the bare relay; fanout and idle then measure it too, in the
                          same run (for `relay`, the relay's URL is --baseline or --ws)
-  --server-pid PID       read the server's VmRSS from /proc for memory per connection
+  --server-pid PID       read the server's VmRSS from /proc: memory per connection, or around logins
   --baseline-pid PID     the same for the relay
 
 Load:
@@ -82,7 +89,7 @@ Load:
   --messages N           total messages (fanout/rooms: a cap; burst-archive, history: the count)
   --size BYTES           message text length [100]
   --hold SECS            idle: how long sockets are held [60]
-  --requests N  --concurrency N   history
+  --requests N  --concurrency N   history; --concurrency also logins
   --drain SECS           how long to wait for deliveries after the last send [15]
   --archive-timeout SECS burst-archive: how long to wait for the archive [600]
   --setup-concurrency N  parallel sign-ups and room calls [16]
@@ -295,7 +302,7 @@ impl Args {
         });
         let members = g.members.unwrap_or(10);
         let users = g.users.unwrap_or(match scenario {
-            S::Fanout | S::Idle | S::Relay => 1000,
+            S::Fanout | S::Idle | S::Relay | S::Logins => 1000,
             S::Rooms => rooms * members,
             S::History => 1,
             S::BurstArchive => g.senders.unwrap_or(10),
@@ -339,7 +346,7 @@ impl Args {
             size: g.size.unwrap_or(100),
             hold: Duration::from_secs_f64(g.hold.unwrap_or(60.0)),
             requests: g.requests.unwrap_or(5000),
-            concurrency: g.concurrency.unwrap_or(8),
+            concurrency: g.concurrency.unwrap_or(if scenario == S::Logins { 100 } else { 8 }),
             drain: Duration::from_secs_f64(g.drain.unwrap_or(15.0)),
             archive_timeout: Duration::from_secs_f64(g.archive_timeout.unwrap_or(600.0)),
             setup_concurrency: g.setup_concurrency.unwrap_or(16),
@@ -387,6 +394,13 @@ impl Args {
                 );
                 anyhow::ensure!(self.senders <= self.connections, "--senders: at most --connections");
             }
+            S::Logins => {
+                // Its sign-ups are what it measures: nothing to set up or to reuse.
+                anyhow::ensure!(
+                    self.users_file.is_none() && !self.setup_only,
+                    "logins: signs up new users each run; --users-file and --setup-only do not apply"
+                );
+            }
             S::Idle | S::History => {}
         }
         Ok(())
@@ -423,6 +437,20 @@ mod tests {
         assert_eq!(args.url, "http://127.0.0.1:18090");
         assert_eq!(args.ws, "ws://127.0.0.1:18090/ws");
         assert!(args.rate.abs() < f64::EPSILON);
+    }
+
+    #[test]
+    fn logins_defaults_to_the_issues_flood_and_takes_the_servers_pid() {
+        let defaults = parse("logins").unwrap();
+        let given = parse("logins --users 50 --concurrency 5 --server-pid 4242 --url http://127.0.0.1:18080").unwrap();
+
+        assert_eq!((defaults.scenario, defaults.users, defaults.concurrency), (Scenario::Logins, 1000, 100));
+        assert_eq!(defaults.server_pid, None);
+        assert_eq!((given.users, given.concurrency, given.server_pid), (50, 5, Some(4242)));
+        assert_eq!(given.url, "http://127.0.0.1:18080");
+        assert!(parse("logins --concurrency 0").is_err());
+        assert!(parse("logins --server-pid me").is_err());
+        assert!(parse("logins --users-file /tmp/u.json").is_err());
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! chat-bench: drives a running chat server, or the bare relay of `examples/relay.rs`, over real
 //! WebSockets and HTTP, and reports throughput, end-to-end latency, lost or duplicated messages
-//! and server memory per socket. How to run it, and results: docs/benchmarks.md.
+//! and server memory per socket or after a flood of logins. How to run it, and results:
+//! docs/benchmarks.md.
 //!
 //! It imports nothing of the server: it is a client, and stays out of the server's crates.
 
@@ -11,6 +12,7 @@ mod conn;
 mod history;
 mod idle;
 mod load;
+mod logins;
 mod report;
 mod traffic;
 mod util;
@@ -94,6 +96,11 @@ async fn run(args: &Args) -> anyhow::Result<Outcome> {
             let (report, setup) = history::history(args).await?;
             emit(args, setup, &report, &history::history_table(&report), nofile);
             report.fill.clean()
+        }
+        Scenario::Logins => {
+            let report = logins::logins(args).await?;
+            emit(args, 0.0, &report, &logins::logins_table(&report), nofile);
+            true
         }
         Scenario::BurstArchive => {
             let (report, setup) = archive::burst_archive(args).await?;

@@ -135,7 +135,8 @@ pub fn layout_for(args: &Args) -> (usize, Vec<Vec<usize>>) {
             let rooms = args.rooms.max(1);
             (0..rooms).map(|r| (0..users).filter(|u| u % rooms == r).collect()).collect()
         }
-        S::Relay => return (0, Vec::new()),
+        // Signs up its own users as part of what it measures, and makes no rooms.
+        S::Relay | S::Logins => return (0, Vec::new()),
     };
     (users, layout)
 }

@@ -1,5 +1,7 @@
 //! Small shared pieces: message stamps, latency histograms, process memory, progress bars.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use hdrhistogram::Histogram;
@@ -85,6 +87,43 @@ pub fn micros(d: Duration) -> u64 {
 pub fn rss_kib(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status.lines().find_map(|line| line.strip_prefix("VmRSS:")?.trim().strip_suffix("kB")?.trim().parse().ok())
+}
+
+/// Samples a process's RSS on a timer until stopped, keeping the highest value: a peak that
+/// lasts less than the period can be missed.
+pub struct PeakRss {
+    stop: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<Option<u64>>,
+}
+
+impl PeakRss {
+    /// Starts sampling `pid` every `period`, the first sample at once.
+    pub fn sample(pid: u32, period: Duration) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = stop.clone();
+        let task = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(period);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut peak = None;
+            while !stopped.load(Ordering::Relaxed) {
+                tick.tick().await;
+                peak = peak.max(rss_kib(pid));
+            }
+            peak
+        });
+        Self { stop, task }
+    }
+
+    /// Stops sampling; the highest RSS seen in KiB, `None` when the process could not be read.
+    pub async fn stop(self) -> Option<u64> {
+        self.stop.store(true, Ordering::Relaxed);
+        self.task.await.ok().flatten()
+    }
+}
+
+/// KiB to MiB, signed: RSS can end below where it began.
+pub fn mib_between(before_kib: u64, after_kib: u64) -> f64 {
+    (after_kib as f64 - before_kib as f64) / 1024.0
 }
 
 /// CPU time (user + system) a process has used, from `/proc/<pid>/stat`; `None` for this process.
@@ -195,6 +234,24 @@ mod tests {
 
         assert!(spin > 0);
         assert!(cpu_seconds(None).is_some_and(|s| s >= 0.0));
+    }
+
+    #[tokio::test]
+    async fn the_peak_sampler_reads_this_processs_rss_and_holds_the_highest() {
+        let pid = std::process::id();
+        let sampler = PeakRss::sample(pid, Duration::from_millis(10));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+
+        let peak = sampler.stop().await;
+
+        assert!(peak.is_some_and(|kib| kib > 0), "got {peak:?}");
+        assert_eq!(PeakRss::sample(u32::MAX, Duration::from_millis(10)).stop().await, None);
+    }
+
+    #[test]
+    fn growth_in_mib_is_signed() {
+        assert!((mib_between(1024, 3072) - 2.0).abs() < f64::EPSILON);
+        assert!((mib_between(3072, 1024) + 2.0).abs() < f64::EPSILON);
     }
 
     #[test]
