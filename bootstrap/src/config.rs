@@ -42,7 +42,7 @@ pub struct Config {
     pub ws_burst: f64,
     /// How long one socket write may wait for a peer that stopped reading.
     pub ws_write_timeout: Duration,
-    /// Threads hashing passwords at once (each holds one argon2 block of 19 MiB); 0 = one per core.
+    /// Threads hashing passwords at once (each holds one argon2 block of 19 MiB); 0 = one per core, at most 2.
     pub password_hash_threads: usize,
     /// Logins and sign-ups that may wait for a hashing thread before the rest get 503.
     pub password_hash_queue: usize,
@@ -279,7 +279,8 @@ impl Config {
             ws_write_timeout: Duration::from_millis(
                 s.positive("CHAT_WS_WRITE_TIMEOUT_MS", "a positive number of milliseconds")?,
             ),
-            password_hash_threads: s.parse("CHAT_PASSWORD_HASH_THREADS", "a whole number (0 = one per core)")?,
+            password_hash_threads: s
+                .parse("CHAT_PASSWORD_HASH_THREADS", "a whole number (0 = one per core, at most 2)")?,
             password_hash_queue: s.positive("CHAT_PASSWORD_HASH_QUEUE", "a positive whole number")?,
             login_failures_per_name: s.positive("CHAT_LOGIN_FAILURES_PER_NAME", "a positive whole number")?,
             login_failures_per_address: s.positive("CHAT_LOGIN_FAILURES_PER_ADDRESS", "a positive whole number")?,

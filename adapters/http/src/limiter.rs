@@ -46,7 +46,10 @@ enum Key {
 #[derive(Debug, Clone, Copy)]
 struct Window {
     started: Instant,
+    /// Failures, and attempts still being checked (counted as failures until they end).
     count: u32,
+    /// Of `count`, the attempts still being checked.
+    in_flight: u32,
 }
 
 /// Counts attempts per key; a key at its limit is refused until its window ends.
@@ -56,34 +59,54 @@ pub struct LoginLimiter {
 }
 
 /// A login that was counted as a failure before the password was checked, so parallel guesses
-/// cannot all pass the check. `succeeded` or `not_counted` take the count back.
+/// cannot all pass the check. Dropped, it stays a failure; `succeeded` or `not_counted` take
+/// the count back.
 #[must_use]
 pub struct LoginAttempt<'a> {
     limiter: &'a LoginLimiter,
     name: Key,
     address: Key,
+    /// Whether the outcome was already told.
+    settled: bool,
 }
 
 impl LoginAttempt<'_> {
     /// The password was right: the pair's failures are forgotten, and this attempt no longer
     /// counts against the address.
-    pub fn succeeded(self) {
+    pub fn succeeded(mut self) {
         let mut windows = self.limiter.windows.lock();
         windows.remove(&self.name);
-        uncount(&mut windows, &self.address);
+        end(&mut windows, &self.address, true);
+        self.settled = true;
     }
 
     /// The check never ran (the server was busy or failed): nothing was guessed.
-    pub fn not_counted(self) {
+    pub fn not_counted(mut self) {
         let mut windows = self.limiter.windows.lock();
-        uncount(&mut windows, &self.name);
-        uncount(&mut windows, &self.address);
+        end(&mut windows, &self.name, true);
+        end(&mut windows, &self.address, true);
+        self.settled = true;
     }
 }
 
-fn uncount(windows: &mut HashMap<Key, Window>, key: &Key) {
+impl Drop for LoginAttempt<'_> {
+    /// A failure: it stays counted, and is no longer in flight.
+    fn drop(&mut self) {
+        if !self.settled {
+            let mut windows = self.limiter.windows.lock();
+            end(&mut windows, &self.name, false);
+            end(&mut windows, &self.address, false);
+        }
+    }
+}
+
+/// An attempt on `key` is over; `uncount` when it turned out not to be a failure.
+fn end(windows: &mut HashMap<Key, Window>, key: &Key, uncount: bool) {
     if let Some(window) = windows.get_mut(key) {
-        window.count = window.count.saturating_sub(1);
+        window.in_flight = window.in_flight.saturating_sub(1);
+        if uncount {
+            window.count = window.count.saturating_sub(1);
+        }
     }
 }
 
@@ -111,9 +134,9 @@ impl LoginLimiter {
             }
         }
         for key in [&name, &address] {
-            self.count(&mut windows, key, self.config.window, now);
+            self.count(&mut windows, key, self.config.window, now, true);
         }
-        Ok(LoginAttempt { limiter: self, name, address })
+        Ok(LoginAttempt { limiter: self, name, address, settled: false })
     }
 
     /// Counts a sign-up from `address`, or says how many seconds to wait.
@@ -131,7 +154,7 @@ impl LoginLimiter {
         if let Some(wait) = self.blocked(&windows, &key, limit, self.config.registration_window, now) {
             return Err(wait);
         }
-        self.count(&mut windows, &key, self.config.registration_window, now);
+        self.count(&mut windows, &key, self.config.registration_window, now, false);
         Ok(())
     }
 
@@ -145,18 +168,28 @@ impl LoginLimiter {
     ) -> Option<u64> {
         let window = windows.get(key)?;
         let elapsed = now.duration_since(window.started);
-        (elapsed < length && window.count >= limit).then(|| length.saturating_sub(elapsed).as_secs().max(1))
+        if elapsed >= length || window.count < limit {
+            return None;
+        }
+        // Held back only by attempts still being checked: a second will tell.
+        if window.count - window.in_flight < limit {
+            return Some(1);
+        }
+        Some(length.saturating_sub(elapsed).as_secs().max(1))
     }
 
-    fn count(&self, windows: &mut HashMap<Key, Window>, key: &Key, length: Duration, now: Instant) {
+    /// Counts one attempt on `key`; `in_flight` when its outcome is still to come.
+    fn count(&self, windows: &mut HashMap<Key, Window>, key: &Key, length: Duration, now: Instant, in_flight: bool) {
         if !windows.contains_key(key) && windows.len() >= self.config.max_keys {
             self.make_room(windows, now);
         }
-        let window = windows.entry(key.clone()).or_insert(Window { started: now, count: 0 });
+        let window = windows.entry(key.clone()).or_insert(Window { started: now, count: 0, in_flight: 0 });
         if now.duration_since(window.started) >= length {
-            *window = Window { started: now, count: 0 };
+            // A new window; attempts still in flight carry over, so their end finds them.
+            *window = Window { started: now, count: window.in_flight, in_flight: window.in_flight };
         }
         window.count += 1;
+        window.in_flight += u32::from(in_flight);
     }
 
     /// Drops ended windows; if none ended, the oldest one, so the map never passes `max_keys`.
@@ -224,6 +257,19 @@ mod tests {
         let admitted: Vec<_> = (0..5).filter_map(|_| l.begin_login("alice", ip("1.1.1.1")).ok()).collect();
 
         assert_eq!(admitted.len(), 3);
+    }
+
+    #[test]
+    fn attempts_still_being_checked_block_for_a_second_not_for_the_window() {
+        let l = limiter(2, 100);
+        let first = l.begin_login("alice", ip("1.1.1.1")).unwrap();
+        let _second = l.begin_login("alice", ip("1.1.1.1")).unwrap();
+
+        let waiting = l.begin_login("alice", ip("1.1.1.1")).err();
+        first.succeeded();
+
+        assert_eq!(waiting, Some(1), "blocked only by attempts in flight");
+        assert!(l.begin_login("alice", ip("1.1.1.1")).is_ok(), "the success made room");
     }
 
     #[test]

@@ -22,10 +22,17 @@ pub struct HashPool {
     pub queue: usize,
 }
 
+impl HashPool {
+    /// The most threads the default pool takes, however many cores there are.
+    pub const DEFAULT_MAX_THREADS: usize = 2;
+}
+
 impl Default for HashPool {
-    /// One thread per core, and 32 waiting per thread: a few hundred milliseconds of work.
+    /// One thread per core, at most two: each holds a 19 MiB block for good, and two keep a
+    /// node under 64 MiB above its idle size whatever the login rate. 32 may wait per thread.
     fn default() -> Self {
-        let threads = std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get);
+        let cores = std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get);
+        let threads = cores.min(Self::DEFAULT_MAX_THREADS);
         Self { threads, queue: 32 * threads }
     }
 }
