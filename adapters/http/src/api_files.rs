@@ -57,7 +57,9 @@ pub async fn upload(req: &Request, mut form: Multipart, state: Data<&AppState>) 
                 };
                 let name = FileName::sanitize(field.file_name().unwrap_or_default());
                 let bytes = tokio_util::io::ReaderStream::new(field.into_async_read()).map_ok(|b| b.to_vec()).boxed();
-                return match state.files.upload(&user, room_id, name, bytes).await {
+                let declared =
+                    req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+                return match state.files.upload(&user, room_id, name, bytes, declared).await {
                     Ok(file) => {
                         let dto = FileDto::new(&file.meta);
                         let body = UploadedDto {

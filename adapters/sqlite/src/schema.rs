@@ -3,7 +3,7 @@
 use rusqlite::{Connection, TransactionBehavior};
 
 /// Migration `n` (1-based) is `MIGRATIONS[n - 1]`. Append new ones; never edit one that has shipped.
-const MIGRATIONS: &[&str] = &[V1_INITIAL, V2_FILE_TOMBSTONES, V3_DURABLE_LOG];
+const MIGRATIONS: &[&str] = &[V1_INITIAL, V2_FILE_TOMBSTONES, V3_DURABLE_LOG, V4_QUOTA_HOLDS];
 
 /// The schema version this build writes.
 #[cfg(test)]
@@ -120,6 +120,19 @@ CREATE TABLE message_dedupe (
     PRIMARY KEY (user_id, client_msg_id)
 ) STRICT;
 CREATE INDEX message_dedupe_created_at ON message_dedupe (created_at);
+";
+
+// An upload holds its share of the owner's quota here while it streams; a hold lapses at
+// `expires_at`, so one left by a crash stops counting on its own and is deleted by the next reserve.
+const V4_QUOTA_HOLDS: &str = "
+CREATE TABLE quota_holds (
+    id         TEXT    NOT NULL PRIMARY KEY,
+    owner_id   TEXT    NOT NULL,
+    bytes      INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL
+) STRICT;
+CREATE INDEX quota_holds_owner ON quota_holds (owner_id, expires_at);
+CREATE INDEX quota_holds_expires_at ON quota_holds (expires_at);
 ";
 
 /// The first migration alone, to build a database as an older build left it.

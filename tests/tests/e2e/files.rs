@@ -241,6 +241,47 @@ async fn the_internal_route_refuses_a_missing_or_wrong_service_token() {
     assert_eq!(right.status(), StatusCode::CREATED);
 }
 
+async fn parallel_uploads_never_store_more_than_the_quota() {
+    // Arrange: room for five files of 200 kB, and twenty sent at once.
+    const QUOTA: usize = 1_000_000;
+    const SIZE: usize = 200_000;
+    let app = TestApp::spawn_with(&[("CHAT_USER_QUOTA_BYTES", "1000000")]).await;
+    let alice = app.signup("alice").await;
+    let room = app.create_room(&alice, "private", &[]).await["id"].as_str().unwrap().to_owned();
+
+    // Act
+    let uploads = (0..20u8).map(|i| {
+        let (app, alice, room) = (&app, &alice, &room);
+        async move { upload(app, alice, room, &format!("f{i}.bin"), "application/octet-stream", vec![i; SIZE]).await }
+    });
+    let answers = futures::future::join_all(uploads).await;
+
+    // Assert: every refusal names the quota, and what was stored fits in it.
+    let created = answers.iter().filter(|(status, _)| *status == StatusCode::CREATED).count();
+    for (status, body) in answers.iter().filter(|(status, _)| *status != StatusCode::CREATED) {
+        assert_eq!((*status, body["code"].as_str()), (StatusCode::PAYLOAD_TOO_LARGE, Some("quota_exceeded")), "{body}");
+    }
+    assert!(created >= 1, "at least the first upload fits");
+    assert!(created * SIZE <= QUOTA, "{created} uploads of {SIZE} bytes stored against a quota of {QUOTA}");
+    let on_disk: u64 = stored_files(&app).iter().map(|f| f.metadata().unwrap().len()).sum();
+    assert!(on_disk <= QUOTA as u64, "{on_disk} bytes on disk");
+}
+
+async fn a_refused_upload_gives_its_held_quota_back() {
+    // Arrange: a quota of 1000 bytes, and an upload refused for its size after its hold was taken.
+    let app = TestApp::spawn_with(&[("CHAT_USER_QUOTA_BYTES", "1000"), ("CHAT_FILE_MAX_BYTES", "1000")]).await;
+    let alice = app.signup("alice").await;
+    let room = app.create_room(&alice, "private", &[]).await["id"].as_str().unwrap().to_owned();
+    let (refused, _) = upload(&app, &alice, &room, "big.bin", "application/octet-stream", vec![1u8; 5000]).await;
+
+    // Act
+    let (status, body) = upload(&app, &alice, &room, "all.bin", "application/octet-stream", vec![1u8; 1000]).await;
+
+    // Assert
+    assert_eq!(refused, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+}
+
 e2e::on_both_shapes!(
     the_internal_route_refuses_a_missing_or_wrong_service_token,
     a_file_sent_over_the_socket_downloads_byte_identical_from_its_url,
@@ -252,6 +293,8 @@ e2e::on_both_shapes!(
     a_range_request_returns_exactly_the_requested_bytes,
     concurrent_uploads_do_not_interfere,
     downloads_accept_the_token_as_a_query_parameter,
+    parallel_uploads_never_store_more_than_the_quota,
+    a_refused_upload_gives_its_held_quota_back,
 );
 
 #[tokio::test]

@@ -350,10 +350,12 @@ impl Connection {
         let Some(room) = parse_room(&room_id) else {
             return (!self.problem(Problem::room_not_found(), Some(&client_msg_id)).await).then_some(End::Gone);
         };
+        let size = body.len() as u64;
         let data = futures::stream::iter([Ok(body.to_vec())]).boxed();
         drop(bytes);
         let user = self.caller.user.clone();
-        let result = self.state.messaging.send_file(&user, room, Some(cid), FileName::sanitize(&name), data).await;
+        let name = FileName::sanitize(&name);
+        let result = self.state.messaging.send_file(&user, room, Some(cid), name, data, Some(size)).await;
         let ok = match result {
             Ok(sent) => self.ack(&client_msg_id, &MessageDto::from(&sent.message)).await,
             Err(e) => {
