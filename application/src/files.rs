@@ -256,7 +256,8 @@ async fn read_head(mut data: ByteStream, n: usize) -> std::io::Result<(Vec<u8>, 
     while head.len() < n {
         match data.next().await {
             Some(chunk) => head.extend_from_slice(&chunk?),
-            None => break,
+            // A stream may not be polled again once it has ended.
+            None => return Ok((head, stream::empty().boxed())),
         }
     }
     Ok((head, data))

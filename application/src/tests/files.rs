@@ -487,3 +487,22 @@ async fn a_file_whose_bytes_are_missing_is_gone() {
 
     assert!(matches!(result, Err(DownloadError::Gone)), "got {result:?}");
 }
+
+#[tokio::test]
+async fn a_file_shorter_than_the_sniffed_head_is_stored_from_a_stream_that_may_not_be_polled_after_its_end() {
+    let mut ports = Ports { clock: fixed_clock(2), ..Ports::default() };
+    ports.expect_membership(true);
+    ports.expect_reserve(LIMITS.file_max, LIMITS.file_max);
+    let written = ports.expect_put(LIMITS.file_max);
+    ports.catalog.expect_insert().times(1).returning(|_| Ok(()));
+    ports.expect_release();
+    let once = futures::stream::unfold(false, |done| async move { (!done).then(|| (Ok(b"tiny".to_vec()), true)) });
+
+    let result = ports
+        .files()
+        .upload(&alice(), general(), FileName::sanitize("a.txt"), futures::StreamExt::boxed(once), None)
+        .await;
+
+    assert!(result.is_ok(), "got {result:?}");
+    assert_eq!(*written.lock().expect("not poisoned"), [b"tiny".to_vec()]);
+}

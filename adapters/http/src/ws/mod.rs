@@ -37,6 +37,10 @@ type Socket = WebSocketStream<FrameGuard<Upgraded>>;
 /// store asks for it, so the frame is the only whole copy.
 const UPLOAD_CHUNK_BYTES: usize = 64 << 10;
 
+/// The largest frame the codec is handed: the guard cuts longer binary frames into fragments of
+/// this size, so the codec's read buffer never grows to an upload's size and stays so.
+const CODEC_FRAME_BYTES: usize = 64 << 10;
+
 #[derive(Debug, Clone)]
 pub struct WsConfig {
     /// Origins allowed to open sockets; empty means only the server's own origin.
@@ -133,8 +137,11 @@ pub async fn ws_handler(req: &Request, state: Data<&AppState>, app: Data<&Socket
         let _reservation = reservation;
         let Ok(upgraded) = upgrade.await else { return };
         let skipped = Arc::new(Skipped::default());
-        let limits =
-            GuardLimits { max_text: app.config.max_text_bytes as u64, max_frame: app.config.max_binary_bytes as u64 };
+        let limits = GuardLimits {
+            max_text: app.config.max_text_bytes as u64,
+            max_frame: app.config.max_binary_bytes as u64,
+            piece: CODEC_FRAME_BYTES.max(app.config.max_text_bytes) as u64,
+        };
         let io = FrameGuard::new(upgraded, limits, skipped.clone());
         let socket = WebSocketStream::from_raw_socket(io, Role::Server, Some(codec_config(&app.config))).await;
         Connection::serve(socket, skipped, state, app, caller).await;
@@ -147,15 +154,16 @@ pub async fn ws_handler(req: &Request, state: Data<&AppState>, app: Data<&Socket
         .body(Body::empty())
 }
 
-/// The codec's limits: a binary frame may carry the largest upload; no text past the guard's
-/// limit reaches the codec. The server only writes JSON frames, each far below 1 MiB.
+/// The codec's limits: a message may carry the largest upload, in frames the guard made no
+/// longer than `CODEC_FRAME_BYTES` (or the text limit). The server only writes JSON frames, each
+/// far below 1 MiB.
 fn codec_config(config: &WsConfig) -> WebSocketConfig {
     WebSocketConfig::default()
         .read_buffer_size(4096)
         .write_buffer_size(0)
         .max_write_buffer_size(1 << 20)
         .max_message_size(Some(config.max_binary_bytes))
-        .max_frame_size(Some(config.max_binary_bytes))
+        .max_frame_size(Some(CODEC_FRAME_BYTES.max(config.max_text_bytes)))
 }
 
 /// The `Sec-WebSocket-Key` of a valid upgrade request (RFC 6455 §4.2.1).
