@@ -1,24 +1,33 @@
 //! File use cases: streamed upload with sniffing, limits and quota; access-checked download.
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use domain::{sniff_image, FileId, FileKind, FileMeta, FileName, RetentionPolicy, RoomId, User, SNIFF_BYTES};
+use chrono::{DateTime, Utc};
+use domain::{
+    sniff_image, FileId, FileKind, FileMeta, FileName, RetentionPolicy, RoomId, Timestamp, User, UserId, SNIFF_BYTES,
+};
 use futures::{stream, StreamExt};
 
-use crate::ports::{ByteStream, Clock, FileCatalog, FileStore, IdGenerator, PutFileError, RoomRepository, StoredFile};
+use crate::ports::{
+    ByteStream, Clock, FileCatalog, FileStore, IdGenerator, PutFileError, QuotaHold, RoomRepository, StoredFile,
+};
 
-/// Size limits and the per-user quota, in bytes.
+/// Size limits and the per-user quota, in bytes, and how long an upload holds its share of it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FileLimits {
     pub image_max: u64,
     pub file_max: u64,
     pub user_quota: u64,
+    /// How long an upload's quota hold lasts. A crash mid-upload frees the held bytes after this;
+    /// an upload that takes longer is checked against the quota again at its end.
+    pub quota_hold: Duration,
 }
 
 impl Default for FileLimits {
-    /// Images 5 MiB, other files 30 MiB, 1 GiB per user.
+    /// Images 5 MiB, other files 30 MiB, 1 GiB per user, holds of 15 minutes.
     fn default() -> Self {
-        Self { image_max: 5 << 20, file_max: 30 << 20, user_quota: 1 << 30 }
+        Self { image_max: 5 << 20, file_max: 30 << 20, user_quota: 1 << 30, quota_hold: Duration::from_secs(15 * 60) }
     }
 }
 
@@ -94,16 +103,18 @@ impl Files {
     }
 
     /// Stores an upload of a room member. The kind comes from the bytes, never from the client.
+    /// `declared_size` is the size the client announced, when it did: the quota hold is no larger.
     ///
     /// # Errors
     /// `NotFound` unless `actor` is a member, `TooLarge` past the kind's limit, `QuotaExceeded`
-    /// past the user's quota; nothing stays stored after an error.
+    /// past the user's quota; nothing stays stored or held after an error.
     pub async fn upload(
         &self,
         actor: &User,
         room_id: RoomId,
         name: FileName,
         data: ByteStream,
+        declared_size: Option<u64>,
     ) -> Result<StoredFile, UploadError> {
         if !self.rooms.is_member(room_id, actor.id).await? {
             return Err(UploadError::NotFound);
@@ -113,31 +124,83 @@ impl Files {
         let kind = if sniffed.is_some() { FileKind::Image } else { FileKind::File };
         let content_type = sniffed.unwrap_or("application/octet-stream").to_owned();
 
-        let quota = self.limits.user_quota;
-        let quota_left = quota.saturating_sub(self.catalog.usage_of(actor.id).await?);
+        // The bytes are held before any is stored, so parallel uploads cannot all pass a check
+        // against the same usage. Without a declared size the hold is the most the kind allows.
         let kind_limit = self.limits.for_kind(kind);
-        let max = kind_limit.min(quota_left);
+        let wanted = declared_size.map_or(kind_limit, |size| size.min(kind_limit));
         let id = FileId::from_uuid(self.ids.new_id());
+        let started = self.clock.now();
+        let hold = self.hold(id, actor.id, started);
+        let granted = self.catalog.reserve(hold, wanted, self.limits.user_quota, started).await?;
+        if granted == 0 && wanted > 0 {
+            return Err(UploadError::QuotaExceeded { quota: self.limits.user_quota });
+        }
+        let draft = Draft { name, content_type, kind, room_id, owner: actor.id };
         let joined: ByteStream = stream::iter([Ok(head)]).chain(rest).boxed();
-        let size = match self.store.put(id, joined, max).await {
+        let limits = Granted { granted, wanted, kind_limit };
+        let result = self.store_held(hold, joined, limits, draft).await;
+        if let Err(e) = self.catalog.release(hold).await {
+            // It lapses on its own at `expires_at`.
+            tracing::warn!(file_id = %id, error = %e, "could not release a quota hold");
+        }
+        result
+    }
+
+    /// Streams the bytes within the hold, then catalogues them.
+    async fn store_held(
+        &self,
+        hold: QuotaHold,
+        data: ByteStream,
+        limits: Granted,
+        draft: Draft,
+    ) -> Result<StoredFile, UploadError> {
+        let quota = self.limits.user_quota;
+        let size = match self.store.put(hold.id, data, limits.granted).await {
             Ok(size) => size,
-            Err(PutFileError::TooLarge { .. }) if max < kind_limit => return Err(UploadError::QuotaExceeded { quota }),
-            Err(PutFileError::TooLarge { .. }) => return Err(UploadError::TooLarge { limit: kind_limit }),
+            Err(PutFileError::TooLarge { .. }) if limits.granted < limits.wanted => {
+                return Err(UploadError::QuotaExceeded { quota })
+            }
+            Err(PutFileError::TooLarge { .. }) => return Err(UploadError::TooLarge { limit: limits.kind_limit }),
             Err(PutFileError::Unknown(e)) => return Err(UploadError::Unknown(e)),
         };
         let now = self.clock.now();
+        if now >= hold.expires_at {
+            // The hold lapsed while the bytes streamed and others may have taken its share since:
+            // hold the real size again, or give the bytes up.
+            let renewed = self.hold(hold.id, hold.owner, now);
+            match self.catalog.reserve(renewed, size, quota, now).await {
+                Ok(granted) if granted == size => {}
+                other => {
+                    self.discard(hold.id).await;
+                    return Err(other.map_or_else(UploadError::Unknown, |_| UploadError::QuotaExceeded { quota }));
+                }
+            }
+        }
         let file = StoredFile {
-            meta: FileMeta { id, name, size, content_type, kind, expires_at: self.retention.file_expiry(kind, now) },
-            room_id,
-            owner: actor.id,
+            meta: FileMeta {
+                id: hold.id,
+                name: draft.name,
+                size,
+                content_type: draft.content_type,
+                kind: draft.kind,
+                expires_at: self.retention.file_expiry(draft.kind, now),
+            },
+            room_id: draft.room_id,
+            owner: draft.owner,
             created_at: now,
             purged_at: None,
         };
         if let Err(e) = self.catalog.insert(&file).await {
-            self.discard(id).await;
+            self.discard(hold.id).await;
             return Err(UploadError::Unknown(e));
         }
         Ok(file)
+    }
+
+    /// A hold of the upload `id`, from `now` for the configured span.
+    fn hold(&self, id: FileId, owner: UserId, now: Timestamp) -> QuotaHold {
+        let span = chrono::Duration::from_std(self.limits.quota_hold).unwrap_or(chrono::Duration::MAX);
+        QuotaHold { id, owner, expires_at: now.checked_add_signed(span).unwrap_or(DateTime::<Utc>::MAX_UTC) }
     }
 
     /// Opens a file for a member of its room, from `offset` on.
@@ -168,13 +231,33 @@ impl Files {
     }
 }
 
+/// What an upload is, before its size is known.
+struct Draft {
+    name: FileName,
+    content_type: String,
+    kind: FileKind,
+    room_id: RoomId,
+    owner: UserId,
+}
+
+/// How many bytes an upload may store, and why no more.
+#[derive(Clone, Copy)]
+struct Granted {
+    /// What the quota hold granted: the most the store may take.
+    granted: u64,
+    /// What was asked for; a grant below it means the quota ran short.
+    wanted: u64,
+    kind_limit: u64,
+}
+
 /// Reads at least `n` bytes (fewer only if the stream ends), returning them and the rest.
 async fn read_head(mut data: ByteStream, n: usize) -> std::io::Result<(Vec<u8>, ByteStream)> {
     let mut head = Vec::new();
     while head.len() < n {
         match data.next().await {
             Some(chunk) => head.extend_from_slice(&chunk?),
-            None => break,
+            // A stream may not be polled again once it has ended.
+            None => return Ok((head, stream::empty().boxed())),
         }
     }
     Ok((head, data))

@@ -166,13 +166,14 @@ impl Messaging {
         client_msg_id: Option<ClientMsgId>,
         name: FileName,
         data: ByteStream,
+        declared_size: Option<u64>,
     ) -> Result<Sent, SendFileError> {
         self.ensure_member(actor, room_id).await.map_err(|e| match e {
             SendError::NotFound => SendFileError::NotFound,
             SendError::Forbidden => SendFileError::Forbidden,
             SendError::Unknown(e) => SendFileError::Unknown(e),
         })?;
-        let file = self.files.upload(actor, room_id, name, data).await.map_err(|e| match e {
+        let file = self.files.upload(actor, room_id, name, data, declared_size).await.map_err(|e| match e {
             UploadError::NotFound => SendFileError::Forbidden,
             UploadError::TooLarge { limit } => SendFileError::TooLarge { limit },
             UploadError::QuotaExceeded { quota } => SendFileError::QuotaExceeded { quota },

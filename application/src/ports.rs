@@ -456,6 +456,17 @@ pub struct StoredFile {
     pub purged_at: Option<Timestamp>,
 }
 
+/// Part of a user's quota held while one upload streams, before its size is known.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QuotaHold {
+    /// The upload's file id: one hold per upload.
+    pub id: FileId,
+    pub owner: UserId,
+    /// The hold lapses then, so an upload that never ends (a crash, a lost client) does not keep
+    /// its bytes from the quota forever.
+    pub expires_at: Timestamp,
+}
+
 #[cfg_attr(any(test, feature = "mocks"), automock)]
 #[async_trait]
 pub trait FileCatalog: Send + Sync + 'static {
@@ -475,6 +486,23 @@ pub trait FileCatalog: Send + Sync + 'static {
     /// # Errors
     /// Only storage failures. MUST NOT count purged entries: their bytes no longer use the quota.
     async fn usage_of(&self, user: UserId) -> anyhow::Result<u64>;
+
+    /// Holds up to `wanted` bytes of `hold.owner`'s `quota` for an upload in progress, and returns
+    /// how many it holds: `wanted`, or what is left of the quota when that is less, or 0.
+    ///
+    /// # Errors
+    /// Only storage failures. MUST be atomic against every other `reserve` of the same owner, on
+    /// every node: the owner's live files plus the holds not lapsed at `now` never exceed `quota`
+    /// through a grant, however many run in parallel. A hold whose `expires_at` is at or before
+    /// `now` counts for nothing, so a crash mid-upload frees its bytes on its own. MUST hold
+    /// nothing when it grants 0.
+    async fn reserve(&self, hold: QuotaHold, wanted: u64, quota: u64, now: Timestamp) -> anyhow::Result<u64>;
+
+    /// Lets go of a hold: its upload is catalogued, or failed.
+    ///
+    /// # Errors
+    /// Only storage failures; releasing an unknown or lapsed hold succeeds.
+    async fn release(&self, hold: QuotaHold) -> anyhow::Result<()>;
 
     /// Up to `limit` files not yet purged whose expiry is at or before `now`.
     ///

@@ -42,6 +42,7 @@ fn file_limits(config: &Config) -> FileLimits {
         image_max: config.image_max_bytes,
         file_max: config.file_max_bytes,
         user_quota: config.user_quota_bytes,
+        quota_hold: config.quota_hold,
     }
 }
 

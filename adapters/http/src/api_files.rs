@@ -1,9 +1,11 @@
 //! File routes: streamed multipart upload, and access-checked download with ranges and safe headers.
 
+use application::files::{FileLimits, UploadError};
+use application::ports::StoredFile;
 use domain::{FileId, FileKind, FileName, RoomId};
 use futures::{StreamExt, TryStreamExt};
 use poem::http::{header, StatusCode};
-use poem::web::{Data, Multipart, Path};
+use poem::web::{Data, Path};
 use poem::{handler, Body, IntoResponse, Request, Response};
 use poem_openapi::payload::Json;
 use serde::Serialize;
@@ -11,6 +13,7 @@ use serde::Serialize;
 use crate::bearer::caller;
 use crate::dto::{rfc3339, FileDto};
 use crate::error::{ApiError, Problem};
+use crate::multipart::{FormError, FormGuard, Refusal, FORM_OVERHEAD_BYTES, PART_HEADERS_MAX_BYTES, ROOM_ID_MAX_BYTES};
 use crate::state::AppState;
 
 /// What `POST /files` answers.
@@ -31,55 +34,107 @@ struct UploadQuery {
     room_id: Option<String>,
 }
 
-/// `POST /files` (multipart: `room_id`, then `file`). The file streams to storage.
+/// `POST /files` (multipart: `room_id`, then `file`). The file streams to storage; the whole body,
+/// each part's headers and the room id are bounded before anything is buffered.
 #[handler]
-pub async fn upload(req: &Request, mut form: Multipart, state: Data<&AppState>) -> Response {
+pub async fn upload(req: &Request, body: Body, state: Data<&AppState>) -> Response {
     let user = match caller(req, &state.accounts).await {
         Ok(caller) => caller.user,
         Err(e) => return e.into_response(),
     };
+    let refusal = Refusal::default();
+    match receive(req, body, &state, &user, &refusal).await {
+        Ok(file) => created(&file),
+        // The guard's reason first: the parser and the upload saw only a stream that failed.
+        Err(failure) => match (refusal.get(), failure) {
+            (Some(refused), _) | (None, Failure::Form(refused)) => Problem::from(refused).into_response(),
+            (None, Failure::Upload(e)) => ApiError::from(e).into_response(),
+        },
+    }
+}
+
+/// Why an upload failed: its form, or the use case.
+enum Failure {
+    Form(FormError),
+    Upload(UploadError),
+}
+
+/// The largest body `POST /files` reads: the largest file plus the form around it.
+fn body_limit(limits: FileLimits) -> u64 {
+    limits.image_max.max(limits.file_max).saturating_add(FORM_OVERHEAD_BYTES)
+}
+
+async fn receive(
+    req: &Request,
+    body: Body,
+    state: &AppState,
+    user: &domain::User,
+    refusal: &Refusal,
+) -> Result<StoredFile, Failure> {
+    let limit = body_limit(state.files.limits());
+    let declared = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > limit) {
+        return Err(Failure::Form(FormError::BodyTooLarge { limit }));
+    }
+    let boundary = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| multer::parse_boundary(v).ok())
+        .ok_or_else(|| Failure::Form(FormError::Malformed("the body must be multipart/form-data".into())))?;
+    let guarded =
+        FormGuard::new(Box::pin(body.into_bytes_stream()), &boundary, limit, PART_HEADERS_MAX_BYTES, refusal.clone());
+    let constraints =
+        multer::Constraints::new().size_limit(multer::SizeLimit::new().for_field("room_id", ROOM_ID_MAX_BYTES));
+    let mut form = multer::Multipart::with_constraints(guarded, boundary, constraints);
     let mut room_id: Option<RoomId> = req.params::<UploadQuery>().ok().and_then(|q| q.room_id?.parse().ok());
     loop {
         let field = match form.next_field().await {
             Ok(Some(field)) => field,
             Ok(None) => break,
-            Err(e) => return ApiError::bad_request("invalid_request", format!("multipart: {e}")).into_response(),
+            Err(e) => return Err(Failure::Form(form_error(e))),
         };
         match field.name() {
-            Some("room_id") => match field.text().await.ok().and_then(|t| t.trim().parse().ok()) {
-                Some(id) => room_id = Some(id),
-                None => return ApiError::bad_request("invalid_request", "room_id: not a room id").into_response(),
-            },
+            Some("room_id") => {
+                let raw = field.bytes().await.map_err(|e| Failure::Form(form_error(e)))?;
+                let parsed = std::str::from_utf8(&raw).ok().and_then(|t| t.trim().parse().ok());
+                room_id = Some(parsed.ok_or(Failure::Form(FormError::InvalidRoomId))?);
+            }
             Some("file") => {
-                let Some(room_id) = room_id else {
-                    return ApiError::bad_request("invalid_request", "room_id: required before the file field")
-                        .into_response();
-                };
+                let room_id = room_id.ok_or(Failure::Form(FormError::RoomIdMissing))?;
                 let name = FileName::sanitize(field.file_name().unwrap_or_default());
-                let bytes = tokio_util::io::ReaderStream::new(field.into_async_read()).map_ok(|b| b.to_vec()).boxed();
-                return match state.files.upload(&user, room_id, name, bytes).await {
-                    Ok(file) => {
-                        let dto = FileDto::new(&file.meta);
-                        let body = UploadedDto {
-                            id: dto.id,
-                            name: dto.name,
-                            size: dto.size,
-                            content_type: dto.content_type,
-                            kind: file.meta.kind.as_str(),
-                            url: dto.url,
-                            expires_at: rfc3339(file.meta.expires_at),
-                        };
-                        let mut resp = Json(serde_json::to_value(body).unwrap_or_default()).into_response();
-                        resp.set_status(StatusCode::CREATED);
-                        resp
-                    }
-                    Err(e) => ApiError::from(e).into_response(),
-                };
+                let bytes = field.map(|chunk| chunk.map(|b| b.to_vec()).map_err(std::io::Error::other)).boxed();
+                return state.files.upload(user, room_id, name, bytes, declared).await.map_err(Failure::Upload);
             }
             _ => {}
         }
     }
-    ApiError::bad_request("invalid_request", "file: a multipart field named file is required").into_response()
+    Err(Failure::Form(FormError::FileMissing))
+}
+
+/// The parser's error in the form's words; only `room_id` has a field limit.
+fn form_error(e: multer::Error) -> FormError {
+    match e {
+        multer::Error::FieldSizeExceeded { .. } => FormError::RoomIdTooLong { limit: ROOM_ID_MAX_BYTES },
+        other => FormError::Malformed(other.to_string()),
+    }
+}
+
+/// `201` with the stored file.
+fn created(file: &StoredFile) -> Response {
+    let dto = FileDto::new(&file.meta);
+    let body = UploadedDto {
+        id: dto.id,
+        name: dto.name,
+        size: dto.size,
+        content_type: dto.content_type,
+        kind: file.meta.kind.as_str(),
+        url: dto.url,
+        expires_at: rfc3339(file.meta.expires_at),
+    };
+    let mut resp = Json(serde_json::to_value(body).unwrap_or_default()).into_response();
+    resp.set_status(StatusCode::CREATED);
+    resp
 }
 
 /// `GET /files/{file_id}`: bytes for members of the file's room; `Range` gives 206.

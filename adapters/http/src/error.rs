@@ -1,6 +1,7 @@
 //! The one error shape of the API, `{code, message}`, and the one mapping from each use-case error
 //! to a (code, status, message) that REST routes and the socket both use.
 
+use crate::multipart::FormError;
 use application::accounts::{AuthError, LoginError, LogoutError, LookupError, RefreshError, RegisterError};
 use application::files::{DownloadError, UploadError};
 use application::messaging::{HistoryError, SendError, SendFileError};
@@ -361,6 +362,21 @@ impl From<UploadError> for Problem {
                 Self::new(StatusCode::PAYLOAD_TOO_LARGE, "quota_exceeded", e.to_string())
             }
             UploadError::Unknown(e) => Self::internal(&e),
+        }
+    }
+}
+
+impl From<FormError> for Problem {
+    fn from(e: FormError) -> Self {
+        match e {
+            FormError::BodyTooLarge { .. } | FormError::PartHeadersTooLarge { .. } => {
+                Self::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", e.to_string())
+            }
+            FormError::RoomIdTooLong { .. }
+            | FormError::InvalidRoomId
+            | FormError::RoomIdMissing
+            | FormError::FileMissing
+            | FormError::Malformed(_) => Self::new(StatusCode::BAD_REQUEST, "invalid_request", e.to_string()),
         }
     }
 }

@@ -9,6 +9,7 @@ pub mod dto;
 mod error;
 mod internal_files;
 mod limiter;
+mod multipart;
 mod route_label;
 mod state;
 mod strict;

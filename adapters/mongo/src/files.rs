@@ -1,7 +1,7 @@
 //! `FileCatalog` on MongoDB: what stored bytes are, whose they are, when they expire, and when they were purged.
 
 use anyhow::Context;
-use application::ports::{FileCatalog, StoredFile};
+use application::ports::{FileCatalog, QuotaHold, StoredFile};
 use async_trait::async_trait;
 use bson::{doc, Document};
 use domain::{FileId, FileKind, FileMeta, FileName, Timestamp, UserId};
@@ -9,8 +9,8 @@ use futures::TryStreamExt;
 use mongodb::Collection;
 use serde::{Deserialize, Serialize};
 
-use crate::codec::{date, delete_oldest, id_text, limit, parse_id, timestamp, to_i64, to_u64};
-use crate::schema::FILES;
+use crate::codec::{date, delete_oldest, id_text, is_duplicate_key, limit, parse_id, timestamp, to_i64, to_u64};
+use crate::schema::{FILES, QUOTA_HOLDS};
 use crate::MongoStore;
 
 #[derive(Serialize, Deserialize)]
@@ -65,9 +65,84 @@ impl FileDoc {
     }
 }
 
+/// A user's quota holds. Every change rewrites `holds` and bumps `version` in one conditional
+/// update, so a grant computed from a stale read never lands.
+#[derive(Serialize, Deserialize)]
+struct HoldsDoc {
+    /// The owner's id.
+    #[serde(rename = "_id")]
+    id: String,
+    version: i64,
+    holds: Vec<HoldDoc>,
+}
+
+#[derive(Clone, Serialize, Deserialize)]
+struct HoldDoc {
+    id: String,
+    bytes: i64,
+    expires_at: bson::DateTime,
+}
+
+/// Grants that lost a race are retried; each loss means another grant or release landed, so this
+/// many in a row only happens under an unreasonable number of parallel uploads of one user.
+const MAX_RESERVE_ATTEMPTS: usize = 1_000;
+
 impl MongoStore {
     fn files(&self) -> Collection<FileDoc> {
         self.db().collection(FILES)
+    }
+
+    fn quota_holds(&self) -> Collection<HoldsDoc> {
+        self.db().collection(QUOTA_HOLDS)
+    }
+
+    /// Tries one grant against the ledger as read now; `None` when another change landed first.
+    async fn try_reserve(
+        &self,
+        hold: QuotaHold,
+        wanted: u64,
+        quota: u64,
+        now: Timestamp,
+    ) -> anyhow::Result<Option<u64>> {
+        let owner = id_text(hold.owner.as_uuid());
+        // The ledger is read before the files. An upload catalogues its file before it releases
+        // its hold, so a file missing from the sum below is still counted by its hold here, and
+        // the release after it changes the version and fails this grant.
+        let ledger = self.quota_holds().find_one(doc! { "_id": &owner }).await?;
+        let version = ledger.as_ref().map(|l| l.version);
+        let mut holds: Vec<HoldDoc> =
+            ledger.map(|l| l.holds).unwrap_or_default().into_iter().filter(|h| h.expires_at > date(now)).collect();
+        let held =
+            holds.iter().try_fold(0u64, |sum, h| Ok::<_, anyhow::Error>(sum.saturating_add(to_u64(h.bytes)?)))?;
+        let used = self.usage_of(hold.owner).await?.saturating_add(held);
+        let granted = wanted.min(quota.saturating_sub(used));
+        if granted == 0 {
+            return Ok(Some(0));
+        }
+        holds.push(HoldDoc {
+            id: id_text(hold.id.as_uuid()),
+            bytes: to_i64(granted)?,
+            expires_at: date(hold.expires_at),
+        });
+        let landed = match version {
+            None => match self.quota_holds().insert_one(HoldsDoc { id: owner, version: 1, holds }).await {
+                Ok(_) => true,
+                Err(e) if is_duplicate_key(&e) => false,
+                Err(e) => return Err(e.into()),
+            },
+            Some(version) => {
+                let holds = bson::to_bson(&holds)?;
+                self.quota_holds()
+                    .update_one(
+                        doc! { "_id": &owner, "version": version },
+                        doc! { "$set": { "holds": holds, "version": version + 1 } },
+                    )
+                    .await?
+                    .matched_count
+                    == 1
+            }
+        };
+        Ok(landed.then_some(granted))
     }
 }
 
@@ -99,6 +174,29 @@ impl FileCatalog for MongoStore {
             other => anyhow::bail!("the usage of user {user} is not an integer: {other:?}"),
         };
         to_u64(total)
+    }
+
+    async fn reserve(&self, hold: QuotaHold, wanted: u64, quota: u64, now: Timestamp) -> anyhow::Result<u64> {
+        for _ in 0..MAX_RESERVE_ATTEMPTS {
+            if let Some(granted) = self.try_reserve(hold, wanted, quota, now).await? {
+                return Ok(granted);
+            }
+        }
+        anyhow::bail!(
+            "could not hold quota for user {}: {MAX_RESERVE_ATTEMPTS} grants in a row lost a race",
+            hold.owner
+        )
+    }
+
+    async fn release(&self, hold: QuotaHold) -> anyhow::Result<()> {
+        // The version changes too, so a grant computed while this hold still counted is retried.
+        self.quota_holds()
+            .update_one(
+                doc! { "_id": id_text(hold.owner.as_uuid()) },
+                doc! { "$pull": { "holds": { "id": id_text(hold.id.as_uuid()) } }, "$inc": { "version": 1 } },
+            )
+            .await?;
+        Ok(())
     }
 
     async fn expired(&self, now: Timestamp, limit_to: u32) -> anyhow::Result<Vec<FileId>> {

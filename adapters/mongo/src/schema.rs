@@ -12,10 +12,12 @@ pub(crate) const ROOMS: &str = "rooms";
 pub(crate) const MEMBERSHIPS: &str = "memberships";
 pub(crate) const MESSAGES: &str = "messages";
 pub(crate) const FILES: &str = "files";
+/// One document per user: the quota holds of uploads in progress, and a version for compare-and-swap.
+pub(crate) const QUOTA_HOLDS: &str = "quota_holds";
 
 /// Every collection the store writes, in the order `ensure_indexes` visits them.
-pub(crate) const COLLECTIONS: [&str; 7] =
-    [USERS, REFRESH_TOKENS, REVOKED_SESSIONS, ROOMS, MEMBERSHIPS, MESSAGES, FILES];
+pub(crate) const COLLECTIONS: [&str; 8] =
+    [USERS, REFRESH_TOKENS, REVOKED_SESSIONS, ROOMS, MEMBERSHIPS, MESSAGES, FILES, QUOTA_HOLDS];
 
 fn index(name: &str, keys: Document, unique: bool) -> IndexModel {
     let options = IndexOptions::builder().name(name.to_owned()).unique(unique.then_some(true)).build();

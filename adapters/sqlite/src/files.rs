@@ -1,10 +1,10 @@
 //! `FileCatalog` on SQLite: what stored bytes are, whose they are, when they expire, and when they were purged.
 
 use anyhow::Context;
-use application::ports::{FileCatalog, StoredFile};
+use application::ports::{FileCatalog, QuotaHold, StoredFile};
 use async_trait::async_trait;
 use domain::{FileId, FileKind, FileMeta, FileName, Timestamp, UserId};
-use rusqlite::{params, Row};
+use rusqlite::{params, Connection, Row, TransactionBehavior};
 
 use crate::codec::{delete_oldest_before, id_text, millis, parse_id, timestamp, to_i64, to_u64};
 use crate::SqliteStore;
@@ -29,6 +29,17 @@ fn file_from_row(row: &Row<'_>) -> anyhow::Result<StoredFile> {
         created_at: timestamp(row.get("created_at")?)?,
         purged_at: row.get::<_, Option<i64>>("purged_at")?.map(timestamp).transpose()?,
     })
+}
+
+/// Bytes of `owner`'s live files plus holds not lapsed at `now` (in milliseconds).
+fn used_by(conn: &Connection, owner: &str, now: i64) -> anyhow::Result<u64> {
+    let files: i64 = conn
+        .prepare_cached("SELECT COALESCE(SUM(size), 0) FROM files WHERE owner_id = ?1 AND purged_at IS NULL")?
+        .query_row([owner], |row| row.get(0))?;
+    let held: i64 = conn
+        .prepare_cached("SELECT COALESCE(SUM(bytes), 0) FROM quota_holds WHERE owner_id = ?1 AND expires_at > ?2")?
+        .query_row(params![owner, now], |row| row.get(0))?;
+    Ok(to_u64(files)?.saturating_add(to_u64(held)?))
 }
 
 #[async_trait]
@@ -76,6 +87,38 @@ impl FileCatalog for SqliteStore {
                 .prepare_cached("SELECT COALESCE(SUM(size), 0) FROM files WHERE owner_id = ?1 AND purged_at IS NULL")?;
             let total: i64 = stmt.query_row([id_text(user.as_uuid())], |row| row.get(0))?;
             to_u64(total)
+        })
+        .await
+    }
+
+    async fn reserve(&self, hold: QuotaHold, wanted: u64, quota: u64, now: Timestamp) -> anyhow::Result<u64> {
+        self.run(move |conn| {
+            // IMMEDIATE takes the write lock before the sums are read, so no other writer, in this
+            // process or another, can grant between this read and this grant.
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let owner = id_text(hold.owner.as_uuid());
+            let now = millis(now);
+            tx.execute("DELETE FROM quota_holds WHERE expires_at <= ?1", [now])?;
+            let granted = wanted.min(quota.saturating_sub(used_by(&tx, &owner, now)?));
+            if granted > 0 {
+                tx.execute(
+                    "INSERT INTO quota_holds (id, owner_id, bytes, expires_at) VALUES (?1, ?2, ?3, ?4)",
+                    params![id_text(hold.id.as_uuid()), owner, to_i64(granted)?, millis(hold.expires_at)],
+                )?;
+            }
+            tx.commit()?;
+            Ok(granted)
+        })
+        .await
+    }
+
+    async fn release(&self, hold: QuotaHold) -> anyhow::Result<()> {
+        self.run(move |conn| {
+            conn.execute(
+                "DELETE FROM quota_holds WHERE id = ?1 AND owner_id = ?2",
+                params![id_text(hold.id.as_uuid()), id_text(hold.owner.as_uuid())],
+            )?;
+            Ok(())
         })
         .await
     }

@@ -3,7 +3,7 @@
 use rusqlite::{Connection, TransactionBehavior};
 
 /// Migration `n` (1-based) is `MIGRATIONS[n - 1]`. Append new ones; never edit one that has shipped.
-const MIGRATIONS: &[&str] = &[V1_INITIAL, V2_FILE_TOMBSTONES, V3_DURABLE_LOG, V4_SESSION_EXPIRY];
+const MIGRATIONS: &[&str] = &[V1_INITIAL, V2_FILE_TOMBSTONES, V3_DURABLE_LOG, V4_QUOTA_HOLDS, V5_SESSION_EXPIRY];
 
 /// The schema version this build writes.
 #[cfg(test)]
@@ -122,9 +122,22 @@ CREATE TABLE message_dedupe (
 CREATE INDEX message_dedupe_created_at ON message_dedupe (created_at);
 ";
 
+// An upload holds its share of the owner's quota here while it streams; a hold lapses at
+// `expires_at`, so one left by a crash stops counting on its own and is deleted by the next reserve.
+const V4_QUOTA_HOLDS: &str = "
+CREATE TABLE quota_holds (
+    id         TEXT    NOT NULL PRIMARY KEY,
+    owner_id   TEXT    NOT NULL,
+    bytes      INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL
+) STRICT;
+CREATE INDEX quota_holds_owner ON quota_holds (owner_id, expires_at);
+CREATE INDEX quota_holds_expires_at ON quota_holds (expires_at);
+";
+
 // A revocation lives as long as a refresh token of its session can, then both are purged. Those
 // from before this version get a year, longer than any refresh token lifetime in use.
-const V4_SESSION_EXPIRY: &str = "
+const V5_SESSION_EXPIRY: &str = "
 ALTER TABLE revoked_sessions ADD COLUMN expires_at INTEGER NOT NULL DEFAULT 0;
 UPDATE revoked_sessions SET expires_at = revoked_at + 31622400000;
 CREATE INDEX revoked_sessions_revoked_at ON revoked_sessions (revoked_at);

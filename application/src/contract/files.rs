@@ -1,6 +1,6 @@
 //! The `FileCatalog` contract.
 
-use crate::ports::{FileCatalog, StoredFile};
+use crate::ports::{FileCatalog, QuotaHold, StoredFile};
 use domain::{FileId, FileKind, FileMeta, FileName, RoomId, UserId};
 
 use super::{at, uuid};
@@ -145,6 +145,96 @@ pub async fn deleting_a_purged_file_removes_its_tombstone(catalog: &impl FileCat
     assert_eq!(catalog.delete_purged_before(at(10_000), 10).await.expect("delete purged"), 0);
 }
 
+/// Hold `n` of `owner`, lapsing `expires_ms` after the fixture epoch.
+pub fn hold(n: u128, owner: UserId, expires_ms: i64) -> QuotaHold {
+    QuotaHold { id: FileId::from_uuid(uuid(7_000 + n)), owner, expires_at: at(expires_ms) }
+}
+
+pub async fn a_hold_grants_what_is_wanted_while_the_quota_lasts_and_then_what_is_left(catalog: &impl FileCatalog) {
+    catalog.insert(&file(1, owner(1), 300, 60_000)).await.expect("insert");
+
+    let first = catalog.reserve(hold(1, owner(1), 60_000), 500, 1_000, at(0)).await.expect("reserve");
+    let second = catalog.reserve(hold(2, owner(1), 60_000), 500, 1_000, at(0)).await.expect("reserve");
+    let third = catalog.reserve(hold(3, owner(1), 60_000), 10, 1_000, at(0)).await.expect("reserve");
+
+    assert_eq!((first, second, third), (500, 200, 0), "300 in files, then 500 and the 200 left of 1000");
+}
+
+pub async fn a_released_hold_frees_its_bytes_and_releasing_again_succeeds(catalog: &impl FileCatalog) {
+    let held = hold(1, owner(1), 60_000);
+    assert_eq!(catalog.reserve(held, 1_000, 1_000, at(0)).await.expect("reserve"), 1_000);
+
+    catalog.release(held).await.expect("release");
+    catalog.release(held).await.expect("a second release succeeds");
+    catalog.release(hold(404, owner(1), 60_000)).await.expect("releasing an unknown hold succeeds");
+    let after = catalog.reserve(hold(2, owner(1), 60_000), 1_000, 1_000, at(0)).await.expect("reserve");
+
+    assert_eq!(after, 1_000);
+}
+
+pub async fn a_hold_counts_until_it_lapses_and_then_for_nothing(catalog: &impl FileCatalog) {
+    catalog.reserve(hold(1, owner(1), 1_000), 1_000, 1_000, at(0)).await.expect("reserve");
+
+    let before = catalog.reserve(hold(2, owner(1), 60_000), 1_000, 1_000, at(999)).await.expect("reserve");
+    let at_expiry = catalog.reserve(hold(3, owner(1), 60_000), 1_000, 1_000, at(1_000)).await.expect("reserve");
+
+    assert_eq!((before, at_expiry), (0, 1_000), "a hold lapses at its expires_at");
+}
+
+pub async fn a_lapsed_hold_may_be_taken_again_under_the_same_id(catalog: &impl FileCatalog) {
+    let lapsed = hold(1, owner(1), 1_000);
+    catalog.reserve(lapsed, 600, 1_000, at(0)).await.expect("reserve");
+
+    let renewed = QuotaHold { expires_at: at(60_000), ..lapsed };
+    let again = catalog.reserve(renewed, 600, 1_000, at(2_000)).await.expect("reserve");
+    let rest = catalog.reserve(hold(2, owner(1), 60_000), 1_000, 1_000, at(2_000)).await.expect("reserve");
+    catalog.release(renewed).await.expect("release");
+    let all = catalog.reserve(hold(3, owner(1), 60_000), 1_000, 1_000, at(2_000)).await.expect("reserve");
+
+    assert_eq!((again, rest, all), (600, 400, 600), "the renewed hold counts once, and its release frees it");
+}
+
+pub async fn holds_and_files_of_one_owner_leave_another_owners_quota_alone(catalog: &impl FileCatalog) {
+    catalog.insert(&file(1, owner(1), 700, 60_000)).await.expect("insert");
+    catalog.reserve(hold(1, owner(1), 60_000), 300, 1_000, at(0)).await.expect("reserve");
+
+    let other = catalog.reserve(hold(2, owner(2), 60_000), 1_000, 1_000, at(0)).await.expect("reserve");
+
+    assert_eq!(other, 1_000);
+}
+
+pub async fn a_purged_file_frees_its_bytes_for_holds(catalog: &impl FileCatalog) {
+    let purged = file(1, owner(1), 800, 0);
+    catalog.insert(&purged).await.expect("insert");
+    catalog.mark_purged(purged.meta.id, at(1)).await.expect("mark purged");
+
+    let granted = catalog.reserve(hold(1, owner(1), 60_000), 1_000, 1_000, at(0)).await.expect("reserve");
+
+    assert_eq!(granted, 1_000);
+}
+
+pub async fn a_zero_grant_holds_nothing(catalog: &impl FileCatalog) {
+    catalog.insert(&file(1, owner(1), 1_000, 60_000)).await.expect("insert");
+    let refused = catalog.reserve(hold(1, owner(1), 60_000), 10, 1_000, at(0)).await.expect("reserve");
+
+    catalog.delete(file(1, owner(1), 1_000, 60_000).meta.id).await.expect("delete");
+    let after = catalog.reserve(hold(2, owner(1), 60_000), 1_000, 1_000, at(0)).await.expect("reserve");
+
+    assert_eq!((refused, after), (0, 1_000));
+}
+
+pub async fn parallel_holds_never_grant_more_than_the_quota(catalog: &impl FileCatalog) {
+    const QUOTA: u64 = 1_000;
+    catalog.insert(&file(1, owner(1), 100, 60_000)).await.expect("insert");
+
+    let grants =
+        futures::future::join_all((1..=40).map(|n| catalog.reserve(hold(n, owner(1), 60_000), 70, QUOTA, at(0)))).await;
+
+    let grants: Vec<u64> = grants.into_iter().map(|g| g.expect("reserve")).collect();
+    assert_eq!(grants.iter().sum::<u64>(), QUOTA - 100, "exactly what was left, never more: {grants:?}");
+    assert!(grants.iter().all(|g| *g <= 70), "{grants:?}");
+}
+
 /// Hands `$generate!` this module and every `FileCatalog` behaviour in it, after the caller's
 /// arguments: `application::files_contract!(contract_tests!(&*fresh_adapter()))`.
 #[macro_export]
@@ -159,6 +249,14 @@ macro_rules! files_contract {
         a_purged_file_still_reads_back_but_is_neither_expired_nor_counted,
         deleting_purged_files_removes_at_most_the_limit_of_tombstones_purged_before_the_cutoff,
         deleting_a_purged_file_removes_its_tombstone,
+        a_hold_grants_what_is_wanted_while_the_quota_lasts_and_then_what_is_left,
+        a_released_hold_frees_its_bytes_and_releasing_again_succeeds,
+        a_hold_counts_until_it_lapses_and_then_for_nothing,
+        a_lapsed_hold_may_be_taken_again_under_the_same_id,
+        holds_and_files_of_one_owner_leave_another_owners_quota_alone,
+        a_purged_file_frees_its_bytes_for_holds,
+        a_zero_grant_holds_nothing,
+        parallel_holds_never_grant_more_than_the_quota,
         );
     };
 }

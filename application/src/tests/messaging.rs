@@ -278,14 +278,15 @@ async fn a_stored_message_counts_as_sent_even_when_publishing_it_fails() {
 fn expect_upload(ports: &mut Ports) {
     let files = &mut ports.files;
     files.rooms.expect_is_member().times(1).returning(|_, _| Ok(true));
-    files.catalog.expect_usage_of().times(1).returning(|_| Ok(0));
+    files.catalog.expect_reserve().times(1).returning(|_, wanted, _, _| Ok(wanted));
+    files.catalog.expect_release().times(1).returning(|_| Ok(()));
     files.ids = sequential_ids(1);
     files
         .store
         .expect_put()
         .times(1)
         .returning(|_, data, _| Ok(read_all(data).map_err(anyhow::Error::from)?.len() as u64));
-    files.clock = fixed_clock(1);
+    files.clock = fixed_clock(2);
     files.catalog.expect_insert().times(1).returning(|_| Ok(()));
 }
 
@@ -307,7 +308,7 @@ async fn a_members_file_is_stored_and_then_sent_as_a_message_pointing_at_it() {
 
     let sent = ports
         .messaging()
-        .send_file(&alice(), general(), None, FileName::sanitize("cat.png"), byte_stream(vec![png(64)]))
+        .send_file(&alice(), general(), None, FileName::sanitize("cat.png"), byte_stream(vec![png(64)]), Some(64))
         .await
         .expect("sent");
 
@@ -336,6 +337,7 @@ async fn a_resent_file_message_discards_the_second_upload() {
             Some(ClientMsgId::new("c-1").expect("valid")),
             FileName::sanitize("cat.png"),
             byte_stream(vec![png(64)]),
+            Some(64),
         )
         .await
         .expect("sent");
@@ -354,7 +356,7 @@ async fn a_non_member_cannot_send_a_file_and_nothing_is_uploaded() {
 
     let result = ports
         .messaging()
-        .send_file(&alice(), general(), None, FileName::sanitize("cat.png"), byte_stream(vec![png(64)]))
+        .send_file(&alice(), general(), None, FileName::sanitize("cat.png"), byte_stream(vec![png(64)]), Some(64))
         .await;
 
     assert!(matches!(result, Err(SendFileError::Forbidden)), "got {result:?}");

@@ -31,6 +31,62 @@ async fn upload(
     (status, resp.json().await.unwrap_or(Value::Null))
 }
 
+/// How long a test waits for the answer to an upload the client stopped sending.
+const ANSWER_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// A `POST /files` over a raw connection: `body` goes out whole (declared as `length`, or as one
+/// chunk when `None`), then the client sends nothing more and waits, as a stalling client does.
+/// The server must answer on what it has; the status and JSON body it answered come back.
+async fn stalled_upload(app: &TestApp, user: &TestUser, length: Option<u64>, body: &[u8]) -> (u16, Value) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut raw = tokio::net::TcpStream::connect(app.files_addr).await.expect("connect");
+    let framing = length.map_or_else(|| "Transfer-Encoding: chunked".to_owned(), |n| format!("Content-Length: {n}"));
+    let head = format!(
+        "POST /files HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {}\r\n\
+         Content-Type: multipart/form-data; boundary={BOUNDARY}\r\n{framing}\r\n\r\n",
+        user.access_token
+    );
+    let mut request = head.into_bytes();
+    if length.is_some() {
+        request.extend_from_slice(body);
+    } else {
+        request.extend_from_slice(format!("{:x}\r\n", body.len()).as_bytes());
+        request.extend_from_slice(body);
+        request.extend_from_slice(b"\r\n");
+    }
+    raw.write_all(&request).await.expect("request sent");
+
+    let mut answer = Vec::new();
+    let read = async {
+        let mut buf = [0u8; 4096];
+        loop {
+            let n = raw.read(&mut buf).await.expect("answer read");
+            answer.extend_from_slice(&buf[..n]);
+            if n == 0 || complete_response(&answer) {
+                return;
+            }
+        }
+    };
+    tokio::time::timeout(ANSWER_WAIT, read).await.expect("an answer without the rest of the body");
+    let text = String::from_utf8_lossy(&answer);
+    let status = text.split(' ').nth(1).and_then(|s| s.parse().ok()).expect("a status line");
+    let json = text.split_once("\r\n\r\n").and_then(|(_, body)| serde_json::from_str(body).ok()).unwrap_or(Value::Null);
+    (status, json)
+}
+
+/// Whether `answer` holds a whole response: its head and `Content-Length` bytes of body.
+fn complete_response(answer: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(answer);
+    let Some((head, body)) = text.split_once("\r\n\r\n") else { return false };
+    let length = head
+        .lines()
+        .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().to_owned()))
+        .and_then(|v| v.parse::<usize>().ok());
+    length.is_some_and(|n| body.len() >= n)
+}
+
+const BOUNDARY: &str = "e2e-boundary";
+
 async fn download(app: &TestApp, user: &TestUser, url: &str, range: Option<&str>) -> reqwest::Response {
     let mut req = app.http.get(app.url(url)).bearer_auth(&user.access_token);
     if let Some(range) = range {
@@ -241,6 +297,126 @@ async fn the_internal_route_refuses_a_missing_or_wrong_service_token() {
     assert_eq!(right.status(), StatusCode::CREATED);
 }
 
+async fn parallel_uploads_never_store_more_than_the_quota() {
+    // Arrange: room for five files of 200 kB, and twenty sent at once.
+    const QUOTA: usize = 1_000_000;
+    const SIZE: usize = 200_000;
+    let app = TestApp::spawn_with(&[("CHAT_USER_QUOTA_BYTES", "1000000")]).await;
+    let alice = app.signup("alice").await;
+    let room = app.create_room(&alice, "private", &[]).await["id"].as_str().unwrap().to_owned();
+
+    // Act
+    let uploads = (0..20u8).map(|i| {
+        let (app, alice, room) = (&app, &alice, &room);
+        async move { upload(app, alice, room, &format!("f{i}.bin"), "application/octet-stream", vec![i; SIZE]).await }
+    });
+    let answers = futures::future::join_all(uploads).await;
+
+    // Assert: every refusal names the quota, and what was stored fits in it.
+    let created = answers.iter().filter(|(status, _)| *status == StatusCode::CREATED).count();
+    for (status, body) in answers.iter().filter(|(status, _)| *status != StatusCode::CREATED) {
+        assert_eq!((*status, body["code"].as_str()), (StatusCode::PAYLOAD_TOO_LARGE, Some("quota_exceeded")), "{body}");
+    }
+    assert!(created >= 1, "at least the first upload fits");
+    assert!(created * SIZE <= QUOTA, "{created} uploads of {SIZE} bytes stored against a quota of {QUOTA}");
+    let on_disk: u64 = stored_files(&app).iter().map(|f| f.metadata().unwrap().len()).sum();
+    assert!(on_disk <= QUOTA as u64, "{on_disk} bytes on disk");
+}
+
+async fn a_refused_upload_gives_its_held_quota_back() {
+    // Arrange: a quota of 1000 bytes, and an upload refused for its size after its hold was taken.
+    let app = TestApp::spawn_with(&[("CHAT_USER_QUOTA_BYTES", "1000"), ("CHAT_FILE_MAX_BYTES", "1000")]).await;
+    let alice = app.signup("alice").await;
+    let room = app.create_room(&alice, "private", &[]).await["id"].as_str().unwrap().to_owned();
+    let (refused, _) = upload(&app, &alice, &room, "big.bin", "application/octet-stream", vec![1u8; 5000]).await;
+
+    // Act
+    let (status, body) = upload(&app, &alice, &room, "all.bin", "application/octet-stream", vec![1u8; 1000]).await;
+
+    // Assert
+    assert_eq!(refused, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+}
+
+async fn a_room_id_part_over_64_bytes_is_refused_with_400() {
+    // Arrange: a real room id, padded past 64 bytes with spaces a trim would remove.
+    let app = TestApp::spawn().await;
+    let alice = app.signup("alice").await;
+    let room = app.create_room(&alice, "private", &[]).await["id"].as_str().unwrap().to_owned();
+    let padded = format!("{room}{}", " ".repeat(64));
+
+    // Act
+    let (status, body) = upload(&app, &alice, &padded, "a.txt", "text/plain", b"hello".to_vec()).await;
+
+    // Assert
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["code"], "invalid_request");
+    assert_eq!(body["message"], "room_id: at most 64 bytes");
+    assert!(stored_files(&app).is_empty());
+}
+
+async fn a_declared_body_over_the_largest_file_is_refused_with_413_before_it_arrives() {
+    // Arrange
+    let app = TestApp::spawn_with(&[("CHAT_FILE_MAX_BYTES", "1000"), ("CHAT_IMAGE_MAX_BYTES", "1000")]).await;
+    let alice = app.signup("alice").await;
+
+    // Act: ten gigabytes announced, a hundred bytes sent.
+    let (status, body) = stalled_upload(&app, &alice, Some(10 << 30), &[b'-'; 100]).await;
+
+    // Assert: 1000 bytes of file and 16 KiB of form at most.
+    assert_eq!(status, 413, "{body}");
+    assert_eq!(body["code"], "too_large");
+    assert_eq!(body["message"], "the request body is larger than 17384 bytes");
+}
+
+async fn a_part_header_that_never_ends_is_refused_with_413() {
+    // Arrange
+    let app = TestApp::spawn().await;
+    let alice = app.signup("alice").await;
+    let mut body = format!("--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"").into_bytes();
+    body.extend_from_slice(&[b'a'; 9 * 1024]);
+
+    // Act: no line break ever follows.
+    let (status, answer) = stalled_upload(&app, &alice, None, &body).await;
+
+    // Assert
+    assert_eq!(status, 413, "{answer}");
+    assert_eq!(answer["code"], "too_large");
+    assert_eq!(answer["message"], "multipart: the headers of a part are larger than 8192 bytes");
+}
+
+async fn a_form_past_the_largest_file_and_its_overhead_is_refused_with_413_while_it_streams() {
+    // Arrange: an undeclared length, and a part the server does not use, larger than any form.
+    let app = TestApp::spawn_with(&[("CHAT_FILE_MAX_BYTES", "1000"), ("CHAT_IMAGE_MAX_BYTES", "1000")]).await;
+    let alice = app.signup("alice").await;
+    let room = app.create_room(&alice, "private", &[]).await["id"].as_str().unwrap().to_owned();
+    let mut body = format!(
+        "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"room_id\"\r\n\r\n{room}\r\n\
+         --{BOUNDARY}\r\nContent-Disposition: form-data; name=\"note\"\r\n\r\n"
+    )
+    .into_bytes();
+    body.extend_from_slice(&[b'n'; 20 * 1024]);
+
+    // Act
+    let (status, answer) = stalled_upload(&app, &alice, None, &body).await;
+
+    // Assert
+    assert_eq!(status, 413, "{answer}");
+    assert_eq!(answer["message"], "the request body is larger than 17384 bytes");
+    assert!(stored_files(&app).is_empty());
+}
+
+async fn a_file_of_exactly_the_limit_fits_in_a_form_with_its_overhead() {
+    let app = TestApp::spawn_with(&[("CHAT_FILE_MAX_BYTES", "1000"), ("CHAT_IMAGE_MAX_BYTES", "1000")]).await;
+    let alice = app.signup("alice").await;
+    let room = app.create_room(&alice, "private", &[]).await["id"].as_str().unwrap().to_owned();
+
+    let (status, body) = upload(&app, &alice, &room, "max.bin", "application/octet-stream", vec![1u8; 1000]).await;
+
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["size"], 1000);
+}
+
 e2e::on_both_shapes!(
     the_internal_route_refuses_a_missing_or_wrong_service_token,
     a_file_sent_over_the_socket_downloads_byte_identical_from_its_url,
@@ -252,6 +428,13 @@ e2e::on_both_shapes!(
     a_range_request_returns_exactly_the_requested_bytes,
     concurrent_uploads_do_not_interfere,
     downloads_accept_the_token_as_a_query_parameter,
+    parallel_uploads_never_store_more_than_the_quota,
+    a_refused_upload_gives_its_held_quota_back,
+    a_room_id_part_over_64_bytes_is_refused_with_400,
+    a_declared_body_over_the_largest_file_is_refused_with_413_before_it_arrives,
+    a_part_header_that_never_ends_is_refused_with_413,
+    a_form_past_the_largest_file_and_its_overhead_is_refused_with_413_while_it_streams,
+    a_file_of_exactly_the_limit_fits_in_a_form_with_its_overhead,
 );
 
 #[tokio::test]

@@ -421,6 +421,73 @@ async fn a_socket_that_stops_reading_is_closed_instead_of_blocking_its_task_fore
     assert_eq!(live, 1.0, "the socket that stopped reading is still held open");
 }
 
+/// Writes `bytes` straight onto the socket's connection, under the client's codec, so a frame can
+/// go out in part or with a header that claims more than follows.
+async fn write_raw(socket: &mut e2e::Socket, bytes: &[u8]) {
+    use tokio::io::AsyncWriteExt;
+    let tokio_tungstenite::MaybeTlsStream::Plain(tcp) = socket.stream.get_mut() else {
+        panic!("the tests speak plain TCP");
+    };
+    tcp.write_all(bytes).await.expect("raw bytes written");
+}
+
+/// The header of a masked client frame; with a mask of zeros the payload goes out as it is.
+fn frame_header(fin: bool, opcode: u8, len: u64) -> Vec<u8> {
+    let mut header = vec![if fin { 0x80 | opcode } else { opcode }, 0x80 | 127];
+    header.extend_from_slice(&len.to_be_bytes());
+    header.extend_from_slice(&[0; 4]);
+    header
+}
+
+const TEXT: u8 = 0x1;
+const CONTINUATION: u8 = 0x0;
+
+async fn a_text_frame_over_64_kib_is_answered_too_large_from_its_header_and_the_socket_stays_open() {
+    // Arrange
+    let app = TestApp::spawn().await;
+    let alice = app.signup("alice").await;
+    let mut socket = app.socket(&alice).await;
+
+    // Act: a text frame of 1 MiB whose first kilobyte alone has been sent.
+    write_raw(&mut socket, &frame_header(true, TEXT, 1 << 20)).await;
+    write_raw(&mut socket, &[b' '; 1024]).await;
+    let error = socket.next_of("error").await;
+
+    // Assert: the answer comes before the rest, and the socket serves on once the rest has passed.
+    assert_eq!(error["code"], "too_large");
+    assert_eq!(error["message"], "text frames are limited to 65536 bytes");
+    write_raw(&mut socket, &vec![b' '; (1 << 20) - 1024]).await;
+    socket.send_json(json!({"type": "ping"})).await;
+    assert_eq!(socket.next_of("pong").await["type"], "pong");
+}
+
+async fn a_fragmented_text_message_growing_past_64_kib_closes_the_socket_with_1009() {
+    // Arrange: a first fragment within the limit.
+    let app = TestApp::spawn().await;
+    let alice = app.signup("alice").await;
+    let mut socket = app.socket(&alice).await;
+    let first = 64 * 1024 - 10;
+    write_raw(&mut socket, &frame_header(false, TEXT, first as u64)).await;
+    write_raw(&mut socket, &vec![b' '; first]).await;
+
+    // Act: a continuation that takes the message past 64 KiB.
+    write_raw(&mut socket, &frame_header(true, CONTINUATION, 20)).await;
+    write_raw(&mut socket, &[b' '; 20]).await;
+
+    // Assert
+    assert_eq!(socket.closed().await, (1009, "too_large".to_owned()));
+}
+
+async fn a_text_frame_claiming_more_than_the_upload_limit_closes_the_socket_with_1009() {
+    let app = TestApp::spawn().await;
+    let alice = app.signup("alice").await;
+    let mut socket = app.socket(&alice).await;
+
+    write_raw(&mut socket, &frame_header(true, TEXT, 1 << 40)).await;
+
+    assert_eq!(socket.closed().await, (1009, "too_large".to_owned()));
+}
+
 e2e::on_both_shapes!(
     a_room_created_while_connected_is_followed_live_by_its_creator_and_members,
     a_socket_that_stops_reading_is_closed_instead_of_blocking_its_task_forever,
@@ -441,6 +508,9 @@ e2e::on_both_shapes!(
     typing_is_relayed_to_others_and_throttled,
     malformed_frames_get_a_bad_request_error_and_the_socket_stays_open,
     a_text_frame_over_64_kib_is_refused_and_the_socket_stays_open,
+    a_text_frame_over_64_kib_is_answered_too_large_from_its_header_and_the_socket_stays_open,
+    a_fragmented_text_message_growing_past_64_kib_closes_the_socket_with_1009,
+    a_text_frame_claiming_more_than_the_upload_limit_closes_the_socket_with_1009,
     a_binary_frame_over_the_upload_limit_closes_the_socket_with_1009,
     the_per_connection_rate_limit_answers_rate_limited,
     an_expiring_access_token_closes_the_socket_with_4001,

@@ -1,6 +1,7 @@
 //! The socket app: `GET /ws` handshake checks, and one task per connection speaking the protocol.
 
 pub mod frames;
+pub mod guard;
 pub mod hub;
 
 use std::sync::Arc;
@@ -8,19 +9,37 @@ use std::time::{Duration, Instant};
 
 use application::accounts::Authenticated;
 use application::messaging::{SendFileError, SendText};
-use application::ports::EventBus;
+use application::ports::{ByteStream, EventBus};
+use bytes::Bytes;
 use domain::{ClientMsgId, FileName, MessageText, RoomId};
 use futures::{SinkExt, StreamExt};
-use poem::web::websocket::{CloseCode, Message, WebSocket, WebSocketConfig, WebSocketStream};
+use poem::http::{header, Method, StatusCode};
 use poem::web::Data;
-use poem::{handler, IntoResponse, Request, Response};
+use poem::{handler, Body, IntoResponse, Request, Response, Upgraded};
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+use tokio_tungstenite::WebSocketStream;
 
 use self::frames::{BinaryHeader, ClientFrame, ServerFrame, UserRef};
+use self::guard::{FrameGuard, GuardLimits, Skipped};
 use self::hub::{close, Hub};
 use crate::bearer::caller;
 use crate::dto::MessageDto;
 use crate::error::{ApiError, Problem};
 use crate::state::AppState;
+
+/// A server socket: the codec over the guard over the upgraded connection.
+type Socket = WebSocketStream<FrameGuard<Upgraded>>;
+
+/// The pieces an uploaded file's bytes go to storage in; each is copied out of the frame as the
+/// store asks for it, so the frame is the only whole copy.
+const UPLOAD_CHUNK_BYTES: usize = 64 << 10;
+
+/// The largest frame the codec is handed: the guard cuts longer binary frames into fragments of
+/// this size, so the codec's read buffer never grows to an upload's size and stays so.
+const CODEC_FRAME_BYTES: usize = 64 << 10;
 
 #[derive(Debug, Clone)]
 pub struct WsConfig {
@@ -39,6 +58,7 @@ pub struct WsConfig {
     /// A write that cannot finish this long means the peer stopped reading: the socket is closed
     /// with 1013, so one stalled reader never holds its task (and its pings) forever.
     pub write_timeout: Duration,
+    /// Largest text message: the read guard refuses a larger one from its header, unbuffered.
     pub max_text_bytes: usize,
     /// Largest binary frame: the largest upload plus its header.
     pub max_binary_bytes: usize,
@@ -93,7 +113,11 @@ impl SocketApp {
 }
 
 #[handler]
-pub async fn ws_handler(req: &Request, ws: WebSocket, state: Data<&AppState>, app: Data<&SocketApp>) -> Response {
+pub async fn ws_handler(req: &Request, state: Data<&AppState>, app: Data<&SocketApp>) -> Response {
+    let key = match handshake_key(req) {
+        Ok(key) => key,
+        Err(refusal) => return refusal.into_response(),
+    };
     if let Err(refusal) = check_origin(req, &app.config.allowed_origins) {
         return refusal.into_response();
     }
@@ -104,20 +128,56 @@ pub async fn ws_handler(req: &Request, ws: WebSocket, state: Data<&AppState>, ap
     let Some(reservation) = app.hub.reserve(caller.user.id, app.config.max_connections_per_user) else {
         return ApiError::rate_limited(5).into_response();
     };
+    let Ok(upgrade) = req.take_upgrade() else {
+        return ApiError::bad_request("invalid_request", "the connection cannot be upgraded").into_response();
+    };
     let state = state.clone();
     let app = app.clone();
-    let config = WebSocketConfig::default()
+    tokio::spawn(async move {
+        let _reservation = reservation;
+        let Ok(upgraded) = upgrade.await else { return };
+        let skipped = Arc::new(Skipped::default());
+        let limits = GuardLimits {
+            max_text: app.config.max_text_bytes as u64,
+            max_frame: app.config.max_binary_bytes as u64,
+            piece: CODEC_FRAME_BYTES.max(app.config.max_text_bytes) as u64,
+        };
+        let io = FrameGuard::new(upgraded, limits, skipped.clone());
+        let socket = WebSocketStream::from_raw_socket(io, Role::Server, Some(codec_config(&app.config))).await;
+        Connection::serve(socket, skipped, state, app, caller).await;
+    });
+    Response::builder()
+        .status(StatusCode::SWITCHING_PROTOCOLS)
+        .header(header::CONNECTION, "upgrade")
+        .header(header::UPGRADE, "websocket")
+        .header(header::SEC_WEBSOCKET_ACCEPT, derive_accept_key(key.as_bytes()))
+        .body(Body::empty())
+}
+
+/// The codec's limits: a message may carry the largest upload, in frames the guard made no
+/// longer than `CODEC_FRAME_BYTES` (or the text limit). The server only writes JSON frames, each
+/// far below 1 MiB.
+fn codec_config(config: &WsConfig) -> WebSocketConfig {
+    WebSocketConfig::default()
         .read_buffer_size(4096)
         .write_buffer_size(0)
-        .max_write_buffer_size(app.config.max_binary_bytes.max(1 << 20))
-        .max_message_size(Some(app.config.max_binary_bytes))
-        .max_frame_size(Some(app.config.max_binary_bytes));
-    ws.config(config)
-        .on_upgrade(move |socket| async move {
-            let _reservation = reservation;
-            Connection::serve(socket, state, app, caller).await;
-        })
-        .into_response()
+        .max_write_buffer_size(1 << 20)
+        .max_message_size(Some(config.max_binary_bytes))
+        .max_frame_size(Some(CODEC_FRAME_BYTES.max(config.max_text_bytes)))
+}
+
+/// The `Sec-WebSocket-Key` of a valid upgrade request (RFC 6455 §4.2.1).
+fn handshake_key(req: &Request) -> Result<String, ApiError> {
+    let headers = req.headers();
+    let text = |name| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let upgrade = text(header::UPGRADE).eq_ignore_ascii_case("websocket");
+    let connection = text(header::CONNECTION).split(',').any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
+    let version = text(header::SEC_WEBSOCKET_VERSION) == "13";
+    let key = text(header::SEC_WEBSOCKET_KEY);
+    if req.method() != Method::GET || !upgrade || !connection || !version || key.is_empty() {
+        return Err(ApiError::bad_request("invalid_request", "not a WebSocket handshake"));
+    }
+    Ok(key.to_owned())
 }
 
 fn check_origin(req: &Request, allowed: &[String]) -> Result<(), ApiError> {
@@ -165,7 +225,9 @@ struct Connection {
     state: AppState,
     app: SocketApp,
     caller: Authenticated,
-    sink: futures::stream::SplitSink<WebSocketStream, Message>,
+    sink: futures::stream::SplitSink<Socket, Message>,
+    /// Text messages the guard dropped for their size, still to be answered.
+    skipped: Arc<Skipped>,
     /// Set when a write hit the write timeout: the peer stopped reading.
     stalled: bool,
 }
@@ -177,7 +239,7 @@ enum End {
 }
 
 impl Connection {
-    async fn serve(socket: WebSocketStream, state: AppState, app: SocketApp, caller: Authenticated) {
+    async fn serve(socket: Socket, skipped: Arc<Skipped>, state: AppState, app: SocketApp, caller: Authenticated) {
         let (sink, mut stream) = socket.split();
         let user = caller.user.clone();
         let rooms = match state.rooms.subscriptions(&user).await {
@@ -189,7 +251,7 @@ impl Connection {
         };
         let mut reg = app.hub.register(user.id, caller.claims.session, rooms.clone());
         state.metrics.socket_opened();
-        let mut conn = Connection { state, app, caller, sink, stalled: false };
+        let mut conn = Connection { state, app, caller, sink, skipped, stalled: false };
         if reg.first_for_user {
             conn.presence(true, rooms).await;
         }
@@ -202,7 +264,7 @@ impl Connection {
             end = End::Close(close::TRY_AGAIN_LATER, "too_slow");
         }
         if let End::Close(code, reason) = end {
-            conn.write(Message::Close(Some((CloseCode::from(code), reason.to_owned())))).await;
+            conn.write(Message::Close(Some(CloseFrame { code: CloseCode::from(code), reason: reason.into() }))).await;
         }
         let _ = tokio::time::timeout(conn.app.config.write_timeout, conn.sink.close()).await;
         let last = conn.app.hub.unregister(reg.id);
@@ -213,11 +275,7 @@ impl Connection {
         }
     }
 
-    async fn run(
-        &mut self,
-        stream: &mut futures::stream::SplitStream<WebSocketStream>,
-        reg: &mut hub::Registration,
-    ) -> End {
+    async fn run(&mut self, stream: &mut futures::stream::SplitStream<Socket>, reg: &mut hub::Registration) -> End {
         let mut bucket = Bucket::new(self.app.config.rate_per_sec, self.app.config.burst);
         let mut ping = tokio::time::interval(self.app.config.ping_interval);
         ping.tick().await;
@@ -229,14 +287,16 @@ impl Connection {
             tokio::select! {
                 incoming = stream.next() => {
                     last_seen = Instant::now();
+                    // A message the guard dropped came before this one: answer it first.
+                    if !self.answer_skipped(&mut bucket).await { return End::Gone; }
                     match incoming {
                         None => return End::Gone,
                         Some(Err(e)) => {
                             tracing::debug!(error = %e, "socket read failed");
-                            return if is_capacity(&e) { End::Close(close::MESSAGE_TOO_BIG, "too_large") } else { End::Gone };
+                            return if is_too_large(&e) { End::Close(close::MESSAGE_TOO_BIG, "too_large") } else { End::Gone };
                         }
                         Some(Ok(Message::Close(_))) => return End::Gone,
-                        Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                        Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
                         Some(Ok(msg)) => {
                             if !bucket.take() {
                                 if !self.error("rate_limited", "too many frames; slow down".into(), None).await { return End::Gone; }
@@ -245,6 +305,10 @@ impl Connection {
                             if let Some(end) = self.handle(msg).await { return end; }
                         }
                     }
+                }
+                () = self.skipped.wait() => {
+                    last_seen = Instant::now();
+                    if !self.answer_skipped(&mut bucket).await { return End::Gone; }
                 }
                 frame = reg.frames.recv() => match frame {
                     Some(json) => if !self.send(json.to_string()).await { return End::Gone },
@@ -256,22 +320,35 @@ impl Connection {
                 }
                 _ = ping.tick() => {
                     if last_seen.elapsed() > self.app.config.idle_timeout { return End::Gone; }
-                    if !self.write(Message::Ping(Vec::new())).await { return End::Gone; }
+                    if !self.write(Message::Ping(Bytes::new())).await { return End::Gone; }
                 }
                 () = &mut expiry => return End::Close(close::SESSION_ENDED, "token_expired"),
             }
         }
     }
 
+    /// Answers each text message the guard dropped for its size, like any frame a client sends:
+    /// within the rate. False when the socket is gone.
+    async fn answer_skipped(&mut self, bucket: &mut Bucket) -> bool {
+        for _ in 0..self.skipped.take() {
+            let limit = self.app.config.max_text_bytes;
+            let (code, message) = if bucket.take() {
+                ("too_large", format!("text frames are limited to {limit} bytes"))
+            } else {
+                ("rate_limited", "too many frames; slow down".to_owned())
+            };
+            if !self.error(code, message, None).await {
+                return false;
+            }
+        }
+        true
+    }
+
     /// Handles one client frame; `Some` ends the connection.
     async fn handle(&mut self, msg: Message) -> Option<End> {
         match msg {
+            // The guard let no text message over `max_text_bytes` through.
             Message::Text(text) => {
-                if text.len() > self.app.config.max_text_bytes {
-                    let limit = self.app.config.max_text_bytes;
-                    let ok = self.error("too_large", format!("text frames are limited to {limit} bytes"), None).await;
-                    return (!ok).then_some(End::Gone);
-                }
                 let ok = match frames::parse_text(&text) {
                     Ok(frame) => self.on_frame(frame).await,
                     Err(e) => self.error("bad_request", e.to_string(), None).await,
@@ -337,9 +414,9 @@ impl Connection {
         }
     }
 
-    async fn on_binary(&mut self, bytes: Vec<u8>) -> Option<End> {
-        let (header, body) = match frames::parse_binary(&bytes) {
-            Ok(parts) => parts,
+    async fn on_binary(&mut self, frame: Bytes) -> Option<End> {
+        let (header, body_len) = match frames::parse_binary(&frame) {
+            Ok((header, body)) => (header, body.len()),
             Err(e) => return (!self.error("bad_request", e.to_string(), None).await).then_some(End::Gone),
         };
         let BinaryHeader::SendFile { room_id, client_msg_id, name } = header;
@@ -350,10 +427,14 @@ impl Connection {
         let Some(room) = parse_room(&room_id) else {
             return (!self.problem(Problem::room_not_found(), Some(&client_msg_id)).await).then_some(End::Gone);
         };
-        let data = futures::stream::iter([Ok(body.to_vec())]).boxed();
-        drop(bytes);
+        // The body is a view of the frame, not a copy of it.
+        let body = frame.slice(frame.len() - body_len..);
+        drop(frame);
+        let size = body.len() as u64;
+        let data = chunked(body);
         let user = self.caller.user.clone();
-        let result = self.state.messaging.send_file(&user, room, Some(cid), FileName::sanitize(&name), data).await;
+        let name = FileName::sanitize(&name);
+        let result = self.state.messaging.send_file(&user, room, Some(cid), name, data, Some(size)).await;
         let ok = match result {
             Ok(sent) => self.ack(&client_msg_id, &MessageDto::from(&sent.message)).await,
             Err(e) => {
@@ -383,7 +464,7 @@ impl Connection {
     }
 
     async fn send(&mut self, json: String) -> bool {
-        self.write(Message::Text(json)).await
+        self.write(Message::Text(json.into())).await
     }
 
     /// Writes one frame, giving up after the write timeout; false when the socket is gone or stalled.
@@ -406,7 +487,42 @@ fn parse_room(raw: &str) -> Option<RoomId> {
     raw.parse().ok()
 }
 
-fn is_capacity(e: &std::io::Error) -> bool {
-    let text = e.to_string();
-    text.contains("Space limit exceeded") || text.contains("too long") || text.contains("Capacity")
+/// Whether a read failed on a frame over its limit: the codec's for binary, the guard's for text.
+fn is_too_large(e: &WsError) -> bool {
+    match e {
+        WsError::Capacity(_) => true,
+        WsError::Io(io) => guard::is_refusal(io),
+        _ => false,
+    }
+}
+
+/// The body as a stream of copies of at most `UPLOAD_CHUNK_BYTES`, each made when it is asked for.
+fn chunked(body: Bytes) -> ByteStream {
+    futures::stream::unfold(body, |mut rest| async move {
+        if rest.is_empty() {
+            return None;
+        }
+        let piece = rest.split_to(rest.len().min(UPLOAD_CHUNK_BYTES));
+        Some((Ok(piece.to_vec()), rest))
+    })
+    .boxed()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_file_frame_goes_to_storage_in_pieces_of_at_most_64_kib() {
+        let body: Bytes = (0..200_000u32).map(|i| (i % 251) as u8).collect::<Vec<u8>>().into();
+
+        let pieces: Vec<Vec<u8>> = chunked(body.clone()).map(|piece| piece.expect("a piece")).collect().await;
+
+        assert!(
+            pieces.iter().all(|p| p.len() <= UPLOAD_CHUNK_BYTES),
+            "{:?}",
+            pieces.iter().map(Vec::len).collect::<Vec<_>>()
+        );
+        assert_eq!(pieces.concat(), body);
+    }
 }
