@@ -161,6 +161,13 @@ async fn a_non_member_finds_no_private_room_to_send_or_sync_to() {
     assert_eq!(refused["client_msg_id"], "x1");
     assert_eq!(sync_refused["code"], "not_found");
     assert_eq!(sync_refused["message"], "room not found");
+    assert_eq!(sync_refused["room_id"], room.as_str(), "the error names the room it is about");
+    socket.send_json(json!({"type": "typing", "room_id": room})).await;
+    let typing_refused = socket.next_of("error").await;
+    assert_eq!(
+        (typing_refused["code"].as_str(), typing_refused["room_id"].as_str()),
+        (Some("not_found"), Some(room.as_str()))
+    );
     let (_, history) = app.get(&format!("/rooms/{room}/messages"), &alice.access_token).await;
     assert_eq!(history["items"].as_array().unwrap().len(), 0);
 }

@@ -114,6 +114,9 @@ pub enum ServerFrame<'a> {
         message: String,
         #[serde(skip_serializing_if = "Option::is_none")]
         client_msg_id: Option<&'a str>,
+        /// The room a `sync` or `typing` was about, so a client with several in flight knows which.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        room_id: Option<&'a str>,
     },
 }
 
@@ -162,7 +165,8 @@ mod tests {
 
     #[test]
     fn server_frames_are_tagged_by_type() {
-        let json = ServerFrame::Error { code: "bad_request", message: "x".into(), client_msg_id: None }.to_json();
+        let json = ServerFrame::Error { code: "bad_request", message: "x".into(), client_msg_id: None, room_id: None }
+            .to_json();
         assert_eq!(json, r#"{"type":"error","code":"bad_request","message":"x"}"#);
         assert_eq!(ServerFrame::Pong.to_json(), r#"{"type":"pong"}"#);
     }

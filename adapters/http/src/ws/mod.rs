@@ -299,7 +299,7 @@ impl Connection {
                         Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
                         Some(Ok(msg)) => {
                             if !bucket.take() {
-                                if !self.error("rate_limited", "too many frames; slow down".into(), None).await { return End::Gone; }
+                                if !self.error("rate_limited", "too many frames; slow down".into(), None, None).await { return End::Gone; }
                                 continue;
                             }
                             if let Some(end) = self.handle(msg).await { return end; }
@@ -337,7 +337,7 @@ impl Connection {
             } else {
                 ("rate_limited", "too many frames; slow down".to_owned())
             };
-            if !self.error(code, message, None).await {
+            if !self.error(code, message, None, None).await {
                 return false;
             }
         }
@@ -351,7 +351,7 @@ impl Connection {
             Message::Text(text) => {
                 let ok = match frames::parse_text(&text) {
                     Ok(frame) => self.on_frame(frame).await,
-                    Err(e) => self.error("bad_request", e.to_string(), None).await,
+                    Err(e) => self.error("bad_request", e.to_string(), None, None).await,
                 };
                 (!ok).then_some(End::Gone)
             }
@@ -366,24 +366,26 @@ impl Connection {
             ClientFrame::Ping => self.send(ServerFrame::Pong.to_json()).await,
             ClientFrame::Send { room_id, client_msg_id, text } => {
                 let Ok(cid) = ClientMsgId::new(&client_msg_id) else {
-                    return self.error("bad_request", "client_msg_id must be 1 to 64 characters".into(), None).await;
+                    return self
+                        .error("bad_request", "client_msg_id must be 1 to 64 characters".into(), None, None)
+                        .await;
                 };
                 let Some(room_id) = parse_room(&room_id) else {
-                    return self.problem(Problem::room_not_found(), Some(&client_msg_id)).await;
+                    return self.problem(Problem::room_not_found(), Some(&client_msg_id), None).await;
                 };
                 let text = match MessageText::new(&text) {
                     Ok(text) => text,
-                    Err(e) => return self.error("bad_request", format!("text: {e}"), Some(&client_msg_id)).await,
+                    Err(e) => return self.error("bad_request", format!("text: {e}"), Some(&client_msg_id), None).await,
                 };
                 let request = SendText { room_id, client_msg_id: Some(cid), text };
                 match self.state.messaging.send_text(&user, request).await {
                     Ok(sent) => self.ack(&client_msg_id, &MessageDto::from(&sent.message)).await,
-                    Err(e) => self.problem(e.into(), Some(&client_msg_id)).await,
+                    Err(e) => self.problem(e.into(), Some(&client_msg_id), None).await,
                 }
             }
             ClientFrame::Sync { room_id, after_seq } => {
                 let Some(room) = parse_room(&room_id) else {
-                    return self.problem(Problem::room_not_found(), None).await;
+                    return self.problem(Problem::room_not_found(), None, Some(&room_id)).await;
                 };
                 match self.state.messaging.sync(&user, room, after_seq).await {
                     Ok(page) => {
@@ -396,19 +398,19 @@ impl Connection {
                         let synced = ServerFrame::Synced { room_id, last_seq: page.last_seq, has_more: page.has_more };
                         self.send(synced.to_json()).await
                     }
-                    Err(e) => self.problem(e.into(), None).await,
+                    Err(e) => self.problem(e.into(), None, Some(&room_id)).await,
                 }
             }
             ClientFrame::Typing { room_id } => {
                 let Some(room) = parse_room(&room_id) else {
-                    return self.problem(Problem::room_not_found(), None).await;
+                    return self.problem(Problem::room_not_found(), None, Some(&room_id)).await;
                 };
                 if !self.app.hub.allow_typing(user.id, room) {
                     return true;
                 }
                 match self.state.messaging.typing(&user, room).await {
                     Ok(()) => true,
-                    Err(e) => self.problem(e.into(), None).await,
+                    Err(e) => self.problem(e.into(), None, Some(&room_id)).await,
                 }
             }
         }
@@ -417,15 +419,15 @@ impl Connection {
     async fn on_binary(&mut self, frame: Bytes) -> Option<End> {
         let (header, body_len) = match frames::parse_binary(&frame) {
             Ok((header, body)) => (header, body.len()),
-            Err(e) => return (!self.error("bad_request", e.to_string(), None).await).then_some(End::Gone),
+            Err(e) => return (!self.error("bad_request", e.to_string(), None, None).await).then_some(End::Gone),
         };
         let BinaryHeader::SendFile { room_id, client_msg_id, name } = header;
         let Ok(cid) = ClientMsgId::new(&client_msg_id) else {
-            let ok = self.error("bad_request", "client_msg_id must be 1 to 64 characters".into(), None).await;
+            let ok = self.error("bad_request", "client_msg_id must be 1 to 64 characters".into(), None, None).await;
             return (!ok).then_some(End::Gone);
         };
         let Some(room) = parse_room(&room_id) else {
-            return (!self.problem(Problem::room_not_found(), Some(&client_msg_id)).await).then_some(End::Gone);
+            return (!self.problem(Problem::room_not_found(), Some(&client_msg_id), None).await).then_some(End::Gone);
         };
         // The body is a view of the frame, not a copy of it.
         let body = frame.slice(frame.len() - body_len..);
@@ -440,7 +442,7 @@ impl Connection {
             Err(e) => {
                 // Over the limit for its kind the socket closes too: the client sent far too much.
                 let close = matches!(e, SendFileError::TooLarge { .. });
-                let ok = self.problem(e.into(), Some(&client_msg_id)).await;
+                let ok = self.problem(e.into(), Some(&client_msg_id), None).await;
                 if close {
                     return Some(End::Close(close::MESSAGE_TOO_BIG, "too_large"));
                 }
@@ -454,13 +456,14 @@ impl Connection {
         self.send(ServerFrame::Ack { client_msg_id, message }.to_json()).await
     }
 
-    async fn error(&mut self, code: &str, message: String, client_msg_id: Option<&str>) -> bool {
-        self.send(ServerFrame::Error { code, message, client_msg_id }.to_json()).await
+    /// An `error` frame naming the message (`client_msg_id`) or room (`room_id`) it is about.
+    async fn error(&mut self, code: &str, message: String, client_msg_id: Option<&str>, room_id: Option<&str>) -> bool {
+        self.send(ServerFrame::Error { code, message, client_msg_id, room_id }.to_json()).await
     }
 
     /// A use-case error, in the same words REST uses for it.
-    async fn problem(&mut self, problem: Problem, client_msg_id: Option<&str>) -> bool {
-        self.error(problem.code, problem.message, client_msg_id).await
+    async fn problem(&mut self, problem: Problem, client_msg_id: Option<&str>, room_id: Option<&str>) -> bool {
+        self.error(problem.code, problem.message, client_msg_id, room_id).await
     }
 
     async fn send(&mut self, json: String) -> bool {
