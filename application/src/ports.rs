@@ -598,6 +598,15 @@ pub enum RoomEvent {
     },
 }
 
+/// What a bus subscription yields.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Delivery {
+    Event(RoomEvent),
+    /// Events may have been lost just before this: whatever a subscriber derived from them
+    /// (who follows which room, which sessions are revoked) must be read again from the stores.
+    Gap,
+}
+
 #[cfg_attr(any(test, feature = "mocks"), automock)]
 #[async_trait]
 pub trait EventBus: Send + Sync + 'static {
@@ -608,10 +617,12 @@ pub trait EventBus: Send + Sync + 'static {
     async fn publish(&self, event: RoomEvent) -> anyhow::Result<()>;
 
     /// Every event published from now on, on any node. One subscription serves a whole node.
+    /// Where events may have been lost (a subscriber that fell behind, a reconnect), it MUST
+    /// yield `Delivery::Gap` before the events that follow.
     ///
     /// # Errors
     /// Only transport failures.
-    async fn subscribe(&self) -> anyhow::Result<BoxStream<'static, RoomEvent>>;
+    async fn subscribe(&self) -> anyhow::Result<BoxStream<'static, Delivery>>;
 }
 
 #[cfg_attr(any(test, feature = "mocks"), automock)]

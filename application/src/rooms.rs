@@ -362,12 +362,12 @@ impl Rooms {
         Ok(())
     }
 
-    /// Every room `actor` belongs to, for subscribing a live connection.
+    /// Every room `user` belongs to, for subscribing a live connection.
     ///
     /// # Errors
     /// Only infrastructure failures.
-    pub async fn subscriptions(&self, actor: &User) -> anyhow::Result<Vec<RoomId>> {
-        self.rooms.room_ids_for_member(actor.id).await
+    pub async fn subscriptions(&self, user: UserId) -> anyhow::Result<Vec<RoomId>> {
+        self.rooms.room_ids_for_member(user).await
     }
 
     /// Reads, changes and writes a room, retrying when another writer got there first.

@@ -42,6 +42,8 @@ pub struct Config {
     pub ws_burst: f64,
     /// How long one socket write may wait for a peer that stopped reading.
     pub ws_write_timeout: Duration,
+    /// How often socket nodes read every socket's rooms again, for membership events they missed.
+    pub ws_reconcile_every: Duration,
     /// Threads hashing passwords at once (each holds one argon2 block of 19 MiB); 0 = one per core, at most 2.
     pub password_hash_threads: usize,
     /// Logins and sign-ups that may wait for a hashing thread before the rest get 503.
@@ -103,6 +105,7 @@ pub const VARIABLES: &[(&str, &str)] = &[
     ("CHAT_WS_RATE_PER_SEC", "20"),
     ("CHAT_WS_BURST", "40"),
     ("CHAT_WS_WRITE_TIMEOUT_MS", "10000"),
+    ("CHAT_WS_RECONCILE_SECS", "30"),
     ("CHAT_PASSWORD_HASH_THREADS", "0"),
     ("CHAT_PASSWORD_HASH_QUEUE", "64"),
     ("CHAT_LOGIN_FAILURES_PER_NAME", "5"),
@@ -281,6 +284,9 @@ impl Config {
             ws_burst: s.positive("CHAT_WS_BURST", "a positive number of frames")?,
             ws_write_timeout: Duration::from_millis(
                 s.positive("CHAT_WS_WRITE_TIMEOUT_MS", "a positive number of milliseconds")?,
+            ),
+            ws_reconcile_every: Duration::from_secs(
+                s.positive("CHAT_WS_RECONCILE_SECS", "a positive number of seconds")?,
             ),
             password_hash_threads: s
                 .parse("CHAT_PASSWORD_HASH_THREADS", "a whole number (0 = one per core, at most 2)")?,

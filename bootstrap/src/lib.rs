@@ -102,7 +102,7 @@ impl Application {
 
         let metrics = Arc::new(Metrics::default());
         let socket = SocketApp::new(wiring::socket_config(&config));
-        let hub_task = socket.start(&backends.bus).await?;
+        let hub_task = socket.start(&backends.bus, rooms.clone()).await?;
         let state = AppState {
             accounts: accounts.clone(),
             rooms,

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use application::accounts::Accounts;
-use application::ports::{EventBus, RoomEvent};
+use application::ports::{Delivery, EventBus, RoomEvent};
 use futures::StreamExt;
 use tokio::sync::watch;
 
@@ -29,8 +29,10 @@ pub async fn follow(accounts: Accounts, bus: Arc<dyn EventBus>, mut stop: watch:
         }
         tokio::select! {
             event = async { events.as_mut()?.next().await }, if events.is_some() => match event {
-                Some(RoomEvent::SessionEnded { session, .. }) => accounts.session_ended_elsewhere(session),
-                Some(_) => {}
+                Some(Delivery::Event(RoomEvent::SessionEnded { session, .. })) => accounts.session_ended_elsewhere(session),
+                Some(Delivery::Event(_)) => {}
+                // Some events were lost: read the store now rather than at the next tick.
+                Some(Delivery::Gap) => reload.reset_immediately(),
                 // The bus ended the stream; subscribe again on the next turn.
                 None => events = None,
             },

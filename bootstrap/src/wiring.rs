@@ -129,6 +129,7 @@ pub(crate) fn socket_config(config: &Config) -> WsConfig {
         rate_per_sec: config.ws_rate_per_sec,
         burst: config.ws_burst,
         write_timeout: config.ws_write_timeout,
+        reconcile_every: config.ws_reconcile_every,
         max_binary_bytes: usize::try_from(limits.image_max.max(limits.file_max))
             .unwrap_or(usize::MAX)
             .saturating_add(8192),

@@ -318,6 +318,28 @@ impl TestApp {
         self.socket_on(user, 0).await
     }
 
+    /// Deletes `user_id`'s membership of `room_id` straight from the store, as a removal whose
+    /// event no node heard would leave it.
+    pub async fn remove_membership_behind_the_servers_back(&self, room_id: &str, user_id: &str) {
+        match &self.cleanup {
+            None => {
+                let db = rusqlite::Connection::open(self.data_dir.path().join("chat.db")).expect("open chat.db");
+                let deleted = db
+                    .execute("DELETE FROM room_members WHERE room_id = ?1 AND user_id = ?2", [room_id, user_id])
+                    .expect("delete the membership");
+                assert_eq!(deleted, 1, "the membership existed");
+            }
+            Some(cleanup) => {
+                let client = mongodb::Client::with_uri_str(services::mongo_url()).await.expect("MongoDB client");
+                let memberships =
+                    client.database(&cleanup.database).collection::<mongodb::bson::Document>("memberships");
+                let filter = mongodb::bson::doc! { "room_id": room_id, "user_id": user_id };
+                let deleted = memberships.delete_one(filter).await.expect("delete the membership").deleted_count;
+                assert_eq!(deleted, 1, "the membership existed");
+            }
+        }
+    }
+
     /// Tries a handshake on node `node` and returns the HTTP status of the refusal, or 101 when
     /// it was accepted.
     pub async fn handshake_status(

@@ -1,6 +1,6 @@
 //! The embedded event bus: one process, so a tokio broadcast channel reaches every subscriber.
 
-use application::ports::{EventBus, RoomEvent};
+use application::ports::{Delivery, EventBus, RoomEvent};
 use async_trait::async_trait;
 use futures::stream::{BoxStream, StreamExt};
 use tokio::sync::broadcast;
@@ -38,15 +38,13 @@ impl EventBus for InMemoryEventBus {
         Ok(())
     }
 
-    async fn subscribe(&self) -> anyhow::Result<BoxStream<'static, RoomEvent>> {
-        let events = BroadcastStream::new(self.sender.subscribe()).filter_map(|item| async move {
-            match item {
-                Ok(event) => Some(event),
-                Err(BroadcastStreamRecvError::Lagged(skipped)) => {
-                    // Live delivery is best effort; clients catch up through sync, so keep going.
-                    tracing::warn!(skipped, "event bus subscriber fell behind and missed events");
-                    None
-                }
+    async fn subscribe(&self) -> anyhow::Result<BoxStream<'static, Delivery>> {
+        let events = BroadcastStream::new(self.sender.subscribe()).map(|item| match item {
+            Ok(event) => Delivery::Event(event),
+            Err(BroadcastStreamRecvError::Lagged(skipped)) => {
+                // Clients catch up on messages through sync; the subscriber rebuilds the rest.
+                tracing::warn!(skipped, "event bus subscriber fell behind and missed events");
+                Delivery::Gap
             }
         });
         Ok(events.boxed())
@@ -62,11 +60,15 @@ mod tests {
     use application::contract::event_bus::room_deleted;
     use std::time::Duration;
 
-    async fn next_within_a_second(events: &mut BoxStream<'static, RoomEvent>) -> Option<RoomEvent> {
+    async fn next_within_a_second(events: &mut BoxStream<'static, Delivery>) -> Option<Delivery> {
         tokio::time::timeout(Duration::from_secs(1), events.next()).await.ok().flatten()
     }
 
-    async fn nothing_more_arrives(events: &mut BoxStream<'static, RoomEvent>) -> bool {
+    fn event(n: u128) -> Option<Delivery> {
+        Some(Delivery::Event(room_deleted(n)))
+    }
+
+    async fn nothing_more_arrives(events: &mut BoxStream<'static, Delivery>) -> bool {
         tokio::time::timeout(Duration::from_millis(50), events.next()).await.is_err()
     }
 
@@ -81,12 +83,12 @@ mod tests {
         bus.publish(room_deleted(2)).await.unwrap();
 
         // Assert
-        assert_eq!(next_within_a_second(&mut events).await, Some(room_deleted(2)));
+        assert_eq!(next_within_a_second(&mut events).await, event(2));
         assert!(nothing_more_arrives(&mut events).await);
     }
 
     #[tokio::test]
-    async fn a_lagging_subscriber_skips_the_lost_events_and_keeps_receiving() {
+    async fn a_lagging_subscriber_hears_a_gap_where_events_were_lost_and_keeps_receiving() {
         // Arrange
         let bus = InMemoryEventBus::new(2);
         let mut events = bus.subscribe().await.unwrap();
@@ -97,9 +99,10 @@ mod tests {
         }
 
         // Assert
-        assert_eq!(next_within_a_second(&mut events).await, Some(room_deleted(4)));
-        assert_eq!(next_within_a_second(&mut events).await, Some(room_deleted(5)));
+        assert_eq!(next_within_a_second(&mut events).await, Some(Delivery::Gap));
+        assert_eq!(next_within_a_second(&mut events).await, event(4));
+        assert_eq!(next_within_a_second(&mut events).await, event(5));
         bus.publish(room_deleted(6)).await.unwrap();
-        assert_eq!(next_within_a_second(&mut events).await, Some(room_deleted(6)));
+        assert_eq!(next_within_a_second(&mut events).await, event(6));
     }
 }

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use application::ports::{EventBus, RoomEvent};
+use application::ports::{Delivery, EventBus, RoomEvent};
 use async_trait::async_trait;
 use futures::stream::BoxStream;
 use futures::StreamExt;
@@ -35,7 +35,7 @@ pub struct RedisEventBus {
     conn: ConnectionManager,
     channel: String,
     /// Every `subscribe()` stream is a receiver of this.
-    local: broadcast::Sender<RoomEvent>,
+    local: broadcast::Sender<Delivery>,
     /// Stops the subscriber task once the last clone of the bus is dropped.
     _subscriber: Arc<AbortOnDrop>,
 }
@@ -86,7 +86,7 @@ async fn run_subscriber(
     client: redis::Client,
     channel: String,
     first: (PubSubSink, PubSubStream),
-    local: broadcast::Sender<RoomEvent>,
+    local: broadcast::Sender<Delivery>,
 ) {
     let address = connection::address(&client);
     let mut current = Some(first);
@@ -98,6 +98,8 @@ async fn run_subscriber(
                 Ok(connection) => {
                     tracing::info!(redis = %address, "event bus subscriber reconnected");
                     backoff = BACKOFF_MIN;
+                    // Whatever was published while the connection was down is lost: say so.
+                    drop(local.send(Delivery::Gap));
                     connection
                 }
                 Err(e) => {
@@ -120,7 +122,7 @@ async fn run_subscriber(
 }
 
 /// Hands every message to the local subscribers until the connection fails; returns why it did.
-async fn forward(mut sink: PubSubSink, mut stream: PubSubStream, local: &broadcast::Sender<RoomEvent>) -> String {
+async fn forward(mut sink: PubSubSink, mut stream: PubSubStream, local: &broadcast::Sender<Delivery>) -> String {
     let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + PING_EVERY, PING_EVERY);
     ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -138,13 +140,13 @@ async fn forward(mut sink: PubSubSink, mut stream: PubSubStream, local: &broadca
     }
 }
 
-fn deliver(message: &redis::Msg, local: &broadcast::Sender<RoomEvent>) {
+fn deliver(message: &redis::Msg, local: &broadcast::Sender<Delivery>) {
     let decoded = serde_json::from_slice::<EventDto>(message.get_payload_bytes())
         .map_err(anyhow::Error::from)
         .and_then(EventDto::into_event);
     match decoded {
         // An error only means nobody on this node is listening right now.
-        Ok(event) => drop(local.send(event)),
+        Ok(event) => drop(local.send(Delivery::Event(event))),
         Err(e) => tracing::warn!(error = %format!("{e:#}"), "skipping an event that cannot be decoded"),
     }
 }
@@ -162,17 +164,16 @@ impl EventBus for RedisEventBus {
         Ok(())
     }
 
-    async fn subscribe(&self) -> anyhow::Result<BoxStream<'static, RoomEvent>> {
+    async fn subscribe(&self) -> anyhow::Result<BoxStream<'static, Delivery>> {
         let receiver = self.local.subscribe();
         let events = futures::stream::unfold(receiver, |mut receiver| async move {
-            loop {
-                match receiver.recv().await {
-                    Ok(event) => return Some((event, receiver)),
-                    Err(broadcast::error::RecvError::Lagged(missed)) => {
-                        tracing::warn!(missed, "a slow event subscriber missed events");
-                    }
-                    Err(broadcast::error::RecvError::Closed) => return None,
+            match receiver.recv().await {
+                Ok(delivery) => Some((delivery, receiver)),
+                Err(broadcast::error::RecvError::Lagged(missed)) => {
+                    tracing::warn!(missed, "a slow event subscriber missed events");
+                    Some((Delivery::Gap, receiver))
                 }
+                Err(broadcast::error::RecvError::Closed) => None,
             }
         });
         Ok(events.boxed())

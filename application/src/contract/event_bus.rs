@@ -7,13 +7,13 @@
 use std::future::Future;
 use std::time::Duration;
 
-use crate::ports::{EventBus, RoomEvent, SessionEndReason, SessionId, UserSummary};
+use crate::ports::{Delivery, EventBus, RoomEvent, SessionEndReason, SessionId, UserSummary};
 use domain::{FileId, FileKind, FileMeta, FileName, Message, MessageBody, MessageId, MessageText, Seq};
 use futures::stream::{BoxStream, StreamExt};
 
 use super::{now, room, sender};
 
-type Events = BoxStream<'static, RoomEvent>;
+type Events = BoxStream<'static, Delivery>;
 
 pub fn room_deleted(n: u128) -> RoomEvent {
     RoomEvent::RoomDeleted { room_id: room(n) }
@@ -69,11 +69,16 @@ async fn subscribe(bus: &impl EventBus) -> Events {
     bus.subscribe().await.expect("subscribe")
 }
 
+/// The next event; nothing is lost in these tests, so a gap fails them.
 async fn next(events: &mut Events) -> RoomEvent {
-    tokio::time::timeout(Duration::from_secs(5), events.next())
+    let delivery = tokio::time::timeout(Duration::from_secs(5), events.next())
         .await
         .expect("an event arrives in time")
-        .expect("the stream goes on")
+        .expect("the stream goes on");
+    match delivery {
+        Delivery::Event(event) => event,
+        Delivery::Gap => panic!("a gap where no event was lost"),
+    }
 }
 
 async fn next_n(events: &mut Events, n: usize) -> Vec<RoomEvent> {

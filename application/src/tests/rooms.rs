@@ -759,7 +759,7 @@ async fn a_live_connection_subscribes_to_every_room_of_its_user() {
         .times(1)
         .returning(|_| Ok(vec![room_id(1), room_id(2)]));
 
-    let rooms = ports.rooms().subscriptions(&alice()).await.expect("listed");
+    let rooms = ports.rooms().subscriptions(alice().id).await.expect("listed");
 
     assert_eq!(rooms, [room_id(1), room_id(2)]);
 }

@@ -35,6 +35,38 @@ async fn a_room_created_while_connected_is_followed_live_by_its_creator_and_memb
     }
 }
 
+async fn a_member_removed_without_any_node_hearing_it_stops_receiving_the_room() {
+    // Arrange: bob follows a private room; his membership then vanishes from the store with no
+    // event, as when the removal's publish failed or the bus dropped it.
+    let app = TestApp::spawn_with(&[("CHAT_WS_RECONCILE_SECS", "1")]).await;
+    let alice = app.signup("alice").await;
+    let bob = app.signup("bob").await;
+    let room = room_with(&app, &alice, &[&bob]).await;
+    let mut alice_socket = app.socket_on(&alice, 0).await;
+    let mut bob_socket = app.socket_on(&bob, 1).await;
+    let ack = alice_socket.send_text(&room, "before", "bob can read this").await;
+    assert_eq!(ack["type"], "ack", "{ack}");
+    bob_socket.next_of("message").await;
+    app.remove_membership_behind_the_servers_back(&room, &bob.id).await;
+
+    // Act: alice keeps talking until bob's node has read his rooms again (at most a few seconds).
+    let mut n = 0;
+    loop {
+        n += 1;
+        alice_socket.send_text(&room, &format!("probe-{n}"), "still there?").await;
+        let heard = tokio::time::timeout(Duration::from_millis(500), bob_socket.next_of("message")).await;
+        if heard.is_err() {
+            break;
+        }
+        assert!(n < 40, "bob still receives the room after {n} messages, 10 s or more");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+
+    // Assert: from then on, nothing of the room reaches bob.
+    alice_socket.send_text(&room, "after", "bob cannot read this").await;
+    bob_socket.expect_none_of("message", Duration::from_millis(500)).await;
+}
+
 async fn room_with(app: &TestApp, owner: &TestUser, members: &[&TestUser]) -> String {
     app.create_room(owner, "private", members).await["id"].as_str().expect("room id").to_owned()
 }
@@ -496,6 +528,7 @@ async fn a_text_frame_claiming_more_than_the_upload_limit_closes_the_socket_with
 }
 
 e2e::on_both_shapes!(
+    a_member_removed_without_any_node_hearing_it_stops_receiving_the_room,
     a_room_created_while_connected_is_followed_live_by_its_creator_and_members,
     a_socket_that_stops_reading_is_closed_instead_of_blocking_its_task_forever,
     a_message_sent_through_one_socket_node_reaches_sockets_on_the_other,

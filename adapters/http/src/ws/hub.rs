@@ -1,11 +1,12 @@
 //! The node's registry of live sockets: which rooms each follows, and fan-out of bus events to them.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use application::ports::{RoomEvent, SessionId, UserSummary};
+use application::ports::{Delivery, RoomEvent, SessionId, UserSummary};
+use application::rooms::Rooms;
 use domain::{RoomId, UserId};
 use futures::{Stream, StreamExt};
 use parking_lot::Mutex;
@@ -30,10 +31,19 @@ struct Conn {
     user: UserId,
     /// The login session whose token opened the socket; ending it closes the socket.
     session: SessionId,
+    /// While its rooms are being read from the store: the changes heard meanwhile, which the
+    /// read may or may not have seen, applied on top of it when it lands.
+    loading: Option<Loading>,
     rooms: HashSet<RoomId>,
     /// Pre-serialized frames; bounded, so one slow reader cannot hold the room back.
     tx: mpsc::Sender<Arc<str>>,
     close: watch::Sender<CloseRequest>,
+}
+
+#[derive(Default)]
+struct Loading {
+    joined: HashSet<RoomId>,
+    left: HashSet<RoomId>,
 }
 
 #[derive(Default)]
@@ -129,19 +139,70 @@ impl Hub {
         Some(Reservation { hub: self.clone(), user })
     }
 
-    pub fn register(&self, user: UserId, session: SessionId, rooms: Vec<RoomId>) -> Registration {
+    /// Registers a socket that follows no room yet: its rooms are read after this, and handed
+    /// to `follow`, so no membership change between the read and the registration is missed.
+    pub fn register(&self, user: UserId, session: SessionId) -> Registration {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, frames) = mpsc::channel(self.queue_len);
         let (close_tx, close) = watch::channel(None);
         let mut state = self.state.lock();
-        for room in &rooms {
-            state.rooms.entry(*room).or_default().insert(id);
-        }
         let user_conns = state.users.entry(user).or_default();
         let first_for_user = user_conns.is_empty();
         user_conns.insert(id);
-        state.conns.insert(id, Conn { user, session, rooms: rooms.into_iter().collect(), tx, close: close_tx });
+        let conn =
+            Conn { user, session, loading: Some(Loading::default()), rooms: HashSet::new(), tx, close: close_tx };
+        state.conns.insert(id, conn);
         Registration { id, frames, close, first_for_user }
+    }
+
+    /// Marks every socket of `user` as reloading its rooms; returns their ids for `follow`.
+    pub fn reload_started(&self, user: UserId) -> Vec<u64> {
+        let mut state = self.state.lock();
+        let ids: Vec<u64> = state.users.get(&user).into_iter().flatten().copied().collect();
+        for id in &ids {
+            if let Some(conn) = state.conns.get_mut(id) {
+                conn.loading = Some(Loading::default());
+            }
+        }
+        ids
+    }
+
+    /// The socket follows the rooms `loaded` read from the store, corrected by the joins and
+    /// leaves heard while it was read.
+    pub fn follow(&self, id: u64, loaded: Vec<RoomId>) {
+        let mut state = self.state.lock();
+        let Some(conn) = state.conns.get_mut(&id) else { return };
+        let heard = conn.loading.take().unwrap_or_default();
+        let rooms: HashSet<RoomId> =
+            loaded.into_iter().chain(heard.joined).filter(|room| !heard.left.contains(room)).collect();
+        let dropped: Vec<RoomId> = conn.rooms.difference(&rooms).copied().collect();
+        conn.rooms.clone_from(&rooms);
+        for room in dropped {
+            if let Some(set) = state.rooms.get_mut(&room) {
+                set.remove(&id);
+                if set.is_empty() {
+                    state.rooms.remove(&room);
+                }
+            }
+        }
+        for room in rooms {
+            state.rooms.entry(room).or_default().insert(id);
+        }
+    }
+
+    /// The read for `ids` failed: they keep the rooms they had.
+    pub fn reload_failed(&self, ids: &[u64]) {
+        let mut state = self.state.lock();
+        for id in ids {
+            if let Some(conn) = state.conns.get_mut(id) {
+                conn.loading = None;
+            }
+        }
+    }
+
+    /// The users with a socket on this node.
+    pub fn users(&self) -> Vec<UserId> {
+        self.state.lock().users.keys().copied().collect()
     }
 
     /// Removes a socket; true when it was the user's last on this node.
@@ -202,10 +263,54 @@ impl Hub {
         }
     }
 
-    /// Delivers bus events to the sockets here until the stream ends.
-    pub async fn run(self: Arc<Self>, mut events: impl Stream<Item = RoomEvent> + Unpin) {
-        while let Some(event) = events.next().await {
-            self.dispatch(event);
+    /// Delivers bus events to the sockets here until the stream ends. After a gap in the
+    /// events, and every `reconcile_every` anyway (a membership change whose publish failed
+    /// leaves no gap), every socket's rooms are read again, so a removed member hears nothing more.
+    pub async fn run(
+        self: Arc<Self>,
+        mut events: impl Stream<Item = Delivery> + Unpin,
+        rooms: Rooms,
+        reconcile_every: Duration,
+    ) {
+        let mut reconcile = tokio::time::interval(reconcile_every);
+        reconcile.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        reconcile.tick().await;
+        let reconciling = Arc::new(AtomicBool::new(false));
+        loop {
+            let gap = tokio::select! {
+                delivery = events.next() => match delivery {
+                    Some(Delivery::Event(event)) => { self.dispatch(event); false }
+                    Some(Delivery::Gap) => true,
+                    None => return,
+                },
+                _ = reconcile.tick() => true,
+            };
+            // Off the event loop, one at a time, so live delivery goes on meanwhile.
+            if gap && !reconciling.swap(true, Ordering::AcqRel) {
+                let (hub, rooms, reconciling) = (self.clone(), rooms.clone(), reconciling.clone());
+                tokio::spawn(async move {
+                    hub.reconcile(&rooms).await;
+                    reconciling.store(false, Ordering::Release);
+                });
+            }
+        }
+    }
+
+    /// Reads again the rooms of every user with a socket here.
+    pub async fn reconcile(&self, rooms: &Rooms) {
+        for user in self.users() {
+            let ids = self.reload_started(user);
+            match rooms.subscriptions(user).await {
+                Ok(loaded) => {
+                    for id in ids {
+                        self.follow(id, loaded.clone());
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = ?e, "could not read a user's rooms again; they keep what they had");
+                    self.reload_failed(&ids);
+                }
+            }
         }
     }
 
@@ -289,6 +394,10 @@ impl Hub {
         for id in ids {
             if let Some(conn) = state.conns.get_mut(&id) {
                 conn.rooms.insert(room);
+                if let Some(loading) = &mut conn.loading {
+                    loading.left.remove(&room);
+                    loading.joined.insert(room);
+                }
             }
             state.rooms.entry(room).or_default().insert(id);
         }
@@ -300,20 +409,30 @@ impl Hub {
         for id in ids {
             if let Some(conn) = state.conns.get_mut(&id) {
                 conn.rooms.remove(&room);
+                if let Some(loading) = &mut conn.loading {
+                    loading.joined.remove(&room);
+                    loading.left.insert(room);
+                }
             }
             if let Some(set) = state.rooms.get_mut(&room) {
                 set.remove(&id);
+                if set.is_empty() {
+                    state.rooms.remove(&room);
+                }
             }
         }
     }
 
     fn drop_room(&self, room: RoomId) {
         let mut state = self.state.lock();
-        if let Some(ids) = state.rooms.remove(&room) {
-            for id in ids {
-                if let Some(conn) = state.conns.get_mut(&id) {
-                    conn.rooms.remove(&room);
-                }
+        state.rooms.remove(&room);
+        // Every socket, not only the room's followers: one still reading its rooms may be about
+        // to follow it.
+        for conn in state.conns.values_mut() {
+            conn.rooms.remove(&room);
+            if let Some(loading) = &mut conn.loading {
+                loading.joined.remove(&room);
+                loading.left.insert(room);
             }
         }
     }
@@ -333,6 +452,13 @@ mod tests {
         UserId::from_uuid(uuid::Uuid::from_u128(n))
     }
 
+    /// A socket registered and following `rooms`, as the socket task leaves it.
+    fn registered(hub: &Hub, user: UserId, session: SessionId, rooms: Vec<RoomId>) -> Registration {
+        let registration = hub.register(user, session);
+        hub.follow(registration.id, rooms);
+        registration
+    }
+
     fn session(n: u128) -> SessionId {
         SessionId(uuid::Uuid::from_u128(0x5e55_0000 + n))
     }
@@ -348,7 +474,7 @@ mod tests {
     #[test]
     fn a_socket_too_slow_to_drain_its_queue_is_asked_to_close_with_1013() {
         let hub = Hub::new(1, Duration::from_secs(2));
-        let mut reg = hub.register(user(1), session(1), vec![room(7)]);
+        let mut reg = registered(&hub, user(1), session(1), vec![room(7)]);
 
         hub.dispatch(typing(room(7), 2));
         hub.dispatch(typing(room(7), 2));
@@ -360,8 +486,8 @@ mod tests {
     #[test]
     fn typing_is_not_echoed_to_the_typists_own_sockets() {
         let hub = Hub::new(8, Duration::from_secs(2));
-        let mut own = hub.register(user(2), session(2), vec![room(7)]);
-        let mut other = hub.register(user(1), session(1), vec![room(7)]);
+        let mut own = registered(&hub, user(2), session(2), vec![room(7)]);
+        let mut other = registered(&hub, user(1), session(1), vec![room(7)]);
 
         hub.dispatch(typing(room(7), 2));
 
@@ -373,7 +499,7 @@ mod tests {
     async fn draining_asks_every_socket_to_go_away_and_returns_once_the_last_lets_go() {
         let hub = Hub::new(8, Duration::from_secs(2));
         let reservation = hub.reserve(user(1), 2).expect("room for one");
-        let mut registration = hub.register(user(1), session(1), vec![room(1)]);
+        let mut registration = registered(&hub, user(1), session(1), vec![room(1)]);
         let released = tokio::spawn(async move {
             registration.close.changed().await.expect("close requested");
             let asked = *registration.close.borrow();
@@ -421,7 +547,7 @@ mod tests {
     #[test]
     fn a_deleted_room_stops_reaching_its_former_sockets() {
         let hub = Hub::new(8, Duration::from_secs(2));
-        let mut reg = hub.register(user(1), session(1), vec![room(7)]);
+        let mut reg = registered(&hub, user(1), session(1), vec![room(7)]);
 
         hub.dispatch(RoomEvent::RoomDeleted { room_id: room(7) });
         hub.dispatch(typing(room(7), 2));
@@ -434,8 +560,8 @@ mod tests {
     fn ending_a_session_closes_only_that_sessions_sockets() {
         // Arrange: user 1 with two sessions, one socket each.
         let hub = Hub::new(8, Duration::from_secs(1));
-        let laptop = hub.register(user(1), session(1), vec![room(7)]);
-        let phone = hub.register(user(1), session(2), vec![room(7)]);
+        let laptop = registered(&hub, user(1), session(1), vec![room(7)]);
+        let phone = registered(&hub, user(1), session(2), vec![room(7)]);
 
         // Act
         hub.dispatch(RoomEvent::SessionEnded {
@@ -447,5 +573,70 @@ mod tests {
         // Assert
         assert_eq!(*laptop.close.borrow(), Some((close::SESSION_ENDED, "logged_out")));
         assert_eq!(*phone.close.borrow(), None);
+    }
+
+    fn left(room_id: RoomId, by: u128) -> RoomEvent {
+        RoomEvent::MemberLeft { room_id, user: UserSummary { id: user(by), username: Username::new("bob").unwrap() } }
+    }
+
+    fn joined(room_id: RoomId, by: u128) -> RoomEvent {
+        RoomEvent::MemberJoined { room_id, user: UserSummary { id: user(by), username: Username::new("bob").unwrap() } }
+    }
+
+    #[test]
+    fn a_removal_heard_while_the_rooms_are_read_wins_over_a_read_that_missed_it() {
+        // Arrange: the socket registered, then its rooms were read just before the removal.
+        let hub = Hub::new(8, Duration::from_secs(1));
+        let registration = hub.register(user(1), session(1));
+        let stale_read = vec![room(7), room(8)];
+
+        // Act
+        hub.dispatch(left(room(7), 1));
+        hub.follow(registration.id, stale_read);
+
+        // Assert
+        assert_eq!(hub.rooms_of(user(1)), vec![room(8)]);
+    }
+
+    #[test]
+    fn a_join_heard_while_the_rooms_are_read_is_kept_even_if_the_read_missed_it() {
+        let hub = Hub::new(8, Duration::from_secs(1));
+        let registration = hub.register(user(1), session(1));
+
+        hub.dispatch(joined(room(9), 1));
+        hub.follow(registration.id, Vec::new());
+
+        assert_eq!(hub.rooms_of(user(1)), vec![room(9)]);
+    }
+
+    #[test]
+    fn a_room_deleted_while_the_rooms_are_read_is_not_followed() {
+        let hub = Hub::new(8, Duration::from_secs(1));
+        let registration = hub.register(user(1), session(1));
+
+        hub.dispatch(RoomEvent::RoomDeleted { room_id: room(7) });
+        hub.follow(registration.id, vec![room(7)]);
+
+        assert!(hub.rooms_of(user(1)).is_empty());
+    }
+
+    #[test]
+    fn a_reload_drops_a_room_whose_removal_was_never_heard_and_keeps_delivering_the_rest() {
+        // Arrange: following 7 and 8; the store no longer has 7.
+        let hub = Hub::new(8, Duration::from_secs(1));
+        let mut socket = registered(&hub, user(1), session(1), vec![room(7), room(8)]);
+
+        // Act
+        let ids = hub.reload_started(user(1));
+        for id in ids {
+            hub.follow(id, vec![room(8)]);
+        }
+        hub.dispatch(typing(room(7), 2));
+        hub.dispatch(typing(room(8), 2));
+
+        // Assert
+        let first = socket.frames.try_recv().expect("a frame of room 8");
+        assert!(first.contains(&room(8).to_string()), "{first}");
+        assert!(socket.frames.try_recv().is_err(), "nothing of room 7");
     }
 }

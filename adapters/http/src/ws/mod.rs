@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use application::accounts::Authenticated;
 use application::messaging::{SendFileError, SendText};
 use application::ports::{ByteStream, EventBus};
+use application::rooms::Rooms;
 use bytes::Bytes;
 use domain::{ClientMsgId, FileName, MessageText, RoomId};
 use futures::{SinkExt, StreamExt};
@@ -63,6 +64,9 @@ pub struct WsConfig {
     /// Largest binary frame: the largest upload plus its header.
     pub max_binary_bytes: usize,
     pub typing_every: Duration,
+    /// How often every socket's rooms are read again from the store, for membership changes
+    /// whose event was never heard; a gap in the bus does it at once.
+    pub reconcile_every: Duration,
 }
 
 impl Default for WsConfig {
@@ -79,6 +83,7 @@ impl Default for WsConfig {
             max_text_bytes: 64 << 10,
             max_binary_bytes: (30 << 20) + 4 + frames::MAX_FILE_HEADER_BYTES,
             typing_every: Duration::from_secs(2),
+            reconcile_every: Duration::from_secs(30),
         }
     }
 }
@@ -100,9 +105,9 @@ impl SocketApp {
     ///
     /// # Errors
     /// When the bus cannot be subscribed to.
-    pub async fn start(&self, bus: &Arc<dyn EventBus>) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    pub async fn start(&self, bus: &Arc<dyn EventBus>, rooms: Rooms) -> anyhow::Result<tokio::task::JoinHandle<()>> {
         let events = bus.subscribe().await?;
-        Ok(tokio::spawn(self.hub.clone().run(events)))
+        Ok(tokio::spawn(self.hub.clone().run(events, rooms, self.config.reconcile_every)))
     }
 
     /// Closes every socket with `1001 going_away` and waits, at most `within`, until each has
@@ -242,14 +247,17 @@ impl Connection {
     async fn serve(socket: Socket, skipped: Arc<Skipped>, state: AppState, app: SocketApp, caller: Authenticated) {
         let (sink, mut stream) = socket.split();
         let user = caller.user.clone();
-        let rooms = match state.rooms.subscriptions(&user).await {
+        // Registered before its rooms are read, so a change made meanwhile is heard, not missed.
+        let mut reg = app.hub.register(user.id, caller.claims.session);
+        let rooms = match state.rooms.subscriptions(user.id).await {
             Ok(rooms) => rooms,
             Err(e) => {
                 tracing::error!(error = ?e, "could not load subscriptions");
+                app.hub.unregister(reg.id);
                 return;
             }
         };
-        let mut reg = app.hub.register(user.id, caller.claims.session, rooms.clone());
+        app.hub.follow(reg.id, rooms.clone());
         state.metrics.socket_opened();
         let mut conn = Connection { state, app, caller, sink, skipped, stalled: false };
         if reg.first_for_user {
@@ -270,7 +278,7 @@ impl Connection {
         let last = conn.app.hub.unregister(reg.id);
         conn.state.metrics.socket_closed();
         if last {
-            let rooms = conn.state.rooms.subscriptions(&user).await.unwrap_or_default();
+            let rooms = conn.state.rooms.subscriptions(user.id).await.unwrap_or_default();
             conn.presence(false, rooms).await;
         }
     }

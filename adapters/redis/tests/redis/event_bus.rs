@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use adapter_redis::RedisEventBus;
-use application::ports::{EventBus, RoomEvent, UserSummary};
+use application::ports::{Delivery, EventBus, RoomEvent, UserSummary};
 use domain::{UserId, Username};
 use futures::StreamExt;
 
@@ -71,12 +71,12 @@ async fn buses_with_different_prefixes_do_not_hear_each_other() {
     let marker = typing();
     node_b.publish(marker.clone()).await.expect("publish");
 
-    assert_eq!(within(on_b.next()).await, Some(marker), "the first event B hears is its own");
+    assert_eq!(within(on_b.next()).await, Some(Delivery::Event(marker)), "the first event B hears is its own");
 }
 
 #[tokio::test]
 #[ignore = "needs Redis (CHAT_TEST_REDIS_URL)"]
-async fn the_subscriber_reconnects_after_its_connection_is_killed() {
+async fn the_subscriber_reconnects_after_its_connection_is_killed_and_reports_the_gap() {
     let _serial = BUS_TESTS.lock().await;
     let scope = Scope::new();
     let before = pubsub_client_ids(&scope).await;
@@ -98,7 +98,12 @@ async fn the_subscriber_reconnects_after_its_connection_is_killed() {
     node.publish(event.clone()).await.expect("publish");
 
     assert_eq!(killed, 1);
-    assert_eq!(within(events.next()).await, Some(event), "the same local stream goes on after the reconnect");
+    assert_eq!(within(events.next()).await, Some(Delivery::Gap), "events published while it was down are lost: a gap");
+    assert_eq!(
+        within(events.next()).await,
+        Some(Delivery::Event(event)),
+        "the same local stream goes on after the reconnect"
+    );
 }
 
 #[tokio::test]
