@@ -273,6 +273,16 @@ mod tests {
         assert!(hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "got {hash}");
     }
 
+    #[test]
+    fn the_default_pool_takes_one_thread_per_core_but_never_more_than_two() {
+        let cores = std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get);
+
+        let pool = HashPool::default();
+
+        assert_eq!(pool.threads, cores.min(2));
+        assert!(pool.threads <= HashPool::DEFAULT_MAX_THREADS);
+    }
+
     #[tokio::test]
     async fn callers_beyond_the_threads_and_the_queue_are_told_busy_at_once() {
         // Arrange: one thread and one waiting place, with the real cost so each hash takes a while.
