@@ -1,4 +1,4 @@
-//! Chat use cases behind ports: accounts, rooms, messaging, archiving and retention.
+//! Chat use cases behind ports: accounts, rooms, messaging, presence, archiving and retention.
 
 pub mod accounts;
 pub mod archive;
@@ -8,12 +8,14 @@ pub mod files;
 pub mod messaging;
 pub mod metrics;
 pub mod ports;
+pub mod presence;
 pub mod rooms;
 
 pub use accounts::Accounts;
 pub use archive::Archiver;
 pub use files::Files;
 pub use messaging::Messaging;
+pub use presence::Presence;
 pub use rooms::Rooms;
 
 #[cfg(test)]

@@ -197,15 +197,6 @@ impl Messaging {
         Ok(())
     }
 
-    /// Tells the members of `rooms` that `actor` came online or went offline. Nothing is stored,
-    /// and delivery is best effort: a failure is logged, as a client learns presence again later.
-    pub async fn presence(&self, actor: &User, online: bool, rooms: Vec<RoomId>) {
-        let event = RoomEvent::Presence { user_id: actor.id, online, rooms };
-        if let Err(e) = self.bus.publish(event).await {
-            tracing::warn!(error = %e, user_id = %actor.id, "could not publish presence");
-        }
-    }
-
     /// A page of a room's messages, hot cache and archive merged, each message once, by seq.
     /// Without `after` it pages backwards from the newest (or from `before`); with it, forwards.
     ///

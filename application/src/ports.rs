@@ -598,6 +598,37 @@ pub enum RoomEvent {
     },
 }
 
+/// Who is online, across every socket node: each node says which of its users came online or
+/// went, and anyone can ask which of some users are online anywhere.
+#[cfg_attr(any(test, feature = "mocks"), automock)]
+#[async_trait]
+pub trait PresenceRegistry: Send + Sync + 'static {
+    /// `user` has a socket on this node now. Returns true when they were online on no node before.
+    ///
+    /// # Errors
+    /// Only storage failures.
+    async fn came_online(&self, user: UserId) -> anyhow::Result<bool>;
+
+    /// `user`'s last socket on this node closed. Returns true when they are online on no node now.
+    ///
+    /// # Errors
+    /// Only storage failures.
+    async fn went_offline(&self, user: UserId) -> anyhow::Result<bool>;
+
+    /// This node still holds sockets of `users`. A node that stops saying so (it crashed) MUST
+    /// stop counting for them within a bounded time, documented by the adapter.
+    ///
+    /// # Errors
+    /// Only storage failures.
+    async fn still_online(&self, users: &[UserId]) -> anyhow::Result<()>;
+
+    /// Those of `users` online on at least one node, in the order given.
+    ///
+    /// # Errors
+    /// Only storage failures.
+    async fn online_among(&self, users: &[UserId]) -> anyhow::Result<Vec<UserId>>;
+}
+
 /// What a bus subscription yields.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Delivery {

@@ -4,14 +4,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use adapter_fs::LocalFileStore;
-use adapter_memory::InMemoryEventBus;
+use adapter_memory::{InMemoryEventBus, InMemoryPresence};
 use adapter_mongo::MongoStore;
-use adapter_redis::{RedisConfig, RedisEventBus, RedisHealth, RedisMessageLog};
+use adapter_redis::{RedisConfig, RedisEventBus, RedisHealth, RedisMessageLog, RedisPresence};
 use adapter_remote_files::RemoteFileStore;
 use adapter_sqlite::{SqliteMessageLog, SqliteStore};
 use application::ports::{
-    EventBus, FileCatalog, FileStore, HealthCheck, MessageArchive, MessageLog, RefreshTokenStore, RoomRepository,
-    UserRepository,
+    EventBus, FileCatalog, FileStore, HealthCheck, MessageArchive, MessageLog, PresenceRegistry, RefreshTokenStore,
+    RoomRepository, UserRepository,
 };
 use secrecy::{ExposeSecret, SecretString};
 
@@ -31,6 +31,8 @@ pub struct Backends {
     pub catalog: Arc<dyn FileCatalog>,
     pub log: Arc<dyn MessageLog>,
     pub bus: Arc<dyn EventBus>,
+    /// Who is online on any socket node.
+    pub presence: Arc<dyn PresenceRegistry>,
     pub file_store: Arc<dyn FileStore>,
     pub health: Vec<Arc<dyn HealthCheck>>,
     /// The embedded log, which archives as it commits; its count feeds the archived metric.
@@ -92,6 +94,7 @@ fn embedded(config: &Config) -> anyhow::Result<Backends> {
         catalog: store.clone(),
         log: Arc::new(log.clone()),
         bus: Arc::new(InMemoryEventBus::default()),
+        presence: Arc::new(InMemoryPresence::default()),
         file_store: files.clone(),
         health: vec![store, files],
         durable_log: Some(log),
@@ -126,6 +129,10 @@ async fn shared(
         .map_err(reach)?;
     let redis_health =
         tokio::time::timeout(CONNECT_TIMEOUT, RedisHealth::connect(redis_url)).await.map_err(late)?.map_err(reach)?;
+    let presence = tokio::time::timeout(CONNECT_TIMEOUT, RedisPresence::connect(redis_url, &config.redis_prefix))
+        .await
+        .map_err(late)?
+        .map_err(reach)?;
 
     let mongo = Arc::new(mongo);
     let mut health: Vec<Arc<dyn HealthCheck>> = vec![mongo.clone(), Arc::new(redis_health)];
@@ -156,6 +163,7 @@ async fn shared(
         catalog: mongo,
         log: Arc::new(log),
         bus: Arc::new(bus),
+        presence: Arc::new(presence),
         file_store,
         health,
         durable_log: None,

@@ -97,16 +97,17 @@ impl Application {
         private_dir(&config.data_dir)?;
         let secret = wiring::jwt_secret(&config)?;
         let backends = backends::connect(&config, kind).await?;
-        let wiring::UseCases { accounts, rooms, files, messaging, archiver } =
+        let wiring::UseCases { accounts, rooms, files, messaging, presence, archiver } =
             wiring::use_cases(&config, &backends, secret)?;
 
         let metrics = Arc::new(Metrics::default());
         let socket = SocketApp::new(wiring::socket_config(&config));
-        let hub_task = socket.start(&backends.bus, rooms.clone()).await?;
+        let hub_task = socket.start(&backends.bus, rooms.clone(), presence.clone()).await?;
         let state = AppState {
             accounts: accounts.clone(),
             rooms,
             messaging,
+            presence,
             files,
             health: Arc::new(backends.health.clone()),
             limiter: Arc::new(adapter_http::LoginLimiter::new(LimiterConfig {

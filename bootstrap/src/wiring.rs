@@ -6,7 +6,7 @@ use adapter_http::WsConfig;
 use adapter_security::{Argon2Hasher, HashPool, JwtConfig, JwtTokenService, SystemClock, UuidV7Ids};
 use application::files::FileLimits;
 use application::ports::{Clock, IdGenerator};
-use application::{Accounts, Archiver, Files, Messaging, Rooms};
+use application::{Accounts, Archiver, Files, Messaging, Presence, Rooms};
 use domain::{MemberLimit, RetentionPolicy};
 use secrecy::SecretString;
 
@@ -20,6 +20,7 @@ pub(crate) struct UseCases {
     pub rooms: Rooms,
     pub files: Files,
     pub messaging: Messaging,
+    pub presence: Presence,
     pub archiver: Archiver,
 }
 
@@ -117,7 +118,8 @@ pub(crate) fn use_cases(config: &Config, backends: &Backends, secret: SecretStri
         retention,
         config.purge_batch,
     );
-    Ok(UseCases { accounts, rooms, files, messaging, archiver })
+    let presence = Presence::new(backends.rooms.clone(), backends.presence.clone(), backends.bus.clone());
+    Ok(UseCases { accounts, rooms, files, messaging, presence, archiver })
 }
 
 /// The socket's limits from the configuration; a binary frame may carry the largest file.
@@ -130,6 +132,8 @@ pub(crate) fn socket_config(config: &Config) -> WsConfig {
         burst: config.ws_burst,
         write_timeout: config.ws_write_timeout,
         reconcile_every: config.ws_reconcile_every,
+        // Renewed three times per lapse, so one late renewal never makes a user look offline.
+        presence_every: adapter_redis::PRESENCE_TTL / 3,
         max_binary_bytes: usize::try_from(limits.image_max.max(limits.file_max))
             .unwrap_or(usize::MAX)
             .saturating_add(8192),

@@ -39,6 +39,21 @@ pub struct CreateRoomRequest {
     pub member_ids: Option<Vec<String>>,
 }
 
+/// Who in a room is online now, on any socket node.
+#[derive(Debug, Object, serde::Serialize)]
+pub struct PresenceDto {
+    pub room_id: String,
+    /// Ids of the members with at least one open socket, the caller included when connected.
+    pub online: Vec<String>,
+}
+
+#[derive(ApiResponse)]
+pub enum PresenceResponse {
+    /// The room's online members.
+    #[oai(status = 200)]
+    Ok(Json<PresenceDto>),
+}
+
 #[derive(Debug, Object, serde::Deserialize)]
 pub struct InviteRequest {
     /// The id of the user to add; give this or `username`.
@@ -199,6 +214,23 @@ impl RoomsApi {
         };
         let details = state.rooms.invite(&auth.0.user, room_id, invitee).await?;
         Ok(RoomCreated::Created(Json(RoomDto::from(&details))))
+    }
+
+    /// Who in the room is online now
+    ///
+    /// The members with an open socket on any node: what a client shows on connecting, before
+    /// `presence` frames tell it of changes. Members only.
+    #[oai(path = "/rooms/:room_id/presence", method = "get", tag = "Tag::Rooms")]
+    async fn presence(
+        &self,
+        state: Data<&AppState>,
+        auth: BearerAuth,
+        room_id: Path<String>,
+    ) -> Result<PresenceResponse, ApiError> {
+        let room = parse_room(&room_id)?;
+        let online = state.presence.online_in(&auth.0.user, room).await?;
+        let online = online.iter().map(ToString::to_string).collect();
+        Ok(PresenceResponse::Ok(Json(PresenceDto { room_id: room.to_string(), online })))
     }
 
     /// Remove a member (owner only)

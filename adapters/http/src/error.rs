@@ -6,6 +6,7 @@ use application::accounts::{AuthError, LoginError, LogoutError, LookupError, Ref
 use application::files::{DownloadError, UploadError};
 use application::messaging::{HistoryError, SendError, SendFileError};
 use application::ports::PutFileError;
+use application::presence::PresenceError;
 use application::rooms::{
     CreateRoomError, DeleteRoomError, InviteError, JoinError, RemoveMemberError, RoomAccessError,
 };
@@ -331,6 +332,16 @@ impl From<HistoryError> for Problem {
     }
 }
 
+impl From<PresenceError> for Problem {
+    fn from(e: PresenceError) -> Self {
+        match e {
+            PresenceError::NotFound => Self::room_not_found(),
+            PresenceError::Forbidden => Self::not_a_member(),
+            PresenceError::Unknown(e) => Self::internal(&e),
+        }
+    }
+}
+
 impl From<SendError> for Problem {
     fn from(e: SendError) -> Self {
         match e {
@@ -426,6 +437,7 @@ api_error_via_problem!(
     RemoveMemberError,
     DeleteRoomError,
     HistoryError,
+    PresenceError,
     UploadError,
     DownloadError,
     PutFileError,

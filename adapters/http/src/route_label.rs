@@ -19,6 +19,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("/rooms/:room_id/members", "POST"),
     ("/rooms/:room_id/members/:user_id", "DELETE"),
     ("/rooms/:room_id/messages", "GET"),
+    ("/rooms/:room_id/presence", "GET"),
     ("/files", "POST"),
     ("/files/:file_id", "GET"),
     ("/internal/files/:file_id", "GET, PUT, DELETE"),

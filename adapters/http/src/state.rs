@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use application::ports::HealthCheck;
-use application::{Accounts, Files, Messaging, Rooms};
+use application::{Accounts, Files, Messaging, Presence, Rooms};
 
 use crate::limiter::LoginLimiter;
 use application::metrics::Metrics;
@@ -13,6 +13,7 @@ pub struct AppState {
     pub accounts: Accounts,
     pub rooms: Rooms,
     pub messaging: Messaging,
+    pub presence: Presence,
     pub files: Files,
     /// Every adapter in use, checked by `/health/ready`.
     pub health: Arc<Vec<Arc<dyn HealthCheck>>>,

@@ -1,4 +1,4 @@
-//! Runs the `MessageLog` and `EventBus` contracts against the in-memory adapters.
+//! Runs the `MessageLog`, `EventBus` and `PresenceRegistry` contracts against the in-memory adapters.
 
 mod message_log {
     use application::contract::message_log::CACHE_PER_ROOM;
@@ -22,4 +22,18 @@ mod event_bus {
     }
 
     application::event_bus_contract!(contract_tests!(nodes()));
+}
+
+mod presence {
+    use application::contract_tests;
+
+    use crate::InMemoryPresence;
+
+    /// Every "node" is a clone of one registry, as the embedded server has one node.
+    fn nodes() -> impl Fn() -> std::future::Ready<InMemoryPresence> {
+        let registry = InMemoryPresence::default();
+        move || std::future::ready(registry.clone())
+    }
+
+    application::presence_contract!(contract_tests!(nodes()));
 }

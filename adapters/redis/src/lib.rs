@@ -10,6 +10,7 @@
 //! | `{P}archive` | stream | archive queue of all rooms (`room`, `seq`, `msg`), group `archivers` |
 //! | `{P}archive:dead` | stream | entries delivered too often or undecodable, plus `origin`, `deliveries`, `reason` |
 //! | `{P}dedupe:{user}:{client_msg_id}` | string, TTL | the message that client message id created |
+//! | `{P}online:{user}` | hash, TTL | socket nodes holding the user's sockets → when that word lapses (ms) |
 //!
 //! Events go over the channel `{channel_prefix}events`. No command here enumerates keys.
 
@@ -20,6 +21,7 @@ mod event_bus;
 mod health;
 mod keys;
 mod message_log;
+mod presence;
 mod retry;
 mod scripts;
 
@@ -27,3 +29,4 @@ pub use config::RedisConfig;
 pub use event_bus::RedisEventBus;
 pub use health::RedisHealth;
 pub use message_log::{RedisMessageLog, ARCHIVE_GROUP, MAX_CLAIM};
+pub use presence::{RedisPresence, PRESENCE_TTL};

@@ -13,6 +13,7 @@ pub mod archive;
 pub mod event_bus;
 pub mod files;
 pub mod message_log;
+pub mod presence;
 pub mod rooms;
 pub mod tokens;
 pub mod users;

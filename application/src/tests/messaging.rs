@@ -388,25 +388,6 @@ async fn a_non_member_typing_is_forbidden() {
     assert!(matches!(result, Err(SendError::Forbidden)), "got {result:?}");
 }
 
-// --- presence ---
-
-#[tokio::test]
-async fn coming_online_is_told_to_every_room_given() {
-    let mut ports = Ports::default();
-    let online = RoomEvent::Presence { user_id: alice().id, online: true, rooms: vec![general(), room_id(2)] };
-    ports.bus.expect_publish().withf(move |event| *event == online).times(1).returning(|_| Ok(()));
-
-    ports.messaging().presence(&alice(), true, vec![general(), room_id(2)]).await;
-}
-
-#[tokio::test]
-async fn a_presence_the_bus_refuses_is_dropped_without_failing_the_caller() {
-    let mut ports = Ports::default();
-    ports.bus.expect_publish().times(1).returning(|_| Err(anyhow::anyhow!("bus down")));
-
-    ports.messaging().presence(&alice(), false, vec![general()]).await;
-}
-
 // --- history ---
 // The room holds messages 1 to 8: the archive has 1 to 6, the hot cache 5 to 8, so 5 and 6 are in both.
 

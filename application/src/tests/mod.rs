@@ -5,4 +5,5 @@ mod archive;
 mod files;
 mod fixtures;
 mod messaging;
+mod presence;
 mod rooms;

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use e2e::{TestApp, TestUser};
 use futures::SinkExt;
+use reqwest::StatusCode;
 use serde_json::json;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
@@ -65,6 +66,64 @@ async fn a_member_removed_without_any_node_hearing_it_stops_receiving_the_room()
     // Assert: from then on, nothing of the room reaches bob.
     alice_socket.send_text(&room, "after", "bob cannot read this").await;
     bob_socket.expect_none_of("message", Duration::from_millis(500)).await;
+}
+
+/// The ids `GET /rooms/{room}/presence` lists as online, sorted.
+async fn online_in(app: &TestApp, room: &str, asker: &TestUser) -> Vec<String> {
+    let (status, body) = app.get(&format!("/rooms/{room}/presence"), &asker.access_token).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let mut online: Vec<String> =
+        body["online"].as_array().expect("online").iter().map(|id| id.as_str().expect("id").to_owned()).collect();
+    online.sort();
+    online
+}
+
+async fn a_member_sees_who_in_the_room_is_online_on_any_node() {
+    // Arrange: alice on one node, bob on the other, carol not connected.
+    let app = TestApp::spawn().await;
+    let (alice, bob, carol, eve) =
+        (app.signup("alice").await, app.signup("bob").await, app.signup("carol").await, app.signup("eve").await);
+    let room = room_with(&app, &alice, &[&bob, &carol]).await;
+    let alice_socket = app.socket_on(&alice, 0).await;
+    let _bob_socket = app.socket_on(&bob, 1).await;
+
+    // Act
+    let while_both = online_in(&app, &room, &carol).await;
+    drop(alice_socket);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    let mut after = online_in(&app, &room, &carol).await;
+    while after.len() != 1 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        after = online_in(&app, &room, &carol).await;
+    }
+    let (stranger, _) = app.get(&format!("/rooms/{room}/presence"), &eve.access_token).await;
+
+    // Assert
+    let mut expected = vec![alice.id.clone(), bob.id.clone()];
+    expected.sort();
+    assert_eq!(while_both, expected);
+    assert_eq!(after, vec![bob.id.clone()], "alice left");
+    assert_eq!(stranger, StatusCode::NOT_FOUND, "a private room's presence is for its members");
+}
+
+async fn a_user_still_connected_on_another_node_is_not_announced_offline() {
+    // Arrange: alice has a socket on each node; bob watches the room.
+    let app = TestApp::spawn().await;
+    let (alice, bob) = (app.signup("alice").await, app.signup("bob").await);
+    let room = room_with(&app, &alice, &[&bob]).await;
+    let mut bob_socket = app.socket_on(&bob, 0).await;
+    let first = app.socket_on(&alice, 0).await;
+    let second = app.socket_on(&alice, 1).await;
+    let online = bob_socket.next_of("presence").await;
+    assert_eq!((online["user_id"].as_str(), online["online"].as_bool()), (Some(alice.id.as_str()), Some(true)));
+
+    // Act / Assert: closing one socket says nothing; closing the last says offline.
+    drop(first);
+    bob_socket.expect_none_of("presence", Duration::from_millis(500)).await;
+    drop(second);
+    let offline = bob_socket.next_of("presence").await;
+    assert_eq!((offline["user_id"].as_str(), offline["online"].as_bool()), (Some(alice.id.as_str()), Some(false)));
+    assert_eq!(online_in(&app, &room, &bob).await, vec![bob.id.clone()]);
 }
 
 async fn room_with(app: &TestApp, owner: &TestUser, members: &[&TestUser]) -> String {
@@ -528,6 +587,8 @@ async fn a_text_frame_claiming_more_than_the_upload_limit_closes_the_socket_with
 }
 
 e2e::on_both_shapes!(
+    a_member_sees_who_in_the_room_is_online_on_any_node,
+    a_user_still_connected_on_another_node_is_not_announced_offline,
     a_member_removed_without_any_node_hearing_it_stops_receiving_the_room,
     a_room_created_while_connected_is_followed_live_by_its_creator_and_members,
     a_socket_that_stops_reading_is_closed_instead_of_blocking_its_task_forever,

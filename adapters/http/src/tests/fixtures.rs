@@ -5,10 +5,10 @@ use std::sync::Arc;
 use application::files::FileLimits;
 use application::ports::{
     AccessClaims, MockClock, MockEventBus, MockFileCatalog, MockFileStore, MockHealthCheck, MockIdGenerator,
-    MockMessageArchive, MockMessageLog, MockPasswordHasher, MockRefreshTokenStore, MockRoomRepository,
-    MockTokenService, MockUserRepository, SessionId,
+    MockMessageArchive, MockMessageLog, MockPasswordHasher, MockPresenceRegistry, MockRefreshTokenStore,
+    MockRoomRepository, MockTokenService, MockUserRepository, SessionId,
 };
-use application::{Accounts, Files, Messaging, Rooms};
+use application::{Accounts, Files, Messaging, Presence, Rooms};
 use chrono::{Duration, TimeZone, Utc};
 use domain::{
     MemberLimit, Message, MessageBody, MessageId, MessageText, RetentionPolicy, Room, RoomId, RoomName, Sender, Seq,
@@ -99,6 +99,7 @@ pub struct Ports {
     pub log: MockMessageLog,
     pub archive: MockMessageArchive,
     pub bus: MockEventBus,
+    pub presence: MockPresenceRegistry,
     pub file_store: MockFileStore,
     pub catalog: MockFileCatalog,
     pub health: Vec<MockHealthCheck>,
@@ -117,6 +118,7 @@ impl Default for Ports {
             log: MockMessageLog::new(),
             archive: MockMessageArchive::new(),
             bus: MockEventBus::new(),
+            presence: MockPresenceRegistry::new(),
             file_store: MockFileStore::new(),
             catalog: MockFileCatalog::new(),
             health: Vec::new(),
@@ -193,12 +195,14 @@ impl Ports {
             FileLimits::default(),
             retention,
         );
+        let presence = Presence::new(rooms.clone(), Arc::new(self.presence), bus.clone());
         let messaging = Messaging::new(rooms, log, Arc::new(self.archive), bus.clone(), files.clone(), clock, ids);
         let health = self.health.into_iter().map(|h| Arc::new(h) as Arc<dyn application::ports::HealthCheck>).collect();
         let state = AppState {
             accounts,
             rooms: room_uses,
             messaging,
+            presence,
             files,
             health: Arc::new(health),
             limiter: self.limiter,

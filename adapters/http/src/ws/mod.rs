@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use application::accounts::Authenticated;
 use application::messaging::{SendFileError, SendText};
 use application::ports::{ByteStream, EventBus};
+use application::presence::Presence;
 use application::rooms::Rooms;
 use bytes::Bytes;
 use domain::{ClientMsgId, FileName, MessageText, RoomId};
@@ -67,6 +68,8 @@ pub struct WsConfig {
     /// How often every socket's rooms are read again from the store, for membership changes
     /// whose event was never heard; a gap in the bus does it at once.
     pub reconcile_every: Duration,
+    /// How often this node renews its word that its users are online (a third of the lapse).
+    pub presence_every: Duration,
 }
 
 impl Default for WsConfig {
@@ -84,6 +87,7 @@ impl Default for WsConfig {
             max_binary_bytes: (30 << 20) + 4 + frames::MAX_FILE_HEADER_BYTES,
             typing_every: Duration::from_secs(2),
             reconcile_every: Duration::from_secs(30),
+            presence_every: Duration::from_secs(20),
         }
     }
 }
@@ -105,9 +109,18 @@ impl SocketApp {
     ///
     /// # Errors
     /// When the bus cannot be subscribed to.
-    pub async fn start(&self, bus: &Arc<dyn EventBus>, rooms: Rooms) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    pub async fn start(
+        &self,
+        bus: &Arc<dyn EventBus>,
+        rooms: Rooms,
+        presence: Presence,
+    ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
         let events = bus.subscribe().await?;
-        Ok(tokio::spawn(self.hub.clone().run(events, rooms, self.config.reconcile_every)))
+        let hub = self.hub.clone();
+        let (reconcile_every, presence_every) = (self.config.reconcile_every, self.config.presence_every);
+        Ok(tokio::spawn(async move {
+            tokio::join!(hub.clone().run(events, rooms, reconcile_every), keep_online(hub, presence, presence_every));
+        }))
     }
 
     /// Closes every socket with `1001 going_away` and waits, at most `within`, until each has
@@ -490,7 +503,24 @@ impl Connection {
     }
 
     async fn presence(&self, online: bool, rooms: Vec<RoomId>) {
-        self.state.messaging.presence(&self.caller.user, online, rooms).await;
+        if online {
+            self.state.presence.came_online(&self.caller.user, rooms).await;
+        } else {
+            self.state.presence.went_offline(&self.caller.user, rooms).await;
+        }
+    }
+}
+
+/// Renews, every `every`, this node's word that its users are online, so other nodes keep
+/// counting them, and stop within the registry's lapse if this node dies.
+async fn keep_online(hub: Arc<Hub>, presence: Presence, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if let Err(e) = presence.still_online(&hub.users()).await {
+            tracing::warn!(error = ?e, "could not renew presence; other nodes may count these users offline");
+        }
     }
 }
 

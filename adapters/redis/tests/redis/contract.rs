@@ -1,6 +1,6 @@
-//! The `MessageLog` and `EventBus` contracts of `application::contract`, run against Redis.
+//! The `MessageLog`, `EventBus` and `PresenceRegistry` contracts of `application::contract`, run against Redis.
 
-use adapter_redis::{RedisEventBus, RedisMessageLog};
+use adapter_redis::{RedisEventBus, RedisMessageLog, RedisPresence};
 use application::contract::message_log::CACHE_PER_ROOM;
 use futures::future::BoxFuture;
 
@@ -57,4 +57,19 @@ mod event_bus {
     application::event_bus_contract!(
         redis_contract_tests!(|scope| nodes(&scope), one_at_a_time: crate::support::BUS_TESTS)
     );
+}
+
+/// Each call is another node's registry on the scope's keys.
+fn presence_nodes(scope: &Scope) -> impl Fn() -> BoxFuture<'static, RedisPresence> {
+    let prefix = scope.prefix.clone();
+    move || {
+        let prefix = prefix.clone();
+        Box::pin(async move { RedisPresence::connect(&redis_url(), &prefix).await.expect("Redis is reachable") })
+    }
+}
+
+mod presence {
+    use super::{presence_nodes, Scope};
+
+    application::presence_contract!(redis_contract_tests!(|scope| presence_nodes(&scope)));
 }
