@@ -2,9 +2,9 @@
 
 use std::sync::Arc;
 
-use domain::RetentionPolicy;
+use domain::{RetentionPolicy, RoomId, Timestamp};
 
-use crate::ports::{Clock, FileCatalog, FileStore, MessageArchive, MessageLog};
+use crate::ports::{Clock, FileCatalog, FileStore, MessageArchive, MessageLog, RoomRepository};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct ArchiveReport {
@@ -18,6 +18,15 @@ pub struct ArchiveReport {
 pub struct PurgeReport {
     pub messages: u64,
     pub files: u64,
+    /// Deleted rooms whose content this purge cleared.
+    pub rooms: u64,
+}
+
+/// What the purge deletes, and how many rows one step deletes, so it never holds a long lock.
+#[derive(Debug, Clone, Copy)]
+pub struct PurgePolicy {
+    pub retention: RetentionPolicy,
+    pub batch: u32,
 }
 
 /// Messages handed to one worker, kept until the archive has them.
@@ -62,6 +71,7 @@ pub struct Archiver {
     archive: Arc<dyn MessageArchive>,
     store: Arc<dyn FileStore>,
     catalog: Arc<dyn FileCatalog>,
+    rooms: Arc<dyn RoomRepository>,
     clock: Arc<dyn Clock>,
     retention: RetentionPolicy,
     /// How many rows one purge step deletes, so purging never holds a long lock.
@@ -74,11 +84,12 @@ impl Archiver {
         archive: Arc<dyn MessageArchive>,
         store: Arc<dyn FileStore>,
         catalog: Arc<dyn FileCatalog>,
+        rooms: Arc<dyn RoomRepository>,
         clock: Arc<dyn Clock>,
-        retention: RetentionPolicy,
-        purge_batch: u32,
+        purge: PurgePolicy,
     ) -> Self {
-        Self { log, archive, store, catalog, clock, retention, purge_batch: purge_batch.max(1) }
+        let (retention, purge_batch) = (purge.retention, purge.batch.max(1));
+        Self { log, archive, store, catalog, rooms, clock, retention, purge_batch }
     }
 
     /// Archives one batch: claim, write, and only then acknowledge. A crash between the write and
@@ -179,9 +190,10 @@ impl Archiver {
         Ok(recover_counters(self.log.as_ref(), self.archive.as_ref()).await?)
     }
 
-    /// Deletes archived messages past retention and expired files' bytes. A purged file's catalog
-    /// entry stays as a tombstone, so messages keep its metadata and its download answers 410, until
-    /// no message can point at it any more: it was purged before the message cutoff.
+    /// Deletes the content of deleted rooms, archived messages past retention and expired files'
+    /// bytes. A purged file's catalog entry stays as a tombstone, so messages keep its metadata and
+    /// its download answers 410, until no message can point at it any more: it was purged before
+    /// the message cutoff.
     ///
     /// # Errors
     /// Infrastructure failures; what was purged before the failure stays purged.
@@ -190,6 +202,17 @@ impl Archiver {
         let cutoff = self.retention.message_cutoff(now);
         let batch = u64::from(self.purge_batch);
         let mut report = PurgeReport::default();
+        // First, so the expired files of deleted rooms go with this purge's files.
+        loop {
+            let deleted_rooms = self.rooms.deleted_rooms(self.purge_batch).await?;
+            for room in &deleted_rooms {
+                report.messages += self.clear_room(*room, now).await?;
+                report.rooms += 1;
+            }
+            if (deleted_rooms.len() as u64) < batch {
+                break;
+            }
+        }
         loop {
             let deleted = self.archive.delete_sent_before(cutoff, self.purge_batch).await?;
             report.messages += deleted;
@@ -224,5 +247,24 @@ impl Archiver {
             tracing::info!(tombstones, "removed the catalog entries of files purged before the message cutoff");
         }
         Ok(report)
+    }
+
+    /// Deletes a deleted room's messages, expires its files and drops what the log keeps of it,
+    /// then forgets the room; returns how many messages went. Run again after a crash, it
+    /// finishes the job.
+    async fn clear_room(&self, room: RoomId, now: Timestamp) -> anyhow::Result<u64> {
+        let batch = u64::from(self.purge_batch);
+        let mut messages = 0;
+        loop {
+            let deleted = self.archive.delete_room(room, self.purge_batch).await?;
+            messages += deleted;
+            if deleted < batch {
+                break;
+            }
+        }
+        self.catalog.expire_room(room, now).await?;
+        self.log.forget_room(room).await?;
+        self.rooms.content_cleared(room).await?;
+        Ok(messages)
     }
 }

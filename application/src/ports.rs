@@ -231,11 +231,25 @@ pub trait RoomRepository: Send + Sync + 'static {
     /// changed it first) and `NotFound` when the room is gone; nothing is written in either case.
     async fn update(&self, room: &Room) -> Result<(), UpdateRoomError>;
 
-    /// Deletes the room and its memberships; true when it existed.
+    /// Deletes the room and its memberships; true when it existed. MUST remember the deleted
+    /// room until `content_cleared`, so its messages and files can be deleted later even after
+    /// a crash.
     ///
     /// # Errors
     /// Only storage failures.
     async fn delete(&self, id: RoomId) -> anyhow::Result<bool>;
+
+    /// Up to `limit` deleted rooms whose content is still to be cleared, oldest deletion first.
+    ///
+    /// # Errors
+    /// Only storage failures.
+    async fn deleted_rooms(&self, limit: u32) -> anyhow::Result<Vec<RoomId>>;
+
+    /// The deleted room's messages and files are gone: forget it.
+    ///
+    /// # Errors
+    /// Only storage failures; forgetting an unknown room succeeds.
+    async fn content_cleared(&self, id: RoomId) -> anyhow::Result<()>;
 
     /// The rooms `user` belongs to, ordered by id, after the page's cursor.
     ///
@@ -353,6 +367,13 @@ pub trait MessageLog: Send + Sync + 'static {
     /// Only storage failures.
     async fn last_seq(&self, room: RoomId) -> anyhow::Result<Option<Seq>>;
 
+    /// Drops what the log keeps of a deleted room (hot cache, counters); entries still queued
+    /// for the archive stay queued.
+    ///
+    /// # Errors
+    /// Only storage failures; forgetting an unknown room succeeds.
+    async fn forget_room(&self, room: RoomId) -> anyhow::Result<()>;
+
     /// Makes the room's next seq greater than `seq` (after a restart lost the counters).
     ///
     /// # Errors
@@ -411,6 +432,12 @@ pub trait MessageArchive: Send + Sync + 'static {
     /// # Errors
     /// Only storage failures.
     async fn delete_sent_before(&self, cutoff: Timestamp, limit: u32) -> anyhow::Result<u64>;
+
+    /// Deletes up to `limit` messages of `room`; returns how many. MUST touch no other room.
+    ///
+    /// # Errors
+    /// Only storage failures.
+    async fn delete_room(&self, room: RoomId, limit: u32) -> anyhow::Result<u64>;
 }
 
 /// A stream of byte chunks, for uploads and downloads that are never held whole in memory.
@@ -503,6 +530,13 @@ pub trait FileCatalog: Send + Sync + 'static {
     /// # Errors
     /// Only storage failures; releasing an unknown or lapsed hold succeeds.
     async fn release(&self, hold: QuotaHold) -> anyhow::Result<()>;
+
+    /// Makes every live file of `room` expire at `now`, so the purge deletes its bytes and
+    /// downloads answer `Gone`; returns how many. MUST touch no other room.
+    ///
+    /// # Errors
+    /// Only storage failures.
+    async fn expire_room(&self, room: RoomId, now: Timestamp) -> anyhow::Result<u64>;
 
     /// Up to `limit` files not yet purged whose expiry is at or before `now`.
     ///

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use adapter_http::WsConfig;
 use adapter_security::{Argon2Hasher, HashPool, JwtConfig, JwtTokenService, SystemClock, UuidV7Ids};
+use application::archive::PurgePolicy;
 use application::files::FileLimits;
 use application::ports::{Clock, IdGenerator};
 use application::{Accounts, Archiver, Files, Messaging, Presence, Rooms};
@@ -114,9 +115,9 @@ pub(crate) fn use_cases(config: &Config, backends: &Backends, secret: SecretStri
         backends.archive.clone(),
         backends.file_store.clone(),
         backends.catalog.clone(),
+        backends.rooms.clone(),
         clock,
-        retention,
-        config.purge_batch,
+        PurgePolicy { retention, batch: config.purge_batch },
     );
     let presence = Presence::new(backends.rooms.clone(), backends.presence.clone(), backends.bus.clone());
     Ok(UseCases { accounts, rooms, files, messaging, presence, archiver })

@@ -340,6 +340,22 @@ impl TestApp {
         }
     }
 
+    /// How many messages of `room_id` the archive holds (SQLite embedded, MongoDB split).
+    pub async fn archived_messages(&self, room_id: &str) -> u64 {
+        match &self.cleanup {
+            None => {
+                let db = rusqlite::Connection::open(self.data_dir.path().join("chat.db")).expect("open chat.db");
+                db.query_row("SELECT COUNT(*) FROM messages WHERE room_id = ?1", [room_id], |row| row.get(0))
+                    .expect("count messages")
+            }
+            Some(cleanup) => {
+                let client = mongodb::Client::with_uri_str(services::mongo_url()).await.expect("MongoDB client");
+                let messages = client.database(&cleanup.database).collection::<mongodb::bson::Document>("messages");
+                messages.count_documents(mongodb::bson::doc! { "room_id": room_id }).await.expect("count messages")
+            }
+        }
+    }
+
     /// Tries a handshake on node `node` and returns the HTTP status of the refusal, or 101 when
     /// it was accepted.
     pub async fn handshake_status(

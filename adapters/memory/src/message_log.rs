@@ -194,6 +194,12 @@ impl MessageLog for InMemoryMessageLog {
         Ok(self.state.lock().rooms.get(&room).and_then(|log| log.last))
     }
 
+    async fn forget_room(&self, room: RoomId) -> anyhow::Result<()> {
+        // Queued entries stay queued, as the port says: the archive decides what they become.
+        self.state.lock().rooms.remove(&room);
+        Ok(())
+    }
+
     async fn raise_seq(&self, room: RoomId, seq: Seq) -> anyhow::Result<()> {
         let mut state = self.state.lock();
         let log = state.rooms.entry(room).or_default();

@@ -239,4 +239,8 @@ impl MessageArchive for MongoStore {
     async fn delete_sent_before(&self, cutoff: Timestamp, limit_to: u32) -> anyhow::Result<u64> {
         delete_oldest(&self.messages(), doc! { "sent_at": { "$lt": date(cutoff) } }, "sent_at", limit_to).await
     }
+
+    async fn delete_room(&self, room: RoomId, limit_to: u32) -> anyhow::Result<u64> {
+        delete_oldest(&self.messages(), doc! { "room_id": id_text(room.as_uuid()) }, "seq", limit_to).await
+    }
 }

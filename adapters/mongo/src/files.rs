@@ -4,7 +4,7 @@ use anyhow::Context;
 use application::ports::{FileCatalog, QuotaHold, StoredFile};
 use async_trait::async_trait;
 use bson::{doc, Document};
-use domain::{FileId, FileKind, FileMeta, FileName, Timestamp, UserId};
+use domain::{FileId, FileKind, FileMeta, FileName, RoomId, Timestamp, UserId};
 use futures::TryStreamExt;
 use mongodb::Collection;
 use serde::{Deserialize, Serialize};
@@ -197,6 +197,17 @@ impl FileCatalog for MongoStore {
             )
             .await?;
         Ok(())
+    }
+
+    async fn expire_room(&self, room: RoomId, now: Timestamp) -> anyhow::Result<u64> {
+        let expired = self
+            .files()
+            .update_many(
+                doc! { "room_id": id_text(room.as_uuid()), "purged_at": null, "expires_at": { "$gt": date(now) } },
+                doc! { "$set": { "expires_at": date(now) } },
+            )
+            .await?;
+        Ok(expired.modified_count)
     }
 
     async fn expired(&self, now: Timestamp, limit_to: u32) -> anyhow::Result<Vec<FileId>> {

@@ -10,7 +10,7 @@ use mongodb::{ClientSession, Collection};
 use serde::{Deserialize, Serialize};
 
 use crate::codec::{date, id_text, limit, parse_id, timestamp, to_i64, to_u64};
-use crate::schema::{MEMBERSHIPS, ROOMS};
+use crate::schema::{DELETED_ROOMS, MEMBERSHIPS, ROOMS};
 use crate::store::in_session;
 use crate::MongoStore;
 
@@ -160,15 +160,21 @@ impl RoomWrite {
 struct RoomDelete {
     rooms: Collection<RoomDoc>,
     memberships: Collection<MembershipDoc>,
+    deleted: Collection<Document>,
     id: String,
 }
 
 impl RoomDelete {
     /// Deletes the room, then its memberships, which also sweeps any left behind by an earlier
-    /// delete that stopped half-way on a server without transactions.
+    /// delete that stopped half-way on a server without transactions; and remembers the room
+    /// until its content is cleared.
     async fn run(&self, mut session: Option<&mut ClientSession>) -> mongodb::error::Result<bool> {
         let deleted = in_session!(session, self.rooms.delete_one(doc! { "_id": &self.id }))?;
         in_session!(session, self.memberships.delete_many(doc! { "room_id": &self.id }))?;
+        if deleted.deleted_count > 0 {
+            let remembered = doc! { "$setOnInsert": { "deleted_at": bson::DateTime::now() } };
+            in_session!(session, self.deleted.update_one(doc! { "_id": &self.id }, remembered).upsert(true))?;
+        }
         Ok(deleted.deleted_count > 0)
     }
 }
@@ -228,10 +234,36 @@ impl RoomRepository for MongoStore {
     }
 
     async fn delete(&self, id: RoomId) -> anyhow::Result<bool> {
-        let delete = RoomDelete { rooms: self.rooms(), memberships: self.memberships(), id: id_text(id.as_uuid()) };
+        let delete = RoomDelete {
+            rooms: self.rooms(),
+            memberships: self.memberships(),
+            deleted: self.db().collection(DELETED_ROOMS),
+            id: id_text(id.as_uuid()),
+        };
         self.write_together(delete, |session, delete| delete.run(session).boxed())
             .await
             .with_context(|| format!("deleting room {id}"))
+    }
+
+    async fn deleted_rooms(&self, limit_to: u32) -> anyhow::Result<Vec<RoomId>> {
+        if limit_to == 0 {
+            return Ok(Vec::new());
+        }
+        let docs: Vec<Document> = self
+            .db()
+            .collection::<Document>(DELETED_ROOMS)
+            .find(doc! {})
+            .sort(doc! { "deleted_at": 1, "_id": 1 })
+            .limit(limit(limit_to))
+            .await?
+            .try_collect()
+            .await?;
+        docs.iter().map(|d| parse_id(d.get_str("_id").context("a deleted room has no id")?)).collect()
+    }
+
+    async fn content_cleared(&self, id: RoomId) -> anyhow::Result<()> {
+        self.db().collection::<Document>(DELETED_ROOMS).delete_one(doc! { "_id": id_text(id.as_uuid()) }).await?;
+        Ok(())
     }
 
     async fn list_for_member(&self, user: UserId, page: RoomPage) -> anyhow::Result<Vec<Room>> {

@@ -14,10 +14,11 @@ pub(crate) const MESSAGES: &str = "messages";
 pub(crate) const FILES: &str = "files";
 /// One document per user: the quota holds of uploads in progress, and a version for compare-and-swap.
 pub(crate) const QUOTA_HOLDS: &str = "quota_holds";
+pub(crate) const DELETED_ROOMS: &str = "deleted_rooms";
 
 /// Every collection the store writes, in the order `ensure_indexes` visits them.
-pub(crate) const COLLECTIONS: [&str; 8] =
-    [USERS, REFRESH_TOKENS, REVOKED_SESSIONS, ROOMS, MEMBERSHIPS, MESSAGES, FILES, QUOTA_HOLDS];
+pub(crate) const COLLECTIONS: [&str; 9] =
+    [USERS, REFRESH_TOKENS, REVOKED_SESSIONS, ROOMS, MEMBERSHIPS, MESSAGES, FILES, QUOTA_HOLDS, DELETED_ROOMS];
 
 fn index(name: &str, keys: Document, unique: bool) -> IndexModel {
     let options = IndexOptions::builder().name(name.to_owned()).unique(unique.then_some(true)).build();
@@ -46,6 +47,7 @@ pub(crate) fn indexes(collection: &str) -> Vec<IndexModel> {
         ],
         // `_id` is the message id, so a retried batch collides on it; a second message claiming a
         // room's seq collides on `room_seq_unique` instead, which is a real inconsistency.
+        DELETED_ROOMS => vec![index("deleted_at", doc! { "deleted_at": 1, "_id": 1 }, false)],
         MESSAGES => vec![
             index("room_seq_unique", doc! { "room_id": 1, "seq": 1 }, true),
             index("sent_at", doc! { "sent_at": 1 }, false),

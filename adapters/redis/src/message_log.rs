@@ -335,6 +335,16 @@ impl MessageLog for RedisMessageLog {
         once_more("last_seq", || self.last_seq_once(room)).await
     }
 
+    async fn forget_room(&self, room: RoomId) -> anyhow::Result<()> {
+        let keys = [self.keys.seq(room), self.keys.cache(room), self.keys.pending(room)];
+        once_more("forget_room", || async {
+            let mut conn = self.conn.clone();
+            let _deleted: i64 = conn.del(&keys).await?;
+            Ok(())
+        })
+        .await
+    }
+
     async fn raise_seq(&self, room: RoomId, seq: Seq) -> anyhow::Result<()> {
         once_more("raise_seq", || self.raise_seq_once(room, seq)).await
     }

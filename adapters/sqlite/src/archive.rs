@@ -188,4 +188,15 @@ impl MessageArchive for SqliteStore {
     async fn delete_sent_before(&self, cutoff: Timestamp, limit: u32) -> anyhow::Result<u64> {
         self.run(move |conn| delete_oldest_before(conn, "messages", "sent_at", cutoff, limit)).await
     }
+
+    async fn delete_room(&self, room: RoomId, limit: u32) -> anyhow::Result<u64> {
+        self.run(move |conn| {
+            let deleted = conn.execute(
+                "DELETE FROM messages WHERE id IN (SELECT id FROM messages WHERE room_id = ?1 ORDER BY seq LIMIT ?2)",
+                rusqlite::params![id_text(room.as_uuid()), limit],
+            )?;
+            Ok(deleted as u64)
+        })
+        .await
+    }
 }

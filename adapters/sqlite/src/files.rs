@@ -3,7 +3,7 @@
 use anyhow::Context;
 use application::ports::{FileCatalog, QuotaHold, StoredFile};
 use async_trait::async_trait;
-use domain::{FileId, FileKind, FileMeta, FileName, Timestamp, UserId};
+use domain::{FileId, FileKind, FileMeta, FileName, RoomId, Timestamp, UserId};
 use rusqlite::{params, Connection, Row, TransactionBehavior};
 
 use crate::codec::{delete_oldest_before, id_text, millis, parse_id, timestamp, to_i64, to_u64};
@@ -119,6 +119,17 @@ impl FileCatalog for SqliteStore {
                 params![id_text(hold.id.as_uuid()), id_text(hold.owner.as_uuid())],
             )?;
             Ok(())
+        })
+        .await
+    }
+
+    async fn expire_room(&self, room: RoomId, now: Timestamp) -> anyhow::Result<u64> {
+        self.run(move |conn| {
+            let expired = conn.execute(
+                "UPDATE files SET expires_at = ?2 WHERE room_id = ?1 AND purged_at IS NULL AND expires_at > ?2",
+                params![id_text(room.as_uuid()), millis(now)],
+            )?;
+            Ok(expired as u64)
         })
         .await
     }

@@ -285,6 +285,16 @@ impl MessageLog for SqliteMessageLog {
         self.store.run(move |conn| raise(conn, room, seq.get())).await
     }
 
+    async fn forget_room(&self, room: RoomId) -> anyhow::Result<()> {
+        // Its messages are the archive's, deleted through it; only the counter is the log's.
+        self.store
+            .run(move |conn| {
+                conn.execute("DELETE FROM room_seqs WHERE room_id = ?1", [id_text(room.as_uuid())])?;
+                Ok(())
+            })
+            .await
+    }
+
     async fn claim_batch(&self, _consumer: &str, _max: usize) -> anyhow::Result<Vec<Queued>> {
         // Every append is already in the archive: there is never anything to hand an archiver.
         Ok(Vec::new())

@@ -195,10 +195,42 @@ impl RoomRepository for SqliteStore {
     }
 
     async fn delete(&self, id: RoomId) -> anyhow::Result<bool> {
+        // The port has no clock; `deleted_at` only orders the purge's work.
+        let now = chrono::Utc::now().timestamp_millis();
         self.run(move |conn| {
+            let tx = conn.transaction()?;
             // Memberships go with the room through ON DELETE CASCADE.
-            let deleted = conn.execute("DELETE FROM rooms WHERE id = ?1", [id_text(id.as_uuid())])?;
-            Ok(deleted > 0)
+            let deleted = tx.execute("DELETE FROM rooms WHERE id = ?1", [id_text(id.as_uuid())])? > 0;
+            if deleted {
+                tx.execute(
+                    "INSERT INTO deleted_rooms (room_id, deleted_at) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+                    params![id_text(id.as_uuid()), now],
+                )?;
+            }
+            tx.commit()?;
+            Ok(deleted)
+        })
+        .await
+    }
+
+    async fn deleted_rooms(&self, limit: u32) -> anyhow::Result<Vec<RoomId>> {
+        self.run(move |conn| {
+            let mut stmt =
+                conn.prepare_cached("SELECT room_id FROM deleted_rooms ORDER BY deleted_at, room_id LIMIT ?1")?;
+            let mut rows = stmt.query([limit])?;
+            let mut ids = Vec::new();
+            while let Some(row) = rows.next()? {
+                ids.push(parse_id(&row.get::<_, String>(0)?)?);
+            }
+            Ok(ids)
+        })
+        .await
+    }
+
+    async fn content_cleared(&self, id: RoomId) -> anyhow::Result<()> {
+        self.run(move |conn| {
+            conn.execute("DELETE FROM deleted_rooms WHERE room_id = ?1", [id_text(id.as_uuid())])?;
+            Ok(())
         })
         .await
     }

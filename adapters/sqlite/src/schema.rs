@@ -3,7 +3,8 @@
 use rusqlite::{Connection, TransactionBehavior};
 
 /// Migration `n` (1-based) is `MIGRATIONS[n - 1]`. Append new ones; never edit one that has shipped.
-const MIGRATIONS: &[&str] = &[V1_INITIAL, V2_FILE_TOMBSTONES, V3_DURABLE_LOG, V4_QUOTA_HOLDS, V5_SESSION_EXPIRY];
+const MIGRATIONS: &[&str] =
+    &[V1_INITIAL, V2_FILE_TOMBSTONES, V3_DURABLE_LOG, V4_QUOTA_HOLDS, V5_SESSION_EXPIRY, V6_DELETED_ROOMS];
 
 /// The schema version this build writes.
 #[cfg(test)]
@@ -143,6 +144,17 @@ UPDATE revoked_sessions SET expires_at = revoked_at + 31622400000;
 CREATE INDEX revoked_sessions_revoked_at ON revoked_sessions (revoked_at);
 CREATE INDEX revoked_sessions_expires_at ON revoked_sessions (expires_at);
 CREATE INDEX refresh_tokens_expires_at ON refresh_tokens (expires_at);
+";
+
+// A deleted room is remembered until the purge has deleted its messages and files.
+const V6_DELETED_ROOMS: &str = "
+CREATE TABLE deleted_rooms (
+    room_id    TEXT    NOT NULL PRIMARY KEY,
+    deleted_at INTEGER NOT NULL
+) STRICT;
+CREATE INDEX deleted_rooms_deleted_at ON deleted_rooms (deleted_at, room_id);
+CREATE INDEX messages_room ON messages (room_id, seq);
+CREATE INDEX files_room ON files (room_id) WHERE purged_at IS NULL;
 ";
 
 /// The first migration alone, to build a database as an older build left it.

@@ -138,6 +138,19 @@ pub async fn purge_deletes_at_most_the_limit_and_only_older_messages(archive: &i
     assert_eq!(seqs(&archive.fetch(room(1), EVERYTHING, Take::Oldest(10)).await.expect("fetch")), vec![4, 5]);
 }
 
+pub async fn deleting_a_room_deletes_its_messages_in_batches_and_no_other_rooms(archive: &impl MessageArchive) {
+    archive_seqs(archive, 1, 1..=5).await;
+    archive_seqs(archive, 2, 1..=2).await;
+
+    let first = archive.delete_room(room(1), 3).await.expect("first batch");
+    let second = archive.delete_room(room(1), 3).await.expect("second batch");
+    let third = archive.delete_room(room(1), 3).await.expect("nothing left");
+
+    assert_eq!((first, second, third), (3, 2, 0));
+    assert!(archive.fetch(room(1), EVERYTHING, Take::Oldest(10)).await.expect("fetch").is_empty());
+    assert_eq!(seqs(&archive.fetch(room(2), EVERYTHING, Take::Oldest(10)).await.expect("fetch")), vec![1, 2]);
+}
+
 /// Hands `$generate!` this module and every `MessageArchive` behaviour in it, after the caller's
 /// arguments: `application::archive_contract!(contract_tests!(&*fresh_adapter()))`.
 #[macro_export]
@@ -151,6 +164,7 @@ macro_rules! archive_contract {
         fetch_bounds_are_exclusive_and_rooms_do_not_mix,
         last_seqs_reports_the_highest_seq_per_room,
         purge_deletes_at_most_the_limit_and_only_older_messages,
+        deleting_a_room_deletes_its_messages_in_batches_and_no_other_rooms,
         );
     };
 }

@@ -58,6 +58,28 @@ pub async fn usage_sums_the_sizes_of_the_owners_files_only(catalog: &impl FileCa
     assert_eq!((first, second, nobody), (350, 999, 0));
 }
 
+pub async fn expiring_a_room_makes_its_live_files_due_now_and_no_others(catalog: &impl FileCatalog) {
+    // Arrange: two files of the fixture room, one already due earlier, and one of another room.
+    let due_later = file(1, owner(1), 1, 9_000);
+    let due_earlier = file(2, owner(1), 1, 1_000);
+    let elsewhere = StoredFile { room_id: RoomId::from_uuid(uuid(2_000)), ..file(3, owner(1), 1, 9_000) };
+    for stored in [&due_later, &due_earlier, &elsewhere] {
+        catalog.insert(stored).await.expect("insert");
+    }
+
+    // Act
+    let expired = catalog.expire_room(due_later.room_id, at(5_000)).await.expect("expire room");
+
+    // Assert
+    let mut due = catalog.expired(at(5_000), 10).await.expect("expired");
+    due.sort();
+    let mut expected = vec![due_later.meta.id, due_earlier.meta.id];
+    expected.sort();
+    assert_eq!(expired, 1, "only the file not yet due changes");
+    assert_eq!(due, expected);
+    assert_eq!(catalog.get(elsewhere.meta.id).await.expect("get").map(|f| f.meta.expires_at), Some(at(9_000)));
+}
+
 pub async fn expired_lists_files_due_at_or_before_now_up_to_the_limit(catalog: &impl FileCatalog) {
     let files: Vec<StoredFile> =
         (1..=4).map(|n| file(n, owner(1), 1, i64::try_from(n).expect("small") * 1_000)).collect();
@@ -241,6 +263,7 @@ pub async fn parallel_holds_never_grant_more_than_the_quota(catalog: &impl FileC
 macro_rules! files_contract {
     ($generate:ident ! ($($args:tt)*)) => {
         $generate!($($args)*; $crate::contract::files;
+        expiring_a_room_makes_its_live_files_due_now_and_no_others,
         a_catalogued_file_reads_back_exactly,
         an_unknown_file_is_absent,
         usage_sums_the_sizes_of_the_owners_files_only,

@@ -430,6 +430,23 @@ macro_rules! message_log_contract {
     };
 }
 
+pub async fn forgetting_a_room_drops_its_cache_and_counter_but_not_its_queued_entries(log: &impl MessageLog) {
+    // Arrange
+    let forgotten = append_texts(log, room(1), 3).await;
+    append_texts(log, room(2), 2).await;
+
+    // Act
+    log.forget_room(room(1)).await.expect("forget");
+    log.forget_room(room(3)).await.expect("forgetting an unknown room");
+
+    // Assert
+    assert!(everything(log, room(1)).await.is_empty(), "the room's cache is gone");
+    assert_eq!(log.last_seq(room(1)).await.expect("last_seq"), None);
+    assert_eq!(seqs(&everything(log, room(2)).await), [1, 2], "other rooms are untouched");
+    let queued = log.claim_batch("archiver-1", 10).await.expect("claim");
+    assert_eq!(queued_messages(&queued)[..3], forgotten[..], "queued entries stay for the archive to decide");
+}
+
 /// The behaviours of a log that queues messages for an archiver (the in-memory and Redis logs;
 /// not the SQLite log, which archives as it commits). Used like [`message_log_contract!`].
 #[macro_export]
@@ -445,6 +462,7 @@ macro_rules! archive_queue_contract {
         unknown_receipts_are_ignored,
         the_cache_never_trims_an_unarchived_message,
         oldest_unarchived_is_when_the_oldest_unacked_message_was_appended,
+        forgetting_a_room_drops_its_cache_and_counter_but_not_its_queued_entries,
         );
     };
 }

@@ -125,6 +125,22 @@ pub async fn deleting_a_room_removes_its_memberships(repo: &impl RoomRepository)
     assert_eq!(repo.list_for_member(user(2), page).await.expect("list"), vec![kept]);
 }
 
+pub async fn a_deleted_room_is_remembered_until_its_content_is_cleared(repo: &impl RoomRepository) {
+    let doomed = room(1, Visibility::Private, user(1), &[]);
+    let kept = room(2, Visibility::Private, user(1), &[]);
+    repo.insert(&doomed).await.expect("insert");
+    repo.insert(&kept).await.expect("insert");
+    assert!(repo.deleted_rooms(10).await.expect("deleted rooms").is_empty());
+
+    repo.delete(doomed.id()).await.expect("delete");
+    repo.delete(room(3, Visibility::Private, user(1), &[]).id()).await.expect("delete of an unknown room");
+    let remembered = repo.deleted_rooms(10).await.expect("deleted rooms");
+    repo.content_cleared(doomed.id()).await.expect("cleared");
+
+    assert_eq!(remembered, vec![doomed.id()], "only a room that existed");
+    assert!(repo.deleted_rooms(10).await.expect("deleted rooms").is_empty());
+}
+
 pub async fn member_listing_pages_by_id_after_the_cursor(repo: &impl RoomRepository) {
     let me = user(1);
     let rooms = [
@@ -209,6 +225,7 @@ macro_rules! rooms_contract {
         a_stale_room_update_is_a_conflict_and_writes_nothing,
         updating_a_deleted_room_is_not_found,
         deleting_a_room_removes_its_memberships,
+        a_deleted_room_is_remembered_until_its_content_is_cleared,
         member_listing_pages_by_id_after_the_cursor,
         public_listing_skips_private_rooms_and_pages_by_id,
         room_ids_for_member_lists_every_room_the_user_belongs_to,

@@ -8,8 +8,10 @@ use mockall::Sequence;
 use uuid::Uuid;
 
 use super::fixtures::{days, fixed_clock, message, now, room_id, seq};
-use crate::archive::{ArchiveReport, Archiver, PurgeReport};
-use crate::ports::{MockClock, MockFileCatalog, MockFileStore, MockMessageArchive, MockMessageLog, Queued};
+use crate::archive::{ArchiveReport, Archiver, PurgePolicy, PurgeReport};
+use crate::ports::{
+    MockClock, MockFileCatalog, MockFileStore, MockMessageArchive, MockMessageLog, MockRoomRepository, Queued,
+};
 
 const PURGE_BATCH: u32 = 2;
 
@@ -20,6 +22,7 @@ struct Ports {
     archive: MockMessageArchive,
     store: MockFileStore,
     catalog: MockFileCatalog,
+    rooms: MockRoomRepository,
     clock: MockClock,
 }
 
@@ -30,9 +33,9 @@ impl Ports {
             Arc::new(self.archive),
             Arc::new(self.store),
             Arc::new(self.catalog),
+            Arc::new(self.rooms),
             Arc::new(self.clock),
-            RetentionPolicy::default(),
-            PURGE_BATCH,
+            PurgePolicy { retention: RetentionPolicy::default(), batch: PURGE_BATCH },
         )
     }
 }
@@ -251,8 +254,55 @@ fn cutoff() -> domain::Timestamp {
 }
 
 #[tokio::test]
+async fn purging_clears_a_deleted_rooms_messages_files_and_log_then_forgets_the_room() {
+    // Arrange: room 9 was deleted with 3 messages (batches of 2) and a file.
+    let mut ports = Ports { clock: fixed_clock(1), ..Ports::default() };
+    let mut order = Sequence::new();
+    ports.rooms.expect_deleted_rooms().times(1).in_sequence(&mut order).returning(|_| Ok(vec![room_id(9)]));
+    let calls = AtomicUsize::new(0);
+    ports
+        .archive
+        .expect_delete_room()
+        .withf(|room, limit| *room == room_id(9) && *limit == PURGE_BATCH)
+        .times(2)
+        .in_sequence(&mut order)
+        .returning(move |_, _| Ok([2, 1][calls.fetch_add(1, Ordering::Relaxed)]));
+    ports
+        .catalog
+        .expect_expire_room()
+        .withf(|room, at| *room == room_id(9) && *at == now())
+        .times(1)
+        .in_sequence(&mut order)
+        .returning(|_, _| Ok(1));
+    ports
+        .log
+        .expect_forget_room()
+        .withf(|room| *room == room_id(9))
+        .times(1)
+        .in_sequence(&mut order)
+        .returning(|_| Ok(()));
+    ports
+        .rooms
+        .expect_content_cleared()
+        .withf(|room| *room == room_id(9))
+        .times(1)
+        .in_sequence(&mut order)
+        .returning(|_| Ok(()));
+    ports.archive.expect_delete_sent_before().times(1).returning(|_, _| Ok(0));
+    ports.catalog.expect_expired().times(1).returning(|_, _| Ok(Vec::new()));
+    ports.catalog.expect_delete_purged_before().times(1).returning(|_, _| Ok(0));
+
+    // Act
+    let report = ports.archiver().purge().await.expect("purged");
+
+    // Assert
+    assert_eq!(report, PurgeReport { messages: 3, files: 0, rooms: 1 });
+}
+
+#[tokio::test]
 async fn purging_deletes_old_messages_in_batches_until_a_short_batch() {
     let mut ports = Ports { clock: fixed_clock(1), ..Ports::default() };
+    ports.rooms.expect_deleted_rooms().returning(|_| Ok(Vec::new()));
     let calls = AtomicUsize::new(0);
     ports
         .archive
@@ -265,12 +315,13 @@ async fn purging_deletes_old_messages_in_batches_until_a_short_batch() {
 
     let report = ports.archiver().purge().await.expect("purged");
 
-    assert_eq!(report, PurgeReport { messages: 5, files: 0 });
+    assert_eq!(report, PurgeReport { messages: 5, files: 0, rooms: 0 });
 }
 
 #[tokio::test]
 async fn purging_expired_files_deletes_their_bytes_before_marking_their_entries_purged() {
     let mut ports = Ports { clock: fixed_clock(1), ..Ports::default() };
+    ports.rooms.expect_deleted_rooms().returning(|_| Ok(Vec::new()));
     ports.archive.expect_delete_sent_before().times(1).returning(|_, _| Ok(0));
     let mut order = Sequence::new();
     for batch in [vec![file_id(1), file_id(2)], vec![file_id(3)]] {
@@ -298,12 +349,13 @@ async fn purging_expired_files_deletes_their_bytes_before_marking_their_entries_
 
     let report = ports.archiver().purge().await.expect("purged");
 
-    assert_eq!(report, PurgeReport { messages: 0, files: 3 });
+    assert_eq!(report, PurgeReport { messages: 0, files: 3, rooms: 0 });
 }
 
 #[tokio::test]
 async fn a_file_whose_bytes_could_not_be_deleted_is_not_marked_purged() {
     let mut ports = Ports { clock: fixed_clock(1), ..Ports::default() };
+    ports.rooms.expect_deleted_rooms().returning(|_| Ok(Vec::new()));
     ports.archive.expect_delete_sent_before().times(1).returning(|_, _| Ok(0));
     ports.catalog.expect_expired().times(1).returning(|_, _| Ok(vec![file_id(1)]));
     ports.store.expect_delete().times(1).returning(|_| Err(anyhow::anyhow!("permission denied")));
@@ -319,6 +371,7 @@ async fn a_file_whose_bytes_could_not_be_deleted_is_not_marked_purged() {
 #[tokio::test]
 async fn purging_removes_tombstones_older_than_the_message_cutoff_in_batches_after_the_files() {
     let mut ports = Ports { clock: fixed_clock(1), ..Ports::default() };
+    ports.rooms.expect_deleted_rooms().returning(|_| Ok(Vec::new()));
     ports.archive.expect_delete_sent_before().times(1).returning(|_, _| Ok(0));
     let mut order = Sequence::new();
     ports.catalog.expect_expired().times(1).in_sequence(&mut order).returning(|_, _| Ok(Vec::new()));
@@ -341,6 +394,7 @@ async fn purging_removes_tombstones_older_than_the_message_cutoff_in_batches_aft
 #[tokio::test]
 async fn a_failing_tombstone_cleanup_fails_the_purge_after_the_files_were_purged() {
     let mut ports = Ports { clock: fixed_clock(1), ..Ports::default() };
+    ports.rooms.expect_deleted_rooms().returning(|_| Ok(Vec::new()));
     ports.archive.expect_delete_sent_before().times(1).returning(|_, _| Ok(0));
     ports.catalog.expect_expired().times(1).returning(|_, _| Ok(vec![file_id(1)]));
     ports.store.expect_delete().times(1).returning(|_| Ok(()));

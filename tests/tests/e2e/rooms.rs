@@ -587,7 +587,60 @@ async fn a_public_room_one_left_stays_visible_and_its_history_says_not_a_member(
     assert_eq!((private_get, private_history), (StatusCode::NOT_FOUND, StatusCode::NOT_FOUND));
 }
 
+/// Files under the data directory's `files/`, where both shapes keep uploaded bytes.
+fn stored_files(app: &TestApp) -> usize {
+    fn count(dir: &std::path::Path) -> usize {
+        std::fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|entry| if entry.path().is_dir() { count(&entry.path()) } else { 1 })
+            .sum()
+    }
+    count(&app.data_dir.path().join("files"))
+}
+
+/// Polls `done` every 100 ms for at most 15 s; true once it held.
+async fn eventually(mut done: impl AsyncFnMut() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(15);
+    while tokio::time::Instant::now() < deadline {
+        if done().await {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    false
+}
+
+async fn a_deleted_rooms_messages_and_files_are_deleted_by_the_next_purge() {
+    // Arrange: purge every second; a room with three messages and a file, all archived.
+    let app = TestApp::spawn_with(&[("CHAT_PURGE_CRON", "* * * * * *")]).await;
+    let alice = app.signup("alice").await;
+    let room = app.create_room(&alice, "private", &[]).await["id"].as_str().expect("room id").to_owned();
+    let mut socket = app.socket(&alice).await;
+    for n in 0..3 {
+        let ack = socket.send_text(&room, &format!("m{n}"), "soon gone").await;
+        assert_eq!(ack["type"], "ack", "{ack}");
+    }
+    let form = reqwest::multipart::Form::new()
+        .text("room_id", room.clone())
+        .part("file", reqwest::multipart::Part::bytes(b"some bytes".to_vec()).file_name("notes.txt"));
+    let upload = app.send(app.http.post(app.url("/files")).bearer_auth(&alice.access_token).multipart(form)).await;
+    assert_eq!(upload.status, StatusCode::CREATED, "{upload:?}");
+    assert!(eventually(async || app.archived_messages(&room).await == 3).await, "the messages were archived");
+    assert_eq!(stored_files(&app), 1);
+
+    // Act
+    let (status, _) = app.call(Method::DELETE, &format!("/rooms/{room}"), Some(&alice.access_token), None).await;
+
+    // Assert
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert!(eventually(async || app.archived_messages(&room).await == 0).await, "the messages are still archived");
+    assert!(eventually(async || stored_files(&app) == 0).await, "the file's bytes are still stored");
+}
+
 e2e::on_both_shapes!(
+    a_deleted_rooms_messages_and_files_are_deleted_by_the_next_purge,
     a_public_room_one_left_stays_visible_and_its_history_says_not_a_member,
     a_user_is_found_by_name_in_any_case_and_seen_by_id,
     a_member_invites_by_username,

@@ -6,6 +6,7 @@ use adapter_fs::LocalFileStore;
 use adapter_memory::InMemoryMessageLog;
 use adapter_security::SystemClock;
 use adapter_sqlite::SqliteStore;
+use application::archive::PurgePolicy;
 use application::ports::{MessageArchive, MessageLog};
 use application::Archiver;
 use domain::{Message, RetentionPolicy};
@@ -18,10 +19,10 @@ fn archiver(log: &Arc<InMemoryMessageLog>, store: &SqliteStore, files: &Arc<Loca
         log.clone(),
         store.clone(),
         files.clone(),
+        store.clone(),
         store,
         Arc::new(SystemClock),
-        RetentionPolicy::default(),
-        PURGE_BATCH,
+        PurgePolicy { retention: RetentionPolicy::default(), batch: PURGE_BATCH },
     )
 }
 

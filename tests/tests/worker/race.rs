@@ -78,6 +78,14 @@ impl MessageArchive for ArchiveReadLate {
     {
         self.inner.delete_sent_before(cutoff, limit)
     }
+
+    fn delete_room<'life0, 'async_trait>(&'life0 self, room: RoomId, limit: u32) -> Answer<'async_trait, u64>
+    where
+        'life0: 'async_trait,
+        Self: 'async_trait,
+    {
+        self.inner.delete_room(room, limit)
+    }
 }
 
 /// A reader, a room it belongs to with 20 messages all archived, and `Messaging` over an archive

@@ -8,6 +8,7 @@ use adapter_memory::InMemoryEventBus;
 use adapter_mongo::MongoStore;
 use adapter_redis::{RedisConfig, RedisMessageLog};
 use adapter_security::{SystemClock, UuidV7Ids};
+use application::archive::PurgePolicy;
 use application::files::FileLimits;
 use application::ports::{Appended, Clock, MessageArchive, MessageLog, RoomRepository, SeqRange, Take};
 use application::{Archiver, Files, Messaging};
@@ -84,7 +85,8 @@ impl World {
         purge_batch: u32,
     ) -> Archiver {
         let store = Arc::new(store.clone());
-        Archiver::new(log, store.clone(), self.files.clone(), store, clock, RetentionPolicy::default(), purge_batch)
+        let purge = PurgePolicy { retention: RetentionPolicy::default(), batch: purge_batch };
+        Archiver::new(log, store.clone(), self.files.clone(), store.clone(), store, clock, purge)
     }
 
     /// The messaging use case as a node composes it, reading history from this world's log and
