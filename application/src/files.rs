@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use domain::{
-    sniff_image, FileId, FileKind, FileMeta, FileName, RetentionPolicy, RoomId, Timestamp, User, UserId, SNIFF_BYTES,
+    sniff_document, sniff_image, FileId, FileKind, FileMeta, FileName, RetentionPolicy, RoomId, Timestamp, User,
+    UserId, SNIFF_BYTES,
 };
 use futures::{stream, StreamExt};
 
@@ -122,7 +123,8 @@ impl Files {
         let (head, rest) = read_head(data, SNIFF_BYTES).await.map_err(|e| UploadError::Unknown(e.into()))?;
         let sniffed = sniff_image(&head);
         let kind = if sniffed.is_some() { FileKind::Image } else { FileKind::File };
-        let content_type = sniffed.unwrap_or("application/octet-stream").to_owned();
+        let content_type =
+            sniffed.or_else(|| sniff_document(&head, &name)).unwrap_or("application/octet-stream").to_owned();
 
         // The bytes are held before any is stored, so parallel uploads cannot all pass a check
         // against the same usage. Without a declared size the hold is the most the kind allows.

@@ -139,6 +139,40 @@ pub fn sniff_image(head: &[u8]) -> Option<&'static str> {
     }
 }
 
+/// The type of a common document, archive or media file from its first bytes (and, for the ZIP
+/// family, its name's extension), for a file's metadata: clients show an icon or a viewer by it.
+/// Such files are still served as `application/octet-stream` attachments, never rendered inline.
+pub fn sniff_document(head: &[u8], name: &FileName) -> Option<&'static str> {
+    let extension = name.as_str().rsplit_once('.').map(|(_, ext)| ext.to_ascii_lowercase());
+    if head.starts_with(b"%PDF-") {
+        Some("application/pdf")
+    } else if head.starts_with(b"PK\x03\x04") {
+        // Office documents are ZIP files; only the name tells them apart.
+        Some(match extension.as_deref() {
+            Some("docx") => "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+            Some("xlsx") => "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+            Some("pptx") => "application/vnd.openxmlformats-officedocument.presentationml.presentation",
+            Some("odt") => "application/vnd.oasis.opendocument.text",
+            Some("ods") => "application/vnd.oasis.opendocument.spreadsheet",
+            _ => "application/zip",
+        })
+    } else if head.starts_with(&[0x1F, 0x8B]) {
+        Some("application/gzip")
+    } else if head.starts_with(b"7z\xBC\xAF\x27\x1C") {
+        Some("application/x-7z-compressed")
+    } else if head.len() >= 12 && &head[4..8] == b"ftyp" {
+        Some("video/mp4")
+    } else if head.starts_with(b"ID3") {
+        Some("audio/mpeg")
+    } else if head.starts_with(b"OggS") {
+        Some("audio/ogg")
+    } else if head.len() >= 12 && head.starts_with(b"RIFF") && &head[8..12] == b"WAVE" {
+        Some("audio/wav")
+    } else {
+        None
+    }
+}
+
 /// How many leading bytes `sniff_image` needs to decide.
 pub const SNIFF_BYTES: usize = 12;
 
@@ -152,6 +186,24 @@ mod sniff_tests {
         assert_eq!(sniff_image(b"\x89PNG\r\n\x1a\n...."), Some("image/png"));
         assert_eq!(sniff_image(b"GIF89a......"), Some("image/gif"));
         assert_eq!(sniff_image(b"RIFF\0\0\0\0WEBPVP8 "), Some("image/webp"));
+    }
+
+    #[test]
+    fn common_documents_are_recognised_by_their_magic_bytes_and_zip_kinds_by_their_name() {
+        let name = |n: &str| FileName::sanitize(n);
+        assert_eq!(sniff_document(b"%PDF-1.7\n%....", &name("invoice.bin")), Some("application/pdf"));
+        assert_eq!(
+            sniff_document(b"PK\x03\x04\x14\0\0\0\0\0\0\0", &name("Report.DOCX")),
+            Some("application/vnd.openxmlformats-officedocument.wordprocessingml.document")
+        );
+        assert_eq!(sniff_document(b"PK\x03\x04\x14\0\0\0\0\0\0\0", &name("photos")), Some("application/zip"));
+        assert_eq!(sniff_document(&[0x1F, 0x8B, 8, 0], &name("logs.gz")), Some("application/gzip"));
+        assert_eq!(sniff_document(b"\0\0\0\x18ftypmp42", &name("clip")), Some("video/mp4"));
+    }
+
+    #[test]
+    fn a_name_alone_never_makes_a_document() {
+        assert_eq!(sniff_document(b"just some text", &FileName::sanitize("fake.pdf")), None);
     }
 
     #[test]

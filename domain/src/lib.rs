@@ -10,7 +10,7 @@ pub mod user;
 /// Every instant in the domain is UTC.
 pub type Timestamp = chrono::DateTime<chrono::Utc>;
 
-pub use file::{sniff_image, FileId, FileKind, FileMeta, FileName, SNIFF_BYTES};
+pub use file::{sniff_document, sniff_image, FileId, FileKind, FileMeta, FileName, SNIFF_BYTES};
 pub use message::{ClientMsgId, Message, MessageBody, MessageId, MessageKind, MessageText, Sender, Seq};
 pub use password::{Password, PasswordError};
 pub use retention::RetentionPolicy;

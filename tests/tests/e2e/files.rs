@@ -131,6 +131,21 @@ async fn a_file_sent_over_the_socket_downloads_byte_identical_from_its_url() {
     assert_eq!(resp.bytes().await.unwrap().as_ref(), PNG);
 }
 
+async fn a_pdf_is_described_as_a_pdf_but_served_as_an_attachment() {
+    let app = TestApp::spawn().await;
+    let alice = app.signup("alice").await;
+    let room = app.create_room(&alice, "private", &[]).await["id"].as_str().unwrap().to_owned();
+
+    let (status, file) =
+        upload(&app, &alice, &room, "minutes.pdf", "application/octet-stream", b"%PDF-1.7\n%\xE2\xE3".to_vec()).await;
+
+    assert_eq!(status, StatusCode::CREATED, "{file}");
+    assert_eq!((file["kind"].as_str(), file["content_type"].as_str()), (Some("file"), Some("application/pdf")));
+    let resp = download(&app, &alice, file["url"].as_str().unwrap(), None).await;
+    assert_eq!(resp.headers()["content-type"], "application/octet-stream");
+    assert!(resp.headers()["content-disposition"].to_str().unwrap().starts_with("attachment;"));
+}
+
 async fn html_declared_as_png_is_served_as_an_octet_stream_attachment() {
     let app = TestApp::spawn().await;
     let alice = app.signup("alice").await;
@@ -421,6 +436,7 @@ e2e::on_both_shapes!(
     the_internal_route_refuses_a_missing_or_wrong_service_token,
     a_file_sent_over_the_socket_downloads_byte_identical_from_its_url,
     html_declared_as_png_is_served_as_an_octet_stream_attachment,
+    a_pdf_is_described_as_a_pdf_but_served_as_an_attachment,
     hostile_names_are_kept_only_as_sanitised_metadata_inside_the_storage_root,
     an_oversize_upload_is_refused_with_413_and_leaves_nothing_on_disk,
     an_upload_over_the_quota_is_refused_with_quota_exceeded,
