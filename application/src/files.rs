@@ -23,12 +23,21 @@ pub struct FileLimits {
     /// How long an upload's quota hold lasts. A crash mid-upload frees the held bytes after this;
     /// an upload that takes longer is checked against the quota again at its end.
     pub quota_hold: Duration,
+    /// How long a file uploaded on its own (`POST /files`) waits for a message to refer to it
+    /// before the purge deletes it.
+    pub unattached: Duration,
 }
 
 impl Default for FileLimits {
-    /// Images 5 MiB, other files 30 MiB, 1 GiB per user, holds of 15 minutes.
+    /// Images 5 MiB, other files 30 MiB, 1 GiB per user, holds of 15 minutes, an hour to attach.
     fn default() -> Self {
-        Self { image_max: 5 << 20, file_max: 30 << 20, user_quota: 1 << 30, quota_hold: Duration::from_secs(15 * 60) }
+        Self {
+            image_max: 5 << 20,
+            file_max: 30 << 20,
+            user_quota: 1 << 30,
+            quota_hold: Duration::from_secs(15 * 60),
+            unattached: Duration::from_secs(60 * 60),
+        }
     }
 }
 
@@ -51,6 +60,22 @@ pub enum UploadError {
     QuotaExceeded { quota: u64 },
     #[error(transparent)]
     Unknown(#[from] anyhow::Error),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AttachError {
+    /// No live file of the sender's in that room: unknown, someone else's, another room's, expired.
+    #[error("no such file of yours in this room")]
+    NotFound,
+    #[error(transparent)]
+    Unknown(#[from] anyhow::Error),
+}
+
+/// Whether an upload comes with its message (over the socket) or waits for one (`POST /files`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Upload {
+    WithMessage,
+    Unattached,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -116,6 +141,7 @@ impl Files {
         name: FileName,
         data: ByteStream,
         declared_size: Option<u64>,
+        upload: Upload,
     ) -> Result<StoredFile, UploadError> {
         if !self.rooms.is_member(room_id, actor.id).await? {
             return Err(UploadError::NotFound);
@@ -137,7 +163,7 @@ impl Files {
         if granted == 0 && wanted > 0 {
             return Err(UploadError::QuotaExceeded { quota: self.limits.user_quota });
         }
-        let draft = Draft { name, content_type, kind, room_id, owner: actor.id };
+        let draft = Draft { name, content_type, kind, room_id, owner: actor.id, upload };
         let joined: ByteStream = stream::iter([Ok(head)]).chain(rest).boxed();
         let limits = Granted { granted, wanted, kind_limit };
         let result = self.store_held(hold, joined, limits, draft).await;
@@ -185,7 +211,7 @@ impl Files {
                 size,
                 content_type: draft.content_type,
                 kind: draft.kind,
-                expires_at: self.retention.file_expiry(draft.kind, now),
+                expires_at: self.expiry(draft.kind, draft.upload, now),
             },
             room_id: draft.room_id,
             owner: draft.owner,
@@ -197,6 +223,37 @@ impl Files {
             return Err(UploadError::Unknown(e));
         }
         Ok(file)
+    }
+
+    /// When a file stored at `now` expires: with retention once a message refers to it, within
+    /// the attach window until then.
+    fn expiry(&self, kind: FileKind, upload: Upload, now: Timestamp) -> Timestamp {
+        let kept = self.retention.file_expiry(kind, now);
+        match upload {
+            Upload::WithMessage => kept,
+            Upload::Unattached => {
+                let window = chrono::Duration::from_std(self.limits.unattached).unwrap_or(chrono::Duration::MAX);
+                now.checked_add_signed(window).unwrap_or(kept).min(kept)
+            }
+        }
+    }
+
+    /// Makes `actor`'s file `file_id`, uploaded on its own to `room_id`, the content of a message:
+    /// it expires with retention from now on, like a file sent with its message.
+    ///
+    /// # Errors
+    /// `NotFound` unless it is a live file of `actor`'s in `room_id`.
+    pub async fn attach(&self, actor: &User, room_id: RoomId, file_id: FileId) -> Result<FileMeta, AttachError> {
+        let file = self.catalog.get(file_id).await?.ok_or(AttachError::NotFound)?;
+        if file.owner != actor.id || file.room_id != room_id || file.purged_at.is_some() {
+            return Err(AttachError::NotFound);
+        }
+        let now = self.clock.now();
+        let expires_at = self.expiry(file.meta.kind, Upload::WithMessage, now);
+        if !self.catalog.attach(file_id, expires_at, now).await? {
+            return Err(AttachError::NotFound);
+        }
+        Ok(FileMeta { expires_at, ..file.meta })
     }
 
     /// A hold of the upload `id`, from `now` for the configured span.
@@ -240,6 +297,7 @@ struct Draft {
     kind: FileKind,
     room_id: RoomId,
     owner: UserId,
+    upload: Upload,
 }
 
 /// How many bytes an upload may store, and why no more.

@@ -5,10 +5,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use domain::{
-    ClientMsgId, FileName, Message, MessageBody, MessageId, MessageText, RetentionPolicy, RoomId, Sender, Seq, User,
+    ClientMsgId, FileId, FileName, Message, MessageBody, MessageId, MessageText, RetentionPolicy, RoomId, Sender, Seq,
+    User,
 };
 
-use crate::files::{Files, UploadError};
+use crate::files::{AttachError, Files, Upload, UploadError};
 use crate::ports::{
     AppendError, Appended, ByteStream, Clock, DedupeKey, EventBus, IdGenerator, MessageArchive, MessageLog, NewMessage,
     RoomEvent, RoomRepository, SeqRange, Take,
@@ -63,6 +64,8 @@ pub enum SendFileError {
     TooLarge { limit: u64 },
     #[error("the upload would exceed your storage quota of {quota} bytes")]
     QuotaExceeded { quota: u64 },
+    #[error("file_id: no such file of yours in this room")]
+    UnknownFile,
     #[error(transparent)]
     Unknown(#[from] anyhow::Error),
 }
@@ -173,7 +176,8 @@ impl Messaging {
             SendError::Forbidden => SendFileError::Forbidden,
             SendError::Unknown(e) => SendFileError::Unknown(e),
         })?;
-        let file = self.files.upload(actor, room_id, name, data, declared_size).await.map_err(|e| match e {
+        let upload = self.files.upload(actor, room_id, name, data, declared_size, Upload::WithMessage);
+        let file = upload.await.map_err(|e| match e {
             UploadError::NotFound => SendFileError::Forbidden,
             UploadError::TooLarge { limit } => SendFileError::TooLarge { limit },
             UploadError::QuotaExceeded { quota } => SendFileError::QuotaExceeded { quota },
@@ -185,6 +189,29 @@ impl Messaging {
             self.files.discard(file_id).await;
         }
         Ok(sent)
+    }
+
+    /// Posts a file `actor` uploaded on its own (`POST /files`) to the same room, as a message.
+    ///
+    /// # Errors
+    /// As `send_text`, and `UnknownFile` unless it is a live file of `actor`'s in that room.
+    pub async fn send_uploaded(
+        &self,
+        actor: &User,
+        room_id: RoomId,
+        client_msg_id: Option<ClientMsgId>,
+        file_id: FileId,
+    ) -> Result<Sent, SendFileError> {
+        self.ensure_member(actor, room_id).await.map_err(|e| match e {
+            SendError::NotFound => SendFileError::NotFound,
+            SendError::Forbidden => SendFileError::Forbidden,
+            SendError::Unknown(e) => SendFileError::Unknown(e),
+        })?;
+        let meta = self.files.attach(actor, room_id, file_id).await.map_err(|e| match e {
+            AttachError::NotFound => SendFileError::UnknownFile,
+            AttachError::Unknown(e) => SendFileError::Unknown(e),
+        })?;
+        Ok(self.append(actor, room_id, client_msg_id, MessageBody::File(meta)).await?)
     }
 
     /// Tells the room's other connections that `actor` is typing. Nothing is stored.

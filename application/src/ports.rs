@@ -531,6 +531,14 @@ pub trait FileCatalog: Send + Sync + 'static {
     /// Only storage failures; releasing an unknown or lapsed hold succeeds.
     async fn release(&self, hold: QuotaHold) -> anyhow::Result<()>;
 
+    /// Gives a live file (not purged, expiring after `now`) the expiry `expires_at`, as when a
+    /// message starts referring to it; true when it was live. MUST leave a purged or expired file
+    /// as it is.
+    ///
+    /// # Errors
+    /// Only storage failures.
+    async fn attach(&self, id: FileId, expires_at: Timestamp, now: Timestamp) -> anyhow::Result<bool>;
+
     /// Makes every live file of `room` expire at `now`, so the purge deletes its bytes and
     /// downloads answer `Gone`; returns how many. MUST touch no other room.
     ///

@@ -59,6 +59,8 @@ pub struct Config {
     pub user_quota_bytes: u64,
     /// How long an upload holds its share of the quota; a crash frees it after this.
     pub quota_hold: Duration,
+    /// How long a file uploaded with `POST /files` waits for a message before the purge deletes it.
+    pub unattached_file: Duration,
     pub retention_messages_days: i64,
     pub retention_images_days: i64,
     pub retention_files_days: i64,
@@ -115,6 +117,7 @@ pub const VARIABLES: &[(&str, &str)] = &[
     ("CHAT_FILE_MAX_BYTES", "31457280"),
     ("CHAT_USER_QUOTA_BYTES", "1073741824"),
     ("CHAT_QUOTA_HOLD_SECS", "900"),
+    ("CHAT_UNATTACHED_FILE_SECS", "3600"),
     ("CHAT_RETENTION_MESSAGES_DAYS", "30"),
     ("CHAT_RETENTION_IMAGES_DAYS", "14"),
     ("CHAT_RETENTION_FILES_DAYS", "28"),
@@ -298,6 +301,9 @@ impl Config {
             file_max_bytes: s.positive("CHAT_FILE_MAX_BYTES", "a positive number of bytes")?,
             user_quota_bytes: s.positive("CHAT_USER_QUOTA_BYTES", "a positive number of bytes")?,
             quota_hold: Duration::from_secs(s.positive("CHAT_QUOTA_HOLD_SECS", "a positive number of seconds")?),
+            unattached_file: Duration::from_secs(
+                s.positive("CHAT_UNATTACHED_FILE_SECS", "a positive number of seconds")?,
+            ),
             retention_messages_days: s.positive("CHAT_RETENTION_MESSAGES_DAYS", "a positive number of days")?,
             retention_images_days: s.positive("CHAT_RETENTION_IMAGES_DAYS", "a positive number of days")?,
             retention_files_days: s.positive("CHAT_RETENTION_FILES_DAYS", "a positive number of days")?,

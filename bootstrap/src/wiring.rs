@@ -45,6 +45,7 @@ fn file_limits(config: &Config) -> FileLimits {
         file_max: config.file_max_bytes,
         user_quota: config.user_quota_bytes,
         quota_hold: config.quota_hold,
+        unattached: config.unattached_file,
     }
 }
 

@@ -1,6 +1,6 @@
 //! File routes: streamed multipart upload, and access-checked download with ranges and safe headers.
 
-use application::files::{FileLimits, UploadError};
+use application::files::{self, FileLimits, UploadError};
 use application::ports::StoredFile;
 use domain::{FileId, FileKind, FileName, RoomId};
 use futures::{StreamExt, TryStreamExt};
@@ -104,7 +104,9 @@ async fn receive(
                 let room_id = room_id.ok_or(Failure::Form(FormError::RoomIdMissing))?;
                 let name = FileName::sanitize(field.file_name().unwrap_or_default());
                 let bytes = field.map(|chunk| chunk.map(|b| b.to_vec()).map_err(std::io::Error::other)).boxed();
-                return state.files.upload(user, room_id, name, bytes, declared).await.map_err(Failure::Upload);
+                // Kept for `CHAT_UNATTACHED_FILE_SECS` unless a `send` with its `file_id` posts it.
+                let stored = state.files.upload(user, room_id, name, bytes, declared, files::Upload::Unattached);
+                return stored.await.map_err(Failure::Upload);
             }
             _ => {}
         }

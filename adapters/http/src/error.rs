@@ -359,6 +359,7 @@ impl From<SendFileError> for Problem {
             SendFileError::Forbidden => Self::not_a_member(),
             SendFileError::TooLarge { limit } => Self::file_too_large(limit),
             SendFileError::QuotaExceeded { .. } => Self::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", e.to_string()),
+            SendFileError::UnknownFile => Self::new(StatusCode::NOT_FOUND, "not_found", e.to_string()),
             SendFileError::Unknown(e) => Self::internal(&e),
         }
     }

@@ -199,6 +199,17 @@ impl FileCatalog for MongoStore {
         Ok(())
     }
 
+    async fn attach(&self, id: FileId, expires_at: Timestamp, now: Timestamp) -> anyhow::Result<bool> {
+        let attached = self
+            .files()
+            .update_one(
+                doc! { "_id": id_text(id.as_uuid()), "purged_at": null, "expires_at": { "$gt": date(now) } },
+                doc! { "$set": { "expires_at": date(expires_at) } },
+            )
+            .await?;
+        Ok(attached.matched_count > 0)
+    }
+
     async fn expire_room(&self, room: RoomId, now: Timestamp) -> anyhow::Result<u64> {
         let expired = self
             .files()

@@ -123,6 +123,17 @@ impl FileCatalog for SqliteStore {
         .await
     }
 
+    async fn attach(&self, id: FileId, expires_at: Timestamp, now: Timestamp) -> anyhow::Result<bool> {
+        self.run(move |conn| {
+            let changed = conn.execute(
+                "UPDATE files SET expires_at = ?2 WHERE id = ?1 AND purged_at IS NULL AND expires_at > ?3",
+                params![id_text(id.as_uuid()), millis(expires_at), millis(now)],
+            )?;
+            Ok(changed > 0)
+        })
+        .await
+    }
+
     async fn expire_room(&self, room: RoomId, now: Timestamp) -> anyhow::Result<u64> {
         self.run(move |conn| {
             let expired = conn.execute(

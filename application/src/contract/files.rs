@@ -58,6 +58,30 @@ pub async fn usage_sums_the_sizes_of_the_owners_files_only(catalog: &impl FileCa
     assert_eq!((first, second, nobody), (350, 999, 0));
 }
 
+pub async fn attaching_a_live_file_sets_its_expiry_and_an_expired_or_purged_one_stays_as_it_is(
+    catalog: &impl FileCatalog,
+) {
+    // Arrange: a live file, one that expired at 1 s, one purged.
+    let live = file(1, owner(1), 1, 9_000);
+    let expired = file(2, owner(1), 1, 1_000);
+    let purged = file(3, owner(1), 1, 9_000);
+    for stored in [&live, &expired, &purged] {
+        catalog.insert(stored).await.expect("insert");
+    }
+    catalog.mark_purged(purged.meta.id, at(2_000)).await.expect("purge");
+
+    // Act
+    let attached = catalog.attach(live.meta.id, at(50_000), at(5_000)).await.expect("attach");
+    let too_late = catalog.attach(expired.meta.id, at(50_000), at(5_000)).await.expect("attach");
+    let gone = catalog.attach(purged.meta.id, at(50_000), at(5_000)).await.expect("attach");
+
+    // Assert
+    let expiry = |stored: Option<StoredFile>| stored.map(|f| f.meta.expires_at);
+    assert_eq!((attached, too_late, gone), (true, false, false));
+    assert_eq!(expiry(catalog.get(live.meta.id).await.expect("get")), Some(at(50_000)));
+    assert_eq!(expiry(catalog.get(expired.meta.id).await.expect("get")), Some(at(1_000)));
+}
+
 pub async fn expiring_a_room_makes_its_live_files_due_now_and_no_others(catalog: &impl FileCatalog) {
     // Arrange: two files of the fixture room, one already due earlier, and one of another room.
     let due_later = file(1, owner(1), 1, 9_000);
@@ -263,6 +287,7 @@ pub async fn parallel_holds_never_grant_more_than_the_quota(catalog: &impl FileC
 macro_rules! files_contract {
     ($generate:ident ! ($($args:tt)*)) => {
         $generate!($($args)*; $crate::contract::files;
+        attaching_a_live_file_sets_its_expiry_and_an_expired_or_purged_one_stays_as_it_is,
         expiring_a_room_makes_its_live_files_due_now_and_no_others,
         a_catalogued_file_reads_back_exactly,
         an_unknown_file_is_absent,

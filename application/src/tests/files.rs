@@ -10,13 +10,18 @@ use super::fixtures::{
     alice, byte_stream, days, fixed_clock, generated_id, minutes, now, read_all, recorder, room_id, sequential_ids,
     Recorded,
 };
-use crate::files::{DownloadError, FileLimits, Files, UploadError};
+use crate::files::{DownloadError, FileLimits, Files, Upload, UploadError};
 use crate::ports::{
     MockClock, MockFileCatalog, MockFileStore, MockIdGenerator, MockRoomRepository, PutFileError, QuotaHold, StoredFile,
 };
 
-const LIMITS: FileLimits =
-    FileLimits { image_max: 1_000, file_max: 2_000, user_quota: 10_000, quota_hold: Duration::from_secs(15 * 60) };
+const LIMITS: FileLimits = FileLimits {
+    image_max: 1_000,
+    file_max: 2_000,
+    user_quota: 10_000,
+    quota_hold: Duration::from_secs(15 * 60),
+    unattached: Duration::from_secs(60 * 60),
+};
 
 /// Every port of `Files` as a mock without expectations: any call a test did not expect fails it.
 #[derive(Default)]
@@ -174,7 +179,14 @@ async fn a_png_is_stored_as_an_image_whatever_its_name_says() {
 
     let file = ports
         .files()
-        .upload(&alice(), general(), FileName::sanitize("notes.txt"), byte_stream(chunked(&png(300))), None)
+        .upload(
+            &alice(),
+            general(),
+            FileName::sanitize("notes.txt"),
+            byte_stream(chunked(&png(300))),
+            None,
+            Upload::WithMessage,
+        )
         .await
         .expect("uploaded");
 
@@ -193,7 +205,14 @@ async fn html_is_stored_as_a_plain_octet_stream_file_whatever_its_name_says() {
 
     let file = ports
         .files()
-        .upload(&alice(), general(), FileName::sanitize("cat.png"), byte_stream(chunked(&html(100))), None)
+        .upload(
+            &alice(),
+            general(),
+            FileName::sanitize("cat.png"),
+            byte_stream(chunked(&html(100))),
+            None,
+            Upload::WithMessage,
+        )
         .await
         .expect("uploaded");
 
@@ -215,7 +234,14 @@ async fn a_declared_size_is_held_and_streamed_instead_of_the_kind_limit() {
 
     ports
         .files()
-        .upload(&alice(), general(), FileName::sanitize("a.png"), byte_stream(chunked(&png(300))), Some(300))
+        .upload(
+            &alice(),
+            general(),
+            FileName::sanitize("a.png"),
+            byte_stream(chunked(&png(300))),
+            Some(300),
+            Upload::WithMessage,
+        )
         .await
         .expect("uploaded");
 
@@ -233,7 +259,14 @@ async fn a_declared_size_over_the_kind_limit_holds_only_the_limit() {
 
     let result = ports
         .files()
-        .upload(&alice(), general(), FileName::sanitize("big.png"), byte_stream(chunked(&png(1_001))), Some(1_001))
+        .upload(
+            &alice(),
+            general(),
+            FileName::sanitize("big.png"),
+            byte_stream(chunked(&png(1_001))),
+            Some(1_001),
+            Upload::WithMessage,
+        )
         .await;
 
     assert!(matches!(result, Err(UploadError::TooLarge { limit: 1_000 })), "got {result:?}");
@@ -250,7 +283,14 @@ async fn an_image_over_the_image_limit_is_too_large_and_nothing_is_catalogued_or
 
     let result = ports
         .files()
-        .upload(&alice(), general(), FileName::sanitize("big.png"), byte_stream(chunked(&png(1_001))), None)
+        .upload(
+            &alice(),
+            general(),
+            FileName::sanitize("big.png"),
+            byte_stream(chunked(&png(1_001))),
+            None,
+            Upload::WithMessage,
+        )
         .await;
 
     assert!(matches!(result, Err(UploadError::TooLarge { limit: 1_000 })), "got {result:?}");
@@ -268,7 +308,14 @@ async fn an_upload_beyond_what_the_hold_granted_is_refused_as_quota_exceeded_and
 
     let result = ports
         .files()
-        .upload(&alice(), general(), FileName::sanitize("notes.html"), byte_stream(chunked(&html(600))), None)
+        .upload(
+            &alice(),
+            general(),
+            FileName::sanitize("notes.html"),
+            byte_stream(chunked(&html(600))),
+            None,
+            Upload::WithMessage,
+        )
         .await;
 
     assert!(matches!(result, Err(UploadError::QuotaExceeded { quota: 10_000 })), "got {result:?}");
@@ -286,7 +333,14 @@ async fn with_nothing_left_of_the_quota_no_byte_is_stored() {
 
     let result = ports
         .files()
-        .upload(&alice(), general(), FileName::sanitize("notes.html"), byte_stream(chunked(&html(600))), None)
+        .upload(
+            &alice(),
+            general(),
+            FileName::sanitize("notes.html"),
+            byte_stream(chunked(&html(600))),
+            None,
+            Upload::WithMessage,
+        )
         .await;
 
     assert!(matches!(result, Err(UploadError::QuotaExceeded { quota: 10_000 })), "got {result:?}");
@@ -310,7 +364,14 @@ async fn an_upload_that_outlived_its_hold_holds_its_real_size_again_before_it_is
 
     let result = ports
         .files()
-        .upload(&alice(), general(), FileName::sanitize("notes.html"), byte_stream(chunked(&html(100))), None)
+        .upload(
+            &alice(),
+            general(),
+            FileName::sanitize("notes.html"),
+            byte_stream(chunked(&html(100))),
+            None,
+            Upload::WithMessage,
+        )
         .await;
 
     assert!(result.is_ok(), "got {result:?}");
@@ -331,7 +392,14 @@ async fn an_upload_that_outlived_its_hold_while_the_quota_filled_up_is_refused_a
 
     let result = ports
         .files()
-        .upload(&alice(), general(), FileName::sanitize("notes.html"), byte_stream(chunked(&html(100))), None)
+        .upload(
+            &alice(),
+            general(),
+            FileName::sanitize("notes.html"),
+            byte_stream(chunked(&html(100))),
+            None,
+            Upload::WithMessage,
+        )
         .await;
 
     assert!(matches!(result, Err(UploadError::QuotaExceeded { quota: 10_000 })), "got {result:?}");
@@ -347,7 +415,14 @@ async fn a_non_member_cannot_upload_and_nothing_is_stored() {
 
     let result = ports
         .files()
-        .upload(&alice(), general(), FileName::sanitize("cat.png"), byte_stream(vec![png(64)]), None)
+        .upload(
+            &alice(),
+            general(),
+            FileName::sanitize("cat.png"),
+            byte_stream(vec![png(64)]),
+            None,
+            Upload::WithMessage,
+        )
         .await;
 
     assert!(matches!(result, Err(UploadError::NotFound)), "got {result:?}");
@@ -366,7 +441,14 @@ async fn when_the_catalog_refuses_the_entry_the_stored_bytes_are_deleted_and_the
 
     let result = ports
         .files()
-        .upload(&alice(), general(), FileName::sanitize("cat.png"), byte_stream(vec![png(64)]), None)
+        .upload(
+            &alice(),
+            general(),
+            FileName::sanitize("cat.png"),
+            byte_stream(vec![png(64)]),
+            None,
+            Upload::WithMessage,
+        )
         .await;
 
     assert!(matches!(result, Err(UploadError::Unknown(_))), "got {result:?}");
@@ -385,7 +467,14 @@ async fn an_upload_that_breaks_off_before_its_kind_is_known_stores_and_holds_not
 
     let result = ports
         .files()
-        .upload(&alice(), general(), FileName::sanitize("cat.png"), futures::StreamExt::boxed(broken), None)
+        .upload(
+            &alice(),
+            general(),
+            FileName::sanitize("cat.png"),
+            futures::StreamExt::boxed(broken),
+            None,
+            Upload::WithMessage,
+        )
         .await;
 
     assert!(matches!(result, Err(UploadError::Unknown(_))), "got {result:?}");
@@ -500,7 +589,14 @@ async fn a_file_shorter_than_the_sniffed_head_is_stored_from_a_stream_that_may_n
 
     let result = ports
         .files()
-        .upload(&alice(), general(), FileName::sanitize("a.txt"), futures::StreamExt::boxed(once), None)
+        .upload(
+            &alice(),
+            general(),
+            FileName::sanitize("a.txt"),
+            futures::StreamExt::boxed(once),
+            None,
+            Upload::WithMessage,
+        )
         .await;
 
     assert!(result.is_ok(), "got {result:?}");

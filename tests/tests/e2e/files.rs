@@ -131,6 +131,79 @@ async fn a_file_sent_over_the_socket_downloads_byte_identical_from_its_url() {
     assert_eq!(resp.bytes().await.unwrap().as_ref(), PNG);
 }
 
+async fn a_file_uploaded_over_http_is_posted_by_a_send_with_its_file_id() {
+    // Arrange
+    let app = TestApp::spawn().await;
+    let alice = app.signup("alice").await;
+    let bob = app.signup("bob").await;
+    let room = app.create_room(&alice, "private", &[&bob]).await["id"].as_str().unwrap().to_owned();
+    let mut alice_socket = app.socket_on(&alice, 0).await;
+    let mut bob_socket = app.socket_on(&bob, 1).await;
+    let (status, file) = upload(&app, &alice, &room, "notes.txt", "text/plain", b"the notes".to_vec()).await;
+    assert_eq!(status, StatusCode::CREATED, "{file}");
+
+    // Act
+    alice_socket
+        .send_json(json!({"type": "send", "room_id": room, "client_msg_id": "f1", "file_id": file["id"]}))
+        .await;
+    let ack = alice_socket.next_of("ack").await;
+    let seen = bob_socket.next_of("message").await;
+
+    // Assert
+    assert_eq!(
+        (ack["message"]["kind"].as_str(), ack["message"]["file"]["id"].as_str()),
+        (Some("file"), file["id"].as_str())
+    );
+    assert_eq!(seen["message"]["file"]["name"], "notes.txt");
+    let resp = download(&app, &bob, seen["message"]["file"]["url"].as_str().unwrap(), None).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.bytes().await.unwrap().as_ref(), b"the notes");
+}
+
+async fn a_send_with_a_file_id_that_is_not_the_senders_in_that_room_is_not_found() {
+    let app = TestApp::spawn().await;
+    let alice = app.signup("alice").await;
+    let bob = app.signup("bob").await;
+    let room = app.create_room(&alice, "private", &[&bob]).await["id"].as_str().unwrap().to_owned();
+    let (_, file) = upload(&app, &alice, &room, "notes.txt", "text/plain", b"the notes".to_vec()).await;
+    let mut bob_socket = app.socket(&bob).await;
+
+    bob_socket.send_json(json!({"type": "send", "room_id": room, "client_msg_id": "b1", "file_id": file["id"]})).await;
+    let refused = bob_socket.next_of("error").await;
+    bob_socket
+        .send_json(json!({"type": "send", "room_id": room, "client_msg_id": "b2", "text": "x", "file_id": file["id"]}))
+        .await;
+    let both = bob_socket.next_of("error").await;
+
+    assert_eq!((refused["code"].as_str(), refused["client_msg_id"].as_str()), (Some("not_found"), Some("b1")));
+    assert_eq!((both["code"].as_str(), both["client_msg_id"].as_str()), (Some("bad_request"), Some("b2")));
+}
+
+async fn an_uploaded_file_no_message_refers_to_is_deleted_after_its_window_and_a_posted_one_stays() {
+    // Arrange: a one-second window, a purge every second.
+    let app = TestApp::spawn_with(&[("CHAT_UNATTACHED_FILE_SECS", "1"), ("CHAT_PURGE_CRON", "* * * * * *")]).await;
+    let alice = app.signup("alice").await;
+    let room = app.create_room(&alice, "private", &[]).await["id"].as_str().unwrap().to_owned();
+    let (_, orphan) = upload(&app, &alice, &room, "orphan.txt", "text/plain", b"nobody posts me".to_vec()).await;
+    let (_, posted) = upload(&app, &alice, &room, "posted.txt", "text/plain", b"posted at once".to_vec()).await;
+    let mut socket = app.socket(&alice).await;
+    socket.send_json(json!({"type": "send", "room_id": room, "client_msg_id": "p1", "file_id": posted["id"]})).await;
+    assert_eq!(socket.next_of("ack").await["message"]["kind"], "file");
+
+    // Act: wait for the purge to delete the orphan.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while stored_files(&app).len() > 1 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+
+    // Assert
+    let left = stored_files(&app);
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert!(left[0].ends_with(posted["id"].as_str().unwrap()), "{left:?}");
+    let orphan_url = orphan["url"].as_str().unwrap();
+    assert_eq!(download(&app, &alice, orphan_url, None).await.status(), StatusCode::GONE);
+}
+
 async fn a_pdf_is_described_as_a_pdf_but_served_as_an_attachment() {
     let app = TestApp::spawn().await;
     let alice = app.signup("alice").await;
@@ -437,6 +510,9 @@ e2e::on_both_shapes!(
     a_file_sent_over_the_socket_downloads_byte_identical_from_its_url,
     html_declared_as_png_is_served_as_an_octet_stream_attachment,
     a_pdf_is_described_as_a_pdf_but_served_as_an_attachment,
+    a_file_uploaded_over_http_is_posted_by_a_send_with_its_file_id,
+    a_send_with_a_file_id_that_is_not_the_senders_in_that_room_is_not_found,
+    an_uploaded_file_no_message_refers_to_is_deleted_after_its_window_and_a_posted_one_stays,
     hostile_names_are_kept_only_as_sanitised_metadata_inside_the_storage_root,
     an_oversize_upload_is_refused_with_413_and_leaves_nothing_on_disk,
     an_upload_over_the_quota_is_refused_with_quota_exceeded,

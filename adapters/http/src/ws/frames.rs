@@ -11,9 +11,20 @@ pub const MAX_FILE_HEADER_BYTES: usize = 4096;
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ClientFrame {
-    Send { room_id: String, client_msg_id: String, text: String },
-    Sync { room_id: String, after_seq: u64 },
-    Typing { room_id: String },
+    /// A text message, or a file uploaded before with `POST /files`: exactly one of the two.
+    Send {
+        room_id: String,
+        client_msg_id: String,
+        text: Option<String>,
+        file_id: Option<String>,
+    },
+    Sync {
+        room_id: String,
+        after_seq: u64,
+    },
+    Typing {
+        room_id: String,
+    },
     Ping,
 }
 
@@ -135,12 +146,20 @@ mod tests {
     #[test]
     fn a_send_frame_parses_with_all_fields() {
         let frame = parse_text(r#"{"type":"send","room_id":"r","client_msg_id":"c1","text":"hi"}"#).unwrap();
-        assert_eq!(frame, ClientFrame::Send { room_id: "r".into(), client_msg_id: "c1".into(), text: "hi".into() });
+        let expected = ClientFrame::Send {
+            room_id: "r".into(),
+            client_msg_id: "c1".into(),
+            text: Some("hi".into()),
+            file_id: None,
+        };
+        assert_eq!(frame, expected);
     }
 
     #[test]
     fn unknown_types_missing_fields_and_bad_json_are_invalid() {
-        for raw in [r#"{"type":"shout"}"#, r#"{"type":"send","room_id":"r"}"#, "not json", r#"{"room_id":"r"}"#] {
+        for raw in
+            [r#"{"type":"shout"}"#, r#"{"type":"send","room_id":"r","text":"hi"}"#, "not json", r#"{"room_id":"r"}"#]
+        {
             assert!(matches!(parse_text(raw), Err(FrameError::Invalid(_))), "{raw}");
         }
     }

@@ -385,7 +385,7 @@ impl Connection {
         let user = self.caller.user.clone();
         match frame {
             ClientFrame::Ping => self.send(ServerFrame::Pong.to_json()).await,
-            ClientFrame::Send { room_id, client_msg_id, text } => {
+            ClientFrame::Send { room_id, client_msg_id, text, file_id } => {
                 let Ok(cid) = ClientMsgId::new(&client_msg_id) else {
                     return self
                         .error("bad_request", "client_msg_id must be 1 to 64 characters".into(), None, None)
@@ -394,14 +394,36 @@ impl Connection {
                 let Some(room_id) = parse_room(&room_id) else {
                     return self.problem(Problem::room_not_found(), Some(&client_msg_id), None).await;
                 };
-                let text = match MessageText::new(&text) {
-                    Ok(text) => text,
-                    Err(e) => return self.error("bad_request", format!("text: {e}"), Some(&client_msg_id), None).await,
+                let sent = match (text, file_id) {
+                    (Some(text), None) => {
+                        let text = match MessageText::new(&text) {
+                            Ok(text) => text,
+                            Err(e) => {
+                                return self
+                                    .error("bad_request", format!("text: {e}"), Some(&client_msg_id), None)
+                                    .await
+                            }
+                        };
+                        let request = SendText { room_id, client_msg_id: Some(cid), text };
+                        self.state.messaging.send_text(&user, request).await.map_err(Problem::from)
+                    }
+                    (None, Some(file_id)) => match file_id.parse() {
+                        Ok(file_id) => self
+                            .state
+                            .messaging
+                            .send_uploaded(&user, room_id, Some(cid), file_id)
+                            .await
+                            .map_err(Problem::from),
+                        Err(_) => Err(Problem::from(SendFileError::UnknownFile)),
+                    },
+                    _ => {
+                        let message = "give exactly one of text and file_id".to_owned();
+                        return self.error("bad_request", message, Some(&client_msg_id), None).await;
+                    }
                 };
-                let request = SendText { room_id, client_msg_id: Some(cid), text };
-                match self.state.messaging.send_text(&user, request).await {
+                match sent {
                     Ok(sent) => self.ack(&client_msg_id, &MessageDto::from(&sent.message)).await,
-                    Err(e) => self.problem(e.into(), Some(&client_msg_id), None).await,
+                    Err(problem) => self.problem(problem, Some(&client_msg_id), None).await,
                 }
             }
             ClientFrame::Sync { room_id, after_seq } => {
