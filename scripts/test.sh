@@ -11,6 +11,8 @@
 #          testcontainers; else SecantusDB, a MongoDB-wire-compatible server from PyPI, in memory
 #          on a free port, installed into a virtualenv under target/.
 # CHAT_TEST_NO_DOCKER=1 skips the Docker path.
+# Then, for the whole suite (or with CHAT_TEST_QUICKSTART=1), scripts/quickstart-check.sh runs the
+# commands of docs/quickstart.md against a fresh `chat`.
 set -euo pipefail
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -105,6 +107,19 @@ if [ -z "${CHAT_TEST_MONGODB_URL:-}" ]; then start_secantus; else log "using Mon
 
 # Service tests are #[ignore]d under a plain `cargo test`; here they run and must find their service.
 export CHAT_TEST_REQUIRE_SERVICES=1
-# Without package arguments, the whole workspace.
-if [ $# -eq 0 ]; then set -- --workspace; fi
-cargo test --no-fail-fast "$@" -- --include-ignored
+# Without arguments, the whole workspace, and then the quick start.
+quickstart="${CHAT_TEST_QUICKSTART:-}"
+if [ $# -eq 0 ]; then
+  set -- --workspace
+  quickstart="${quickstart:-1}"
+fi
+status=0
+cargo test --no-fail-fast "$@" -- --include-ignored || status=$?
+
+# docs/quickstart.md, run against the `chat` the tests just built (a no-op build when they did).
+if [ "$quickstart" = 1 ]; then
+  cargo build -q -p bootstrap --bin chat && scripts/quickstart-check.sh || status=$?
+else
+  log "skipping the quick-start check (CHAT_TEST_QUICKSTART=1 runs it with arguments too)"
+fi
+exit "$status"
