@@ -84,6 +84,16 @@ pub enum UserRef {
     Name(Username),
 }
 
+impl UserRef {
+    /// The request field a client names a user by this way.
+    pub fn field(&self) -> &'static str {
+        match self {
+            Self::Id(_) => "user_id",
+            Self::Name(_) => "username",
+        }
+    }
+}
+
 /// The user `user` names, if any.
 pub(crate) async fn find_user(users: &dyn UserRepository, user: &UserRef) -> anyhow::Result<Option<User>> {
     Ok(match user {

@@ -93,7 +93,8 @@ pub enum InviteError {
     #[error("room not found")]
     NotFound,
     #[error("user not found")]
-    UnknownUser,
+    /// No such user; names the request field (`user_id` or `username`) that named them.
+    UnknownUser { field: &'static str },
     #[error("the user is already a member")]
     AlreadyMember,
     #[error("the room is full ({0} members)")]
@@ -262,7 +263,9 @@ impl Rooms {
     /// # Errors
     /// `NotFound` unless `actor` is a member, `UnknownUser`, `AlreadyMember`, `Full`.
     pub async fn invite(&self, actor: &User, room_id: RoomId, invitee: UserRef) -> Result<RoomDetails, InviteError> {
-        let user = find_user(self.users.as_ref(), &invitee).await?.ok_or(InviteError::UnknownUser)?;
+        let user = find_user(self.users.as_ref(), &invitee)
+            .await?
+            .ok_or(InviteError::UnknownUser { field: invitee.field() })?;
         let invitee = user.id;
         let now = self.clock.now();
         let outcome = self

@@ -209,7 +209,9 @@ impl RoomsApi {
         let invitee = match (&body.user_id, &body.username) {
             (Some(id), None) => UserRef::Id(parse_user(id)?),
             // A name nobody can have is nobody's.
-            (None, Some(name)) => UserRef::Name(Username::new(name).map_err(|_| InviteError::UnknownUser)?),
+            (None, Some(name)) => {
+                UserRef::Name(Username::new(name).map_err(|_| InviteError::UnknownUser { field: "username" })?)
+            }
             _ => return Err(ApiError::bad_request("invalid_request", "give exactly one of user_id and username")),
         };
         let details = state.rooms.invite(&auth.0.user, room_id, invitee).await?;

@@ -120,6 +120,11 @@ impl Problem {
         Self::new(StatusCode::CONFLICT, "room_full", e.to_string())
     }
 
+    /// The same words over REST and the socket, whichever way the file came.
+    fn quota_exceeded(e: impl std::fmt::Display) -> Self {
+        Self::new(StatusCode::PAYLOAD_TOO_LARGE, "quota_exceeded", e.to_string())
+    }
+
     fn file_too_large(limit: u64) -> Self {
         Self::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", format!("the file is larger than {limit} bytes"))
     }
@@ -280,7 +285,9 @@ impl From<InviteError> for Problem {
     fn from(e: InviteError) -> Self {
         match e {
             InviteError::NotFound => Self::room_not_found(),
-            InviteError::UnknownUser => Self::new(StatusCode::BAD_REQUEST, "unknown_user", "user_id: no such user"),
+            InviteError::UnknownUser { field } => {
+                Self::new(StatusCode::BAD_REQUEST, "unknown_user", format!("{field}: no such user"))
+            }
             InviteError::AlreadyMember => {
                 Self::new(StatusCode::CONFLICT, "already_member", "the user is already a member")
             }
@@ -358,7 +365,7 @@ impl From<SendFileError> for Problem {
             SendFileError::NotFound => Self::room_not_found(),
             SendFileError::Forbidden => Self::not_a_member(),
             SendFileError::TooLarge { limit } => Self::file_too_large(limit),
-            SendFileError::QuotaExceeded { .. } => Self::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", e.to_string()),
+            SendFileError::QuotaExceeded { .. } => Self::quota_exceeded(e),
             SendFileError::UnknownFile => Self::new(StatusCode::NOT_FOUND, "not_found", e.to_string()),
             SendFileError::Unknown(e) => Self::internal(&e),
         }
@@ -370,9 +377,7 @@ impl From<UploadError> for Problem {
         match e {
             UploadError::NotFound => Self::room_not_found(),
             UploadError::TooLarge { .. } => Self::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", e.to_string()),
-            UploadError::QuotaExceeded { .. } => {
-                Self::new(StatusCode::PAYLOAD_TOO_LARGE, "quota_exceeded", e.to_string())
-            }
+            UploadError::QuotaExceeded { .. } => Self::quota_exceeded(e),
             UploadError::Unknown(e) => Self::internal(&e),
         }
     }
@@ -503,6 +508,15 @@ mod tests {
 
         assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(response.headers().get("Retry-After").unwrap(), "1");
+    }
+
+    #[test]
+    fn a_full_quota_reads_the_same_over_rest_and_the_socket() {
+        let rest = Problem::from(UploadError::QuotaExceeded { quota: 10 });
+        let socket = Problem::from(SendFileError::QuotaExceeded { quota: 10 });
+
+        assert_eq!((rest.status, rest.code), (StatusCode::PAYLOAD_TOO_LARGE, "quota_exceeded"));
+        assert_eq!(socket, rest);
     }
 
     #[test]

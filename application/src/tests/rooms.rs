@@ -532,7 +532,7 @@ async fn inviting_an_unknown_user_fails_with_unknown_user() {
 
     let result = ports.rooms().invite(&alice(), general(), UserRef::Id(user_id(99))).await;
 
-    assert!(matches!(result, Err(InviteError::UnknownUser)), "got {result:?}");
+    assert!(matches!(result, Err(InviteError::UnknownUser { field: "user_id" })), "got {result:?}");
 }
 
 #[tokio::test]
