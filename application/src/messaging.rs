@@ -221,6 +221,7 @@ impl Messaging {
         let range = SeqRange {
             after: query.after.and_then(Seq::new),
             before: query.before.map(|b| Seq::new(b).unwrap_or(Seq::FIRST)),
+            ..SeqRange::default()
         };
         let limit = query.limit.get() as usize;
         let take = if query.after.is_some() { Take::Oldest(limit) } else { Take::Newest(limit) };
@@ -233,7 +234,7 @@ impl Messaging {
     /// `NotFound` unless `actor` is a member.
     pub async fn sync(&self, actor: &User, room_id: RoomId, after_seq: u64) -> Result<SyncPage, HistoryError> {
         self.ensure_reader(actor, room_id).await?;
-        let range = SeqRange { after: Seq::new(after_seq), before: None };
+        let range = SeqRange { after: Seq::new(after_seq), ..SeqRange::default() };
         let page = self.read(room_id, range, Take::Oldest(SYNC_MAX as usize)).await?;
         let last_seq = page.items.last().map_or(after_seq, |m| m.seq.get());
         Ok(SyncPage { items: page.items, last_seq, has_more: page.has_more })

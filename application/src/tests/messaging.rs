@@ -97,10 +97,12 @@ fn general() -> RoomId {
     room_id(1)
 }
 
-/// A store holding the messages numbered `held`, answering fetches as the port's contract says.
+/// A store holding the messages numbered `held`, answering fetches as the port's contract says:
+/// every bound of the range, the retention cutoff included, applies before `take` counts.
 fn holding(held: RangeInclusive<u64>) -> impl FnMut(RoomId, SeqRange, Take) -> anyhow::Result<Vec<Message>> {
     move |room, range, take| {
-        let within: Vec<Message> = held.clone().filter(|n| range.contains(seq(*n))).map(|n| message(room, n)).collect();
+        let within: Vec<Message> =
+            held.clone().map(|n| message(room, n)).filter(|message| range.admits(message)).collect();
         Ok(match take {
             Take::Oldest(n) => within.into_iter().take(n).collect(),
             Take::Newest(n) => {
@@ -540,7 +542,7 @@ async fn syncing_after_seq_zero_starts_from_the_first_message() {
     let mut ports = Ports::default();
     ports.expect_membership(true);
     ports.log.expect_last_seq().times(1).returning(|_| Ok(Some(seq(8))));
-    let from_start = SeqRange { after: None, before: Some(seq(9)) };
+    let from_start = SeqRange { after: None, before: Some(seq(9)), not_before: None };
     ports.log.expect_fetch().withf(move |_, range, _| *range == from_start).times(1).returning(holding(5..=8));
     ports.archive.expect_fetch().withf(move |_, range, _| *range == from_start).times(1).returning(holding(1..=6));
 
