@@ -33,7 +33,8 @@ const FETCH_CHUNK_MIN: usize = 100;
 /// The most cached messages read per command, so a huge `take` is never one huge reply.
 const FETCH_CHUNK_MAX: usize = 1_000;
 
-/// A `MessageLog` shared by every node: each operation is one Lua script or one read command.
+/// A `MessageLog` shared by every node: each operation is one Lua script or one read command, but
+/// a fetch that must skip expired cached messages may take a few reads.
 ///
 /// Trimming is safe because a message leaves the room's `pending` set only when its stream entry
 /// is acknowledged, i.e. after the archive stored it (or when it is dead-lettered, and the
