@@ -94,7 +94,7 @@ pub struct HistoryQuery {
 pub struct HistoryPage {
     /// Ascending by seq.
     pub items: Vec<Message>,
-    /// More messages exist in the paging direction.
+    /// More messages exist in the paging direction; expired ones do not count.
     pub has_more: bool,
 }
 
@@ -226,6 +226,7 @@ impl Messaging {
 
     /// A page of a room's messages, hot cache and archive merged, each message once, by seq.
     /// Without `after` it pages backwards from the newest (or from `before`); with it, forwards.
+    /// Expired messages are left out as if already purged: pages stay full of live ones.
     ///
     /// # Errors
     /// `NotFound` unless `actor` is a member.
@@ -239,6 +240,7 @@ impl Messaging {
         let range = SeqRange {
             after: query.after.and_then(Seq::new),
             before: query.before.map(|b| Seq::new(b).unwrap_or(Seq::FIRST)),
+            ..SeqRange::default()
         };
         let limit = query.limit.get() as usize;
         let take = if query.after.is_some() { Take::Oldest(limit) } else { Take::Newest(limit) };
@@ -251,18 +253,28 @@ impl Messaging {
     /// `NotFound` unless `actor` is a member.
     pub async fn sync(&self, actor: &User, room_id: RoomId, after_seq: u64) -> Result<SyncPage, HistoryError> {
         self.ensure_reader(actor, room_id).await?;
-        let range = SeqRange { after: Seq::new(after_seq), before: None };
+        let range = SeqRange { after: Seq::new(after_seq), ..SeqRange::default() };
         let page = self.read(room_id, range, Take::Oldest(SYNC_MAX as usize)).await?;
         let last_seq = page.items.last().map_or(after_seq, |m| m.seq.get());
         Ok(SyncPage { items: page.items, last_seq, has_more: page.has_more })
     }
 
     /// Reads one more than asked from both stores, merges by seq, and keeps the wanted end.
+    ///
+    /// Exact because each store applies every bound before it counts: the first (or last) n+1
+    /// live messages of the union are each among the first (or last) n+1 of their own store. So
+    /// retention is a bound of both fetches, with one cutoff for both, never a filter of the
+    /// merge: dropping expired messages after the fetch would leave the archive's window short
+    /// and skip the live messages between it and the cache's.
     async fn read(&self, room_id: RoomId, range: SeqRange, take: Take) -> anyhow::Result<HistoryPage> {
         let (limit, probe) = match take {
             Take::Oldest(n) => (n, Take::Oldest(n + 1)),
             Take::Newest(n) => (n, Take::Newest(n + 1)),
         };
+        // The hot cache may still hold messages the purge already removed from the archive, and
+        // the archive ones the purge has not reached yet: both leave them out.
+        let not_before = self.retention.map(|retention| retention.message_cutoff(self.clock.now()));
+        let range = SeqRange { not_before, ..range };
         // Only seqs given out before the cache read: a later message may reach the archive (through
         // another worker) ahead of an earlier one still queued, and must not be returned before it.
         let range = match self.log.last_seq(room_id).await? {
@@ -276,11 +288,6 @@ impl Messaging {
         let mut merged: BTreeMap<Seq, Message> = BTreeMap::new();
         for message in archived?.into_iter().chain(cached?) {
             merged.insert(message.seq, message);
-        }
-        if let Some(retention) = self.retention {
-            // The hot cache may still hold messages the purge already removed from the archive.
-            let now = self.clock.now();
-            merged.retain(|_, m| !retention.is_message_expired(m.sent_at, now));
         }
         let mut items: Vec<Message> = merged.into_values().collect();
         let has_more = items.len() > limit;

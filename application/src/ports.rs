@@ -298,16 +298,26 @@ pub enum Appended {
     Duplicate(Message),
 }
 
-/// Exclusive bounds on seq.
+/// Which messages of a room a fetch may return: exclusive bounds on seq, and the retention cutoff.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct SeqRange {
     pub after: Option<Seq>,
     pub before: Option<Seq>,
+    /// Only messages sent at or after this instant: older ones have expired, even while a purge
+    /// has not deleted them yet. A bound of the fetch itself, not a filter of its answer, so a
+    /// page taken from a room whose oldest messages expired is still full.
+    pub not_before: Option<Timestamp>,
 }
 
 impl SeqRange {
+    /// Whether `seq` lies between the seq bounds.
     pub fn contains(&self, seq: Seq) -> bool {
         self.after.is_none_or(|a| seq > a) && self.before.is_none_or(|b| seq < b)
+    }
+
+    /// Whether a fetch of this range may return `message` (its room aside).
+    pub fn admits(&self, message: &Message) -> bool {
+        self.contains(message.seq) && self.not_before.is_none_or(|t| message.sent_at >= t)
     }
 }
 
@@ -355,7 +365,13 @@ pub trait MessageLog: Send + Sync + 'static {
     /// Only storage failures.
     async fn counters_recovered(&self) -> anyhow::Result<()>;
 
-    /// Cached messages of `room` within `range`, ascending by seq.
+    /// Cached messages of `room` within `range`, ascending by seq: the oldest or newest that
+    /// `take` asks for among those `range` admits.
+    ///
+    /// MUST apply every bound of `range`, `not_before` included, before `take` counts: with
+    /// messages sent before `not_before` at the start of the room, `Take::Oldest(n)` still
+    /// returns the first `n` messages sent at or after it, so a page is never cut short by
+    /// messages it may not return.
     ///
     /// # Errors
     /// Only storage failures.
@@ -415,7 +431,12 @@ pub trait MessageArchive: Send + Sync + 'static {
     /// Only storage failures. MUST be idempotent: a retried batch stores nothing twice.
     async fn insert_batch(&self, messages: &[Message]) -> anyhow::Result<u64>;
 
-    /// Archived messages of `room` within `range`, ascending by seq.
+    /// Archived messages of `room` within `range`, ascending by seq: the oldest or newest that
+    /// `take` asks for among those `range` admits.
+    ///
+    /// MUST apply every bound of `range`, `not_before` included, in the query itself, before
+    /// `take` counts: expired messages the purge has not deleted yet never take the place of
+    /// live ones in the answer.
     ///
     /// # Errors
     /// Only storage failures.

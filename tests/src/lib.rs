@@ -356,6 +356,39 @@ impl TestApp {
         }
     }
 
+    /// Moves the `sent_at` of `room_id`'s messages with seq 1 to `through` to `age` ago, wherever
+    /// they are stored (SQLite; MongoDB and the Redis hot cache), as if they had been sent then:
+    /// expired, yet not purged. Wait until they are archived first (`wait_until_archived`).
+    pub async fn backdate_messages(&self, room_id: &str, through: u64, age: Duration) {
+        let sent_at = std::time::SystemTime::now() - age;
+        let millis = i64::try_from(sent_at.duration_since(std::time::UNIX_EPOCH).expect("after the epoch").as_millis())
+            .expect("in range");
+        let seq = i64::try_from(through).expect("in range");
+        match &self.cleanup {
+            None => {
+                let db = rusqlite::Connection::open(self.data_dir.path().join("chat.db")).expect("open chat.db");
+                let updated = db
+                    .execute(
+                        "UPDATE messages SET sent_at = ?1 WHERE room_id = ?2 AND seq <= ?3",
+                        rusqlite::params![millis, room_id, seq],
+                    )
+                    .expect("backdate the messages");
+                assert_eq!(updated as u64, through, "every message up to {through} is stored");
+            }
+            Some(cleanup) => {
+                let date = mongodb::bson::DateTime::from_millis(millis);
+                let client = mongodb::Client::with_uri_str(services::mongo_url()).await.expect("MongoDB client");
+                let messages = client.database(&cleanup.database).collection::<mongodb::bson::Document>("messages");
+                let filter = mongodb::bson::doc! { "room_id": room_id, "seq": { "$lte": seq } };
+                let update = mongodb::bson::doc! { "$set": { "sent_at": date } };
+                let matched = messages.update_many(filter, update).await.expect("backdate the archive").matched_count;
+                assert_eq!(matched, through, "every message up to {through} is archived");
+                let sent_at = date.try_to_rfc3339_string().expect("a date");
+                backdate_cached(&cleanup.prefix, room_id, through, &sent_at).await;
+            }
+        }
+    }
+
     /// Tries a handshake on node `node` and returns the HTTP status of the refusal, or 101 when
     /// it was accepted.
     pub async fn handshake_status(
@@ -404,6 +437,37 @@ impl Drop for TestApp {
             node.task.abort();
         }
         drop(self.cleanup.take());
+    }
+}
+
+/// Rewrites the `sent_at` of the hot cache's copies of messages 1 to `through`.
+async fn backdate_cached(prefix: &str, room_id: &str, through: u64, sent_at: &str) {
+    let mut conn = redis::Client::open(services::redis_url())
+        .expect("Redis URL")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("Redis connection");
+    let cache = format!("{prefix}room:{room_id}:cache");
+    let cached: Vec<(String, u64)> = redis::cmd("ZRANGEBYSCORE")
+        .arg(&cache)
+        .arg("-inf")
+        .arg(through)
+        .arg("WITHSCORES")
+        .query_async(&mut conn)
+        .await
+        .expect("read the hot cache");
+    for (json, seq) in cached {
+        let message: Value = serde_json::from_str(&json).expect("cached JSON");
+        let old = message["sent_at"].as_str().expect("a cached sent_at");
+        let backdated = json.replacen(&format!(r#""sent_at":"{old}""#), &format!(r#""sent_at":"{sent_at}""#), 1);
+        assert_ne!(backdated, json, "the cached message names its sent_at as serialised");
+        redis::pipe()
+            .atomic()
+            .zrem(&cache, &json)
+            .zadd(&cache, &backdated, seq)
+            .query_async::<()>(&mut conn)
+            .await
+            .expect("backdate a cached message");
     }
 }
 

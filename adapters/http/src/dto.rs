@@ -229,6 +229,7 @@ impl From<&Message> for MessageDto {
 pub struct MessagePageDto {
     /// Ascending by seq.
     pub items: Vec<MessageDto>,
-    /// More messages exist in the paging direction.
+    /// More unexpired messages exist in the paging direction: expired ones, even those not purged
+    /// yet, never count, nor take a place in `items`.
     pub has_more: bool,
 }

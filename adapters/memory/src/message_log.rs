@@ -178,7 +178,12 @@ impl MessageLog for InMemoryMessageLog {
         };
         let lower = range.after.map_or(Bound::Unbounded, Bound::Excluded);
         let upper = range.before.map_or(Bound::Unbounded, Bound::Excluded);
-        let within = log.cache.range((lower, upper)).map(|(_, cached)| &cached.message);
+        // Retention filters while scanning, before `take` counts.
+        let within = log
+            .cache
+            .range((lower, upper))
+            .map(|(_, cached)| &cached.message)
+            .filter(|message| range.not_before.is_none_or(|cutoff| message.sent_at >= cutoff));
         let messages = match take {
             Take::Oldest(n) => within.take(n).cloned().collect(),
             Take::Newest(n) => {

@@ -208,6 +208,9 @@ impl MessageArchive for MongoStore {
         if !seq.is_empty() {
             filter.insert("seq", seq);
         }
+        if let Some(not_before) = range.not_before {
+            filter.insert("sent_at", doc! { "$gte": date(not_before) });
+        }
         let docs: Vec<MessageDoc> = self
             .messages()
             .find(filter)

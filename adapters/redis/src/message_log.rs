@@ -27,7 +27,14 @@ pub const MAX_CLAIM: usize = 10_000;
 /// Receipts acknowledged per script call, so one huge ack never blocks Redis for long.
 const ACK_CHUNK: usize = 500;
 
-/// A `MessageLog` shared by every node: each operation is one Lua script or one read command.
+/// The fewest cached messages read per command when some may have expired, so that skipping
+/// expired ones rarely takes another round trip.
+const FETCH_CHUNK_MIN: usize = 100;
+/// The most cached messages read per command, so a huge `take` is never one huge reply.
+const FETCH_CHUNK_MAX: usize = 1_000;
+
+/// A `MessageLog` shared by every node: each operation is one Lua script or one read command, but
+/// a fetch that must skip expired cached messages may take a few reads.
 ///
 /// Trimming is safe because a message leaves the room's `pending` set only when its stream entry
 /// is acknowledged, i.e. after the archive stored it (or when it is dead-lettered, and the
@@ -196,9 +203,54 @@ impl RedisMessageLog {
             Take::Oldest(n) => (n, false),
             Take::Newest(n) => (n, true),
         };
-        if limit == 0 {
-            return Ok(Vec::new());
+        let mut messages = Vec::new();
+        // Seq bounds are score bounds, but `sent_at` sits inside the JSON: retention filters here,
+        // chunk by chunk, until `take` is met or the range is exhausted. Each chunk starts past the
+        // last seq seen, not at an offset, so a trim between chunks cannot shift one past a
+        // message; whatever a trim removes is already in the archive, which is read after this.
+        let mut range = range;
+        while messages.len() < limit {
+            let wanted = limit - messages.len();
+            let chunk = match range.not_before {
+                // Some of what is read may have expired: read ahead rather than one more time.
+                Some(_) => wanted.clamp(FETCH_CHUNK_MIN, FETCH_CHUNK_MAX),
+                None => wanted.min(FETCH_CHUNK_MAX),
+            };
+            let raw = self.cache_range(room, range, newest, chunk).await?;
+            let exhausted = raw.len() < chunk;
+            for json in &raw {
+                let message = decode_message(json)?;
+                if newest {
+                    range.before = Some(message.seq);
+                } else {
+                    range.after = Some(message.seq);
+                }
+                if range.not_before.is_none_or(|cutoff| message.sent_at >= cutoff) {
+                    messages.push(message);
+                    if messages.len() == limit {
+                        break;
+                    }
+                }
+            }
+            if exhausted {
+                break;
+            }
         }
+        if newest {
+            messages.reverse();
+        }
+        Ok(messages)
+    }
+
+    /// Up to `count` cached messages of `room` within the seq bounds of `range`, as stored: from
+    /// the lowest seq up, or with `newest` from the highest down.
+    async fn cache_range(
+        &self,
+        room: RoomId,
+        range: SeqRange,
+        newest: bool,
+        count: usize,
+    ) -> anyhow::Result<Vec<String>> {
         let (min, max) = (bound(range.after, "-inf"), bound(range.before, "+inf"));
         let mut command = if newest {
             let mut c = redis::cmd("ZREVRANGEBYSCORE");
@@ -209,14 +261,9 @@ impl RedisMessageLog {
             c.arg(self.keys.cache(room)).arg(min).arg(max);
             c
         };
-        command.arg("LIMIT").arg(0).arg(i64::try_from(limit).unwrap_or(i64::MAX));
+        command.arg("LIMIT").arg(0).arg(i64::try_from(count).unwrap_or(i64::MAX));
         let mut conn = self.conn.clone();
-        let raw: Vec<String> = command.query_async(&mut conn).await.context("reading the message cache")?;
-        let mut messages = raw.iter().map(|json| decode_message(json)).collect::<anyhow::Result<Vec<_>>>()?;
-        if newest {
-            messages.reverse();
-        }
-        Ok(messages)
+        command.query_async(&mut conn).await.context("reading the message cache")
     }
 
     async fn last_seq_once(&self, room: RoomId) -> anyhow::Result<Option<Seq>> {

@@ -148,6 +148,7 @@ impl MessageArchive for SqliteStore {
     async fn fetch(&self, room: RoomId, range: SeqRange, take: Take) -> anyhow::Result<Vec<Message>> {
         let after = range.after.map_or(0, |s| saturating_i64(s.get()));
         let before = range.before.map_or(i64::MAX, |s| saturating_i64(s.get()));
+        let not_before = range.not_before.map_or(i64::MIN, millis);
         let (order, count) = match take {
             Take::Oldest(n) => ("ASC", n),
             Take::Newest(n) => ("DESC", n),
@@ -156,10 +157,10 @@ impl MessageArchive for SqliteStore {
         self.run(move |conn| {
             let mut stmt = conn.prepare_cached(&format!(
                 "SELECT {COLUMNS} FROM messages
-                 WHERE room_id = ?1 AND seq > ?2 AND seq < ?3
-                 ORDER BY seq {order} LIMIT ?4"
+                 WHERE room_id = ?1 AND seq > ?2 AND seq < ?3 AND sent_at >= ?4
+                 ORDER BY seq {order} LIMIT ?5"
             ))?;
-            let mut rows = stmt.query(params![id_text(room.as_uuid()), after, before, limit])?;
+            let mut rows = stmt.query(params![id_text(room.as_uuid()), after, before, not_before, limit])?;
             let mut messages = Vec::new();
             while let Some(row) = rows.next()? {
                 messages.push(message_from_row(row)?);

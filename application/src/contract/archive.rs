@@ -52,7 +52,7 @@ async fn archive_seqs(archive: &impl MessageArchive, room_n: u128, seqs: impl In
     archive.insert_batch(&batch).await.expect("insert_batch");
 }
 
-const EVERYTHING: SeqRange = SeqRange { after: None, before: None };
+const EVERYTHING: SeqRange = SeqRange { after: None, before: None, not_before: None };
 
 pub async fn archived_messages_read_back_exactly(archive: &impl MessageArchive) {
     let batch = vec![
@@ -81,7 +81,8 @@ pub async fn a_retried_archive_batch_stores_nothing_twice(archive: &impl Message
 pub async fn oldest_take_returns_the_lowest_seqs_in_the_range(archive: &impl MessageArchive) {
     archive_seqs(archive, 1, (1..=10).rev()).await;
 
-    let page = archive.fetch(room(1), SeqRange { after: Some(seq(2)), before: None }, Take::Oldest(3)).await;
+    let page =
+        archive.fetch(room(1), SeqRange { after: Some(seq(2)), before: None, not_before: None }, Take::Oldest(3)).await;
 
     assert_eq!(seqs(&page.expect("fetch")), vec![3, 4, 5]);
 }
@@ -90,7 +91,8 @@ pub async fn newest_take_returns_the_highest_seqs_in_ascending_order(archive: &i
     archive_seqs(archive, 1, 1..=10).await;
 
     let latest = archive.fetch(room(1), EVERYTHING, Take::Newest(3)).await.expect("fetch");
-    let earlier = archive.fetch(room(1), SeqRange { after: None, before: Some(seq(8)) }, Take::Newest(3)).await;
+    let earlier =
+        archive.fetch(room(1), SeqRange { after: None, before: Some(seq(8)), not_before: None }, Take::Newest(3)).await;
 
     assert_eq!(seqs(&latest), vec![8, 9, 10]);
     assert_eq!(seqs(&earlier.expect("fetch")), vec![5, 6, 7]);
@@ -99,7 +101,7 @@ pub async fn newest_take_returns_the_highest_seqs_in_ascending_order(archive: &i
 pub async fn fetch_bounds_are_exclusive_and_rooms_do_not_mix(archive: &impl MessageArchive) {
     archive_seqs(archive, 1, 1..=5).await;
     archive_seqs(archive, 2, 1..=5).await;
-    let inner = SeqRange { after: Some(seq(1)), before: Some(seq(5)) };
+    let inner = SeqRange { after: Some(seq(1)), before: Some(seq(5)), not_before: None };
 
     let oldest = archive.fetch(room(1), inner, Take::Oldest(100)).await.expect("fetch");
     let newest = archive.fetch(room(1), inner, Take::Newest(100)).await.expect("fetch");
@@ -111,6 +113,30 @@ pub async fn fetch_bounds_are_exclusive_and_rooms_do_not_mix(archive: &impl Mess
     assert!(oldest.iter().all(|m| m.room_id == room(1)));
     assert!(none.is_empty());
     assert!(unknown_room.is_empty());
+}
+
+pub async fn a_fetch_applies_the_retention_cutoff_before_it_counts(archive: &impl MessageArchive) {
+    // Seq n is sent at n seconds; the cutoff is at 100 s, so 1 to 99 expired but are not purged
+    // yet, 100 is sent exactly at it, and 110 was sent long before its neighbours (another
+    // node's clock).
+    let mut batch: Vec<Message> = (1..=120).map(|n| text_message(1, n)).collect();
+    batch[109].sent_at = at(5_000);
+    archive.insert_batch(&batch).await.expect("insert_batch");
+    let live = |range: SeqRange| SeqRange { not_before: Some(at(100_000)), ..range };
+
+    let first = archive.fetch(room(1), live(EVERYTHING), Take::Oldest(5)).await.expect("fetch");
+    let across = archive.fetch(room(1), live(SeqRange { after: Some(seq(107)), ..EVERYTHING }), Take::Oldest(5)).await;
+    let newest = archive.fetch(room(1), live(EVERYTHING), Take::Newest(3)).await.expect("fetch");
+    let back = archive.fetch(room(1), live(SeqRange { before: Some(seq(103)), ..EVERYTHING }), Take::Newest(5)).await;
+    let all = archive.fetch(room(1), live(EVERYTHING), Take::Oldest(1_000)).await.expect("fetch");
+    let without = archive.fetch(room(1), EVERYTHING, Take::Oldest(3)).await.expect("fetch");
+
+    assert_eq!(seqs(&first), vec![100, 101, 102, 103, 104], "a full page, from the first live message");
+    assert_eq!(seqs(&across.expect("fetch")), vec![108, 109, 111, 112, 113], "an expired message between live ones");
+    assert_eq!(seqs(&newest), vec![118, 119, 120]);
+    assert_eq!(seqs(&back.expect("fetch")), vec![100, 101, 102], "no expired message fills a page going back");
+    assert_eq!(seqs(&all), (100..=120).filter(|n| *n != 110).collect::<Vec<_>>());
+    assert_eq!(seqs(&without), vec![1, 2, 3], "without a cutoff, every stored message counts");
 }
 
 pub async fn last_seqs_reports_the_highest_seq_per_room(archive: &impl MessageArchive) {
@@ -162,6 +188,7 @@ macro_rules! archive_contract {
         oldest_take_returns_the_lowest_seqs_in_the_range,
         newest_take_returns_the_highest_seqs_in_ascending_order,
         fetch_bounds_are_exclusive_and_rooms_do_not_mix,
+        a_fetch_applies_the_retention_cutoff_before_it_counts,
         last_seqs_reports_the_highest_seq_per_room,
         purge_deletes_at_most_the_limit_and_only_older_messages,
         deleting_a_room_deletes_its_messages_in_batches_and_no_other_rooms,

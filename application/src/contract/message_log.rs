@@ -207,7 +207,8 @@ pub async fn oldest_take_returns_the_lowest_seqs_after_the_lower_bound(log: &imp
     append_texts(log, room(1), 10).await;
 
     let first = log.fetch(room(1), SeqRange::default(), Take::Oldest(3)).await.expect("fetch");
-    let after = log.fetch(room(1), SeqRange { after: Some(seq(4)), before: None }, Take::Oldest(3)).await;
+    let after =
+        log.fetch(room(1), SeqRange { after: Some(seq(4)), before: None, not_before: None }, Take::Oldest(3)).await;
 
     assert_eq!(seqs(&first), [1, 2, 3]);
     assert_eq!(seqs(&after.expect("fetch")), [5, 6, 7]);
@@ -217,7 +218,8 @@ pub async fn newest_take_returns_the_highest_seqs_in_ascending_order(log: &impl 
     append_texts(log, room(1), 10).await;
 
     let latest = log.fetch(room(1), SeqRange::default(), Take::Newest(3)).await.expect("fetch");
-    let earlier = log.fetch(room(1), SeqRange { after: None, before: Some(seq(8)) }, Take::Newest(3)).await;
+    let earlier =
+        log.fetch(room(1), SeqRange { after: None, before: Some(seq(8)), not_before: None }, Take::Newest(3)).await;
 
     assert_eq!(seqs(&latest), [8, 9, 10]);
     assert_eq!(seqs(&earlier.expect("fetch")), [5, 6, 7]);
@@ -226,7 +228,7 @@ pub async fn newest_take_returns_the_highest_seqs_in_ascending_order(log: &impl 
 pub async fn fetch_bounds_are_exclusive_and_rooms_do_not_mix(log: &impl MessageLog) {
     append_texts(log, room(1), 10).await;
     append_texts(log, room(2), 5).await;
-    let inner = SeqRange { after: Some(seq(3)), before: Some(seq(7)) };
+    let inner = SeqRange { after: Some(seq(3)), before: Some(seq(7)), not_before: None };
 
     let oldest = log.fetch(room(1), inner, Take::Oldest(100)).await.expect("fetch");
     let newest = log.fetch(room(1), inner, Take::Newest(100)).await.expect("fetch");
@@ -246,10 +248,45 @@ pub async fn fetch_bounds_are_exclusive_and_rooms_do_not_mix(log: &impl MessageL
     assert!(unknown_room.is_empty());
 }
 
+pub async fn a_fetch_applies_the_retention_cutoff_before_it_counts(log: &impl MessageLog) {
+    // 1 to 99 were sent before the cutoff (expired, and perhaps not purged), 100 exactly at it,
+    // and 110 long before its neighbours (another node's clock). More than a hundred expired
+    // messages come first, so a log that reads in chunks must read past the first one.
+    let cutoff = now() - chrono::Duration::days(1);
+    for n in 1..=120_u64 {
+        let sent_at = match n {
+            100 => cutoff,
+            1..=99 | 110 => cutoff - chrono::Duration::milliseconds(1),
+            _ => now(),
+        };
+        let message = NewMessage { sent_at, ..new_message(room(1), &sender(1), &format!("message {n}")) };
+        created(log.append(message, None).await.expect("append"));
+    }
+    let live = |range: SeqRange| SeqRange { not_before: Some(cutoff), ..range };
+    let everything = SeqRange::default();
+
+    let first = log.fetch(room(1), live(everything), Take::Oldest(5)).await.expect("fetch");
+    let across = log.fetch(room(1), live(SeqRange { after: Some(seq(107)), ..everything }), Take::Oldest(5)).await;
+    let newest = log.fetch(room(1), live(everything), Take::Newest(3)).await.expect("fetch");
+    let back = log.fetch(room(1), live(SeqRange { before: Some(seq(103)), ..everything }), Take::Newest(5)).await;
+    let all = log.fetch(room(1), live(everything), Take::Oldest(usize::MAX)).await.expect("fetch");
+    let without = log.fetch(room(1), everything, Take::Oldest(3)).await.expect("fetch");
+
+    assert_eq!(seqs(&first), [100, 101, 102, 103, 104], "a full page, from the first live message");
+    assert_eq!(seqs(&across.expect("fetch")), [108, 109, 111, 112, 113], "an expired message between live ones");
+    assert_eq!(seqs(&newest), [118, 119, 120]);
+    assert_eq!(seqs(&back.expect("fetch")), [100, 101, 102], "no expired message fills a page going back");
+    assert_eq!(seqs(&all), (100..=120).filter(|n| *n != 110).collect::<Vec<_>>());
+    assert_eq!(seqs(&without), [1, 2, 3], "without a cutoff, every stored message counts");
+}
+
 pub async fn an_empty_or_inverted_range_returns_nothing(log: &impl MessageLog) {
     append_texts(log, room(1), 5).await;
-    let ranges =
-        [(3, 3), (3, 4), (4, 2)].map(|(after, before)| SeqRange { after: Some(seq(after)), before: Some(seq(before)) });
+    let ranges = [(3, 3), (3, 4), (4, 2)].map(|(after, before)| SeqRange {
+        after: Some(seq(after)),
+        before: Some(seq(before)),
+        not_before: None,
+    });
 
     for range in ranges {
         let oldest = log.fetch(room(1), range, Take::Oldest(10)).await.expect("fetch");
@@ -424,6 +461,7 @@ macro_rules! message_log_contract {
         oldest_take_returns_the_lowest_seqs_after_the_lower_bound,
         newest_take_returns_the_highest_seqs_in_ascending_order,
         fetch_bounds_are_exclusive_and_rooms_do_not_mix,
+        a_fetch_applies_the_retention_cutoff_before_it_counts,
         an_empty_or_inverted_range_returns_nothing,
         raise_seq_moves_the_next_seq_past_it_and_never_lowers_it,
         );

@@ -97,10 +97,12 @@ fn general() -> RoomId {
     room_id(1)
 }
 
-/// A store holding the messages numbered `held`, answering fetches as the port's contract says.
+/// A store holding the messages numbered `held`, answering fetches as the port's contract says:
+/// every bound of the range, the retention cutoff included, applies before `take` counts.
 fn holding(held: RangeInclusive<u64>) -> impl FnMut(RoomId, SeqRange, Take) -> anyhow::Result<Vec<Message>> {
     move |room, range, take| {
-        let within: Vec<Message> = held.clone().filter(|n| range.contains(seq(*n))).map(|n| message(room, n)).collect();
+        let within: Vec<Message> =
+            held.clone().map(|n| message(room, n)).filter(|message| range.admits(message)).collect();
         Ok(match take {
             Take::Oldest(n) => within.into_iter().take(n).collect(),
             Take::Newest(n) => {
@@ -521,7 +523,7 @@ async fn syncing_after_seq_zero_starts_from_the_first_message() {
     let mut ports = Ports::default();
     ports.expect_membership(true);
     ports.log.expect_last_seq().times(1).returning(|_| Ok(Some(seq(8))));
-    let from_start = SeqRange { after: None, before: Some(seq(9)) };
+    let from_start = SeqRange { after: None, before: Some(seq(9)), not_before: None };
     ports.log.expect_fetch().withf(move |_, range, _| *range == from_start).times(1).returning(holding(5..=8));
     ports.archive.expect_fetch().withf(move |_, range, _| *range == from_start).times(1).returning(holding(1..=6));
 
@@ -582,4 +584,92 @@ async fn a_non_member_syncing_an_unknown_room_is_told_the_room_is_not_found() {
     let result = ports.messaging().sync(&alice(), general(), 0).await;
 
     assert!(matches!(result, Err(HistoryError::NotFound)), "got {result:?}");
+}
+
+// --- retention ---
+// Messages 1 to 100 have expired but are not purged yet; the archive holds the room, the hot cache
+// only its newest messages. Live messages between the two must never be skipped.
+
+/// Messages are kept a day.
+fn a_day() -> RetentionPolicy {
+    RetentionPolicy::new(chrono::Duration::days(1), chrono::Duration::days(1), chrono::Duration::days(1))
+        .expect("positive periods")
+}
+
+/// Where messages 1 to `n` have expired under `a_day()` and `n + 1` is exactly at the cutoff.
+fn cutoff_after(n: u64) -> domain::Timestamp {
+    message(general(), n + 1).sent_at
+}
+
+/// `ports` with a clock read once per history or sync, when messages 1 to `n` have expired.
+fn messaging_expiring_through(mut ports: Ports, n: u64) -> Messaging {
+    ports.clock.expect_now().times(1).returning(move || cutoff_after(n) + a_day().messages());
+    ports.messaging().with_retention(a_day())
+}
+
+#[tokio::test]
+async fn paging_forward_past_expired_messages_continues_at_the_first_live_one_without_a_gap() {
+    let mut ports = Ports::default();
+    ports.expect_membership(true);
+    ports.expect_stores_holding(151..=200, 1..=200);
+
+    let page = messaging_expiring_through(ports, 100).history(&alice(), general(), query(None, Some(0), 20)).await;
+
+    let page = page.expect("history");
+    assert_eq!(seqs(&page.items), (101..=120).collect::<Vec<_>>(), "not the cache's 151 onwards");
+    assert!(page.has_more);
+}
+
+#[tokio::test]
+async fn paging_forward_to_the_end_past_expired_messages_says_there_is_no_more_only_there() {
+    let mut ports = Ports::default();
+    ports.expect_membership(true);
+    ports.expect_stores_holding(151..=200, 1..=200);
+
+    let page = messaging_expiring_through(ports, 100).history(&alice(), general(), query(None, Some(0), 100)).await;
+
+    let page = page.expect("history");
+    assert_eq!(seqs(&page.items), (101..=200).collect::<Vec<_>>());
+    assert!(!page.has_more, "the 100 live messages are all there is");
+}
+
+#[tokio::test]
+async fn paging_back_into_expired_messages_says_there_is_no_more() {
+    let mut ports = Ports::default();
+    ports.expect_membership(true);
+    ports.expect_stores_holding(151..=200, 1..=200);
+
+    let page = messaging_expiring_through(ports, 100).history(&alice(), general(), query(Some(110), None, 20)).await;
+
+    let page = page.expect("history");
+    assert_eq!(seqs(&page.items), (101..=109).collect::<Vec<_>>());
+    assert!(!page.has_more, "only expired messages are older");
+}
+
+#[tokio::test]
+async fn syncing_from_zero_past_expired_messages_skips_no_live_one() {
+    let mut ports = Ports::default();
+    ports.expect_membership(true);
+    ports.expect_stores_holding(1401..=1500, 1..=1500);
+
+    let page = messaging_expiring_through(ports, 300).sync(&alice(), general(), 0).await.expect("synced");
+
+    assert_eq!(seqs(&page.items), (301..=1300).collect::<Vec<_>>(), "1002 to 1300 are not skipped");
+    assert_eq!(page.last_seq, 1300);
+    assert!(page.has_more);
+}
+
+#[tokio::test]
+async fn both_stores_are_asked_for_live_messages_only_with_one_cutoff() {
+    let mut ports = Ports::default();
+    ports.expect_membership(true);
+    ports.log.expect_last_seq().times(1).returning(|_| Ok(Some(seq(200))));
+    let live = |range: &SeqRange| range.not_before == Some(cutoff_after(100));
+    ports.log.expect_fetch().withf(move |_, range, _| live(range)).times(1).returning(holding(151..=200));
+    ports.archive.expect_fetch().withf(move |_, range, _| live(range)).times(1).returning(holding(1..=200));
+
+    let page = messaging_expiring_through(ports, 100).sync(&alice(), general(), 0).await.expect("synced");
+
+    assert_eq!(seqs(&page.items), (101..=200).collect::<Vec<_>>());
+    assert!(!page.has_more);
 }

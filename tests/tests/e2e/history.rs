@@ -1,11 +1,13 @@
 //! e2e: message history: the newest page, paging backwards with `before` and forwards with `after`,
-//! `has_more`, limits, and paging across the boundary between the hot cache and the archive.
+//! `has_more`, limits, paging across the boundary between the hot cache and the archive, and
+//! paging (and `sync`) past expired messages the purge has not deleted yet.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
-use e2e::{TestApp, TestUser};
+use e2e::{Socket, TestApp, TestUser};
 use reqwest::StatusCode;
-use serde_json::Value;
+use serde_json::{json, Value};
 
 /// A room of `owner`'s holding `count` text messages `message 1`, `message 2`, ..., sent over the socket.
 async fn room_with_messages(app: &TestApp, owner: &TestUser, count: u64) -> String {
@@ -220,6 +222,120 @@ async fn history_pages_cross_the_cache_archive_boundary_with_every_seq_exactly_o
     assert_eq!(texts, expected, "a page straddling the boundary has each message once, with its own text");
 }
 
+/// Past the default 30-day message retention.
+const EXPIRED_AGE: Duration = Duration::from_secs(40 * 24 * 3600);
+
+/// Sends `count` texts to `room_id` in bursts, without waiting for each ack: a thousand messages
+/// take a second, not half a minute. Each burst is drained, its acks and the sender's own copies,
+/// before the next, so the socket's outbound queue (256) never holds more than one burst.
+async fn send_texts(socket: &mut Socket, room_id: &str, count: u64) {
+    const BURST: u64 = 100;
+    let mut sent = 0;
+    while sent < count {
+        let burst = BURST.min(count - sent);
+        for n in sent + 1..=sent + burst {
+            let frame = json!({"type": "send", "room_id": room_id, "client_msg_id": format!("c{n}"), "text": format!("message {n}")});
+            socket.send_json(frame).await;
+        }
+        let (mut acked, mut echoed) = (0, 0);
+        while acked < burst || echoed < burst {
+            let frame = socket.next_json().await;
+            match frame["type"].as_str() {
+                Some("ack") => acked += 1,
+                Some("message") => echoed += 1,
+                _ => panic!("unexpected frame while sending: {frame}"),
+            }
+        }
+        sent += burst;
+    }
+}
+
+/// Pages forwards with `after` from 0 until `has_more` turns false: every page's seqs and `has_more`.
+async fn pages_forwards(app: &TestApp, user: &TestUser, room_id: &str, limit: u32) -> Vec<(Vec<u64>, bool)> {
+    let mut pages = Vec::new();
+    let mut after = 0;
+    loop {
+        let (seqs, has_more) = page(app, user, room_id, &format!("?after={after}&limit={limit}")).await;
+        after = seqs.last().copied().unwrap_or(after);
+        pages.push((seqs, has_more));
+        if !has_more {
+            return pages;
+        }
+    }
+}
+
+/// Syncs from 0 until `has_more` turns false: every answer's seqs, `last_seq` and `has_more`.
+async fn syncs_from_zero(socket: &mut Socket, room_id: &str) -> Vec<(Vec<u64>, u64, bool)> {
+    let mut answers = Vec::new();
+    let mut after_seq = 0;
+    loop {
+        socket.send_json(json!({"type": "sync", "room_id": room_id, "after_seq": after_seq})).await;
+        let mut seqs = Vec::new();
+        let synced = loop {
+            let frame = socket.next_json().await;
+            match frame["type"].as_str() {
+                Some("message") => seqs.push(frame["message"]["seq"].as_u64().expect("seq")),
+                Some("synced") => break frame,
+                _ => panic!("unexpected frame while syncing: {frame}"),
+            }
+        };
+        let (last_seq, has_more) = (synced["last_seq"].as_u64().expect("last_seq"), synced["has_more"] == true);
+        answers.push((seqs, last_seq, has_more));
+        if !has_more {
+            return answers;
+        }
+        after_seq = last_seq;
+    }
+}
+
+async fn paging_and_sync_past_expired_messages_return_every_live_message_once_in_order() {
+    // Arrange: 1200 messages, the oldest 150 expired but not purged. The hot cache keeps 100 per
+    // room, so in the split shape 151 to 1100 are live and only in the archive, between the
+    // expired ones and the cache; embedded, the log and the archive are one table.
+    let settings =
+        [("CHAT_HOT_CACHE_PER_ROOM", "100"), ("CHAT_WS_RATE_PER_SEC", "100000"), ("CHAT_WS_BURST", "100000")];
+    let app = TestApp::spawn_with(&settings).await;
+    let ada = app.signup("ada").await;
+    let room_id = app.create_room(&ada, "private", &[]).await["id"].as_str().expect("a room id").to_owned();
+    send_texts(&mut app.socket(&ada).await, &room_id, 1200).await;
+    app.wait_until_archived(1200).await;
+    app.backdate_messages(&room_id, 150, EXPIRED_AGE).await;
+
+    // Act
+    let pages = pages_forwards(&app, &ada, &room_id, 100).await;
+    let syncs = syncs_from_zero(&mut app.socket(&ada).await, &room_id).await;
+
+    // Assert
+    let live: Vec<u64> = (151..=1200).collect();
+    assert_eq!(pages.iter().flat_map(|(seqs, _)| seqs.clone()).collect::<Vec<_>>(), live, "history skips none");
+    let shape: Vec<(usize, bool)> = pages.iter().map(|(seqs, more)| (seqs.len(), *more)).collect();
+    assert_eq!(shape, [vec![(100, true); 10], vec![(50, false)]].concat(), "full pages; no more only at the end");
+    assert_eq!(syncs.iter().flat_map(|(seqs, _, _)| seqs.clone()).collect::<Vec<_>>(), live, "sync skips none");
+    let synced: Vec<(u64, bool)> = syncs.iter().map(|(_, last_seq, more)| (*last_seq, *more)).collect();
+    assert_eq!(synced, [(1150, true), (1200, false)], "a thousand at most per sync, has_more until the end");
+}
+
+async fn expired_messages_still_in_the_hot_cache_are_left_out_too() {
+    // Arrange: 30 messages, all in the hot cache and the archive alike; the oldest 10 expired.
+    let app = TestApp::spawn().await;
+    let ada = app.signup("ada").await;
+    let room_id = room_with_messages(&app, &ada, 30).await;
+    app.wait_until_archived(30).await;
+    app.backdate_messages(&room_id, 10, EXPIRED_AGE).await;
+
+    // Act
+    let first = page(&app, &ada, &room_id, "?after=0&limit=5").await;
+    let newest = page(&app, &ada, &room_id, "?limit=25").await;
+    let back = page(&app, &ada, &room_id, "?before=14&limit=5").await;
+    let syncs = syncs_from_zero(&mut app.socket(&ada).await, &room_id).await;
+
+    // Assert
+    assert_eq!(first, (vec![11, 12, 13, 14, 15], true));
+    assert_eq!(newest, ((11..=30).collect(), false), "only expired messages are older");
+    assert_eq!(back, (vec![11, 12, 13], false));
+    assert_eq!(syncs, [((11..=30).collect(), 30, false)]);
+}
+
 e2e::on_both_shapes!(
     without_paging_parameters_the_newest_messages_come_in_ascending_seq,
     a_message_in_history_has_the_shape_the_socket_protocol_uses,
@@ -231,4 +347,6 @@ e2e::on_both_shapes!(
     before_and_after_together_bound_the_page_on_both_sides,
     a_history_limit_outside_1_to_100_is_a_400,
     history_pages_cross_the_cache_archive_boundary_with_every_seq_exactly_once,
+    paging_and_sync_past_expired_messages_return_every_live_message_once_in_order,
+    expired_messages_still_in_the_hot_cache_are_left_out_too,
 );

@@ -98,7 +98,7 @@ async fn before_pages_backwards_with_an_exclusive_bound() {
     let mut ports = Ports::default();
     let auth = ports.sign_in(&ada());
     member(&mut ports, true);
-    let range = SeqRange { after: None, before: Some(seq(8)) };
+    let range = SeqRange { after: None, before: Some(seq(8)), not_before: None };
     stores_hold(&mut ports, range, Take::Newest(3), &[], &[5, 6, 7]);
     let client = ports.client();
 
@@ -118,7 +118,7 @@ async fn after_pages_forwards_with_an_exclusive_bound() {
     let mut ports = Ports::default();
     let auth = ports.sign_in(&ada());
     member(&mut ports, true);
-    let range = SeqRange { after: Some(seq(2)), before: None };
+    let range = SeqRange { after: Some(seq(2)), before: None, not_before: None };
     stores_hold(&mut ports, range, Take::Oldest(3), &[5], &[3, 4]);
     let client = ports.client();
 
