@@ -70,6 +70,17 @@ pub enum SendFileError {
     Unknown(#[from] anyhow::Error),
 }
 
+/// Sending a file fails first for the reasons sending text does.
+impl From<SendError> for SendFileError {
+    fn from(e: SendError) -> Self {
+        match e {
+            SendError::NotFound => Self::NotFound,
+            SendError::Forbidden => Self::Forbidden,
+            SendError::Unknown(e) => Self::Unknown(e),
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum HistoryError {
     #[error("room not found")]
@@ -171,11 +182,7 @@ impl Messaging {
         data: ByteStream,
         declared_size: Option<u64>,
     ) -> Result<Sent, SendFileError> {
-        self.ensure_member(actor, room_id).await.map_err(|e| match e {
-            SendError::NotFound => SendFileError::NotFound,
-            SendError::Forbidden => SendFileError::Forbidden,
-            SendError::Unknown(e) => SendFileError::Unknown(e),
-        })?;
+        self.ensure_member(actor, room_id).await?;
         let upload = self.files.upload(actor, room_id, name, data, declared_size, Upload::WithMessage);
         let file = upload.await.map_err(|e| match e {
             UploadError::NotFound => SendFileError::Forbidden,
@@ -202,11 +209,7 @@ impl Messaging {
         client_msg_id: Option<ClientMsgId>,
         file_id: FileId,
     ) -> Result<Sent, SendFileError> {
-        self.ensure_member(actor, room_id).await.map_err(|e| match e {
-            SendError::NotFound => SendFileError::NotFound,
-            SendError::Forbidden => SendFileError::Forbidden,
-            SendError::Unknown(e) => SendFileError::Unknown(e),
-        })?;
+        self.ensure_member(actor, room_id).await?;
         let meta = self.files.attach(actor, room_id, file_id).await.map_err(|e| match e {
             AttachError::NotFound => SendFileError::UnknownFile,
             AttachError::Unknown(e) => SendFileError::Unknown(e),
