@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use crate::bearer::caller;
 use crate::dto::{rfc3339, FileDto};
-use crate::error::{ApiError, Problem};
+use crate::error::{ApiError, ErrorBody, Problem};
 use crate::multipart::{FormError, FormGuard, Refusal, FORM_OVERHEAD_BYTES, PART_HEADERS_MAX_BYTES, ROOM_ID_MAX_BYTES};
 use crate::state::AppState;
 
@@ -160,10 +160,13 @@ pub async fn download(req: &Request, Path(file_id): Path<String>, state: Data<&A
         None => (0, size.saturating_sub(1)),
         Some(Some(bounds)) => bounds,
         Some(None) => {
-            return Response::builder()
-                .status(StatusCode::RANGE_NOT_SATISFIABLE)
-                .header(header::CONTENT_RANGE, format!("bytes */{size}"))
-                .body(Body::empty());
+            let message = format!("range: the file has {size} bytes; ask for a range within them");
+            let mut refused = ErrorBody::new("range_not_satisfiable", message).into_response();
+            refused.set_status(StatusCode::RANGE_NOT_SATISFIABLE);
+            if let Ok(value) = format!("bytes */{size}").parse() {
+                refused.headers_mut().insert(header::CONTENT_RANGE, value);
+            }
+            return refused;
         }
     };
     let opened = if start == 0 {

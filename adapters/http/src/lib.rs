@@ -134,35 +134,40 @@ pub fn app(
     }
     let metrics = state.metrics.clone();
     let max_body = config.max_body_bytes;
-    let app = route.data(state).data(socket).data(internal_files).around(move |ep, mut req| {
-        let metrics = metrics.clone();
-        async move {
-            let started = Instant::now();
-            if let Err(refusal) = limit_body(&mut req, max_body) {
-                return Ok(error::normalize(refusal).await);
-            }
-            let method = route_label::method(req.method().as_str());
-            let route = route_label::route(req.uri().path());
-            let allowed = route_label::allowed(req.uri().path());
-            let mut resp = match ep.call(req).await {
-                Ok(resp) => resp.into_response(),
-                Err(err) => error::normalize(err).await,
-            };
-            // RFC 9110 §15.5.6: a 405 names the methods the route does allow.
-            if resp.status() == poem::http::StatusCode::METHOD_NOT_ALLOWED {
-                if let Some(allowed) = allowed {
-                    resp.headers_mut().insert(poem::http::header::ALLOW, poem::http::HeaderValue::from_static(allowed));
+    let routed = route.data(state).data(socket).data(internal_files);
+    // Around the router, so a preflight is answered before a route could refuse its method; inside
+    // the normalizing layer, so an origin it refuses gets the API's JSON error like any other.
+    let routed = match cors(&config.allowed_origins) {
+        Some(cors) => routed.with(cors).boxed(),
+        None => routed.boxed(),
+    };
+    routed
+        .around(move |ep, mut req| {
+            let metrics = metrics.clone();
+            async move {
+                let started = Instant::now();
+                if let Err(refusal) = limit_body(&mut req, max_body) {
+                    return Ok(error::normalize(refusal).await);
                 }
+                let method = route_label::method(req.method().as_str());
+                let route = route_label::route(req.uri().path());
+                let allowed = route_label::allowed(req.uri().path());
+                let mut resp = match ep.call(req).await {
+                    Ok(resp) => resp.into_response(),
+                    Err(err) => error::normalize(err).await,
+                };
+                // RFC 9110 §15.5.6: a 405 names the methods the route does allow.
+                if resp.status() == poem::http::StatusCode::METHOD_NOT_ALLOWED {
+                    if let Some(allowed) = allowed {
+                        resp.headers_mut()
+                            .insert(poem::http::header::ALLOW, poem::http::HeaderValue::from_static(allowed));
+                    }
+                }
+                metrics.record_request(method, route, resp.status().as_u16(), started.elapsed());
+                Ok(resp)
             }
-            metrics.record_request(method, route, resp.status().as_u16(), started.elapsed());
-            Ok(resp)
-        }
-    });
-    match cors(&config.allowed_origins) {
-        // Outside the router, so a preflight is answered before a route could refuse its method.
-        Some(cors) => app.with(cors).boxed(),
-        None => app.boxed(),
-    }
+        })
+        .boxed()
 }
 
 /// Refuses a declared body over `max` with 413, and cuts an undeclared (chunked) one at `max`

@@ -51,20 +51,21 @@ async fn an_allowed_origin_can_read_answers_and_their_retry_after() {
     assert!(exposed.contains("retry-after") && exposed.contains("www-authenticate"), "{reply:?}");
 }
 
-async fn another_origin_gets_no_cors_headers() {
+async fn another_origin_is_refused_with_a_json_403_and_no_cors_headers() {
     // Arrange
     let app = TestApp::spawn_with(&[("CHAT_ALLOWED_ORIGINS", CLIENT)]).await;
 
     // Act
     let reply = preflight(&app, "/auth/login", "https://evil.example.net", "POST").await;
 
-    // Assert
-    assert!(!reply.status.is_success(), "{reply:?}");
+    // Assert: refused in the API's own error shape, with nothing a browser could take as consent.
+    assert_eq!(reply.status, StatusCode::FORBIDDEN, "{reply:?}");
+    assert_eq!(reply.body["code"], "forbidden", "{reply:?}");
     assert_eq!(reply.header("access-control-allow-origin"), None, "{reply:?}");
 }
 
 e2e::on_both_shapes!(
     an_allowed_origin_gets_preflights_answered_on_the_api_and_file_routes,
     an_allowed_origin_can_read_answers_and_their_retry_after,
-    another_origin_gets_no_cors_headers,
+    another_origin_is_refused_with_a_json_403_and_no_cors_headers,
 );

@@ -323,6 +323,9 @@ async fn a_range_request_returns_exactly_the_requested_bytes() {
     assert_eq!(tail.bytes().await.unwrap().as_ref(), &content[199_995..]);
     let bad = download(&app, &alice, url, Some("bytes=300000-")).await;
     assert_eq!(bad.status(), StatusCode::RANGE_NOT_SATISFIABLE);
+    assert_eq!(bad.headers()["content-range"], "bytes */200000");
+    let refusal: Value = bad.json().await.expect("a JSON error body");
+    assert_eq!(refusal["code"], "range_not_satisfiable", "{refusal}");
 }
 
 async fn concurrent_uploads_do_not_interfere() {
