@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use domain::{
     ClientMsgId, FileId, FileName, Message, MessageBody, MessageId, MessageText, RetentionPolicy, RoomId, Sender, Seq,
-    User,
+    Standing, User,
 };
 
 use crate::files::{AttachError, Files, Upload, UploadError};
@@ -33,15 +33,6 @@ pub struct SendText {
 pub struct Sent {
     pub message: Message,
     pub duplicate: bool,
-}
-
-/// Where a caller stands with a room they act in.
-enum Membership {
-    Member,
-    /// Not a member, but the room is public.
-    Visible,
-    /// Unknown, or private and not theirs.
-    Hidden,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -320,31 +311,28 @@ impl Messaging {
     }
 
     async fn ensure_reader(&self, actor: &User, room_id: RoomId) -> Result<(), HistoryError> {
-        match self.membership(actor, room_id).await? {
-            Membership::Member => Ok(()),
-            Membership::Visible => Err(HistoryError::Forbidden),
-            Membership::Hidden => Err(HistoryError::NotFound),
+        match self.standing(actor, room_id).await? {
+            Standing::Member => Ok(()),
+            Standing::Outsider => Err(HistoryError::Forbidden),
+            Standing::Hidden => Err(HistoryError::NotFound),
         }
     }
 
     async fn ensure_member(&self, actor: &User, room_id: RoomId) -> Result<(), SendError> {
-        match self.membership(actor, room_id).await? {
-            Membership::Member => Ok(()),
-            Membership::Visible => Err(SendError::Forbidden),
-            Membership::Hidden => Err(SendError::NotFound),
+        match self.standing(actor, room_id).await? {
+            Standing::Member => Ok(()),
+            Standing::Outsider => Err(SendError::Forbidden),
+            Standing::Hidden => Err(SendError::NotFound),
         }
     }
 
-    /// How `room_id` stands for `actor`. A public room is visible to all, so a non-member is told
-    /// they are not a member; a private one does not exist for them, as `GET /rooms/{id}` says.
-    async fn membership(&self, actor: &User, room_id: RoomId) -> anyhow::Result<Membership> {
+    /// Where `actor` stands with `room_id`; the cheap membership check first, the room only for
+    /// a non-member. An unknown room is hidden.
+    async fn standing(&self, actor: &User, room_id: RoomId) -> anyhow::Result<Standing> {
         if self.rooms.is_member(room_id, actor.id).await? {
-            return Ok(Membership::Member);
+            return Ok(Standing::Member);
         }
-        Ok(match self.rooms.get(room_id).await? {
-            Some(room) if room.visibility() == domain::Visibility::Public => Membership::Visible,
-            _ => Membership::Hidden,
-        })
+        Ok(self.rooms.get(room_id).await?.map_or(Standing::Hidden, |room| room.standing(actor.id)))
     }
 
     async fn append(

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use domain::{RoomId, User, UserId, Visibility};
+use domain::{RoomId, Standing, User, UserId};
 
 use crate::ports::{EventBus, PresenceRegistry, RoomEvent, RoomRepository};
 
@@ -63,11 +63,10 @@ impl Presence {
     /// public one they are not in.
     pub async fn online_in(&self, actor: &User, room_id: RoomId) -> Result<Vec<UserId>, PresenceError> {
         let room = self.rooms.get(room_id).await?.ok_or(PresenceError::NotFound)?;
-        if !room.is_member(actor.id) {
-            return Err(match room.visibility() {
-                Visibility::Public => PresenceError::Forbidden,
-                Visibility::Private => PresenceError::NotFound,
-            });
+        match room.standing(actor.id) {
+            Standing::Member => {}
+            Standing::Outsider => return Err(PresenceError::Forbidden),
+            Standing::Hidden => return Err(PresenceError::NotFound),
         }
         let members: Vec<UserId> = room.members().iter().map(|m| m.user_id).collect();
         Ok(self.registry.online_among(&members).await?)

@@ -5,7 +5,9 @@ use std::sync::Arc;
 
 use crate::accounts::{find_user, UserRef};
 
-use domain::{LeaveOutcome, MemberLimit, Room, RoomError, RoomId, RoomName, Seq, User, UserId, Username, Visibility};
+use domain::{
+    LeaveOutcome, MemberLimit, Room, RoomError, RoomId, RoomName, Seq, Standing, User, UserId, Username, Visibility,
+};
 
 use crate::ports::{
     Clock, EventBus, IdGenerator, MessageLog, RoomEvent, RoomPage, RoomRepository, UpdateRoomError, UserRepository,
@@ -220,7 +222,7 @@ impl Rooms {
     /// `NotFound` when the room does not exist or is private and `actor` is not a member.
     pub async fn get(&self, actor: &User, room_id: RoomId) -> Result<RoomDetails, RoomAccessError> {
         let room = self.rooms.get(room_id).await?.ok_or(RoomAccessError::NotFound)?;
-        if room.visibility() == Visibility::Private && !room.is_member(actor.id) {
+        if room.standing(actor.id) == Standing::Hidden {
             return Err(RoomAccessError::NotFound);
         }
         Ok(self.details(room).await?)

@@ -14,7 +14,7 @@ pub use file::{sniff_document, sniff_image, FileId, FileKind, FileMeta, FileName
 pub use message::{ClientMsgId, Message, MessageBody, MessageId, MessageKind, MessageText, Sender, Seq};
 pub use password::{Password, PasswordError};
 pub use retention::RetentionPolicy;
-pub use room::{LeaveOutcome, Member, MemberLimit, Role, Room, RoomError, RoomId, RoomName, Visibility};
+pub use room::{LeaveOutcome, Member, MemberLimit, Role, Room, RoomError, RoomId, RoomName, Standing, Visibility};
 pub use user::{User, UserId, Username};
 
 /// Declares a UUID-backed identifier newtype with parsing and display.

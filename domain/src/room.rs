@@ -50,6 +50,16 @@ pub enum Visibility {
     Private,
 }
 
+/// Where a user stands with a room, which decides what they are told when they act in it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Standing {
+    Member,
+    /// Not a member of a public room: it is visible, so they are told they are not a member.
+    Outsider,
+    /// Not a member of a private room: it does not exist for them.
+    Hidden,
+}
+
 impl Visibility {
     pub const fn as_str(self) -> &'static str {
         match self {
@@ -224,6 +234,15 @@ impl Room {
         self.members.iter().any(|m| m.user_id == user)
     }
 
+    /// Where `user` stands with this room.
+    pub fn standing(&self, user: UserId) -> Standing {
+        match (self.is_member(user), self.visibility) {
+            (true, _) => Standing::Member,
+            (false, Visibility::Public) => Standing::Outsider,
+            (false, Visibility::Private) => Standing::Hidden,
+        }
+    }
+
     pub fn is_owner(&self, user: UserId) -> bool {
         self.owner == user
     }
@@ -296,6 +315,23 @@ mod tests {
             MemberLimit::new(limit).unwrap(),
             t(0),
         )
+    }
+
+    #[test]
+    fn a_member_is_a_member_and_an_outsider_sees_a_public_room_but_not_a_private_one() {
+        let public = room_of(1, 10);
+        let private = Room::create(
+            RoomId::from_uuid(uuid::Uuid::from_u128(998)),
+            RoomName::new("secret").unwrap(),
+            Visibility::Private,
+            user(1),
+            MemberLimit::new(10).unwrap(),
+            t(0),
+        );
+
+        assert_eq!(public.standing(user(1)), Standing::Member);
+        assert_eq!(public.standing(user(2)), Standing::Outsider);
+        assert_eq!(private.standing(user(2)), Standing::Hidden);
     }
 
     #[test]
