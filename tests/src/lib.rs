@@ -103,6 +103,12 @@ pub struct TestUser {
     pub refresh_token: String,
 }
 
+/// A collection of the split app's MongoDB database.
+async fn shared_collection(cleanup: &Cleanup, name: &str) -> mongodb::Collection<mongodb::bson::Document> {
+    let client = mongodb::Client::with_uri_str(services::mongo_url()).await.expect("MongoDB client");
+    client.database(&cleanup.database).collection(name)
+}
+
 fn init_logs() {
     if std::env::var_os("TEST_LOG").is_some() {
         bootstrap::telemetry::init(bootstrap::config::LogFormat::Text, "info");
@@ -318,21 +324,24 @@ impl TestApp {
         self.socket_on(user, 0).await
     }
 
+    /// The embedded app's SQLite database, opened beside the app as a second connection.
+    pub fn embedded_db(&self) -> rusqlite::Connection {
+        rusqlite::Connection::open(self.data_dir.path().join("chat.db")).expect("open chat.db")
+    }
+
     /// Deletes `user_id`'s membership of `room_id` straight from the store, as a removal whose
     /// event no node heard would leave it.
     pub async fn remove_membership_behind_the_servers_back(&self, room_id: &str, user_id: &str) {
         match &self.cleanup {
             None => {
-                let db = rusqlite::Connection::open(self.data_dir.path().join("chat.db")).expect("open chat.db");
+                let db = self.embedded_db();
                 let deleted = db
                     .execute("DELETE FROM room_members WHERE room_id = ?1 AND user_id = ?2", [room_id, user_id])
                     .expect("delete the membership");
                 assert_eq!(deleted, 1, "the membership existed");
             }
             Some(cleanup) => {
-                let client = mongodb::Client::with_uri_str(services::mongo_url()).await.expect("MongoDB client");
-                let memberships =
-                    client.database(&cleanup.database).collection::<mongodb::bson::Document>("memberships");
+                let memberships = shared_collection(cleanup, "memberships").await;
                 let filter = mongodb::bson::doc! { "room_id": room_id, "user_id": user_id };
                 let deleted = memberships.delete_one(filter).await.expect("delete the membership").deleted_count;
                 assert_eq!(deleted, 1, "the membership existed");
@@ -344,13 +353,12 @@ impl TestApp {
     pub async fn archived_messages(&self, room_id: &str) -> u64 {
         match &self.cleanup {
             None => {
-                let db = rusqlite::Connection::open(self.data_dir.path().join("chat.db")).expect("open chat.db");
+                let db = self.embedded_db();
                 db.query_row("SELECT COUNT(*) FROM messages WHERE room_id = ?1", [room_id], |row| row.get(0))
                     .expect("count messages")
             }
             Some(cleanup) => {
-                let client = mongodb::Client::with_uri_str(services::mongo_url()).await.expect("MongoDB client");
-                let messages = client.database(&cleanup.database).collection::<mongodb::bson::Document>("messages");
+                let messages = shared_collection(cleanup, "messages").await;
                 messages.count_documents(mongodb::bson::doc! { "room_id": room_id }).await.expect("count messages")
             }
         }
@@ -366,7 +374,7 @@ impl TestApp {
         let seq = i64::try_from(through).expect("in range");
         match &self.cleanup {
             None => {
-                let db = rusqlite::Connection::open(self.data_dir.path().join("chat.db")).expect("open chat.db");
+                let db = self.embedded_db();
                 let updated = db
                     .execute(
                         "UPDATE messages SET sent_at = ?1 WHERE room_id = ?2 AND seq <= ?3",
@@ -377,8 +385,7 @@ impl TestApp {
             }
             Some(cleanup) => {
                 let date = mongodb::bson::DateTime::from_millis(millis);
-                let client = mongodb::Client::with_uri_str(services::mongo_url()).await.expect("MongoDB client");
-                let messages = client.database(&cleanup.database).collection::<mongodb::bson::Document>("messages");
+                let messages = shared_collection(cleanup, "messages").await;
                 let filter = mongodb::bson::doc! { "room_id": room_id, "seq": { "$lte": seq } };
                 let update = mongodb::bson::doc! { "$set": { "sent_at": date } };
                 let matched = messages.update_many(filter, update).await.expect("backdate the archive").matched_count;

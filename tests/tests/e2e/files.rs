@@ -544,7 +544,7 @@ async fn without_a_service_token_the_internal_routes_do_not_exist() {
 
 /// Moves a file's expiry into the past, as if its retention had run out (embedded catalog).
 fn expire_in_catalog(app: &TestApp, file_id: &str) {
-    let db = rusqlite::Connection::open(app.data_dir.path().join("chat.db")).expect("open catalog");
+    let db = app.embedded_db();
     let changed = db.execute("UPDATE files SET expires_at = 0 WHERE id = ?1", [file_id]).expect("update");
     assert_eq!(changed, 1);
 }
