@@ -42,7 +42,7 @@ pub struct Backends {
 
 /// The settings `kind` needs and `config` lacks, all at once, so one attempt names them all. The
 /// embedded `chat` needs none; any app sharing Redis and MongoDB needs both and one signing secret.
-pub fn missing_settings(config: &Config, kind: AppKind) -> Vec<&'static str> {
+fn missing_settings(config: &Config, kind: AppKind) -> Vec<&'static str> {
     let shared = kind != AppKind::All || config.redis_url.is_some() || config.mongodb_url.is_some();
     if !shared {
         return Vec::new();
@@ -65,20 +65,32 @@ pub fn missing_settings(config: &Config, kind: AppKind) -> Vec<&'static str> {
     missing
 }
 
+/// Refuses, naming every missing setting at once, to run `kind` without what it needs.
+///
+/// # Errors
+/// The missing settings, with where to read about them.
+pub fn require_settings(config: &Config, kind: AppKind) -> anyhow::Result<()> {
+    let missing = missing_settings(config, kind);
+    if missing.is_empty() {
+        return Ok(());
+    }
+    anyhow::bail!(
+        "{}: required to run this app with shared Redis and MongoDB (see .env.example); \
+         run `chat` for everything in one process on the embedded adapters",
+        missing.join(", ")
+    )
+}
+
 /// Picks and connects the adapters for `kind`.
 ///
 /// # Errors
 /// A missing or unreachable shared service, named by its variable.
 pub async fn connect(config: &Config, kind: AppKind) -> anyhow::Result<Backends> {
+    require_settings(config, kind)?;
     match (&config.redis_url, &config.mongodb_url) {
-        (None, None) if kind == AppKind::All => embedded(config),
-        (None, None) => anyhow::bail!(
-            "CHAT_REDIS_URL and CHAT_MONGODB_URL: both are required to run one app alone; \
-             run `chat` for everything in one process on the embedded adapters"
-        ),
-        (None, Some(_)) => anyhow::bail!("CHAT_REDIS_URL: required together with CHAT_MONGODB_URL"),
-        (Some(_), None) => anyhow::bail!("CHAT_MONGODB_URL: required together with CHAT_REDIS_URL"),
         (Some(redis), Some(mongo)) => shared(config, kind, redis, mongo).await,
+        // With neither URL, `require_settings` let only the all-in-one app through.
+        _ => embedded(config),
     }
 }
 

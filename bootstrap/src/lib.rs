@@ -86,14 +86,7 @@ impl Application {
     /// When a store cannot be opened, the secret is unusable, or the address cannot be bound.
     pub async fn build(config: Config, kind: AppKind) -> anyhow::Result<Self> {
         // Checked before anything touches the disk, so a misconfigured app leaves nothing behind.
-        let missing = backends::missing_settings(&config, kind);
-        if !missing.is_empty() {
-            anyhow::bail!(
-                "{}: required to run this app with shared Redis and MongoDB (see .env.example); \
-                 run `chat` for everything in one process on the embedded adapters",
-                missing.join(", ")
-            );
-        }
+        backends::require_settings(&config, kind)?;
         private_dir(&config.data_dir)?;
         let secret = wiring::jwt_secret(&config)?;
         let backends = backends::connect(&config, kind).await?;
