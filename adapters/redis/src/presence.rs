@@ -9,37 +9,16 @@ use domain::UserId;
 use redis::aio::ConnectionManager;
 
 use crate::connection;
+use crate::scripts::Scripts;
 
 /// How long a node's word that a user is online lasts unless renewed; nodes renew every third of it.
 pub const PRESENCE_TTL: Duration = Duration::from_secs(60);
-
-/// Sets this node's mark (field ARGV[1], lapsing at ARGV[2] ms), keeps the key a while longer,
-/// and answers whether another node's mark is still live (ARGV[3] = now in ms): 1 when none is.
-const CAME_ONLINE: &str = r"
-local others = 0
-local fields = redis.call('HGETALL', KEYS[1])
-for i = 1, #fields, 2 do
-  if fields[i] ~= ARGV[1] and tonumber(fields[i + 1]) > tonumber(ARGV[3]) then others = others + 1 end
-end
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-redis.call('PEXPIRE', KEYS[1], ARGV[4])
-if others == 0 then return 1 else return 0 end
-";
-
-/// Removes this node's mark (ARGV[1]) and answers 1 when no other live mark is left.
-const WENT_OFFLINE: &str = r"
-redis.call('HDEL', KEYS[1], ARGV[1])
-local fields = redis.call('HGETALL', KEYS[1])
-for i = 1, #fields, 2 do
-  if tonumber(fields[i + 1]) > tonumber(ARGV[2]) then return 0 end
-end
-return 1
-";
 
 /// One node's view of presence in a Redis shared by every node.
 #[derive(Clone)]
 pub struct RedisPresence {
     conn: ConnectionManager,
+    scripts: Scripts,
     prefix: String,
     /// This process, as a field in each online user's hash.
     node: String,
@@ -51,7 +30,7 @@ impl RedisPresence {
     pub async fn connect(url: &str, prefix: &str) -> anyhow::Result<Self> {
         let client = connection::client(url)?;
         let conn = connection::manager(&client).await?;
-        Ok(Self { conn, prefix: prefix.to_owned(), node: uuid::Uuid::now_v7().to_string() })
+        Ok(Self { conn, scripts: Scripts::new(), prefix: prefix.to_owned(), node: uuid::Uuid::now_v7().to_string() })
     }
 
     fn key(&self, user: UserId) -> String {
@@ -71,7 +50,9 @@ fn ttl_ms() -> i64 {
 impl PresenceRegistry for RedisPresence {
     async fn came_online(&self, user: UserId) -> anyhow::Result<bool> {
         let now = now_ms();
-        let first: i64 = redis::Script::new(CAME_ONLINE)
+        let first: i64 = self
+            .scripts
+            .came_online
             .key(self.key(user))
             .arg(&self.node)
             .arg(now + ttl_ms())
@@ -83,7 +64,9 @@ impl PresenceRegistry for RedisPresence {
     }
 
     async fn went_offline(&self, user: UserId) -> anyhow::Result<bool> {
-        let last: i64 = redis::Script::new(WENT_OFFLINE)
+        let last: i64 = self
+            .scripts
+            .went_offline
             .key(self.key(user))
             .arg(&self.node)
             .arg(now_ms())

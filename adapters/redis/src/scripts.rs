@@ -1,4 +1,5 @@
-//! The Lua scripts that make each multi-key step of the message log atomic.
+//! The Lua scripts that make each multi-key step of the message log, and each presence change,
+//! atomic.
 //!
 //! Every script starts with a `#!lua` shebang: Redis 7 then refuses it up front when memory is
 //! full, instead of failing halfway through its writes.
@@ -197,6 +198,29 @@ end
 return 0
 ";
 
+/// Presence: sets this node's mark (field ARGV[1], lapsing at ARGV[2] ms), keeps the key a while longer,
+/// and answers whether another node's mark is still live (ARGV[3] = now in ms): 1 when none is.
+const CAME_ONLINE: &str = r"
+local others = 0
+local fields = redis.call('HGETALL', KEYS[1])
+for i = 1, #fields, 2 do
+  if fields[i] ~= ARGV[1] and tonumber(fields[i + 1]) > tonumber(ARGV[3]) then others = others + 1 end
+end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+if others == 0 then return 1 else return 0 end
+";
+
+/// Removes this node's mark (ARGV[1]) and answers 1 when no other live mark is left.
+const WENT_OFFLINE: &str = r"
+redis.call('HDEL', KEYS[1], ARGV[1])
+local fields = redis.call('HGETALL', KEYS[1])
+for i = 1, #fields, 2 do
+  if tonumber(fields[i + 1]) > tonumber(ARGV[2]) then return 0 end
+end
+return 1
+";
+
 /// The loaded scripts; `Script` sends EVALSHA and reloads itself after a Redis restart.
 #[derive(Debug, Clone)]
 pub(crate) struct Scripts {
@@ -205,6 +229,8 @@ pub(crate) struct Scripts {
     pub ack: Script,
     pub dead_letter: Script,
     pub raise_seq: Script,
+    pub came_online: Script,
+    pub went_offline: Script,
 }
 
 impl Scripts {
@@ -216,6 +242,8 @@ impl Scripts {
             ack: with_helpers(ACK),
             dead_letter: with_helpers(DEAD_LETTER),
             raise_seq: Script::new(&format!("{SHEBANG}{RAISE_SEQ}")),
+            came_online: Script::new(&format!("{SHEBANG}{CAME_ONLINE}")),
+            went_offline: Script::new(&format!("{SHEBANG}{WENT_OFFLINE}")),
         }
     }
 }
