@@ -12,7 +12,8 @@
 #          on a free port, installed into a virtualenv under target/.
 # CHAT_TEST_NO_DOCKER=1 skips the Docker path.
 # Then, for the whole suite (or with CHAT_TEST_QUICKSTART=1), scripts/quickstart-check.sh runs the
-# commands of docs/quickstart.md against a fresh `chat`.
+# commands of docs/quickstart.md against a fresh `chat`, and scripts/api-fuzz.sh fuzzes its REST
+# API from the spec with Schemathesis.
 set -euo pipefail
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -116,10 +117,12 @@ fi
 status=0
 cargo test --no-fail-fast "$@" -- --include-ignored || status=$?
 
-# docs/quickstart.md, run against the `chat` the tests just built (a no-op build when they did).
+# docs/quickstart.md, then a spec-driven fuzz of the REST API, both against the `chat` the tests
+# just built (a no-op build when they did).
 if [ "$quickstart" = 1 ]; then
   cargo build -q -p bootstrap --bin chat && scripts/quickstart-check.sh || status=$?
+  scripts/api-fuzz.sh || status=$?
 else
-  log "skipping the quick-start check (CHAT_TEST_QUICKSTART=1 runs it with arguments too)"
+  log "skipping the quick-start check and the API fuzz (CHAT_TEST_QUICKSTART=1 runs them with arguments too)"
 fi
 exit "$status"

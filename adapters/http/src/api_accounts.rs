@@ -8,8 +8,12 @@ use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi, Tags};
 
 use crate::bearer::BearerAuth;
+use crate::declared::{Declared, Id, PasswordRule, UsernameRule};
 use crate::dto::{NoContent, TokenPairDto, UserDto};
-use crate::error::{ApiError, Problem};
+use crate::error::status::{
+    AUTHED, BAD_REQUEST, CONFLICT, JSON_BODY, NOT_FOUND, TOO_MANY_REQUESTS, UNAUTHORIZED, UNAVAILABLE,
+};
+use crate::error::{status::ANY, ApiError, Failure, Problem};
 use crate::state::AppState;
 use crate::strict::StrictJson;
 use poem::web::Data;
@@ -22,12 +26,10 @@ enum Tag {
 
 #[derive(Debug, Object, serde::Deserialize)]
 pub struct Credentials {
-    /// 2 to 32 letters or digits, starting with a letter.
-    #[oai(validator(max_length = 256))]
-    pub username: String,
+    /// 2 to 32 letters or digits of any script, starting with a letter.
+    pub username: Declared<UsernameRule>,
     /// 8 to 128 characters; common passwords and the username are refused.
-    #[oai(validator(max_length = 1024))]
-    pub password: String,
+    pub password: Declared<PasswordRule>,
 }
 
 #[derive(Debug, Object, serde::Deserialize)]
@@ -90,7 +92,7 @@ impl AccountsApi {
         state: Data<&AppState>,
         req: &Request,
         body: StrictJson<Credentials>,
-    ) -> Result<RegisterResponse, ApiError> {
+    ) -> Result<RegisterResponse, Failure<{ ANY | JSON_BODY | CONFLICT | TOO_MANY_REQUESTS | UNAVAILABLE }>> {
         state.limiter.begin_registration(client_address(req)).map_err(ApiError::rate_limited)?;
         let username = Username::new(&body.username)
             .map_err(|e| ApiError::bad_request("invalid_username", format!("username: {e}")))?;
@@ -110,7 +112,7 @@ impl AccountsApi {
         state: Data<&AppState>,
         req: &Request,
         body: StrictJson<Credentials>,
-    ) -> Result<TokenResponse, ApiError> {
+    ) -> Result<TokenResponse, Failure<{ ANY | JSON_BODY | UNAUTHORIZED | TOO_MANY_REQUESTS | UNAVAILABLE }>> {
         // Counted before the check, so parallel guesses cannot all pass it.
         let attempt = state.limiter.begin_login(&body.username, client_address(req)).map_err(ApiError::rate_limited)?;
         match state.accounts.login(&body.username, &body.password).await {
@@ -118,10 +120,10 @@ impl AccountsApi {
                 attempt.succeeded();
                 Ok(TokenResponse::Ok(Json(pair.into())))
             }
-            Err(LoginError::InvalidCredentials) => Err(LoginError::InvalidCredentials.into()),
+            Err(LoginError::InvalidCredentials) => Err(ApiError::from(LoginError::InvalidCredentials).into()),
             Err(e) => {
                 attempt.not_counted();
-                Err(e.into())
+                Err(ApiError::from(e).into())
             }
         }
     }
@@ -134,7 +136,7 @@ impl AccountsApi {
         &self,
         state: Data<&AppState>,
         body: StrictJson<RefreshRequest>,
-    ) -> Result<TokenResponse, ApiError> {
+    ) -> Result<TokenResponse, Failure<{ ANY | JSON_BODY | UNAUTHORIZED }>> {
         let pair = state.accounts.refresh(&body.refresh_token).await?;
         Ok(TokenResponse::Ok(Json(pair.into())))
     }
@@ -143,15 +145,16 @@ impl AccountsApi {
     ///
     /// Revokes the session's refresh tokens and closes the user's live sockets.
     #[oai(path = "/auth/logout", method = "post")]
-    async fn logout(&self, state: Data<&AppState>, auth: BearerAuth) -> Result<NoContent, ApiError> {
+    async fn logout(&self, state: Data<&AppState>, auth: BearerAuth) -> Result<NoContent, Failure<AUTHED>> {
         state.accounts.logout(&auth.0).await?;
         Ok(NoContent::NoContent)
     }
 
     /// The signed-in user
     #[oai(path = "/users/me", method = "get")]
-    async fn me(&self, auth: BearerAuth) -> MeResponse {
-        MeResponse::Ok(Json(UserDto::from(&auth.0.user)))
+    async fn me(&self, auth: BearerAuth) -> Result<MeResponse, Failure<AUTHED>> {
+        // Never fails here: the bearer check before it answers 401.
+        Ok(MeResponse::Ok(Json(UserDto::from(&auth.0.user))))
     }
 
     /// Find a user by name
@@ -166,14 +169,14 @@ impl AccountsApi {
         /// The username to look for.
         #[oai(validator(max_length = 32))]
         username: Query<String>,
-    ) -> Result<UsersResponse, ApiError> {
+    ) -> Result<UsersResponse, Failure<{ AUTHED | BAD_REQUEST }>> {
         let Ok(name) = Username::new(&username) else {
             return Ok(UsersResponse::Ok(Json(UserList { items: Vec::new() })));
         };
         let items = match state.accounts.lookup(&UserRef::Name(name)).await {
             Ok(user) => vec![UserDto::from(&user)],
             Err(LookupError::NotFound) => Vec::new(),
-            Err(e) => return Err(e.into()),
+            Err(e) => return Err(ApiError::from(e).into()),
         };
         Ok(UsersResponse::Ok(Json(UserList { items })))
     }
@@ -184,8 +187,8 @@ impl AccountsApi {
         &self,
         state: Data<&AppState>,
         _auth: BearerAuth,
-        user_id: Path<String>,
-    ) -> Result<UserResponse, ApiError> {
+        user_id: Path<Id>,
+    ) -> Result<UserResponse, Failure<{ AUTHED | NOT_FOUND }>> {
         let id = user_id.parse().map_err(|_| Problem::from(LookupError::NotFound))?;
         let user = state.accounts.lookup(&UserRef::Id(id)).await?;
         Ok(UserResponse::Ok(Json(UserDto::from(&user))))

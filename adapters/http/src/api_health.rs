@@ -3,7 +3,8 @@
 use poem_openapi::payload::{Json, PlainText};
 use poem_openapi::{ApiResponse, Object, OpenApi, Tags};
 
-use crate::error::ApiError;
+use crate::error::status::{ANY, METHOD_NOT_ALLOWED, UNAUTHORIZED};
+use crate::error::{ApiError, Failure};
 use crate::state::AppState;
 use poem::web::Data;
 
@@ -37,13 +38,13 @@ pub struct HealthApi;
 impl HealthApi {
     /// Liveness: the process answers
     #[oai(path = "/health/live", method = "get")]
-    async fn live(&self) -> HealthResponse {
-        HealthResponse::Ok(Json(HealthDto { status: "ok".to_owned(), failing: vec![] }))
+    async fn live(&self) -> Result<HealthResponse, Failure<METHOD_NOT_ALLOWED>> {
+        Ok(HealthResponse::Ok(Json(HealthDto { status: "ok".to_owned(), failing: vec![] })))
     }
 
     /// Readiness: every adapter in use answers
     #[oai(path = "/health/ready", method = "get")]
-    async fn ready(&self, state: Data<&AppState>) -> HealthResponse {
+    async fn ready(&self, state: Data<&AppState>) -> Result<HealthResponse, Failure<METHOD_NOT_ALLOWED>> {
         let checks = state.health.iter().map(|c| async move { (c.name(), c.check().await) });
         let mut failing = Vec::new();
         for (name, result) in futures::future::join_all(checks).await {
@@ -52,21 +53,25 @@ impl HealthApi {
                 failing.push(name.to_owned());
             }
         }
-        if failing.is_empty() {
+        Ok(if failing.is_empty() {
             HealthResponse::Ok(Json(HealthDto { status: "ok".to_owned(), failing }))
         } else {
             HealthResponse::Unavailable(Json(HealthDto { status: "unavailable".to_owned(), failing }))
-        }
+        })
     }
 
     /// Prometheus metrics
     ///
     /// With `CHAT_METRICS_TOKEN` set, only `Authorization: Bearer <that token>` is answered.
     #[oai(path = "/metrics", method = "get")]
-    async fn metrics(&self, state: Data<&AppState>, req: &poem::Request) -> Result<PlainText<String>, ApiError> {
+    async fn metrics(
+        &self,
+        state: Data<&AppState>,
+        req: &poem::Request,
+    ) -> Result<PlainText<String>, Failure<{ ANY | UNAUTHORIZED }>> {
         if let Some(expected) = &state.metrics_token {
             if !crate::bearer::carries_secret(req, expected) {
-                return Err(ApiError::unauthorized("unauthorized", "the metrics token is required"));
+                return Err(ApiError::unauthorized("unauthorized", "the metrics token is required").into());
             }
         }
         Ok(PlainText(state.metrics.render()))

@@ -9,9 +9,11 @@ use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi, Tags};
 
 use crate::bearer::BearerAuth;
+use crate::declared::{Declared, Id, RoomNameRule, UsernameRule};
 use crate::dto::NoContent;
 use crate::dto::{MessageDto, MessagePageDto, RoomDto, RoomPageDto, VisibilityDto};
-use crate::error::{ApiError, Problem};
+use crate::error::status::{AUTHED, BAD_REQUEST, CONFLICT, FORBIDDEN, JSON_BODY, NOT_FOUND};
+use crate::error::{ApiError, Failure, Problem};
 use crate::state::AppState;
 use crate::strict::StrictJson;
 use poem::web::Data;
@@ -31,12 +33,11 @@ const HISTORY_DEFAULT: u32 = 50;
 #[derive(Debug, Object, serde::Deserialize)]
 pub struct CreateRoomRequest {
     /// 1 to 64 characters after trimming; no control characters.
-    #[oai(validator(max_length = 1024))]
-    pub name: String,
+    pub name: Declared<RoomNameRule>,
     pub visibility: VisibilityDto,
-    /// Users to add as members right away (at most 50).
-    #[oai(validator(max_items = 50))]
-    pub member_ids: Option<Vec<String>>,
+    /// Users to add as members right away (at most 50); `null` or absent for none.
+    #[oai(validator(max_items = 50), nullable)]
+    pub member_ids: Option<Vec<Id>>,
 }
 
 /// Who in a room is online now, on any socket node.
@@ -57,11 +58,11 @@ pub enum PresenceResponse {
 #[derive(Debug, Object, serde::Deserialize)]
 pub struct InviteRequest {
     /// The id of the user to add; give this or `username`.
-    #[oai(validator(max_length = 64))]
-    pub user_id: Option<String>,
+    #[oai(nullable)]
+    pub user_id: Option<Id>,
     /// The name of the user to add; give this or `user_id`.
-    #[oai(validator(max_length = 32))]
-    pub username: Option<String>,
+    #[oai(nullable)]
+    pub username: Option<Declared<UsernameRule>>,
 }
 
 #[derive(ApiResponse)]
@@ -103,14 +104,14 @@ impl RoomsApi {
         state: Data<&AppState>,
         auth: BearerAuth,
         body: StrictJson<CreateRoomRequest>,
-    ) -> Result<RoomCreated, ApiError> {
+    ) -> Result<RoomCreated, Failure<{ AUTHED | JSON_BODY | CONFLICT }>> {
         let name =
             RoomName::new(&body.name).map_err(|e| ApiError::bad_request("invalid_room_name", format!("name: {e}")))?;
         let raw_ids = body.0.member_ids.unwrap_or_default();
-        let bad: Vec<&String> = raw_ids.iter().filter(|s| s.parse::<UserId>().is_err()).collect();
+        let bad: Vec<&Id> = raw_ids.iter().filter(|s| s.parse::<UserId>().is_err()).collect();
         if !bad.is_empty() {
             let listed = bad.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ");
-            return Err(ApiError::bad_request("unknown_members", format!("member_ids: not user ids: {listed}")));
+            return Err(ApiError::bad_request("unknown_members", format!("member_ids: not user ids: {listed}")).into());
         }
         let member_ids = raw_ids.iter().filter_map(|s| s.parse().ok()).collect();
         let request = NewRoom { name, visibility: body.0.visibility.into(), member_ids };
@@ -127,8 +128,9 @@ impl RoomsApi {
         /// `next_cursor` of the previous page.
         cursor: Query<Option<String>>,
         /// 1 to 100, default 20.
+        #[oai(validator(minimum(value = "1"), maximum(value = "100")))]
         limit: Query<Option<u32>>,
-    ) -> Result<RoomPageResponse, ApiError> {
+    ) -> Result<RoomPageResponse, Failure<{ AUTHED | BAD_REQUEST }>> {
         let after = parse_cursor(cursor.0.as_deref())?;
         let size = page_size(limit.0, ROOMS_PAGE_DEFAULT, ROOMS_PAGE_MAX)?;
         let list = state.rooms.list_mine(&auth.0.user, after, size).await?;
@@ -144,8 +146,9 @@ impl RoomsApi {
         /// `next_cursor` of the previous page.
         cursor: Query<Option<String>>,
         /// 1 to 100, default 20.
+        #[oai(validator(minimum(value = "1"), maximum(value = "100")))]
         limit: Query<Option<u32>>,
-    ) -> Result<RoomPageResponse, ApiError> {
+    ) -> Result<RoomPageResponse, Failure<{ AUTHED | BAD_REQUEST }>> {
         let after = parse_cursor(cursor.0.as_deref())?;
         let size = page_size(limit.0, ROOMS_PAGE_DEFAULT, ROOMS_PAGE_MAX)?;
         let list = state.rooms.list_public(after, size).await?;
@@ -160,8 +163,8 @@ impl RoomsApi {
         &self,
         state: Data<&AppState>,
         auth: BearerAuth,
-        room_id: Path<String>,
-    ) -> Result<RoomResponse, ApiError> {
+        room_id: Path<Id>,
+    ) -> Result<RoomResponse, Failure<{ AUTHED | NOT_FOUND }>> {
         let room_id = parse_room(&room_id)?;
         let details = state.rooms.get(&auth.0.user, room_id).await?;
         Ok(RoomResponse::Ok(Json(RoomDto::from(&details))))
@@ -173,8 +176,8 @@ impl RoomsApi {
         &self,
         state: Data<&AppState>,
         auth: BearerAuth,
-        room_id: Path<String>,
-    ) -> Result<RoomResponse, ApiError> {
+        room_id: Path<Id>,
+    ) -> Result<RoomResponse, Failure<{ AUTHED | NOT_FOUND | FORBIDDEN | CONFLICT }>> {
         let room_id = parse_room(&room_id)?;
         let details = state.rooms.join(&auth.0.user, room_id).await?;
         Ok(RoomResponse::Ok(Json(RoomDto::from(&details))))
@@ -189,8 +192,8 @@ impl RoomsApi {
         &self,
         state: Data<&AppState>,
         auth: BearerAuth,
-        room_id: Path<String>,
-    ) -> Result<NoContent, ApiError> {
+        room_id: Path<Id>,
+    ) -> Result<NoContent, Failure<{ AUTHED | NOT_FOUND }>> {
         let room_id = parse_room(&room_id)?;
         state.rooms.leave(&auth.0.user, room_id).await?;
         Ok(NoContent::NoContent)
@@ -202,9 +205,9 @@ impl RoomsApi {
         &self,
         state: Data<&AppState>,
         auth: BearerAuth,
-        room_id: Path<String>,
+        room_id: Path<Id>,
         body: StrictJson<InviteRequest>,
-    ) -> Result<RoomCreated, ApiError> {
+    ) -> Result<RoomCreated, Failure<{ AUTHED | JSON_BODY | NOT_FOUND | CONFLICT }>> {
         let room_id = parse_room(&room_id)?;
         let invitee = match (&body.user_id, &body.username) {
             (Some(id), None) => UserRef::Id(parse_user(id)?),
@@ -212,7 +215,9 @@ impl RoomsApi {
             (None, Some(name)) => {
                 UserRef::Name(Username::new(name).map_err(|_| InviteError::UnknownUser { field: "username" })?)
             }
-            _ => return Err(ApiError::bad_request("invalid_request", "give exactly one of user_id and username")),
+            _ => {
+                return Err(ApiError::bad_request("invalid_request", "give exactly one of user_id and username").into())
+            }
         };
         let details = state.rooms.invite(&auth.0.user, room_id, invitee).await?;
         Ok(RoomCreated::Created(Json(RoomDto::from(&details))))
@@ -227,8 +232,8 @@ impl RoomsApi {
         &self,
         state: Data<&AppState>,
         auth: BearerAuth,
-        room_id: Path<String>,
-    ) -> Result<PresenceResponse, ApiError> {
+        room_id: Path<Id>,
+    ) -> Result<PresenceResponse, Failure<{ AUTHED | NOT_FOUND | FORBIDDEN }>> {
         let room = parse_room(&room_id)?;
         let online = state.presence.online_in(&auth.0.user, room).await?;
         let online = online.iter().map(ToString::to_string).collect();
@@ -241,9 +246,9 @@ impl RoomsApi {
         &self,
         state: Data<&AppState>,
         auth: BearerAuth,
-        room_id: Path<String>,
-        user_id: Path<String>,
-    ) -> Result<NoContent, ApiError> {
+        room_id: Path<Id>,
+        user_id: Path<Id>,
+    ) -> Result<NoContent, Failure<{ AUTHED | BAD_REQUEST | NOT_FOUND | FORBIDDEN | CONFLICT }>> {
         let room_id = parse_room(&room_id)?;
         let user_id = parse_user(&user_id)?;
         state.rooms.remove_member(&auth.0.user, room_id, user_id).await?;
@@ -256,8 +261,8 @@ impl RoomsApi {
         &self,
         state: Data<&AppState>,
         auth: BearerAuth,
-        room_id: Path<String>,
-    ) -> Result<NoContent, ApiError> {
+        room_id: Path<Id>,
+    ) -> Result<NoContent, Failure<{ AUTHED | NOT_FOUND | FORBIDDEN }>> {
         let room_id = parse_room(&room_id)?;
         state.rooms.delete(&auth.0.user, room_id).await?;
         Ok(NoContent::NoContent)
@@ -273,14 +278,15 @@ impl RoomsApi {
         &self,
         state: Data<&AppState>,
         auth: BearerAuth,
-        room_id: Path<String>,
+        room_id: Path<Id>,
         /// Only messages with a smaller seq.
         before: Query<Option<u64>>,
         /// Only messages with a greater seq.
         after: Query<Option<u64>>,
         /// 1 to 100, default 50.
+        #[oai(validator(minimum(value = "1"), maximum(value = "100")))]
         limit: Query<Option<u32>>,
-    ) -> Result<MessagePageResponse, ApiError> {
+    ) -> Result<MessagePageResponse, Failure<{ AUTHED | BAD_REQUEST | NOT_FOUND | FORBIDDEN }>> {
         let room_id = parse_room(&room_id)?;
         let limit = page_size(limit.0, HISTORY_DEFAULT, HISTORY_MAX)?;
         let query = HistoryQuery { before: before.0, after: after.0, limit };

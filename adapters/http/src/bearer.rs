@@ -14,6 +14,13 @@ use crate::state::AppState;
 #[oai(ty = "bearer", bearer_format = "JWT", checker = "check_bearer")]
 pub struct BearerAuth(pub Authenticated);
 
+/// The access token in the `access_token` query parameter, for browsers, which cannot set headers
+/// on `<img>` or WebSocket requests. Declared for the spec; [`token_from`] reads it.
+#[derive(SecurityScheme)]
+#[oai(ty = "api_key", key_name = "access_token", key_in = "query")]
+#[expect(dead_code, reason = "never extracted: the file routes check the token with `caller`")]
+pub struct QueryToken(poem_openapi::auth::ApiKey);
+
 async fn check_bearer(req: &Request, bearer: Bearer) -> poem::Result<Authenticated> {
     let state = req.data::<AppState>().ok_or_else(|| {
         poem::Error::from_string("application state missing", poem::http::StatusCode::INTERNAL_SERVER_ERROR)

@@ -13,6 +13,7 @@ use application::rooms::{
 use poem::http::StatusCode;
 use poem::{IntoResponse, Response};
 use poem_openapi::payload::Json;
+use poem_openapi::registry::{MetaResponses, Registry};
 use poem_openapi::{ApiResponse, Object};
 
 /// Every error the API returns has this body.
@@ -44,6 +45,9 @@ pub enum ApiError {
     /// Unknown, or not visible to the caller.
     #[oai(status = 404)]
     NotFound(Json<ErrorBody>),
+    /// The path exists, but not with this method; `Allow` lists the methods it has.
+    #[oai(status = 405)]
+    MethodNotAllowed(Json<ErrorBody>, #[oai(header = "Allow")] Option<String>),
     /// Conflicts with the current state.
     #[oai(status = 409)]
     Conflict(Json<ErrorBody>),
@@ -53,6 +57,12 @@ pub enum ApiError {
     /// The body or file is too large, or a quota is exhausted.
     #[oai(status = 413)]
     TooLarge(Json<ErrorBody>),
+    /// The body is not of the type the operation takes: JSON, or `multipart/form-data` for uploads.
+    #[oai(status = 415)]
+    UnsupportedMediaType(Json<ErrorBody>),
+    /// The `Range` is outside the file; `Content-Range: bytes */<size>` gives its size.
+    #[oai(status = 416)]
+    RangeNotSatisfiable(Json<ErrorBody>, #[oai(header = "Content-Range")] String),
     /// Too many attempts; retry after the given number of seconds.
     #[oai(status = 429)]
     TooManyRequests(Json<ErrorBody>, #[oai(header = "Retry-After")] u64),
@@ -78,11 +88,117 @@ impl ApiError {
     pub fn not_found(message: impl Into<String>) -> Self {
         Self::NotFound(ErrorBody::new("not_found", message))
     }
+    /// A range outside a file of `size` bytes.
+    pub fn range_not_satisfiable(size: u64) -> Self {
+        let message = format!("range: the file has {size} bytes; ask for a range within them");
+        Self::RangeNotSatisfiable(ErrorBody::new("range_not_satisfiable", message), format!("bytes */{size}"))
+    }
     pub fn rate_limited(retry_after_secs: u64) -> Self {
         Self::TooManyRequests(
             ErrorBody::new("rate_limited", format!("too many attempts; retry in {retry_after_secs} s")),
             retry_after_secs,
         )
+    }
+}
+
+impl ApiError {
+    fn status(&self) -> StatusCode {
+        match self {
+            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::Unauthorized(..) => StatusCode::UNAUTHORIZED,
+            Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed(..) => StatusCode::METHOD_NOT_ALLOWED,
+            Self::Conflict(_) => StatusCode::CONFLICT,
+            Self::Gone(_) => StatusCode::GONE,
+            Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::RangeNotSatisfiable(..) => StatusCode::RANGE_NOT_SATISFIABLE,
+            Self::TooManyRequests(..) => StatusCode::TOO_MANY_REQUESTS,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::Unavailable(..) => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+}
+
+/// The error statuses an operation declares, one bit each, so the spec lists what it can
+/// really answer: `Result<T, Failure<{ AUTHED | NOT_FOUND }>>`.
+pub mod status {
+    pub const BAD_REQUEST: u32 = 1 << 0;
+    pub const UNAUTHORIZED: u32 = 1 << 1;
+    pub const FORBIDDEN: u32 = 1 << 2;
+    pub const NOT_FOUND: u32 = 1 << 3;
+    pub const METHOD_NOT_ALLOWED: u32 = 1 << 4;
+    pub const CONFLICT: u32 = 1 << 5;
+    pub const GONE: u32 = 1 << 6;
+    pub const TOO_LARGE: u32 = 1 << 7;
+    pub const UNSUPPORTED_MEDIA_TYPE: u32 = 1 << 8;
+    pub const RANGE_NOT_SATISFIABLE: u32 = 1 << 9;
+    pub const TOO_MANY_REQUESTS: u32 = 1 << 10;
+    pub const INTERNAL: u32 = 1 << 11;
+    pub const UNAVAILABLE: u32 = 1 << 12;
+
+    /// Every operation: another method on its path, and a failure on our side.
+    pub const ANY: u32 = METHOD_NOT_ALLOWED | INTERNAL;
+    /// Behind a bearer token.
+    pub const AUTHED: u32 = ANY | UNAUTHORIZED;
+    /// With a JSON body: malformed or invalid, too large, or not JSON.
+    pub const JSON_BODY: u32 = BAD_REQUEST | TOO_LARGE | UNSUPPORTED_MEDIA_TYPE;
+
+    /// The bit of an HTTP status; 0 for one no operation answers.
+    pub fn bit(code: u16) -> u32 {
+        match code {
+            400 => BAD_REQUEST,
+            401 => UNAUTHORIZED,
+            403 => FORBIDDEN,
+            404 => NOT_FOUND,
+            405 => METHOD_NOT_ALLOWED,
+            409 => CONFLICT,
+            410 => GONE,
+            413 => TOO_LARGE,
+            415 => UNSUPPORTED_MEDIA_TYPE,
+            416 => RANGE_NOT_SATISFIABLE,
+            429 => TOO_MANY_REQUESTS,
+            500 => INTERNAL,
+            503 => UNAVAILABLE,
+            _ => 0,
+        }
+    }
+}
+
+/// An [`ApiError`] of an operation whose spec lists only the statuses in `S`.
+pub struct Failure<const S: u32>(ApiError);
+
+impl<const S: u32, E: Into<ApiError>> From<E> for Failure<S> {
+    fn from(e: E) -> Self {
+        let e = e.into();
+        // A status the spec does not list is a bug in the operation's declaration.
+        debug_assert!(S & status::bit(e.status().as_u16()) != 0, "undeclared status {}: {e:?}", e.status());
+        Self(e)
+    }
+}
+
+impl<const S: u32> ApiResponse for Failure<S> {
+    fn meta() -> MetaResponses {
+        let mut meta = ApiError::meta();
+        meta.responses.retain(|r| r.status.is_some_and(|code| S & status::bit(code) != 0));
+        meta
+    }
+
+    fn register(registry: &mut Registry) {
+        ApiError::register(registry);
+    }
+}
+
+impl<const S: u32> IntoResponse for Failure<S> {
+    fn into_response(self) -> Response {
+        self.0.into_response()
+    }
+}
+
+impl<const S: u32> From<Failure<S>> for poem::Error {
+    fn from(f: Failure<S>) -> Self {
+        poem::Error::from_response(f.0.into_response())
     }
 }
 
@@ -125,6 +241,10 @@ impl Problem {
         Self::new(StatusCode::PAYLOAD_TOO_LARGE, "quota_exceeded", e.to_string())
     }
 
+    pub fn unsupported_media_type(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", message)
+    }
+
     fn file_too_large(limit: u64) -> Self {
         Self::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", format!("the file is larger than {limit} bytes"))
     }
@@ -149,9 +269,12 @@ impl From<Problem> for ApiError {
             StatusCode::UNAUTHORIZED => Self::Unauthorized(body, "Bearer".to_owned()),
             StatusCode::FORBIDDEN => Self::Forbidden(body),
             StatusCode::NOT_FOUND => Self::NotFound(body),
+            StatusCode::METHOD_NOT_ALLOWED => Self::MethodNotAllowed(body, None),
             StatusCode::CONFLICT => Self::Conflict(body),
             StatusCode::GONE => Self::Gone(body),
             StatusCode::PAYLOAD_TOO_LARGE => Self::TooLarge(body),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => Self::UnsupportedMediaType(body),
+            StatusCode::TOO_MANY_REQUESTS => Self::TooManyRequests(body, 1),
             StatusCode::SERVICE_UNAVAILABLE => Self::Unavailable(body, BUSY_RETRY_AFTER_SECS),
             _ => Self::Internal(body),
         }

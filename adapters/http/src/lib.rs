@@ -5,6 +5,7 @@ mod api_files;
 mod api_health;
 mod api_rooms;
 mod bearer;
+mod declared;
 pub mod dto;
 mod error;
 mod internal_files;
@@ -86,13 +87,15 @@ fn cors(allowed_origins: &[String]) -> Option<poem::middleware::Cors> {
 
 const TITLE: &str = "Chat API";
 
-fn openapi() -> OpenApiService<(api_accounts::AccountsApi, api_rooms::RoomsApi, api_health::HealthApi), ()> {
-    OpenApiService::new(
-        (api_accounts::AccountsApi, api_rooms::RoomsApi, api_health::HealthApi),
-        TITLE,
-        env!("CARGO_PKG_VERSION"),
-    )
-    .description("REST API of the self-hosted chat backend. Errors are always `{code, message}`.")
+/// The whole API's document, whichever apps a process serves: behind one origin they are one API.
+fn openapi(
+) -> OpenApiService<(api_accounts::AccountsApi, api_rooms::RoomsApi, api_files::FilesApi, api_health::HealthApi), ()> {
+    service((api_accounts::AccountsApi, api_rooms::RoomsApi, api_files::FilesApi, api_health::HealthApi))
+}
+
+fn service<T: poem_openapi::OpenApi>(apis: T) -> OpenApiService<T, ()> {
+    OpenApiService::new(apis, TITLE, env!("CARGO_PKG_VERSION"))
+        .description("REST API of the self-hosted chat backend. Errors are always `{code, message}`.")
 }
 
 /// The OpenAPI document as YAML, exactly as `/openapi.yaml` serves it.
@@ -110,24 +113,29 @@ pub fn app(
 ) -> BoxEndpoint<'static, Response> {
     let mut route = Route::new();
     if config.apps.api {
-        let api = openapi();
-        let spec_json = api.spec();
-        let spec_yaml = api.spec_yaml();
-        let ui = api.swagger_ui();
+        let doc = openapi();
+        let spec_json = doc.spec();
+        let spec_yaml = doc.spec_yaml();
         route = route
-            .nest("/", api)
-            .nest("/docs", ui)
+            .nest("/docs", doc.swagger_ui())
             .at("/openapi.json", poem::endpoint::make_sync(move |_| json_response(spec_json.clone())))
             .at("/openapi.yaml", poem::endpoint::make_sync(move |_| yaml_response(spec_yaml.clone())));
-    } else {
-        route = route.nest("/", OpenApiService::new(api_health::HealthApi, TITLE, env!("CARGO_PKG_VERSION")));
     }
+    use api_accounts::AccountsApi as Accounts;
+    use api_files::FilesApi as Files;
+    use api_health::HealthApi as Health;
+    use api_rooms::RoomsApi as Rooms;
+    route = match (config.apps.api, config.apps.files) {
+        (true, true) => route.nest("/", service((Accounts, Rooms, Files, Health))),
+        (true, false) => route.nest("/", service((Accounts, Rooms, Health))),
+        (false, true) => route.nest("/", service((Files, Health))),
+        (false, false) => route.nest("/", service(Health)),
+    };
     if config.apps.files {
-        route =
-            route.at("/files", poem::post(api_files::upload)).at("/files/:file_id", poem::get(api_files::download)).at(
-                "/internal/files/:file_id",
-                poem::put(internal_files::put).get(internal_files::get).delete(internal_files::delete),
-            );
+        route = route.at(
+            "/internal/files/:file_id",
+            poem::put(internal_files::put).get(internal_files::get).delete(internal_files::delete),
+        );
     }
     if config.apps.socket {
         route = route.at("/ws", poem::get(ws::ws_handler));

@@ -508,7 +508,28 @@ async fn a_file_of_exactly_the_limit_fits_in_a_form_with_its_overhead() {
     assert_eq!(body["size"], 1000);
 }
 
+async fn an_upload_that_is_not_a_multipart_form_is_a_415_naming_the_type_it_takes() {
+    // Arrange
+    let app = TestApp::spawn().await;
+    let alice = app.signup("alice").await;
+    let room = app.create_room(&alice, "private", &[]).await["id"].as_str().unwrap().to_owned();
+
+    // Act
+    let reply = app
+        .send(
+            app.http.post(app.url(&format!("/files?room_id={room}"))).bearer_auth(&alice.access_token).json(&json!({})),
+        )
+        .await;
+
+    // Assert
+    assert_eq!(reply.status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{reply:?}");
+    assert_eq!(reply.body["code"], "unsupported_media_type");
+    assert!(reply.body["message"].as_str().unwrap_or_default().contains("multipart/form-data"), "{reply:?}");
+    assert!(stored_files(&app).is_empty());
+}
+
 e2e::on_both_shapes!(
+    an_upload_that_is_not_a_multipart_form_is_a_415_naming_the_type_it_takes,
     the_internal_route_refuses_a_missing_or_wrong_service_token,
     a_file_sent_over_the_socket_downloads_byte_identical_from_its_url,
     html_declared_as_png_is_served_as_an_octet_stream_attachment,

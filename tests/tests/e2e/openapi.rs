@@ -94,6 +94,11 @@ async fn the_openapi_json_is_valid_json_describing_every_route() {
         "/health/live",
         "/health/ready",
         "/metrics",
+        "/files",
+        "/files/{file_id}",
+        "/users",
+        "/users/{user_id}",
+        "/rooms/{room_id}/presence",
     ] {
         assert!(paths.contains_key(path), "{path} missing from the spec");
     }
@@ -242,4 +247,115 @@ async fn an_unknown_route_is_a_404_with_the_json_error_shape() {
     assert_eq!(reply.header("content-type"), Some("application/json; charset=utf-8"));
     assert_eq!(reply.body["code"], "not_found");
     assert!(reply.body["message"].is_string(), "{reply:?}");
+}
+
+/// Every operation of the served spec, as (`METHOD path`, operation).
+fn operations(spec: &Value) -> Vec<(String, Value)> {
+    let paths = spec["paths"].as_object().expect("a JSON spec with paths");
+    paths
+        .iter()
+        .flat_map(|(path, item)| {
+            item.as_object()
+                .expect("a path item")
+                .iter()
+                .map(move |(method, op)| (format!("{} {path}", method.to_uppercase()), op.clone()))
+        })
+        .collect()
+}
+
+fn statuses(op: &Value) -> Vec<String> {
+    op["responses"].as_object().expect("responses").keys().cloned().collect()
+}
+
+#[tokio::test]
+async fn each_operation_lists_the_statuses_it_can_answer_and_no_others() {
+    // Arrange
+    let app = TestApp::spawn().await;
+
+    // Act
+    let spec = app.send(app.http.get(app.url("/openapi.json"))).await.body;
+
+    // Assert: what every operation shares.
+    for (name, op) in operations(&spec) {
+        let listed = statuses(&op).join(" ");
+        assert!(listed.contains("405"), "{name} lists 405: {listed}");
+        if op.get("security").is_some() {
+            assert!(listed.contains("401"), "{name} is secured, so lists 401: {listed}");
+        }
+        if op["requestBody"].is_object() {
+            assert!(listed.contains("415") && listed.contains("413"), "{name} takes a body: {listed}");
+        } else {
+            assert!(!listed.contains("415"), "{name} takes no body: {listed}");
+        }
+    }
+    // And what some answer alone.
+    let listed = |name: &str| {
+        let op = operations(&spec).into_iter().find(|(n, _)| n == name).expect(name).1;
+        statuses(&op).join(" ")
+    };
+    assert_eq!(listed("GET /users/me"), "200 401 405 500");
+    assert_eq!(listed("POST /auth/register"), "201 400 405 409 413 415 429 500 503");
+    assert_eq!(listed("GET /rooms/{room_id}"), "200 401 404 405 500");
+}
+
+#[tokio::test]
+async fn the_spec_states_the_limits_the_server_enforces() {
+    // Arrange
+    let app = TestApp::spawn().await;
+
+    // Act
+    let spec = app.send(app.http.get(app.url("/openapi.json"))).await.body;
+
+    // Assert
+    let schemas = &spec["components"]["schemas"];
+    let username = &schemas["Credentials"]["properties"]["username"];
+    assert_eq!((username["minLength"].as_u64(), username["maxLength"].as_u64()), (Some(2), Some(32)));
+    let password = &schemas["Credentials"]["properties"]["password"];
+    assert_eq!((password["minLength"].as_u64(), password["maxLength"].as_u64()), (Some(8), Some(128)));
+    let room = &schemas["CreateRoomRequest"]["properties"];
+    assert_eq!(room["name"]["maxLength"], 64);
+    assert_eq!(room["member_ids"]["maxItems"], 50);
+    assert_eq!(room["member_ids"]["items"]["format"], "uuid");
+    assert_eq!(room["member_ids"]["nullable"], true);
+    for (name, op) in operations(&spec) {
+        for param in op["parameters"].as_array().into_iter().flatten() {
+            if param["in"] == "path" {
+                assert_eq!(param["schema"]["format"], "uuid", "{name}: {}", param["name"]);
+            }
+            if param["name"] == "limit" {
+                assert_eq!(
+                    (param["schema"]["minimum"].as_f64(), param["schema"]["maximum"].as_f64()),
+                    (Some(1.0), Some(100.0)),
+                    "{name}"
+                );
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_file_routes_are_in_the_spec_with_their_form_ranges_and_statuses() {
+    // Arrange
+    let app = TestApp::spawn().await;
+
+    // Act
+    let spec = app.send(app.http.get(app.url("/openapi.json"))).await.body;
+
+    // Assert
+    let upload = &spec["paths"]["/files"]["post"];
+    let form = &upload["requestBody"]["content"]["multipart/form-data"]["schema"];
+    assert_eq!(form["properties"]["file"]["format"], "binary");
+    assert_eq!(form["properties"]["room_id"]["format"], "uuid");
+    assert_eq!(statuses(upload).join(" "), "201 400 401 404 405 413 415 500");
+    let download = &spec["paths"]["/files/{file_id}"]["get"];
+    assert_eq!(statuses(download).join(" "), "200 206 401 404 405 410 416 500");
+    assert!(download["responses"]["206"]["headers"]["Content-Range"].is_object(), "{download}");
+    let schemes: Vec<&str> = download["security"]
+        .as_array()
+        .expect("security")
+        .iter()
+        .flat_map(|s| s.as_object().expect("a requirement").keys())
+        .map(String::as_str)
+        .collect();
+    assert_eq!(schemes, ["BearerAuth", "QueryToken"], "a header or an access_token query parameter");
 }

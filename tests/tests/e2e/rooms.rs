@@ -639,7 +639,22 @@ async fn a_deleted_rooms_messages_and_files_are_deleted_by_the_next_purge() {
     assert!(eventually(async || stored_files(&app) == 0).await, "the file's bytes are still stored");
 }
 
+async fn a_room_created_with_null_member_ids_has_only_its_owner() {
+    // Arrange
+    let app = TestApp::spawn().await;
+    let ada = app.signup("ada").await;
+
+    // Act
+    let body = json!({"name": "solo", "visibility": "private", "member_ids": null});
+    let (status, room) = app.post("/rooms", &ada.access_token, body).await;
+
+    // Assert: the spec declares the field nullable, and null means none.
+    assert_eq!(status, StatusCode::CREATED, "{room}");
+    assert_eq!(room["members"].as_array().map(Vec::len), Some(1), "{room}");
+}
+
 e2e::on_both_shapes!(
+    a_room_created_with_null_member_ids_has_only_its_owner,
     a_deleted_rooms_messages_and_files_are_deleted_by_the_next_purge,
     a_public_room_one_left_stays_visible_and_its_history_says_not_a_member,
     a_user_is_found_by_name_in_any_case_and_seen_by_id,
