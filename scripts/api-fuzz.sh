@@ -81,10 +81,11 @@ checks.negative_data_rejection.enabled = false
 TOML
 log "fuzzing $base for ${seconds}s"
 status=0
-"$venv/bin/st" --config-file "$work/schemathesis.toml" run "$base/openapi.json" \
+# From the scratch directory, where Schemathesis leaves its cache.
+(cd "$work" && "$venv/bin/st" --config-file "$work/schemathesis.toml" run "$base/openapi.json" \
   --exclude-path /auth/logout \
   --max-time "$seconds" --workers 2 --no-color --suppress-health-check all \
-  --continue-on-failure || status=$?
+  --continue-on-failure) || status=$?
 if [ "$status" != 0 ]; then
   log "FAILED; the server's log:"
   tail -50 "$work/chat.log" >&2
