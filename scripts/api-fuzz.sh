@@ -30,7 +30,7 @@ log() { printf 'api-fuzz: %s\n' "$*" >&2; }
 if [ ! -x "$venv/bin/st" ]; then
   log "installing Schemathesis into $venv"
   python3 -m venv "$venv"
-  "$venv/bin/pip" install -q --disable-pip-version-check 'schemathesis>=4,<5'
+  "$venv/bin/pip" install -q --disable-pip-version-check 'schemathesis==4.32.5' 'hypothesis==6.170.17'
 fi
 if [ ! -x "$bin" ]; then
   log "building chat"
@@ -81,10 +81,11 @@ checks.negative_data_rejection.enabled = false
 TOML
 log "fuzzing $base for ${seconds}s"
 status=0
-# From the scratch directory, where Schemathesis leaves its cache.
+# From the scratch directory, where Schemathesis leaves its cache. One worker: with two, a race in
+# Hypothesis's own code ("AST constructor recursion depth mismatch") fails runs now and then.
 (cd "$work" && "$venv/bin/st" --config-file "$work/schemathesis.toml" run "$base/openapi.json" \
   --exclude-path /auth/logout \
-  --max-time "$seconds" --workers 2 --no-color --suppress-health-check all \
+  --max-time "$seconds" --workers 1 --no-color --suppress-health-check all \
   --continue-on-failure) || status=$?
 if [ "$status" != 0 ]; then
   log "FAILED; the server's log:"
