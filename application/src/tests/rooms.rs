@@ -10,6 +10,7 @@ use super::fixtures::{
     sequential_ids, summary, user, user_id,
 };
 use crate::accounts::UserRef;
+use crate::membership::{CacheLimits, MembershipCache};
 use crate::ports::{
     MemberAddError, MemberRemoveError, MockClock, MockEventBus, MockIdGenerator, MockMessageLog, MockRoomRepository,
     MockUserRepository, RoomEvent, RoomPage, StoredUser, UpdateRoomError,
@@ -838,4 +839,32 @@ async fn a_live_connection_subscribes_to_every_room_of_its_user() {
     let rooms = ports.rooms().subscriptions(alice().id).await.expect("listed");
 
     assert_eq!(rooms, [room_id(1), room_id(2)]);
+}
+
+// --- the membership cache ---
+
+#[tokio::test]
+async fn a_removal_clears_this_nodes_membership_cache_before_it_is_acknowledged() {
+    // Arrange: bob's membership is cached on this node, with the bus followed.
+    let mut store = MockRoomRepository::new();
+    let mut order = Sequence::new();
+    store.expect_is_member().times(1).in_sequence(&mut order).returning(|_, _| Ok(true));
+    store.expect_is_member().times(1).in_sequence(&mut order).returning(|_, _| Ok(false));
+    let mut clock = MockClock::new();
+    clock.expect_now().returning(now);
+    let cache = MembershipCache::new(Arc::new(store), Arc::new(clock), CacheLimits::default());
+    cache.set_following(true);
+    assert!(cache.is_member(general(), bob().id).await.expect("cached"));
+    let mut ports = Ports::default();
+    ports.expect_get(room(general(), Visibility::Public, &alice(), &[&bob()]));
+    ports.rooms.expect_remove_member().times(1).returning(|_, _| Ok(()));
+    ports.users.expect_by_id().times(1).returning(|_| Ok(Some(bob())));
+    ports.expect_event(RoomEvent::MemberLeft { room_id: general(), user: summary(&bob()) });
+    let rooms = ports.rooms().with_membership_cache(cache.clone());
+
+    // Act
+    rooms.remove_member(&alice(), general(), bob().id).await.expect("removed");
+
+    // Assert: the next send asks the store, without waiting for the bus.
+    assert!(!cache.is_member(general(), bob().id).await.expect("lookup"));
 }
