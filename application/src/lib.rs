@@ -5,6 +5,7 @@ pub mod archive;
 #[cfg(feature = "contract")]
 pub mod contract;
 pub mod files;
+pub mod membership;
 pub mod messaging;
 pub mod metrics;
 pub mod ports;

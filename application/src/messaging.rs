@@ -10,6 +10,7 @@ use domain::{
 };
 
 use crate::files::{AttachError, Files, Upload, UploadError};
+use crate::membership::MembershipCache;
 use crate::ports::{
     AppendError, Appended, ByteStream, Clock, DedupeKey, EventBus, IdGenerator, MessageArchive, MessageLog, NewMessage,
     RoomEvent, RoomRepository, SeqRange, Take,
@@ -120,6 +121,8 @@ pub struct Messaging {
     /// When set, history and sync leave out messages older than the message retention.
     retention: Option<RetentionPolicy>,
     recovery: Arc<CounterRecovery>,
+    /// Answers "is a member" without the store for most sends; none means always ask the store.
+    membership: Option<MembershipCache>,
 }
 
 /// Serialises counter recoveries on this node, and counts them so a waiter can tell that the one
@@ -140,7 +143,24 @@ impl Messaging {
         clock: Arc<dyn Clock>,
         ids: Arc<dyn IdGenerator>,
     ) -> Self {
-        Self { rooms, log, archive, bus, files, clock, ids, retention: None, recovery: Arc::default() }
+        Self {
+            rooms,
+            log,
+            archive,
+            bus,
+            files,
+            clock,
+            ids,
+            retention: None,
+            recovery: Arc::default(),
+            membership: None,
+        }
+    }
+
+    /// Checks a sender's membership in `cache` first; the cache must be the one `Rooms` clears.
+    #[must_use]
+    pub fn with_membership_cache(self, cache: MembershipCache) -> Self {
+        Self { membership: Some(cache), ..self }
     }
 
     /// Hides messages past `retention` from history and sync, wherever they still are.
@@ -329,7 +349,11 @@ impl Messaging {
     /// Where `actor` stands with `room_id`; the cheap membership check first, the room only for
     /// a non-member. An unknown room is hidden.
     async fn standing(&self, actor: &User, room_id: RoomId) -> anyhow::Result<Standing> {
-        if self.rooms.is_member(room_id, actor.id).await? {
+        let member = match &self.membership {
+            Some(cache) => cache.is_member(room_id, actor.id).await?,
+            None => self.rooms.is_member(room_id, actor.id).await?,
+        };
+        if member {
             return Ok(Standing::Member);
         }
         Ok(self.rooms.get(room_id).await?.map_or(Standing::Hidden, |room| room.standing(actor.id)))

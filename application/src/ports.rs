@@ -206,6 +206,31 @@ pub enum UpdateRoomError {
     Unknown(#[from] anyhow::Error),
 }
 
+#[derive(Debug, thiserror::Error)]
+pub enum MemberAddError {
+    #[error("the room no longer exists")]
+    NotFound,
+    #[error("the user is already a member")]
+    AlreadyMember,
+    #[error("the room is full ({0} members)")]
+    Full(u32),
+    #[error(transparent)]
+    Unknown(#[from] anyhow::Error),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum MemberRemoveError {
+    #[error("the room no longer exists")]
+    NotFound,
+    #[error("the user is not a member")]
+    NotMember,
+    /// The owner leaves through `update`, which hands the room on.
+    #[error("the user owns the room")]
+    Owner,
+    #[error(transparent)]
+    Unknown(#[from] anyhow::Error),
+}
+
 /// Keyset pagination over rooms ordered by id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RoomPage {
@@ -224,12 +249,39 @@ pub trait RoomRepository: Send + Sync + 'static {
     /// Only storage failures; an unknown id is `Ok(None)`.
     async fn get(&self, id: RoomId) -> anyhow::Result<Option<Room>>;
 
-    /// Replaces the stored room (owner and members) and bumps its version.
+    /// Replaces the stored room (owner and members) and bumps its version. Costs a write per
+    /// member: for changes of owner; one member comes and goes through `add_member` and
+    /// `remove_member`.
     ///
     /// # Errors
     /// MUST return `Conflict` when the stored version differs from `room.version()` (someone else
     /// changed it first) and `NotFound` when the room is gone; nothing is written in either case.
     async fn update(&self, room: &Room) -> Result<(), UpdateRoomError>;
+
+    /// Adds `user` as a plain member who joined at `joined_at`, and bumps the room's version, so
+    /// an `update` made from a copy read before is a `Conflict` and cannot undo it.
+    ///
+    /// # Errors
+    /// MUST be atomic against every other change of the room's members, on every node: however
+    /// many run in parallel, the room never holds more members than its limit. MUST return
+    /// `NotFound` when the room is gone, `AlreadyMember` when `user` is a member, and `Full` with
+    /// the limit when the room holds that many; nothing is written then. `Unknown` for storage
+    /// failures.
+    async fn add_member(&self, room: RoomId, user: UserId, joined_at: Timestamp) -> Result<(), MemberAddError>;
+
+    /// Removes `user`, who is not the owner, and bumps the room's version.
+    ///
+    /// # Errors
+    /// MUST be atomic as `add_member` is, and MUST return `NotFound` when the room is gone,
+    /// `NotMember` when `user` is not a member and `Owner` when `user` owns the room; nothing is
+    /// written then. `Unknown` for storage failures.
+    async fn remove_member(&self, room: RoomId, user: UserId) -> Result<(), MemberRemoveError>;
+
+    /// How many members the room has, its owner included.
+    ///
+    /// # Errors
+    /// Only storage failures; an unknown room has 0.
+    async fn count_members(&self, room: RoomId) -> anyhow::Result<u32>;
 
     /// Deletes the room and its memberships; true when it existed. MUST remember the deleted
     /// room until `content_cleared`, so its messages and files can be deleted later even after

@@ -9,12 +9,13 @@ use domain::{
     LeaveOutcome, MemberLimit, Room, RoomError, RoomId, RoomName, Seq, Standing, User, UserId, Username, Visibility,
 };
 
+use crate::membership::MembershipCache;
 use crate::ports::{
-    Clock, EventBus, IdGenerator, MessageLog, RoomEvent, RoomPage, RoomRepository, UpdateRoomError, UserRepository,
-    UserSummary,
+    Clock, EventBus, IdGenerator, MemberAddError, MemberRemoveError, MessageLog, RoomEvent, RoomPage, RoomRepository,
+    UpdateRoomError, UserRepository, UserSummary,
 };
 
-/// How many optimistic-update attempts a membership change makes before giving up.
+/// How many optimistic-update attempts a change of owner makes before giving up.
 const UPDATE_ATTEMPTS: usize = 8;
 
 /// A page size: 1 to `max` items.
@@ -149,6 +150,8 @@ pub struct Rooms {
     clock: Arc<dyn Clock>,
     ids: Arc<dyn IdGenerator>,
     member_limit: MemberLimit,
+    /// This node's membership cache, told of every removal before the caller is answered.
+    membership: Option<MembershipCache>,
 }
 
 impl Rooms {
@@ -161,7 +164,13 @@ impl Rooms {
         ids: Arc<dyn IdGenerator>,
         member_limit: MemberLimit,
     ) -> Self {
-        Self { rooms, users, log, bus, clock, ids, member_limit }
+        Self { rooms, users, log, bus, clock, ids, member_limit, membership: None }
+    }
+
+    /// Clears `cache` of every membership this use case ends.
+    #[must_use]
+    pub fn with_membership_cache(self, cache: MembershipCache) -> Self {
+        Self { membership: Some(cache), ..self }
     }
 
     /// Creates a room owned by `actor`, with the named users as members.
@@ -233,31 +242,22 @@ impl Rooms {
     /// # Errors
     /// `Private` for private rooms (members join those by invitation), `Full` at the limit.
     pub async fn join(&self, actor: &User, room_id: RoomId) -> Result<RoomDetails, JoinError> {
-        let now = self.clock.now();
-        let outcome = self
-            .change(room_id, |room| {
-                if room.is_member(actor.id) {
-                    return Ok(false);
-                }
-                if room.visibility() == Visibility::Private {
-                    return Err(JoinError::Private);
-                }
-                room.add_member(actor.id, now).map(|()| true).map_err(|e| match e {
-                    RoomError::Full(limit) => JoinError::Full(limit),
-                    other => JoinError::Unknown(other.into()),
-                })
-            })
-            .await;
-        let (room, joined) = match outcome {
-            Ok(done) => done,
-            Err(ChangeError::Missing) => return Err(JoinError::NotFound),
-            Err(ChangeError::Rule(e)) => return Err(e),
-            Err(ChangeError::Unknown(e)) => return Err(JoinError::Unknown(e)),
-        };
-        if joined {
-            self.announce(RoomEvent::MemberJoined { room_id, user: actor.into() }).await;
+        let room = self.rooms.get(room_id).await?.ok_or(JoinError::NotFound)?;
+        if room.is_member(actor.id) {
+            return Ok(self.details(room).await?);
         }
-        Ok(self.details(room).await?)
+        if room.visibility() == Visibility::Private {
+            return Err(JoinError::Private);
+        }
+        match self.rooms.add_member(room_id, actor.id, self.clock.now()).await {
+            Ok(()) => self.announce(RoomEvent::MemberJoined { room_id, user: actor.into() }).await,
+            // A join of the same user on another request won the race: nothing changes.
+            Err(MemberAddError::AlreadyMember) => {}
+            Err(MemberAddError::NotFound) => return Err(JoinError::NotFound),
+            Err(MemberAddError::Full(limit)) => return Err(JoinError::Full(limit)),
+            Err(MemberAddError::Unknown(e)) => return Err(JoinError::Unknown(e)),
+        }
+        Ok(self.details(self.rooms.get(room_id).await?.ok_or(JoinError::NotFound)?).await?)
     }
 
     /// A member adds another user.
@@ -268,28 +268,18 @@ impl Rooms {
         let user = find_user(self.users.as_ref(), &invitee)
             .await?
             .ok_or(InviteError::UnknownUser { field: invitee.field() })?;
-        let invitee = user.id;
-        let now = self.clock.now();
-        let outcome = self
-            .change(room_id, |room| {
-                if !room.is_member(actor.id) {
-                    return Err(InviteError::NotFound);
-                }
-                room.add_member(invitee, now).map_err(|e| match e {
-                    RoomError::Full(limit) => InviteError::Full(limit),
-                    RoomError::AlreadyMember => InviteError::AlreadyMember,
-                    other => InviteError::Unknown(other.into()),
-                })
-            })
-            .await;
-        let room = match outcome {
-            Ok((room, ())) => room,
-            Err(ChangeError::Missing) => return Err(InviteError::NotFound),
-            Err(ChangeError::Rule(e)) => return Err(e),
-            Err(ChangeError::Unknown(e)) => return Err(InviteError::Unknown(e)),
-        };
+        // An unknown room and a room one is not in look the same, as for every other action.
+        if !self.rooms.is_member(room_id, actor.id).await? {
+            return Err(InviteError::NotFound);
+        }
+        self.rooms.add_member(room_id, user.id, self.clock.now()).await.map_err(|e| match e {
+            MemberAddError::NotFound => InviteError::NotFound,
+            MemberAddError::AlreadyMember => InviteError::AlreadyMember,
+            MemberAddError::Full(limit) => InviteError::Full(limit),
+            MemberAddError::Unknown(e) => InviteError::Unknown(e),
+        })?;
         self.announce(RoomEvent::MemberJoined { room_id, user: (&user).into() }).await;
-        Ok(self.details(room).await?)
+        Ok(self.details(self.rooms.get(room_id).await?.ok_or(InviteError::NotFound)?).await?)
     }
 
     /// Leaves a room. An owner hands it on; the last member out deletes it.
@@ -297,15 +287,28 @@ impl Rooms {
     /// # Errors
     /// `NotFound` unless `actor` is a member.
     pub async fn leave(&self, actor: &User, room_id: RoomId) -> Result<(), RoomAccessError> {
+        match self.rooms.remove_member(room_id, actor.id).await {
+            Ok(()) => {
+                self.left(room_id, actor.id);
+                self.announce(RoomEvent::MemberLeft { room_id, user: actor.into() }).await;
+                return Ok(());
+            }
+            Err(MemberRemoveError::NotFound | MemberRemoveError::NotMember) => return Err(RoomAccessError::NotFound),
+            Err(MemberRemoveError::Unknown(e)) => return Err(RoomAccessError::Unknown(e)),
+            // The owner hands the room on, which rewrites the room as a whole.
+            Err(MemberRemoveError::Owner) => {}
+        }
         let outcome = self.change(room_id, |room| room.leave(actor.id).map_err(|_| RoomAccessError::NotFound)).await;
         match outcome {
             Ok((_, LeaveOutcome::Emptied)) => {
                 self.rooms.delete(room_id).await?;
+                self.deleted(room_id);
                 self.announce(RoomEvent::MemberLeft { room_id, user: actor.into() }).await;
                 self.announce(RoomEvent::RoomDeleted { room_id }).await;
                 Ok(())
             }
             Ok(_) => {
+                self.left(room_id, actor.id);
                 self.announce(RoomEvent::MemberLeft { room_id, user: actor.into() }).await;
                 Ok(())
             }
@@ -321,26 +324,20 @@ impl Rooms {
     /// `NotFound` unless `actor` is a member, `Forbidden` unless the owner, `NotMember`,
     /// `CannotRemoveOwner`.
     pub async fn remove_member(&self, actor: &User, room_id: RoomId, member: UserId) -> Result<(), RemoveMemberError> {
-        let outcome = self
-            .change(room_id, |room| {
-                if !room.is_member(actor.id) {
-                    return Err(RemoveMemberError::NotFound);
-                }
-                if !room.is_owner(actor.id) {
-                    return Err(RemoveMemberError::Forbidden);
-                }
-                room.remove_member(member).map_err(|e| match e {
-                    RoomError::CannotRemoveOwner => RemoveMemberError::CannotRemoveOwner,
-                    _ => RemoveMemberError::NotMember,
-                })
-            })
-            .await;
-        match outcome {
-            Ok(_) => {}
-            Err(ChangeError::Missing) => return Err(RemoveMemberError::NotFound),
-            Err(ChangeError::Rule(e)) => return Err(e),
-            Err(ChangeError::Unknown(e)) => return Err(RemoveMemberError::Unknown(e)),
+        let room = self.rooms.get(room_id).await?.ok_or(RemoveMemberError::NotFound)?;
+        if !room.is_member(actor.id) {
+            return Err(RemoveMemberError::NotFound);
         }
+        if !room.is_owner(actor.id) {
+            return Err(RemoveMemberError::Forbidden);
+        }
+        self.rooms.remove_member(room_id, member).await.map_err(|e| match e {
+            MemberRemoveError::NotFound => RemoveMemberError::NotFound,
+            MemberRemoveError::NotMember => RemoveMemberError::NotMember,
+            MemberRemoveError::Owner => RemoveMemberError::CannotRemoveOwner,
+            MemberRemoveError::Unknown(e) => RemoveMemberError::Unknown(e),
+        })?;
+        self.left(room_id, member);
         let user = match self.users.by_id(member).await? {
             Some(user) => UserSummary::from(&user),
             None => return Ok(()),
@@ -362,6 +359,7 @@ impl Rooms {
             return Err(DeleteRoomError::Forbidden);
         }
         if self.rooms.delete(room_id).await? {
+            self.deleted(room_id);
             self.announce(RoomEvent::RoomDeleted { room_id }).await;
         }
         Ok(())
@@ -373,6 +371,21 @@ impl Rooms {
     /// Only infrastructure failures.
     pub async fn subscriptions(&self, user: UserId) -> anyhow::Result<Vec<RoomId>> {
         self.rooms.room_ids_for_member(user).await
+    }
+
+    /// Called once the store no longer has `user` in `room`, before the caller is answered, so
+    /// that no send on this node gets through after the removal is acknowledged.
+    fn left(&self, room_id: RoomId, user: UserId) {
+        if let Some(cache) = &self.membership {
+            cache.member_left(room_id, user);
+        }
+    }
+
+    /// As `left`, for every member of a deleted room.
+    fn deleted(&self, room_id: RoomId) {
+        if let Some(cache) = &self.membership {
+            cache.room_deleted(room_id);
+        }
     }
 
     /// Reads, changes and writes a room, retrying when another writer got there first.

@@ -2,6 +2,7 @@
 
 mod backends;
 pub mod config;
+mod membership;
 mod revocations;
 mod secret;
 pub mod telemetry;
@@ -15,6 +16,7 @@ use std::time::Duration;
 
 use adapter_http::{AppState, Apps, HttpConfig, HttpServer, InternalFiles, LimiterConfig, SocketApp};
 use application::accounts::Accounts;
+use application::membership::MembershipCache;
 use application::metrics::Metrics;
 use application::ports::EventBus;
 use application::Archiver;
@@ -68,6 +70,7 @@ pub struct Application {
     socket: SocketApp,
     archiver: Archiver,
     accounts: Accounts,
+    membership: MembershipCache,
     bus: Arc<dyn EventBus>,
     metrics: Arc<Metrics>,
     worker: Option<worker::WorkerConfig>,
@@ -90,7 +93,7 @@ impl Application {
         private_dir(&config.data_dir)?;
         let secret = wiring::jwt_secret(&config)?;
         let backends = backends::connect(&config, kind).await?;
-        let wiring::UseCases { accounts, rooms, files, messaging, presence, archiver } =
+        let wiring::UseCases { accounts, rooms, files, messaging, presence, archiver, membership } =
             wiring::use_cases(&config, &backends, secret)?;
 
         let metrics = Arc::new(Metrics::default());
@@ -129,6 +132,7 @@ impl Application {
             socket,
             archiver,
             accounts,
+            membership,
             bus: backends.bus.clone(),
             metrics,
             worker,
@@ -149,8 +153,10 @@ impl Application {
     /// When serving fails or the final archive pass cannot write.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         let (stop_tx, stop_rx) = watch::channel(false);
-        let mut loops =
-            vec![tokio::spawn(revocations::follow(self.accounts.clone(), self.bus.clone(), stop_rx.clone()))];
+        let mut loops = vec![
+            tokio::spawn(revocations::follow(self.accounts.clone(), self.bus.clone(), stop_rx.clone())),
+            tokio::spawn(membership::follow(self.membership.clone(), self.bus.clone(), stop_rx.clone())),
+        ];
         if let Some(config) = &self.worker {
             loops.push(match self.durable_log.clone() {
                 Some(log) => {

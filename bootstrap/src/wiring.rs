@@ -6,6 +6,7 @@ use adapter_http::WsConfig;
 use adapter_security::{Argon2Hasher, HashPool, JwtConfig, JwtTokenService, SystemClock, UuidV7Ids};
 use application::archive::PurgePolicy;
 use application::files::FileLimits;
+use application::membership::{CacheLimits, MembershipCache};
 use application::ports::{Clock, IdGenerator};
 use application::{Accounts, Archiver, Files, Messaging, Presence, Rooms};
 use domain::{MemberLimit, RetentionPolicy};
@@ -23,6 +24,8 @@ pub(crate) struct UseCases {
     pub messaging: Messaging,
     pub presence: Presence,
     pub archiver: Archiver,
+    /// Shared by `rooms`, which clears it, and `messaging`, which reads it; fed by the bus.
+    pub membership: MembershipCache,
 }
 
 /// The configured JWT secret; embedded, one generated once and kept in the data directory.
@@ -83,6 +86,7 @@ pub(crate) fn use_cases(config: &Config, backends: &Backends, secret: SecretStri
         clock.clone(),
         ids.clone(),
     );
+    let membership = MembershipCache::new(backends.rooms.clone(), clock.clone(), CacheLimits::default());
     let rooms = Rooms::new(
         backends.rooms.clone(),
         backends.users.clone(),
@@ -91,7 +95,8 @@ pub(crate) fn use_cases(config: &Config, backends: &Backends, secret: SecretStri
         clock.clone(),
         ids.clone(),
         member_limit,
-    );
+    )
+    .with_membership_cache(membership.clone());
     let files = Files::new(
         backends.file_store.clone(),
         backends.catalog.clone(),
@@ -110,7 +115,8 @@ pub(crate) fn use_cases(config: &Config, backends: &Backends, secret: SecretStri
         clock.clone(),
         ids,
     )
-    .with_retention(retention);
+    .with_retention(retention)
+    .with_membership_cache(membership.clone());
     let archiver = Archiver::new(
         backends.log.clone(),
         backends.archive.clone(),
@@ -121,7 +127,7 @@ pub(crate) fn use_cases(config: &Config, backends: &Backends, secret: SecretStri
         PurgePolicy { retention, batch: config.purge_batch },
     );
     let presence = Presence::new(backends.rooms.clone(), backends.presence.clone(), backends.bus.clone());
-    Ok(UseCases { accounts, rooms, files, messaging, presence, archiver })
+    Ok(UseCases { accounts, rooms, files, messaging, presence, archiver, membership })
 }
 
 /// The socket's limits from the configuration; a binary frame may carry the largest file.

@@ -1,15 +1,15 @@
 //! `RoomRepository` on MongoDB: room documents with a version, memberships in their own collection.
 
 use anyhow::Context;
-use application::ports::{RoomPage, RoomRepository, UpdateRoomError};
+use application::ports::{MemberAddError, MemberRemoveError, RoomPage, RoomRepository, UpdateRoomError};
 use async_trait::async_trait;
-use bson::{doc, Document};
-use domain::{Member, MemberLimit, Role, Room, RoomId, RoomName, UserId, Visibility};
+use bson::{doc, Bson, Document};
+use domain::{Member, MemberLimit, Role, Room, RoomId, RoomName, Timestamp, UserId, Visibility};
 use futures::{FutureExt, TryStreamExt};
 use mongodb::{ClientSession, Collection};
 use serde::{Deserialize, Serialize};
 
-use crate::codec::{date, id_text, limit, parse_id, timestamp, to_i64, to_u64};
+use crate::codec::{date, id_text, is_duplicate_key, limit, parse_id, timestamp, to_i64, to_u64};
 use crate::schema::{DELETED_ROOMS, MEMBERSHIPS, ROOMS};
 use crate::store::in_session;
 use crate::MongoStore;
@@ -25,6 +25,10 @@ struct RoomDoc {
     created_at: bson::DateTime,
     /// Compare-and-swap token: an update names the version it read, and bumps it.
     version: i64,
+    /// How many memberships the room has: one add reserves a place here with a guarded `$inc`,
+    /// which keeps the member limit without a transaction.
+    #[serde(default)]
+    member_count: i64,
     /// Joined in by `$lookup` on reads only; memberships live in their own collection.
     #[serde(default, skip_serializing)]
     members: Vec<MembershipDoc>,
@@ -48,6 +52,7 @@ impl RoomDoc {
             member_limit: i64::from(room.member_limit().get()),
             created_at: date(room.created_at()),
             version: to_i64(room.version())?,
+            member_count: to_i64(room.members().len() as u64)?,
             members: Vec::new(),
         })
     }
@@ -135,6 +140,7 @@ impl RoomWrite {
                         "visibility": &room.visibility,
                         "owner_id": &room.owner_id,
                         "member_limit": room.member_limit,
+                        "member_count": room.member_count,
                     },
                     "$inc": { "version": 1_i64 },
                 },
@@ -153,6 +159,109 @@ impl RoomWrite {
             in_session!(session, self.memberships.insert_many(&self.members))?;
         }
         Ok(())
+    }
+}
+
+/// What one member's arrival hands to the steps that may run inside a transaction.
+struct MemberAdd {
+    rooms: Collection<Document>,
+    memberships: Collection<MembershipDoc>,
+    member: MembershipDoc,
+}
+
+/// Why an add wrote nothing, or that it wrote.
+enum Added {
+    Yes,
+    NoRoom,
+    AlreadyMember,
+    Full(i64),
+    /// The stored room has no usable member limit.
+    Corrupt,
+}
+
+impl MemberAdd {
+    async fn run(&self, mut session: Option<&mut ClientSession>) -> mongodb::error::Result<Added> {
+        let member = &self.member;
+        let room = in_session!(
+            session,
+            self.rooms.find_one(doc! { "_id": &member.room_id }).projection(doc! { "member_limit": 1 })
+        )?;
+        let Some(room) = room else {
+            return Ok(Added::NoRoom);
+        };
+        let limit = match room.get("member_limit") {
+            Some(Bson::Int64(n)) => *n,
+            Some(Bson::Int32(n)) => i64::from(*n),
+            _ => return Ok(Added::Corrupt),
+        };
+        let mine = doc! { "room_id": &member.room_id, "user_id": &member.user_id };
+        if in_session!(session, self.memberships.find_one(mine))?.is_some() {
+            return Ok(Added::AlreadyMember);
+        }
+        // The place is taken before the membership is written: a crash in between on a server
+        // without transactions leaves the room looking one fuller, never over its limit.
+        let reserved = in_session!(
+            session,
+            self.rooms.update_one(
+                doc! { "_id": &member.room_id, "member_count": { "$lt": limit } },
+                doc! { "$inc": { "member_count": 1_i64, "version": 1_i64 } },
+            )
+        )?;
+        if reserved.matched_count == 0 {
+            return Ok(Added::Full(limit));
+        }
+        match in_session!(session, self.memberships.insert_one(member)) {
+            Ok(_) => Ok(Added::Yes),
+            // The same user was added by a concurrent call. In a transaction the error aborts it
+            // and the place with it; without one, the place is given back here.
+            Err(e) if is_duplicate_key(&e) && session.is_none() => {
+                let release = doc! { "$inc": { "member_count": -1_i64, "version": 1_i64 } };
+                self.rooms.update_one(doc! { "_id": &member.room_id }, release).await?;
+                Ok(Added::AlreadyMember)
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// What one member's removal hands to the steps that may run inside a transaction.
+struct MemberRemove {
+    rooms: Collection<Document>,
+    memberships: Collection<MembershipDoc>,
+    room_id: String,
+    user_id: String,
+}
+
+impl MemberRemove {
+    async fn run(
+        &self,
+        mut session: Option<&mut ClientSession>,
+    ) -> mongodb::error::Result<Result<(), MemberRemoveError>> {
+        let mine = doc! { "room_id": &self.room_id, "user_id": &self.user_id };
+        // Only a plain member: the owner's membership has the owner's role.
+        let plain = doc! { "room_id": &self.room_id, "user_id": &self.user_id, "role": Role::Member.as_str() };
+        let deleted = in_session!(session, self.memberships.delete_one(plain))?;
+        if deleted.deleted_count == 0 {
+            let room =
+                in_session!(session, self.rooms.find_one(doc! { "_id": &self.room_id }).projection(doc! { "_id": 1 }))?;
+            if room.is_none() {
+                return Ok(Err(MemberRemoveError::NotFound));
+            }
+            let kept = in_session!(session, self.memberships.find_one(mine))?;
+            return Ok(Err(if kept.is_some() { MemberRemoveError::Owner } else { MemberRemoveError::NotMember }));
+        }
+        let released = in_session!(
+            session,
+            self.rooms.update_one(
+                doc! { "_id": &self.room_id },
+                doc! { "$inc": { "member_count": -1_i64, "version": 1_i64 } },
+            )
+        )?;
+        // A membership left behind by a delete cut short without transactions: now swept.
+        if released.matched_count == 0 {
+            return Ok(Err(MemberRemoveError::NotFound));
+        }
+        Ok(Ok(()))
     }
 }
 
@@ -231,6 +340,45 @@ impl RoomRepository for MongoStore {
             .await
             .map_err(anyhow::Error::from)?;
         Err(if exists.is_some() { UpdateRoomError::Conflict } else { UpdateRoomError::NotFound })
+    }
+
+    async fn add_member(&self, room: RoomId, user: UserId, joined_at: Timestamp) -> Result<(), MemberAddError> {
+        let add = MemberAdd {
+            rooms: self.rooms().clone_with_type(),
+            memberships: self.memberships(),
+            member: MembershipDoc {
+                room_id: id_text(room.as_uuid()),
+                user_id: id_text(user.as_uuid()),
+                role: Role::Member.as_str().to_owned(),
+                joined_at: date(joined_at),
+            },
+        };
+        match self.write_together(add, |session, add| add.run(session).boxed()).await {
+            Ok(Added::Yes) => Ok(()),
+            Ok(Added::NoRoom) => Err(MemberAddError::NotFound),
+            Ok(Added::AlreadyMember) => Err(MemberAddError::AlreadyMember),
+            Ok(Added::Full(limit)) => Err(MemberAddError::Full(u32::try_from(limit).unwrap_or(u32::MAX))),
+            Ok(Added::Corrupt) => Err(anyhow::anyhow!("room {room} has no valid member limit").into()),
+            Err(e) if is_duplicate_key(&e) => Err(MemberAddError::AlreadyMember),
+            Err(e) => Err(anyhow::Error::from(e).context(format!("adding a member to room {room}")).into()),
+        }
+    }
+
+    async fn remove_member(&self, room: RoomId, user: UserId) -> Result<(), MemberRemoveError> {
+        let remove = MemberRemove {
+            rooms: self.rooms().clone_with_type(),
+            memberships: self.memberships(),
+            room_id: id_text(room.as_uuid()),
+            user_id: id_text(user.as_uuid()),
+        };
+        self.write_together(remove, |session, remove| remove.run(session).boxed())
+            .await
+            .with_context(|| format!("removing a member of room {room}"))?
+    }
+
+    async fn count_members(&self, room: RoomId) -> anyhow::Result<u32> {
+        let count = self.memberships().count_documents(doc! { "room_id": id_text(room.as_uuid()) }).await?;
+        Ok(u32::try_from(count)?)
     }
 
     async fn delete(&self, id: RoomId) -> anyhow::Result<bool> {

@@ -2,6 +2,7 @@
 
 use anyhow::Context;
 use bson::{doc, Document};
+use futures::TryStreamExt;
 use mongodb::options::IndexOptions;
 use mongodb::{Database, IndexModel};
 
@@ -85,6 +86,22 @@ pub(crate) async fn ensure_indexes(db: &Database) -> anyhow::Result<()> {
                 .await
                 .with_context(|| format!("creating the indexes of collection {name}"))?;
         }
+    }
+    count_members(db).await.context("counting the members of rooms stored before member_count")
+}
+
+/// Gives rooms stored before `member_count` existed their count, once: an add's guard needs it.
+async fn count_members(db: &Database) -> anyhow::Result<()> {
+    let rooms = db.collection::<Document>(ROOMS);
+    let memberships = db.collection::<Document>(MEMBERSHIPS);
+    let uncounted = doc! { "member_count": { "$exists": false } };
+    let mut cursor = rooms.find(uncounted.clone()).projection(doc! { "_id": 1 }).await?;
+    while let Some(room) = cursor.try_next().await? {
+        let id = room.get_str("_id").context("a room has no id")?;
+        let count = memberships.count_documents(doc! { "room_id": id }).await?;
+        let mut only_if_uncounted = uncounted.clone();
+        only_if_uncounted.insert("_id", id);
+        rooms.update_one(only_if_uncounted, doc! { "$set": { "member_count": i64::try_from(count)? } }).await?;
     }
     Ok(())
 }

@@ -57,6 +57,9 @@ impl MongoStore {
     }
 }
 
+/// The most ids one `$in` query names.
+const IN_CHUNK: usize = 50;
+
 #[async_trait]
 impl UserRepository for MongoStore {
     async fn create(&self, user: &StoredUser) -> Result<(), CreateUserError> {
@@ -81,8 +84,16 @@ impl UserRepository for MongoStore {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let ids: Vec<String> = ids.iter().map(|id| id_text(id.as_uuid())).collect();
-        let docs: Vec<UserDoc> = self.users().find(doc! { "_id": { "$in": ids } }).await?.try_collect().await?;
-        docs.into_iter().map(|doc| Ok(doc.into_stored()?.user)).collect()
+        let mut users = Vec::with_capacity(ids.len());
+        // SecantusDB matches `$in` in time quadratic in the list: a room of 1000 members took
+        // half a second in one query, a twentieth in chunks. MongoDB does not mind either way.
+        for chunk in ids.chunks(IN_CHUNK) {
+            let chunk: Vec<String> = chunk.iter().map(|id| id_text(id.as_uuid())).collect();
+            let docs: Vec<UserDoc> = self.users().find(doc! { "_id": { "$in": chunk } }).await?.try_collect().await?;
+            for doc in docs {
+                users.push(doc.into_stored()?.user);
+            }
+        }
+        Ok(users)
     }
 }

@@ -1,7 +1,7 @@
 //! `RoomRepository` on SQLite: rooms with their memberships, optimistic versioning and keyset pages.
 
 use anyhow::Context;
-use application::ports::{RoomPage, RoomRepository, UpdateRoomError};
+use application::ports::{MemberAddError, MemberRemoveError, RoomPage, RoomRepository, UpdateRoomError};
 use async_trait::async_trait;
 use domain::{Member, MemberLimit, Role, Room, RoomId, RoomName, Timestamp, UserId, Visibility};
 use rusqlite::{params, OptionalExtension, Row, Rows, Transaction, TransactionBehavior};
@@ -120,6 +120,18 @@ fn write_members(tx: &Transaction<'_>, room: &Room) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn is_member(conn: &rusqlite::Connection, room_id: &str, user_id: &str) -> anyhow::Result<bool> {
+    let mut stmt =
+        conn.prepare_cached("SELECT EXISTS (SELECT 1 FROM room_members WHERE room_id = ?1 AND user_id = ?2)")?;
+    Ok(stmt.query_row([room_id, user_id], |row| row.get(0))?)
+}
+
+/// A change of one member still bumps the version, so an `update` from an older copy conflicts.
+fn bump_version(tx: &Transaction<'_>, room_id: &str) -> anyhow::Result<()> {
+    tx.execute("UPDATE rooms SET version = version + 1 WHERE id = ?1", [room_id])?;
+    Ok(())
+}
+
 /// The lowest possible cursor: every id text sorts after the empty string.
 fn cursor(page: RoomPage) -> String {
     page.after.map(|id| id_text(id.as_uuid())).unwrap_or_default()
@@ -190,6 +202,74 @@ impl RoomRepository for SqliteStore {
             write_members(&tx, &room)?;
             tx.commit().map_err(anyhow::Error::from)?;
             Ok(())
+        })
+        .await
+    }
+
+    async fn add_member(&self, room: RoomId, user: UserId, joined_at: Timestamp) -> Result<(), MemberAddError> {
+        self.run(move |conn| {
+            // IMMEDIATE takes the write lock before the count, so no other writer adds in between.
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(anyhow::Error::from)?;
+            let (room_id, user_id) = (id_text(room.as_uuid()), id_text(user.as_uuid()));
+            let limit: Option<i64> = tx
+                .query_row("SELECT member_limit FROM rooms WHERE id = ?1", [&room_id], |row| row.get(0))
+                .optional()
+                .map_err(anyhow::Error::from)?;
+            let Some(limit) = limit else {
+                return Err(MemberAddError::NotFound);
+            };
+            if is_member(&tx, &room_id, &user_id)? {
+                return Err(MemberAddError::AlreadyMember);
+            }
+            let count: i64 = tx
+                .query_row("SELECT COUNT(*) FROM room_members WHERE room_id = ?1", [&room_id], |row| row.get(0))
+                .map_err(anyhow::Error::from)?;
+            if count >= limit {
+                return Err(MemberAddError::Full(u32::try_from(limit).unwrap_or(u32::MAX)));
+            }
+            tx.execute(
+                "INSERT INTO room_members (room_id, user_id, role, joined_at) VALUES (?1, ?2, ?3, ?4)",
+                params![room_id, user_id, Role::Member.as_str(), millis(joined_at)],
+            )
+            .map_err(anyhow::Error::from)?;
+            bump_version(&tx, &room_id)?;
+            tx.commit().map_err(anyhow::Error::from)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn remove_member(&self, room: RoomId, user: UserId) -> Result<(), MemberRemoveError> {
+        self.run(move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(anyhow::Error::from)?;
+            let (room_id, user_id) = (id_text(room.as_uuid()), id_text(user.as_uuid()));
+            let owner: Option<String> = tx
+                .query_row("SELECT owner_id FROM rooms WHERE id = ?1", [&room_id], |row| row.get(0))
+                .optional()
+                .map_err(anyhow::Error::from)?;
+            match owner {
+                None => return Err(MemberRemoveError::NotFound),
+                Some(owner) if owner == user_id => return Err(MemberRemoveError::Owner),
+                Some(_) => {}
+            }
+            let removed = tx
+                .execute("DELETE FROM room_members WHERE room_id = ?1 AND user_id = ?2", [&room_id, &user_id])
+                .map_err(anyhow::Error::from)?;
+            if removed == 0 {
+                return Err(MemberRemoveError::NotMember);
+            }
+            bump_version(&tx, &room_id)?;
+            tx.commit().map_err(anyhow::Error::from)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn count_members(&self, room: RoomId) -> anyhow::Result<u32> {
+        self.run(move |conn| {
+            let mut stmt = conn.prepare_cached("SELECT COUNT(*) FROM room_members WHERE room_id = ?1")?;
+            let count: i64 = stmt.query_row([id_text(room.as_uuid())], |row| row.get(0))?;
+            Ok(u32::try_from(count)?)
         })
         .await
     }
@@ -274,11 +354,6 @@ impl RoomRepository for SqliteStore {
     }
 
     async fn is_member(&self, room: RoomId, user: UserId) -> anyhow::Result<bool> {
-        self.run(move |conn| {
-            let mut stmt =
-                conn.prepare_cached("SELECT EXISTS (SELECT 1 FROM room_members WHERE room_id = ?1 AND user_id = ?2)")?;
-            Ok(stmt.query_row([id_text(room.as_uuid()), id_text(user.as_uuid())], |row| row.get(0))?)
-        })
-        .await
+        self.run(move |conn| is_member(conn, &id_text(room.as_uuid()), &id_text(user.as_uuid()))).await
     }
 }

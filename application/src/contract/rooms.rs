@@ -1,6 +1,6 @@
 //! The `RoomRepository` contract.
 
-use crate::ports::{RoomPage, RoomRepository, UpdateRoomError};
+use crate::ports::{MemberAddError, MemberRemoveError, RoomPage, RoomRepository, UpdateRoomError};
 use domain::{MemberLimit, Room, RoomId, RoomName, UserId, Visibility};
 
 use super::{at, uuid};
@@ -213,6 +213,158 @@ pub async fn is_member_is_false_for_non_members(repo: &impl RoomRepository) {
     assert!(!stranger);
 }
 
+pub async fn an_added_member_is_a_member_and_the_room_version_moves_on(repo: &impl RoomRepository) {
+    let stored = room(1, Visibility::Private, user(1), &[user(2)]);
+    repo.insert(&stored).await.expect("insert");
+
+    repo.add_member(stored.id(), user(3), at(5_000)).await.expect("add");
+
+    let after = repo.get(stored.id()).await.expect("get").expect("stored");
+    let mut expected = bumped(&stored);
+    expected.add_member(user(3), at(5_000)).expect("room for one more");
+    assert_eq!(after, expected, "a plain member, joined when told, and the version bumped");
+    assert!(repo.is_member(stored.id(), user(3)).await.expect("is_member"));
+    assert_eq!(repo.count_members(stored.id()).await.expect("count"), 3);
+    assert_eq!(repo.room_ids_for_member(user(3)).await.expect("room ids"), vec![stored.id()]);
+}
+
+pub async fn adding_a_member_twice_or_to_an_unknown_room_writes_nothing(repo: &impl RoomRepository) {
+    let stored = room(1, Visibility::Public, user(1), &[user(2)]);
+    repo.insert(&stored).await.expect("insert");
+    let unknown = RoomId::from_uuid(uuid(404));
+
+    let again = repo.add_member(stored.id(), user(2), at(5_000)).await;
+    let owner = repo.add_member(stored.id(), user(1), at(5_000)).await;
+    let nowhere = repo.add_member(unknown, user(3), at(5_000)).await;
+
+    assert!(matches!(again, Err(MemberAddError::AlreadyMember)), "got {again:?}");
+    assert!(matches!(owner, Err(MemberAddError::AlreadyMember)), "got {owner:?}");
+    assert!(matches!(nowhere, Err(MemberAddError::NotFound)), "got {nowhere:?}");
+    assert_eq!(repo.get(stored.id()).await.expect("get"), Some(stored));
+    assert!(!repo.is_member(unknown, user(3)).await.expect("is_member"));
+    assert_eq!(repo.count_members(unknown).await.expect("count"), 0);
+}
+
+pub async fn a_full_room_refuses_one_more_member_with_its_limit(repo: &impl RoomRepository) {
+    let members: Vec<UserId> = (2..=10).map(user).collect();
+    let full = room(1, Visibility::Public, user(1), &members);
+    repo.insert(&full).await.expect("insert");
+
+    let outcome = repo.add_member(full.id(), user(11), at(5_000)).await;
+
+    assert!(matches!(outcome, Err(MemberAddError::Full(10))), "got {outcome:?}");
+    assert!(!repo.is_member(full.id(), user(11)).await.expect("is_member"));
+    assert_eq!(repo.count_members(full.id()).await.expect("count"), 10);
+}
+
+pub async fn concurrent_adds_never_take_a_room_past_its_limit(repo: &impl RoomRepository) {
+    // The room holds 10; its owner and 40 newcomers race for the other 9 places.
+    let stored = room(1, Visibility::Public, user(1), &[]);
+    repo.insert(&stored).await.expect("insert");
+
+    let outcomes =
+        futures::future::join_all((100..140).map(|n| repo.add_member(stored.id(), user(n), at(5_000)))).await;
+
+    let added = outcomes.iter().filter(|o| o.is_ok()).count();
+    let full = outcomes.iter().filter(|o| matches!(o, Err(MemberAddError::Full(10)))).count();
+    assert_eq!((added, full), (9, 31), "every add either took a place or was told the room is full");
+    assert_eq!(repo.count_members(stored.id()).await.expect("count"), 10);
+    let after = repo.get(stored.id()).await.expect("get").expect("stored");
+    assert_eq!(after.members().len(), 10);
+    assert_eq!(after.version(), stored.version() + 9, "each add bumped the version once");
+}
+
+pub async fn concurrent_adds_of_one_user_add_them_once(repo: &impl RoomRepository) {
+    let stored = room(1, Visibility::Public, user(1), &[]);
+    repo.insert(&stored).await.expect("insert");
+
+    let outcomes = futures::future::join_all((0..8).map(|_| repo.add_member(stored.id(), user(2), at(5_000)))).await;
+
+    let added = outcomes.iter().filter(|o| o.is_ok()).count();
+    let already = outcomes.iter().filter(|o| matches!(o, Err(MemberAddError::AlreadyMember))).count();
+    assert_eq!((added, already), (1, 7));
+    assert_eq!(repo.count_members(stored.id()).await.expect("count"), 2);
+    // The places the losers briefly took were given back: the room still fills to its limit.
+    for n in 3..=10 {
+        repo.add_member(stored.id(), user(n), at(6_000)).await.expect("room for the rest");
+    }
+}
+
+pub async fn a_removed_member_is_no_member_and_the_room_version_moves_on(repo: &impl RoomRepository) {
+    let stored = room(1, Visibility::Private, user(1), &[user(2), user(3)]);
+    repo.insert(&stored).await.expect("insert");
+
+    repo.remove_member(stored.id(), user(2)).await.expect("remove");
+
+    let after = repo.get(stored.id()).await.expect("get").expect("stored");
+    let mut expected = bumped(&stored);
+    expected.remove_member(user(2)).expect("a member");
+    assert_eq!(after, expected);
+    assert!(!repo.is_member(stored.id(), user(2)).await.expect("is_member"));
+    assert_eq!(repo.count_members(stored.id()).await.expect("count"), 2);
+    assert_eq!(repo.room_ids_for_member(user(2)).await.expect("room ids"), vec![]);
+}
+
+pub async fn removing_the_owner_a_stranger_or_from_an_unknown_room_writes_nothing(repo: &impl RoomRepository) {
+    let stored = room(1, Visibility::Public, user(1), &[user(2)]);
+    repo.insert(&stored).await.expect("insert");
+
+    let owner = repo.remove_member(stored.id(), user(1)).await;
+    let stranger = repo.remove_member(stored.id(), user(3)).await;
+    let nowhere = repo.remove_member(RoomId::from_uuid(uuid(404)), user(2)).await;
+
+    assert!(matches!(owner, Err(MemberRemoveError::Owner)), "got {owner:?}");
+    assert!(matches!(stranger, Err(MemberRemoveError::NotMember)), "got {stranger:?}");
+    assert!(matches!(nowhere, Err(MemberRemoveError::NotFound)), "got {nowhere:?}");
+    assert_eq!(repo.get(stored.id()).await.expect("get"), Some(stored));
+}
+
+pub async fn a_removal_frees_a_place_for_the_next_member(repo: &impl RoomRepository) {
+    let members: Vec<UserId> = (2..=10).map(user).collect();
+    let full = room(1, Visibility::Public, user(1), &members);
+    repo.insert(&full).await.expect("insert");
+
+    repo.remove_member(full.id(), user(5)).await.expect("remove");
+    let first = repo.add_member(full.id(), user(11), at(5_000)).await;
+    let second = repo.add_member(full.id(), user(12), at(5_000)).await;
+
+    assert!(first.is_ok(), "got {first:?}");
+    assert!(matches!(second, Err(MemberAddError::Full(10))), "got {second:?}");
+}
+
+pub async fn an_update_from_a_copy_read_before_an_add_is_a_conflict(repo: &impl RoomRepository) {
+    let stored = room(1, Visibility::Public, user(1), &[user(2)]);
+    repo.insert(&stored).await.expect("insert");
+    let mut stale = repo.get(stored.id()).await.expect("get").expect("stored");
+    repo.add_member(stored.id(), user(3), at(5_000)).await.expect("add");
+
+    stale.leave(user(1)).expect("owner leaves");
+    let outcome = repo.update(&stale).await;
+
+    assert!(matches!(outcome, Err(UpdateRoomError::Conflict)), "got {outcome:?}");
+    assert!(repo.is_member(stored.id(), user(3)).await.expect("is_member"), "the add was not undone");
+}
+
+pub async fn the_member_count_follows_an_update_and_includes_the_owner(repo: &impl RoomRepository) {
+    let stored = room(1, Visibility::Public, user(1), &[user(2), user(3)]);
+    repo.insert(&stored).await.expect("insert");
+    let mut changed = repo.get(stored.id()).await.expect("get").expect("stored");
+    changed.leave(user(1)).expect("owner leaves");
+    repo.update(&changed).await.expect("update");
+
+    let count = repo.count_members(stored.id()).await.expect("count");
+    let limit_holds = (4..=20).map(user).collect::<Vec<_>>();
+    let mut added = 0;
+    for n in limit_holds {
+        if repo.add_member(stored.id(), n, at(6_000)).await.is_ok() {
+            added += 1;
+        }
+    }
+
+    assert_eq!(count, 2);
+    assert_eq!(added, 8, "the limit of 10 counts from the updated members");
+}
+
 /// Hands `$generate!` this module and every `RoomRepository` behaviour in it, after the caller's
 /// arguments: `application::rooms_contract!(contract_tests!(&*fresh_adapter()))`.
 #[macro_export]
@@ -230,6 +382,16 @@ macro_rules! rooms_contract {
         public_listing_skips_private_rooms_and_pages_by_id,
         room_ids_for_member_lists_every_room_the_user_belongs_to,
         is_member_is_false_for_non_members,
+        an_added_member_is_a_member_and_the_room_version_moves_on,
+        adding_a_member_twice_or_to_an_unknown_room_writes_nothing,
+        a_full_room_refuses_one_more_member_with_its_limit,
+        concurrent_adds_never_take_a_room_past_its_limit,
+        concurrent_adds_of_one_user_add_them_once,
+        a_removed_member_is_no_member_and_the_room_version_moves_on,
+        removing_the_owner_a_stranger_or_from_an_unknown_room_writes_nothing,
+        a_removal_frees_a_place_for_the_next_member,
+        an_update_from_a_copy_read_before_an_add_is_a_conflict,
+        the_member_count_follows_an_update_and_includes_the_owner,
         );
     };
 }

@@ -71,6 +71,19 @@ pub async fn by_ids_returns_only_the_users_that_exist(repo: &impl UserRepository
     assert!(none.is_empty());
 }
 
+pub async fn by_ids_finds_every_user_of_a_long_list(repo: &impl UserRepository) {
+    // A room's members are looked up at once: hundreds of ids, some of users since deleted.
+    for n in 1..=150 {
+        repo.create(&stored_user(n, &format!("member{n}"))).await.expect("create");
+    }
+    let asked: Vec<UserId> = (1..=300).map(|n| UserId::from_uuid(uuid(n))).collect();
+
+    let mut found: Vec<UserId> = repo.by_ids(&asked).await.expect("by_ids").iter().map(|u| u.id).collect();
+
+    found.sort();
+    assert_eq!(found, asked[..150]);
+}
+
 /// Hands `$generate!` this module and every `UserRepository` behaviour in it, after the caller's
 /// arguments: `application::users_contract!(contract_tests!(&*fresh_adapter()))`.
 #[macro_export]
@@ -82,6 +95,7 @@ macro_rules! users_contract {
         a_second_user_with_the_same_name_in_other_case_is_a_duplicate,
         unknown_users_are_absent_not_errors,
         by_ids_returns_only_the_users_that_exist,
+        by_ids_finds_every_user_of_a_long_list,
         );
     };
 }

@@ -4,6 +4,7 @@ mod accounts;
 mod archive;
 mod files;
 mod fixtures;
+mod membership;
 mod messaging;
 mod presence;
 mod rooms;

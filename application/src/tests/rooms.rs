@@ -6,13 +6,14 @@ use domain::{MemberLimit, Room, RoomId, RoomName, User, UserId, Username, Visibi
 use mockall::Sequence;
 
 use super::fixtures::{
-    alice, bob, carol, dave, fixed_clock, generated_id, member_ids, next_version, now, room, room_id, room_with_limit,
-    seq, sequential_ids, summary, user, user_id,
+    alice, bob, carol, dave, fixed_clock, generated_id, member_ids, next_version, now, room, room_id, seq,
+    sequential_ids, summary, user, user_id,
 };
 use crate::accounts::UserRef;
+use crate::membership::{CacheLimits, MembershipCache};
 use crate::ports::{
-    MockClock, MockEventBus, MockIdGenerator, MockMessageLog, MockRoomRepository, MockUserRepository, RoomEvent,
-    RoomPage, StoredUser, UpdateRoomError,
+    MemberAddError, MemberRemoveError, MockClock, MockEventBus, MockIdGenerator, MockMessageLog, MockRoomRepository,
+    MockUserRepository, RoomEvent, RoomPage, StoredUser, UpdateRoomError,
 };
 use crate::rooms::{
     CreateRoomError, DeleteRoomError, InviteError, JoinError, NewRoom, PageSize, RemoveMemberError, RoomAccessError,
@@ -344,16 +345,29 @@ async fn an_unknown_room_is_not_found() {
 
 // --- join ---
 
+/// `room` as read back after `user` was added at `now()`.
+fn with_member(room: &Room, user: &User) -> Room {
+    let mut after = next_version(room);
+    after.add_member(user.id, now()).expect("room for one more");
+    after
+}
+
 #[tokio::test]
 async fn joining_a_public_room_adds_the_actor_and_announces_it() {
     let mut ports = Ports { clock: fixed_clock(1), ..Ports::default() };
-    ports.expect_get(room(general(), Visibility::Public, &bob(), &[]));
+    let before = room(general(), Visibility::Public, &bob(), &[]);
+    let after = with_member(&before, &alice());
+    let mut order = Sequence::new();
+    ports.rooms.expect_get().times(1).in_sequence(&mut order).return_once(move |_| Ok(Some(before)));
     ports
         .rooms
-        .expect_update()
-        .withf(|room| room.version() == 0 && member_ids(room) == [alice().id, bob().id])
+        .expect_add_member()
+        .withf(|room, user, at| (*room, *user, *at) == (general(), alice().id, now()))
         .times(1)
-        .returning(|_| Ok(()));
+        .in_sequence(&mut order)
+        .returning(|_, _, _| Ok(()));
+    ports.rooms.expect_get().times(1).in_sequence(&mut order).return_once(move |_| Ok(Some(after)));
+    ports.expect_no_update();
     ports.expect_event(RoomEvent::MemberJoined { room_id: general(), user: summary(&alice()) });
     ports.expect_details(1);
 
@@ -364,9 +378,9 @@ async fn joining_a_public_room_adds_the_actor_and_announces_it() {
 
 #[tokio::test]
 async fn joining_a_private_room_one_is_not_in_is_refused_as_private() {
-    let mut ports = Ports { clock: fixed_clock(1), ..Ports::default() };
+    let mut ports = Ports::default();
     ports.expect_get(room(general(), Visibility::Private, &bob(), &[]));
-    ports.expect_no_update();
+    ports.rooms.expect_add_member().never();
     ports.expect_no_event();
 
     let result = ports.rooms().join(&alice(), general()).await;
@@ -378,9 +392,8 @@ async fn joining_a_private_room_one_is_not_in_is_refused_as_private() {
 #[tokio::test]
 async fn joining_a_full_room_fails_with_full() {
     let mut ports = Ports { clock: fixed_clock(1), ..Ports::default() };
-    let limit = MemberLimit::new(2).expect("valid");
-    ports.expect_get(room_with_limit(general(), Visibility::Public, &bob(), &[&carol()], limit));
-    ports.expect_no_update();
+    ports.expect_get(room(general(), Visibility::Public, &bob(), &[&carol()]));
+    ports.rooms.expect_add_member().times(1).returning(|_, _, _| Err(MemberAddError::Full(2)));
     ports.expect_no_event();
 
     let result = ports.rooms().join(&alice(), general()).await;
@@ -390,9 +403,9 @@ async fn joining_a_full_room_fails_with_full() {
 
 #[tokio::test]
 async fn joining_a_room_one_already_belongs_to_changes_nothing() {
-    let mut ports = Ports { clock: fixed_clock(1), ..Ports::default() };
+    let mut ports = Ports::default();
     ports.expect_get(room(general(), Visibility::Public, &bob(), &[&alice()]));
-    ports.expect_no_update();
+    ports.rooms.expect_add_member().never();
     ports.expect_no_event();
     ports.expect_details(1);
 
@@ -402,10 +415,32 @@ async fn joining_a_room_one_already_belongs_to_changes_nothing() {
 }
 
 #[tokio::test]
-async fn joining_an_unknown_room_is_not_found() {
+async fn a_join_that_races_a_join_of_the_same_user_changes_nothing_and_announces_nothing() {
     let mut ports = Ports { clock: fixed_clock(1), ..Ports::default() };
+    let before = room(general(), Visibility::Public, &bob(), &[]);
+    let after = with_member(&before, &alice());
+    let mut order = Sequence::new();
+    ports.rooms.expect_get().times(1).in_sequence(&mut order).return_once(move |_| Ok(Some(before)));
+    ports
+        .rooms
+        .expect_add_member()
+        .times(1)
+        .in_sequence(&mut order)
+        .returning(|_, _, _| Err(MemberAddError::AlreadyMember));
+    ports.rooms.expect_get().times(1).in_sequence(&mut order).return_once(move |_| Ok(Some(after)));
+    ports.expect_no_event();
+    ports.expect_details(1);
+
+    let details = ports.rooms().join(&alice(), general()).await.expect("a member either way");
+
+    assert!(details.room.is_member(alice().id));
+}
+
+#[tokio::test]
+async fn joining_an_unknown_room_is_not_found() {
+    let mut ports = Ports::default();
     ports.rooms.expect_get().times(1).returning(|_| Ok(None));
-    ports.expect_no_update();
+    ports.rooms.expect_add_member().never();
 
     let result = ports.rooms().join(&alice(), general()).await;
 
@@ -413,53 +448,26 @@ async fn joining_an_unknown_room_is_not_found() {
 }
 
 #[tokio::test]
-async fn a_join_that_loses_a_race_with_another_writer_is_retried_and_succeeds() {
+async fn joining_a_room_deleted_after_it_was_read_is_not_found() {
     let mut ports = Ports { clock: fixed_clock(1), ..Ports::default() };
-    let stale = room(general(), Visibility::Public, &bob(), &[]);
-    let mut current = next_version(&stale);
-    current.add_member(carol().id, now()).expect("carol joined meanwhile");
-    let mut order = Sequence::new();
-    ports.rooms.expect_get().times(1).in_sequence(&mut order).return_once(move |_| Ok(Some(stale)));
-    ports
-        .rooms
-        .expect_update()
-        .withf(|room| room.version() == 0)
-        .times(1)
-        .in_sequence(&mut order)
-        .returning(|_| Err(UpdateRoomError::Conflict));
-    ports.rooms.expect_get().times(1).in_sequence(&mut order).return_once(move |_| Ok(Some(current)));
-    ports
-        .rooms
-        .expect_update()
-        .withf(|room| room.version() == 1 && member_ids(room) == [alice().id, bob().id, carol().id])
-        .times(1)
-        .in_sequence(&mut order)
-        .returning(|_| Ok(()));
-    ports.expect_event(RoomEvent::MemberJoined { room_id: general(), user: summary(&alice()) });
-    ports.expect_details(1);
-
-    let details = ports.rooms().join(&alice(), general()).await.expect("joined on the second attempt");
-
-    assert_eq!(member_ids(&details.room), [alice().id, bob().id, carol().id]);
-}
-
-#[tokio::test]
-async fn a_join_gives_up_when_the_room_keeps_changing() {
-    let mut ports = Ports { clock: fixed_clock(1), ..Ports::default() };
-    ports.rooms.expect_get().times(8).returning(|_| Ok(Some(room(general(), Visibility::Public, &bob(), &[]))));
-    ports.rooms.expect_update().times(8).returning(|_| Err(UpdateRoomError::Conflict));
+    ports.expect_get(room(general(), Visibility::Public, &bob(), &[]));
+    ports.rooms.expect_add_member().times(1).returning(|_, _, _| Err(MemberAddError::NotFound));
     ports.expect_no_event();
 
     let result = ports.rooms().join(&alice(), general()).await;
 
-    assert!(matches!(result, Err(JoinError::Unknown(_))), "got {result:?}");
+    assert!(matches!(result, Err(JoinError::NotFound)), "got {result:?}");
 }
 
 #[tokio::test]
 async fn a_join_succeeds_even_when_announcing_it_fails() {
     let mut ports = Ports { clock: fixed_clock(1), ..Ports::default() };
-    ports.expect_get(room(general(), Visibility::Public, &bob(), &[]));
-    ports.rooms.expect_update().times(1).returning(|_| Ok(()));
+    let before = room(general(), Visibility::Public, &bob(), &[]);
+    let after = with_member(&before, &alice());
+    let mut order = Sequence::new();
+    ports.rooms.expect_get().times(1).in_sequence(&mut order).return_once(move |_| Ok(Some(before)));
+    ports.rooms.expect_add_member().times(1).in_sequence(&mut order).returning(|_, _, _| Ok(()));
+    ports.rooms.expect_get().times(1).in_sequence(&mut order).return_once(move |_| Ok(Some(after)));
     ports.bus.expect_publish().times(1).returning(|_| Err(anyhow::anyhow!("bus down")));
     ports.expect_details(1);
 
@@ -470,17 +478,29 @@ async fn a_join_succeeds_even_when_announcing_it_fails() {
 
 // --- invite ---
 
+/// Expects `actor` to be asked about once, as a member or not.
+fn expect_membership(ports: &mut Ports, actor: &User, member: bool) {
+    let actor = actor.id;
+    ports
+        .rooms
+        .expect_is_member()
+        .withf(move |room, user| (*room, *user) == (general(), actor))
+        .times(1)
+        .returning(move |_, _| Ok(member));
+}
+
 #[tokio::test]
 async fn inviting_a_user_adds_them_and_announces_that_they_joined() {
     let mut ports = Ports { clock: fixed_clock(1), ..Ports::default() };
     ports.users.expect_by_id().withf(|id| *id == carol().id).times(1).returning(|_| Ok(Some(carol())));
-    ports.expect_get(room(general(), Visibility::Private, &bob(), &[&alice()]));
+    expect_membership(&mut ports, &alice(), true);
     ports
         .rooms
-        .expect_update()
-        .withf(|room| member_ids(room) == [alice().id, bob().id, carol().id])
+        .expect_add_member()
+        .withf(|room, user, at| (*room, *user, *at) == (general(), carol().id, now()))
         .times(1)
-        .returning(|_| Ok(()));
+        .returning(|_, _, _| Ok(()));
+    ports.expect_get(with_member(&room(general(), Visibility::Private, &bob(), &[&alice()]), &carol()));
     ports.expect_event(RoomEvent::MemberJoined { room_id: general(), user: summary(&carol()) });
     ports.expect_details(1);
 
@@ -498,8 +518,9 @@ async fn inviting_a_user_by_name_adds_the_user_of_that_name() {
         .withf(|name| name.as_str() == "carol")
         .times(1)
         .returning(|_| Ok(Some(StoredUser { user: carol(), password_hash: "hash".into() })));
-    ports.expect_get(room(general(), Visibility::Private, &bob(), &[&alice()]));
-    ports.rooms.expect_update().times(1).returning(|_| Ok(()));
+    expect_membership(&mut ports, &alice(), true);
+    ports.rooms.expect_add_member().withf(|_, user, _| *user == carol().id).times(1).returning(|_, _, _| Ok(()));
+    ports.expect_get(with_member(&room(general(), Visibility::Private, &bob(), &[&alice()]), &carol()));
     ports.expect_event(RoomEvent::MemberJoined { room_id: general(), user: summary(&carol()) });
     ports.expect_details(1);
     let carol_by_name = UserRef::Name(Username::new("carol").expect("valid"));
@@ -511,10 +532,10 @@ async fn inviting_a_user_by_name_adds_the_user_of_that_name() {
 
 #[tokio::test]
 async fn a_non_member_cannot_invite_and_is_told_the_room_is_not_found() {
-    let mut ports = Ports { clock: fixed_clock(1), ..Ports::default() };
+    let mut ports = Ports::default();
     ports.users.expect_by_id().times(1).returning(|_| Ok(Some(carol())));
-    ports.expect_get(room(general(), Visibility::Private, &bob(), &[]));
-    ports.expect_no_update();
+    expect_membership(&mut ports, &alice(), false);
+    ports.rooms.expect_add_member().never();
     ports.expect_no_event();
 
     let result = ports.rooms().invite(&alice(), general(), UserRef::Id(carol().id)).await;
@@ -526,8 +547,8 @@ async fn a_non_member_cannot_invite_and_is_told_the_room_is_not_found() {
 async fn inviting_an_unknown_user_fails_with_unknown_user() {
     let mut ports = Ports::default();
     ports.users.expect_by_id().times(1).returning(|_| Ok(None));
-    ports.rooms.expect_get().never();
-    ports.expect_no_update();
+    ports.rooms.expect_is_member().never();
+    ports.rooms.expect_add_member().never();
     ports.expect_no_event();
 
     let result = ports.rooms().invite(&alice(), general(), UserRef::Id(user_id(99))).await;
@@ -539,8 +560,8 @@ async fn inviting_an_unknown_user_fails_with_unknown_user() {
 async fn inviting_an_existing_member_fails_with_already_member() {
     let mut ports = Ports { clock: fixed_clock(1), ..Ports::default() };
     ports.users.expect_by_id().times(1).returning(|_| Ok(Some(bob())));
-    ports.expect_get(room(general(), Visibility::Public, &bob(), &[&alice()]));
-    ports.expect_no_update();
+    expect_membership(&mut ports, &alice(), true);
+    ports.rooms.expect_add_member().times(1).returning(|_, _, _| Err(MemberAddError::AlreadyMember));
     ports.expect_no_event();
 
     let result = ports.rooms().invite(&alice(), general(), UserRef::Id(bob().id)).await;
@@ -552,9 +573,8 @@ async fn inviting_an_existing_member_fails_with_already_member() {
 async fn inviting_into_a_full_room_fails_with_full() {
     let mut ports = Ports { clock: fixed_clock(1), ..Ports::default() };
     ports.users.expect_by_id().times(1).returning(|_| Ok(Some(carol())));
-    let limit = MemberLimit::new(2).expect("valid");
-    ports.expect_get(room_with_limit(general(), Visibility::Public, &bob(), &[&alice()], limit));
-    ports.expect_no_update();
+    expect_membership(&mut ports, &alice(), true);
+    ports.rooms.expect_add_member().times(1).returning(|_, _, _| Err(MemberAddError::Full(2)));
     ports.expect_no_event();
 
     let result = ports.rooms().invite(&alice(), general(), UserRef::Id(carol().id)).await;
@@ -562,18 +582,34 @@ async fn inviting_into_a_full_room_fails_with_full() {
     assert!(matches!(result, Err(InviteError::Full(2))), "got {result:?}");
 }
 
+#[tokio::test]
+async fn an_invite_never_rewrites_the_room_so_it_cannot_lose_a_race() {
+    let mut ports = Ports { clock: fixed_clock(1), ..Ports::default() };
+    ports.users.expect_by_id().times(1).returning(|_| Ok(Some(carol())));
+    expect_membership(&mut ports, &alice(), true);
+    ports.rooms.expect_add_member().times(1).returning(|_, _, _| Ok(()));
+    ports.expect_get(with_member(&room(general(), Visibility::Private, &bob(), &[&alice()]), &carol()));
+    ports.expect_no_update();
+    ports.expect_event(RoomEvent::MemberJoined { room_id: general(), user: summary(&carol()) });
+    ports.expect_details(1);
+
+    let result = ports.rooms().invite(&alice(), general(), UserRef::Id(carol().id)).await;
+
+    assert!(result.is_ok(), "got {result:?}");
+}
+
 // --- leave ---
 
 #[tokio::test]
 async fn a_member_leaving_is_announced_and_the_room_stays() {
     let mut ports = Ports::default();
-    ports.expect_get(room(general(), Visibility::Public, &bob(), &[&alice()]));
     ports
         .rooms
-        .expect_update()
-        .withf(|room| room.owner() == bob().id && member_ids(room) == [bob().id])
+        .expect_remove_member()
+        .withf(|room, user| (*room, *user) == (general(), alice().id))
         .times(1)
-        .returning(|_| Ok(()));
+        .returning(|_, _| Ok(()));
+    ports.expect_no_update();
     ports.rooms.expect_delete().never();
     ports.expect_event(RoomEvent::MemberLeft { room_id: general(), user: summary(&alice()) });
 
@@ -585,6 +621,7 @@ async fn a_member_leaving_is_announced_and_the_room_stays() {
 #[tokio::test]
 async fn an_owner_leaving_hands_the_room_to_the_longest_standing_member() {
     let mut ports = Ports::default();
+    ports.rooms.expect_remove_member().times(1).returning(|_, _| Err(MemberRemoveError::Owner));
     ports.expect_get(room(general(), Visibility::Public, &alice(), &[&carol(), &bob()]));
     ports
         .rooms
@@ -601,8 +638,47 @@ async fn an_owner_leaving_hands_the_room_to_the_longest_standing_member() {
 }
 
 #[tokio::test]
+async fn an_owner_leaving_while_the_room_changes_reads_it_again() {
+    let mut ports = Ports::default();
+    let stale = room(general(), Visibility::Public, &alice(), &[&bob()]);
+    let mut current = next_version(&stale);
+    current.add_member(carol().id, now()).expect("carol joined meanwhile");
+    ports.rooms.expect_remove_member().times(1).returning(|_, _| Err(MemberRemoveError::Owner));
+    let mut order = Sequence::new();
+    ports.rooms.expect_get().times(1).in_sequence(&mut order).return_once(move |_| Ok(Some(stale)));
+    ports.rooms.expect_update().times(1).in_sequence(&mut order).returning(|_| Err(UpdateRoomError::Conflict));
+    ports.rooms.expect_get().times(1).in_sequence(&mut order).return_once(move |_| Ok(Some(current)));
+    ports
+        .rooms
+        .expect_update()
+        .withf(|room| room.version() == 1 && member_ids(room) == [bob().id, carol().id])
+        .times(1)
+        .in_sequence(&mut order)
+        .returning(|_| Ok(()));
+    ports.expect_event(RoomEvent::MemberLeft { room_id: general(), user: summary(&alice()) });
+
+    let result = ports.rooms().leave(&alice(), general()).await;
+
+    assert!(result.is_ok(), "got {result:?}");
+}
+
+#[tokio::test]
+async fn an_owner_leaving_gives_up_when_the_room_keeps_changing() {
+    let mut ports = Ports::default();
+    ports.rooms.expect_remove_member().times(1).returning(|_, _| Err(MemberRemoveError::Owner));
+    ports.rooms.expect_get().times(8).returning(|_| Ok(Some(room(general(), Visibility::Public, &alice(), &[&bob()]))));
+    ports.rooms.expect_update().times(8).returning(|_| Err(UpdateRoomError::Conflict));
+    ports.expect_no_event();
+
+    let result = ports.rooms().leave(&alice(), general()).await;
+
+    assert!(matches!(result, Err(RoomAccessError::Unknown(_))), "got {result:?}");
+}
+
+#[tokio::test]
 async fn the_last_member_leaving_deletes_the_room_and_announces_its_deletion() {
     let mut ports = Ports::default();
+    ports.rooms.expect_remove_member().times(1).returning(|_, _| Err(MemberRemoveError::Owner));
     ports.expect_get(room(general(), Visibility::Public, &alice(), &[]));
     let mut order = Sequence::new();
     // The write proves nobody joined since the read; only then is the room deleted.
@@ -631,7 +707,7 @@ async fn the_last_member_leaving_deletes_the_room_and_announces_its_deletion() {
 #[tokio::test]
 async fn leaving_a_room_one_is_not_in_is_not_found() {
     let mut ports = Ports::default();
-    ports.expect_get(room(general(), Visibility::Public, &bob(), &[]));
+    ports.rooms.expect_remove_member().times(1).returning(|_, _| Err(MemberRemoveError::NotMember));
     ports.expect_no_update();
     ports.rooms.expect_delete().never();
     ports.expect_no_event();
@@ -649,10 +725,11 @@ async fn the_owner_removes_a_member_and_it_is_announced() {
     ports.expect_get(room(general(), Visibility::Public, &alice(), &[&bob(), &carol()]));
     ports
         .rooms
-        .expect_update()
-        .withf(|room| member_ids(room) == [alice().id, carol().id])
+        .expect_remove_member()
+        .withf(|room, user| (*room, *user) == (general(), bob().id))
         .times(1)
-        .returning(|_| Ok(()));
+        .returning(|_, _| Ok(()));
+    ports.expect_no_update();
     ports.users.expect_by_id().withf(|id| *id == bob().id).times(1).returning(|_| Ok(Some(bob())));
     ports.expect_event(RoomEvent::MemberLeft { room_id: general(), user: summary(&bob()) });
 
@@ -665,7 +742,7 @@ async fn the_owner_removes_a_member_and_it_is_announced() {
 async fn a_member_who_is_not_the_owner_cannot_remove_others() {
     let mut ports = Ports::default();
     ports.expect_get(room(general(), Visibility::Public, &alice(), &[&bob(), &carol()]));
-    ports.expect_no_update();
+    ports.rooms.expect_remove_member().never();
     ports.expect_no_event();
 
     let result = ports.rooms().remove_member(&bob(), general(), carol().id).await;
@@ -677,7 +754,7 @@ async fn a_member_who_is_not_the_owner_cannot_remove_others() {
 async fn the_owner_cannot_remove_themselves() {
     let mut ports = Ports::default();
     ports.expect_get(room(general(), Visibility::Public, &alice(), &[&bob()]));
-    ports.expect_no_update();
+    ports.rooms.expect_remove_member().times(1).returning(|_, _| Err(MemberRemoveError::Owner));
     ports.expect_no_event();
 
     let result = ports.rooms().remove_member(&alice(), general(), alice().id).await;
@@ -689,7 +766,7 @@ async fn the_owner_cannot_remove_themselves() {
 async fn removing_someone_who_is_not_a_member_fails_with_not_member() {
     let mut ports = Ports::default();
     ports.expect_get(room(general(), Visibility::Public, &alice(), &[&bob()]));
-    ports.expect_no_update();
+    ports.rooms.expect_remove_member().times(1).returning(|_, _| Err(MemberRemoveError::NotMember));
     ports.expect_no_event();
 
     let result = ports.rooms().remove_member(&alice(), general(), dave().id).await;
@@ -701,7 +778,7 @@ async fn removing_someone_who_is_not_a_member_fails_with_not_member() {
 async fn a_non_member_cannot_remove_anyone_and_is_told_the_room_is_not_found() {
     let mut ports = Ports::default();
     ports.expect_get(room(general(), Visibility::Public, &alice(), &[&bob()]));
-    ports.expect_no_update();
+    ports.rooms.expect_remove_member().never();
     ports.expect_no_event();
 
     let result = ports.rooms().remove_member(&dave(), general(), bob().id).await;
@@ -762,4 +839,32 @@ async fn a_live_connection_subscribes_to_every_room_of_its_user() {
     let rooms = ports.rooms().subscriptions(alice().id).await.expect("listed");
 
     assert_eq!(rooms, [room_id(1), room_id(2)]);
+}
+
+// --- the membership cache ---
+
+#[tokio::test]
+async fn a_removal_clears_this_nodes_membership_cache_before_it_is_acknowledged() {
+    // Arrange: bob's membership is cached on this node, with the bus followed.
+    let mut store = MockRoomRepository::new();
+    let mut order = Sequence::new();
+    store.expect_is_member().times(1).in_sequence(&mut order).returning(|_, _| Ok(true));
+    store.expect_is_member().times(1).in_sequence(&mut order).returning(|_, _| Ok(false));
+    let mut clock = MockClock::new();
+    clock.expect_now().returning(now);
+    let cache = MembershipCache::new(Arc::new(store), Arc::new(clock), CacheLimits::default());
+    cache.set_following(true);
+    assert!(cache.is_member(general(), bob().id).await.expect("cached"));
+    let mut ports = Ports::default();
+    ports.expect_get(room(general(), Visibility::Public, &alice(), &[&bob()]));
+    ports.rooms.expect_remove_member().times(1).returning(|_, _| Ok(()));
+    ports.users.expect_by_id().times(1).returning(|_| Ok(Some(bob())));
+    ports.expect_event(RoomEvent::MemberLeft { room_id: general(), user: summary(&bob()) });
+    let rooms = ports.rooms().with_membership_cache(cache.clone());
+
+    // Act
+    rooms.remove_member(&alice(), general(), bob().id).await.expect("removed");
+
+    // Assert: the next send asks the store, without waiting for the bus.
+    assert!(!cache.is_member(general(), bob().id).await.expect("lookup"));
 }

@@ -2,6 +2,7 @@
 //! what a non-member can and cannot see.
 
 use e2e::{TestApp, TestUser};
+use futures::StreamExt;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
@@ -653,8 +654,45 @@ async fn a_room_created_with_null_member_ids_has_only_its_owner() {
     assert_eq!(room["members"].as_array().map(Vec::len), Some(1), "{room}");
 }
 
+async fn a_hundred_concurrent_invites_to_one_room_all_succeed_or_fail_with_a_4xx() {
+    // Arrange: 100 users to invite into a room with 99 places left besides its owner.
+    let app = TestApp::spawn_with(&[("CHAT_ROOM_MEMBER_LIMIT", "100")]).await;
+    let ada = app.signup("ada").await;
+    let room = id_of(&app.create_room(&ada, "private", &[]).await);
+    let suffix = uuid::Uuid::new_v4().simple().to_string();
+    let guests: Vec<String> = futures::stream::iter(0..100)
+        .map(|n| {
+            let username = format!("guest{n}x{}", &suffix[..8]);
+            let app = &app;
+            async move {
+                let (status, user) = app.register(&username, e2e::PASSWORD).await;
+                assert_eq!(status, StatusCode::CREATED, "{user}");
+                user["id"].as_str().expect("id").to_owned()
+            }
+        })
+        .buffer_unordered(4)
+        .collect()
+        .await;
+    let path = format!("/rooms/{room}/members");
+
+    // Act
+    let replies =
+        futures::future::join_all(guests.iter().map(|id| app.post(&path, &ada.access_token, json!({"user_id": id}))))
+            .await;
+
+    // Assert
+    let failed: Vec<&(StatusCode, Value)> = replies.iter().filter(|(status, _)| status.is_server_error()).collect();
+    assert!(failed.is_empty(), "{} invites answered 5xx, e.g. {:?}", failed.len(), failed.first());
+    let created = replies.iter().filter(|(status, _)| *status == StatusCode::CREATED).count();
+    let full = replies.iter().filter(|(status, body)| *status == StatusCode::CONFLICT && body["code"] == "room_full");
+    assert_eq!((created, full.count()), (99, 1), "every place was given once, then the room was full");
+    let (_, after) = app.get(&format!("/rooms/{room}"), &ada.access_token).await;
+    assert_eq!(member_ids(&after).len(), 100);
+}
+
 e2e::on_both_shapes!(
     a_room_created_with_null_member_ids_has_only_its_owner,
+    a_hundred_concurrent_invites_to_one_room_all_succeed_or_fail_with_a_4xx,
     a_deleted_rooms_messages_and_files_are_deleted_by_the_next_purge,
     a_public_room_one_left_stays_visible_and_its_history_says_not_a_member,
     a_user_is_found_by_name_in_any_case_and_seen_by_id,
