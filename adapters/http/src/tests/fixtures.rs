@@ -4,15 +4,15 @@ use std::sync::Arc;
 
 use application::files::FileLimits;
 use application::ports::{
-    AccessClaims, MockClock, MockEventBus, MockFileCatalog, MockFileStore, MockHealthCheck, MockIdGenerator,
-    MockMessageArchive, MockMessageLog, MockPasswordHasher, MockPresenceRegistry, MockRefreshTokenStore,
-    MockRoomRepository, MockTokenService, MockUserRepository, SessionId,
+    AccessClaims, MemberAddError, MemberRemoveError, MockClock, MockEventBus, MockFileCatalog, MockFileStore,
+    MockHealthCheck, MockIdGenerator, MockMessageArchive, MockMessageLog, MockPasswordHasher, MockPresenceRegistry,
+    MockRefreshTokenStore, MockRoomRepository, MockTokenService, MockUserRepository, SessionId,
 };
 use application::{Accounts, Files, Messaging, Presence, Rooms};
 use chrono::{Duration, TimeZone, Utc};
 use domain::{
-    MemberLimit, Message, MessageBody, MessageId, MessageText, RetentionPolicy, Room, RoomId, RoomName, Sender, Seq,
-    Timestamp, User, UserId, Username, Visibility,
+    MemberLimit, Message, MessageBody, MessageId, MessageText, RetentionPolicy, Room, RoomError, RoomId, RoomName,
+    Sender, Seq, Timestamp, User, UserId, Username, Visibility,
 };
 use poem::endpoint::BoxEndpoint;
 use poem::http::{HeaderMap, StatusCode};
@@ -147,9 +147,33 @@ impl Ports {
     }
 
     /// `room` is stored, and reading it finds it, however often.
+    /// `room` in a store that keeps one member change at a time, as the real ones do: reads see
+    /// the members added and removed since. A test that wants one of these calls to fail sets
+    /// its own expectation first (mockall takes the first that matches).
     pub fn room_stored(&mut self, room: &Room) {
-        let (id, found) = (room.id(), room.clone());
-        self.rooms.expect_get().withf(move |asked| *asked == id).returning(move |_| Ok(Some(found.clone())));
+        let id = room.id();
+        let stored = Arc::new(parking_lot::Mutex::new(room.clone()));
+        let read = stored.clone();
+        self.rooms.expect_get().withf(move |asked| *asked == id).returning(move |_| Ok(Some(read.lock().clone())));
+        let read = stored.clone();
+        self.rooms
+            .expect_is_member()
+            .withf(move |asked, _| *asked == id)
+            .returning(move |_, u| Ok(read.lock().is_member(u)));
+        let added = stored.clone();
+        self.rooms.expect_add_member().withf(move |asked, _, _| *asked == id).returning(move |_, user, at| {
+            added.lock().add_member(user, at).map_err(|e| match e {
+                RoomError::Full(limit) => MemberAddError::Full(limit),
+                _ => MemberAddError::AlreadyMember,
+            })
+        });
+        self.rooms.expect_remove_member().withf(move |asked, _| *asked == id).returning(move |_, user| {
+            let mut room = stored.lock();
+            if !room.is_member(user) {
+                return Err(MemberRemoveError::NotMember);
+            }
+            room.remove_member(user).map_err(|_| MemberRemoveError::Owner)
+        });
     }
 
     /// What the API needs to show rooms: member names for any ids, and no messages yet.
