@@ -9,6 +9,7 @@ use adapter_mongo::MongoStore;
 use adapter_redis::{RedisConfig, RedisEventBus, RedisHealth, RedisMessageLog, RedisPresence};
 use adapter_remote_files::RemoteFileStore;
 use adapter_sqlite::{SqliteMessageLog, SqliteStore};
+use application::metrics::Metrics;
 use application::ports::{
     EventBus, FileCatalog, FileStore, HealthCheck, MessageArchive, MessageLog, PresenceRegistry, RefreshTokenStore,
     RoomRepository, UserRepository,
@@ -85,10 +86,10 @@ pub fn require_settings(config: &Config, kind: AppKind) -> anyhow::Result<()> {
 ///
 /// # Errors
 /// A missing or unreachable shared service, named by its variable.
-pub async fn connect(config: &Config, kind: AppKind) -> anyhow::Result<Backends> {
+pub async fn connect(config: &Config, kind: AppKind, metrics: &Arc<Metrics>) -> anyhow::Result<Backends> {
     require_settings(config, kind)?;
     match (&config.redis_url, &config.mongodb_url) {
-        (Some(redis), Some(mongo)) => shared(config, kind, redis, mongo).await,
+        (Some(redis), Some(mongo)) => shared(config, kind, redis, mongo, metrics).await,
         // With neither URL, `require_settings` let only the all-in-one app through.
         _ => embedded(config),
     }
@@ -118,8 +119,10 @@ async fn shared(
     kind: AppKind,
     redis: &SecretString,
     mongo: &SecretString,
+    metrics: &Arc<Metrics>,
 ) -> anyhow::Result<Backends> {
-    let mongo = tokio::time::timeout(CONNECT_TIMEOUT, MongoStore::connect(mongo.expose_secret()))
+    let mongo = MongoStore::connect_measured(mongo.expose_secret(), Some(metrics.clone()));
+    let mongo = tokio::time::timeout(CONNECT_TIMEOUT, mongo)
         .await
         .map_err(|_| anyhow::anyhow!("CHAT_MONGODB_URL: MongoDB did not answer within {CONNECT_TIMEOUT:?}"))?
         .map_err(|e| anyhow::anyhow!("CHAT_MONGODB_URL: {e:#}"))?;
@@ -134,7 +137,8 @@ async fn shared(
     let log = tokio::time::timeout(CONNECT_TIMEOUT, RedisMessageLog::connect(log_config))
         .await
         .map_err(late)?
-        .map_err(reach)?;
+        .map_err(reach)?
+        .measured(metrics.clone());
     let bus = tokio::time::timeout(CONNECT_TIMEOUT, RedisEventBus::connect(redis_url, &config.redis_prefix))
         .await
         .map_err(late)?

@@ -92,11 +92,11 @@ impl Application {
         backends::require_settings(&config, kind)?;
         private_dir(&config.data_dir)?;
         let secret = wiring::jwt_secret(&config)?;
-        let backends = backends::connect(&config, kind).await?;
+        let metrics = Arc::new(Metrics::default());
+        let backends = backends::connect(&config, kind, &metrics).await?;
         let wiring::UseCases { accounts, rooms, files, messaging, presence, archiver, membership } =
             wiring::use_cases(&config, &backends, secret)?;
 
-        let metrics = Arc::new(Metrics::default());
         let socket = SocketApp::new(wiring::socket_config(&config));
         let hub_task = socket.start(&backends.bus, rooms.clone(), presence.clone()).await?;
         let state = AppState {

@@ -23,6 +23,13 @@ pub struct HealthDto {
 }
 
 #[derive(ApiResponse)]
+pub enum MetricsResponse {
+    /// Every metric of this process, as OpenMetrics text, so Prometheus reads it as such.
+    #[oai(status = 200, content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8")]
+    Ok(PlainText<String>),
+}
+
+#[derive(ApiResponse)]
 pub enum HealthResponse {
     /// Serving.
     #[oai(status = 200)]
@@ -68,12 +75,12 @@ impl HealthApi {
         &self,
         state: Data<&AppState>,
         req: &poem::Request,
-    ) -> Result<PlainText<String>, Failure<{ ANY | UNAUTHORIZED }>> {
+    ) -> Result<MetricsResponse, Failure<{ ANY | UNAUTHORIZED }>> {
         if let Some(expected) = &state.metrics_token {
             if !crate::bearer::carries_secret(req, expected) {
                 return Err(ApiError::unauthorized("unauthorized", "the metrics token is required").into());
             }
         }
-        Ok(PlainText(state.metrics.render()))
+        Ok(MetricsResponse::Ok(PlainText(state.metrics.render())))
     }
 }

@@ -4,10 +4,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use application::metrics::Metrics;
 use application::ports::HealthCheck;
 use async_trait::async_trait;
 use bson::doc;
 use futures::future::BoxFuture;
+use mongodb::event::command::CommandEvent;
+use mongodb::event::EventHandler;
 use mongodb::options::{ClientOptions, WriteConcern};
 use mongodb::{Client, ClientSession, Database};
 
@@ -58,7 +61,23 @@ impl MongoStore {
     /// When the URL is invalid, no server answers in the driver's server selection timeout (30 s
     /// unless the URL sets `serverSelectionTimeoutMS`), or an index cannot be created.
     pub async fn connect(url: &str) -> anyhow::Result<Self> {
+        Self::connect_measured(url, None).await
+    }
+
+    /// As `connect`, and reports every command's latency to `metrics` as `store="mongodb"`,
+    /// `op` the command's name (`find`, `insert`, `aggregate`…, a set the driver bounds).
+    ///
+    /// # Errors
+    /// As `connect`.
+    pub async fn connect_measured(url: &str, metrics: Option<Arc<Metrics>>) -> anyhow::Result<Self> {
         let mut options = ClientOptions::parse(url).await.context("invalid MongoDB URL")?;
+        if let Some(metrics) = metrics {
+            options.command_event_handler = Some(EventHandler::callback(move |event: CommandEvent| match event {
+                CommandEvent::Succeeded(done) => metrics.store_call("mongodb", &done.command_name, done.duration),
+                CommandEvent::Failed(failed) => metrics.store_call("mongodb", &failed.command_name, failed.duration),
+                _ => {}
+            }));
+        }
         let name = database_name(&options).to_owned();
         // Log the hosts, never the URL: it may carry a password.
         let hosts: Vec<String> = options.hosts.iter().map(ToString::to_string).collect();

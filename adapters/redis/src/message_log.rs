@@ -1,8 +1,10 @@
 //! The message log on Redis: INCR seqs, a sorted-set hot cache per room, and one archive stream.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use application::metrics::Metrics;
 use application::ports::{AppendError, Appended, DedupeKey, MessageLog, NewMessage, Queued, SeqRange, Take};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -55,6 +57,8 @@ pub struct RedisMessageLog {
     /// How long a client message id is remembered.
     dedupe_ttl: Duration,
     scripts: Scripts,
+    /// Where each operation's latency goes, once `measured`.
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl RedisMessageLog {
@@ -73,9 +77,26 @@ impl RedisMessageLog {
             max_deliveries: config.max_deliveries.max(1),
             dedupe_ttl: config.dedupe_ttl,
             scripts: Scripts::new(),
+            metrics: None,
         };
         log.ensure_group().await?;
         Ok(log)
+    }
+
+    /// Reports every operation's latency, retries included, as `store="redis"`.
+    #[must_use]
+    pub fn measured(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    async fn timed<T>(&self, op: &'static str, call: impl std::future::Future<Output = T>) -> T {
+        let started = std::time::Instant::now();
+        let out = call.await;
+        if let Some(metrics) = &self.metrics {
+            metrics.store_call("redis", op, started.elapsed());
+        }
+        out
     }
 
     /// A readiness check on the same connection.
@@ -358,10 +379,14 @@ impl RedisMessageLog {
 impl MessageLog for RedisMessageLog {
     async fn append(&self, message: NewMessage, dedupe: Option<DedupeKey>) -> Result<Appended, AppendError> {
         // A lost reply could hide a stored message; only a keyed append answers a repeat with the original.
-        let appended = match dedupe {
-            Some(_) => once_more("append", || self.append_once(message.clone(), dedupe.clone())).await,
-            None => self.append_once(message, dedupe).await,
-        }?;
+        let appended = self
+            .timed("append", async {
+                match dedupe {
+                    Some(_) => once_more("append", || self.append_once(message.clone(), dedupe.clone())).await,
+                    None => self.append_once(message, dedupe).await,
+                }
+            })
+            .await?;
         appended.ok_or(AppendError::CountersLost)
     }
 
@@ -375,11 +400,11 @@ impl MessageLog for RedisMessageLog {
     }
 
     async fn fetch(&self, room: RoomId, range: SeqRange, take: Take) -> anyhow::Result<Vec<Message>> {
-        once_more("fetch", || self.fetch_once(room, range, take)).await
+        self.timed("fetch", once_more("fetch", || self.fetch_once(room, range, take))).await
     }
 
     async fn last_seq(&self, room: RoomId) -> anyhow::Result<Option<Seq>> {
-        once_more("last_seq", || self.last_seq_once(room)).await
+        self.timed("last_seq", once_more("last_seq", || self.last_seq_once(room))).await
     }
 
     async fn forget_room(&self, room: RoomId) -> anyhow::Result<()> {
@@ -393,24 +418,24 @@ impl MessageLog for RedisMessageLog {
     }
 
     async fn raise_seq(&self, room: RoomId, seq: Seq) -> anyhow::Result<()> {
-        once_more("raise_seq", || self.raise_seq_once(room, seq)).await
+        self.timed("raise_seq", once_more("raise_seq", || self.raise_seq_once(room, seq))).await
     }
 
     async fn claim_batch(&self, consumer: &str, max: usize) -> anyhow::Result<Vec<Queued>> {
         // A repeat first re-reads this consumer's own pending entries, so a lost reply loses nothing.
-        once_more("claim_batch", || self.claim_batch_once(consumer, max)).await
+        self.timed("claim_batch", once_more("claim_batch", || self.claim_batch_once(consumer, max))).await
     }
 
     async fn dead_lettered(&self) -> anyhow::Result<u64> {
-        once_more("dead_lettered", || self.dead_letter_count()).await
+        self.timed("dead_lettered", once_more("dead_lettered", || self.dead_letter_count())).await
     }
 
     async fn oldest_unarchived(&self) -> anyhow::Result<Option<Timestamp>> {
-        once_more("oldest_unarchived", || self.oldest_unarchived_once()).await
+        self.timed("oldest_unarchived", once_more("oldest_unarchived", || self.oldest_unarchived_once())).await
     }
 
     async fn ack(&self, receipts: &[String]) -> anyhow::Result<()> {
-        once_more("ack", || self.ack_once(receipts)).await
+        self.timed("ack", once_more("ack", || self.ack_once(receipts))).await
     }
 }
 

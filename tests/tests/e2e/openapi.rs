@@ -149,7 +149,7 @@ async fn readiness_is_200_ok_when_every_adapter_answers() {
 }
 
 #[tokio::test]
-async fn metrics_are_prometheus_text_counting_requests_by_route_and_status() {
+async fn metrics_are_openmetrics_text_counting_requests_by_route_and_status() {
     // Arrange: one request that is counted under a collapsed route.
     let app = TestApp::spawn().await;
     let ada = app.signup("ada").await;
@@ -161,9 +161,13 @@ async fn metrics_are_prometheus_text_counting_requests_by_route_and_status() {
 
     // Assert
     assert_eq!(reply.status, StatusCode::OK);
-    assert!(reply.header("content-type").is_some_and(|t| t.starts_with("text/plain")), "{:?}", reply.headers);
+    assert!(
+        reply.header("content-type").is_some_and(|t| t.starts_with("application/openmetrics-text")),
+        "{:?}",
+        reply.headers
+    );
     let text = reply.body.as_str().expect("text");
-    assert!(text.contains("# TYPE http_requests_total counter"), "{text}");
+    assert!(text.contains("# TYPE http_requests counter") && text.ends_with("# EOF\n"), "{text}");
     assert!(text.contains(r#"http_requests_total{method="GET",route="/rooms/:room_id",status="404"} 1"#), "{text}");
     assert!(text.contains("http_request_duration_seconds_bucket"), "{text}");
     assert!(text.contains("chat_live_sockets 0"), "{text}");

@@ -66,7 +66,7 @@ async fn metrics_count_earlier_requests_by_method_route_and_status() {
 
     // Assert
     assert_eq!(reply.status, StatusCode::OK);
-    assert!(reply.header("content-type").is_some_and(|t| t.starts_with("text/plain")), "{reply:?}");
+    assert!(reply.header("content-type").is_some_and(|t| t.starts_with("application/openmetrics-text")), "{reply:?}");
     let text = reply.body.as_str().expect("text");
     assert!(text.contains(r#"http_requests_total{method="GET",route="/health/live",status="200"} 1"#), "{text}");
 }
