@@ -37,6 +37,8 @@ pub struct Config {
     pub log_filter: String,
     pub room_member_limit: u32,
     pub allowed_origins: Vec<String>,
+    /// Reverse proxies whose `X-Forwarded-For`/`Forwarded` client address is believed.
+    pub trusted_proxies: adapter_http::TrustedProxies,
     pub max_connections_per_user: usize,
     pub ws_rate_per_sec: f64,
     pub ws_burst: f64,
@@ -103,6 +105,7 @@ pub const VARIABLES: &[(&str, &str)] = &[
     ("CHAT_LOG", "info"),
     ("CHAT_ROOM_MEMBER_LIMIT", "100"),
     ("CHAT_ALLOWED_ORIGINS", ""),
+    ("CHAT_TRUSTED_PROXIES", ""),
     ("CHAT_MAX_CONNECTIONS_PER_USER", "10"),
     ("CHAT_WS_RATE_PER_SEC", "20"),
     ("CHAT_WS_BURST", "40"),
@@ -282,6 +285,10 @@ impl Config {
                 .filter(|o| !o.is_empty())
                 .map(str::to_owned)
                 .collect(),
+            trusted_proxies: s.parse(
+                "CHAT_TRUSTED_PROXIES",
+                "comma-separated IP addresses or CIDR blocks of reverse proxies, e.g. 10.0.0.0/8,::1",
+            )?,
             max_connections_per_user: s.positive("CHAT_MAX_CONNECTIONS_PER_USER", "a positive whole number")?,
             ws_rate_per_sec: s.positive("CHAT_WS_RATE_PER_SEC", "a positive number of frames per second")?,
             ws_burst: s.positive("CHAT_WS_BURST", "a positive number of frames")?,
@@ -381,6 +388,8 @@ mod tests {
         assert!(err.contains("CHAT_ADDR") && err.contains("expected an address"), "{err}");
         let err = Config::from_vars(vars(&[("CHAT_ROOM_MEMBER_LIMIT", "0")])).unwrap_err().to_string();
         assert!(err.contains("CHAT_ROOM_MEMBER_LIMIT"), "{err}");
+        let err = Config::from_vars(vars(&[("CHAT_TRUSTED_PROXIES", "10.0.0.0/8,the-proxy")])).unwrap_err().to_string();
+        assert!(err.contains("CHAT_TRUSTED_PROXIES") && err.contains("CIDR"), "{err}");
         let err = Config::from_vars(vars(&[("CHAT_PURGE_CRON", "hourly")])).unwrap_err().to_string();
         assert!(err.contains("CHAT_PURGE_CRON"), "{err}");
         let err = Config::from_vars(vars(&[("CHAT_SQLITE_SYNC", "sometimes")])).unwrap_err().to_string();

@@ -116,8 +116,12 @@ impl Application {
             metrics_token: config.metrics_token.clone(),
         };
         let internal_files = InternalFiles { store: backends.file_store.clone(), token: config.internal_token.clone() };
-        let http =
-            HttpConfig { apps: kind.apps(), allowed_origins: config.allowed_origins.clone(), ..HttpConfig::default() };
+        let http = HttpConfig {
+            apps: kind.apps(),
+            allowed_origins: config.allowed_origins.clone(),
+            trusted_proxies: config.trusted_proxies.clone(),
+            ..HttpConfig::default()
+        };
         let server = HttpServer::bind(config.addr, state, socket.clone(), internal_files, http)
             .await
             .map_err(|e| anyhow::anyhow!("CHAT_ADDR: cannot listen on {}: {e}", config.addr))?;

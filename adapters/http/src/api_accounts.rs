@@ -8,6 +8,7 @@ use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi, Tags};
 
 use crate::bearer::BearerAuth;
+use crate::client_addr::ClientAddr;
 use crate::declared::{Declared, Id, PasswordRule, UsernameRule};
 use crate::dto::{NoContent, TokenPairDto, UserDto};
 use crate::error::status::{
@@ -93,7 +94,10 @@ impl AccountsApi {
         req: &Request,
         body: StrictJson<Credentials>,
     ) -> Result<RegisterResponse, Failure<{ ANY | JSON_BODY | CONFLICT | TOO_MANY_REQUESTS | UNAVAILABLE }>> {
-        state.limiter.begin_registration(client_address(req)).map_err(ApiError::rate_limited)?;
+        state.limiter.begin_registration(client_address(req)).map_err(|wait| {
+            tracing::info!(retry_after = wait, "sign-up refused: too many from this client");
+            ApiError::rate_limited(wait)
+        })?;
         let username = Username::new(&body.username)
             .map_err(|e| ApiError::bad_request("invalid_username", format!("username: {e}")))?;
         let password = Password::new(&body.password, &username)
@@ -114,7 +118,10 @@ impl AccountsApi {
         body: StrictJson<Credentials>,
     ) -> Result<TokenResponse, Failure<{ ANY | JSON_BODY | UNAUTHORIZED | TOO_MANY_REQUESTS | UNAVAILABLE }>> {
         // Counted before the check, so parallel guesses cannot all pass it.
-        let attempt = state.limiter.begin_login(&body.username, client_address(req)).map_err(ApiError::rate_limited)?;
+        let attempt = state.limiter.begin_login(&body.username, client_address(req)).map_err(|wait| {
+            tracing::info!(retry_after = wait, "login refused: too many failures");
+            ApiError::rate_limited(wait)
+        })?;
         match state.accounts.login(&body.username, &body.password).await {
             Ok(pair) => {
                 attempt.succeeded();
@@ -195,7 +202,7 @@ impl AccountsApi {
     }
 }
 
-/// The peer address; proxies are not trusted, so forwarded headers are ignored.
+/// The client's address as the outer layer resolved it: the peer, or what a trusted proxy forwarded.
 fn client_address(req: &Request) -> Option<std::net::IpAddr> {
-    req.remote_addr().as_socket_addr().map(std::net::SocketAddr::ip)
+    req.extensions().get::<ClientAddr>().and_then(|c| c.0)
 }

@@ -5,6 +5,7 @@ mod api_files;
 mod api_health;
 mod api_rooms;
 mod bearer;
+mod client_addr;
 mod declared;
 pub mod dto;
 mod error;
@@ -28,6 +29,7 @@ use poem::listener::{Acceptor, TcpAcceptor};
 use poem::{Endpoint, EndpointExt, IntoResponse, Response, Route};
 use poem_openapi::OpenApiService;
 
+pub use client_addr::{Cidr, ClientAddr, TrustedProxies};
 pub use error::ErrorBody;
 pub use internal_files::InternalFiles;
 pub use limiter::{LimiterConfig, LoginLimiter};
@@ -56,6 +58,8 @@ pub struct HttpConfig {
     /// Browser origins (`CHAT_ALLOWED_ORIGINS`) allowed to call the API and file routes across
     /// origins, as they may open sockets; none means same-origin only, and no CORS headers.
     pub allowed_origins: Vec<String>,
+    /// Reverse proxies whose forwarded client address is believed (`CHAT_TRUSTED_PROXIES`).
+    pub trusted_proxies: TrustedProxies,
 }
 
 impl Default for HttpConfig {
@@ -65,6 +69,7 @@ impl Default for HttpConfig {
             max_body_bytes: 1 << 20,
             shutdown_grace: Duration::from_secs(10),
             allowed_origins: Vec::new(),
+            trusted_proxies: TrustedProxies::default(),
         }
     }
 }
@@ -142,6 +147,7 @@ pub fn app(
     }
     let metrics = state.metrics.clone();
     let max_body = config.max_body_bytes;
+    let trusted = config.trusted_proxies.clone();
     let routed = route.data(state).data(socket).data(internal_files);
     // Around the router, so a preflight is answered before a route could refuse its method; inside
     // the normalizing layer, so an origin it refuses gets the API's JSON error like any other.
@@ -152,15 +158,20 @@ pub fn app(
     routed
         .around(move |ep, mut req| {
             let metrics = metrics.clone();
+            let peer = req.remote_addr().as_socket_addr().map(SocketAddr::ip);
+            let client = trusted.client(peer, req.headers());
             async move {
                 let started = Instant::now();
+                req.extensions_mut().insert(ClientAddr(client));
                 if let Err(refusal) = limit_body(&mut req, max_body) {
                     return Ok(error::normalize(refusal).await);
                 }
                 let method = route_label::method(req.method().as_str());
                 let route = route_label::route(req.uri().path());
                 let allowed = route_label::allowed(req.uri().path());
-                let mut resp = match ep.call(req).await {
+                // Every log line of the request names the client, behind a proxy too.
+                let span = tracing::info_span!("request", method, route, client = ?client);
+                let mut resp = match tracing::Instrument::instrument(ep.call(req), span).await {
                     Ok(resp) => resp.into_response(),
                     Err(err) => error::normalize(err).await,
                 };
