@@ -1,4 +1,4 @@
-//! Prometheus metrics every layer may report through: requests by route, latency histograms, live sockets, archive lag.
+//! Prometheus metrics every layer may report through: requests by route, latency histograms, sockets, archive lag.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -22,6 +22,9 @@ pub struct Metrics {
     requests: Mutex<BTreeMap<(String, String, u16), u64>>,
     latency: Mutex<BTreeMap<String, Histogram>>,
     live_sockets: AtomicI64,
+    /// Sockets closed, by the reason of the close frame (`gone` when the peer left first). The
+    /// callers pass `&'static str` reasons from a fixed set, so the labels cannot grow.
+    sockets_closed: Mutex<BTreeMap<&'static str, u64>>,
     /// Age in milliseconds of the oldest message not yet archived, as last seen by the worker.
     archive_lag_ms: AtomicU64,
     archived_total: AtomicU64,
@@ -52,8 +55,11 @@ impl Metrics {
         self.live_sockets.fetch_add(1, Ordering::Relaxed);
     }
 
-    pub fn socket_closed(&self) {
+    /// A socket is closing, for `reason`: counted when the close is decided, not when the last
+    /// byte has gone, so an operator sees a burst of closes as it happens.
+    pub fn socket_closed(&self, reason: &'static str) {
         self.live_sockets.fetch_sub(1, Ordering::Relaxed);
+        *self.sockets_closed.lock().entry(reason).or_default() += 1;
     }
 
     pub fn live_sockets(&self) -> i64 {
@@ -93,6 +99,10 @@ impl Metrics {
             let _ = writeln!(out, "http_request_duration_seconds_bucket{{route=\"{route}\",le=\"+Inf\"}} {}", h.count);
             let _ = writeln!(out, "http_request_duration_seconds_sum{{route=\"{route}\"}} {}", h.sum);
             let _ = writeln!(out, "http_request_duration_seconds_count{{route=\"{route}\"}} {}", h.count);
+        }
+        out.push_str("# TYPE chat_sockets_closed_total counter\n");
+        for (reason, n) in self.sockets_closed.lock().iter() {
+            let _ = writeln!(out, "chat_sockets_closed_total{{reason=\"{reason}\"}} {n}");
         }
         let gauges = [
             ("chat_live_sockets", "gauge", self.live_sockets.load(Ordering::Relaxed).to_string()),
@@ -135,7 +145,19 @@ mod tests {
         let m = Metrics::default();
         m.socket_opened();
         m.socket_opened();
-        m.socket_closed();
+        m.socket_closed("gone");
         assert!(m.render().contains("chat_live_sockets 1"));
+    }
+
+    #[test]
+    fn closed_sockets_are_counted_by_reason() {
+        let m = Metrics::default();
+        for reason in ["too_slow", "gone", "too_slow"] {
+            m.socket_opened();
+            m.socket_closed(reason);
+        }
+        let text = m.render();
+        assert!(text.contains("chat_sockets_closed_total{reason=\"too_slow\"} 2"), "{text}");
+        assert!(text.contains("chat_sockets_closed_total{reason=\"gone\"} 1"), "{text}");
     }
 }
