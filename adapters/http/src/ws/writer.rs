@@ -217,7 +217,9 @@ mod tests {
         let (a, b) = tokio::io::duplex(buffer);
         let writes = Arc::new(AtomicUsize::new(0));
         let io = Gather::new(Counted { io: a, writes: writes.clone() });
-        let server = WebSocketStream::from_raw_socket(io, Role::Server, None).await;
+        // The production codec settings: it hands every frame on at once, and only `Gather` batches.
+        let config = super::super::codec_config(&super::super::WsConfig::default());
+        let server = WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await;
         let client = WebSocketStream::from_raw_socket(b, Role::Client, None).await;
         Pair { server, client, writes }
     }
