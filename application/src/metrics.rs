@@ -75,7 +75,7 @@ impl Default for Metrics {
         let live_sockets = Gauge::default();
         registry.register("chat_live_sockets", "Open WebSocket connections", live_sockets.clone());
         let sockets_closed = Family::<ReasonLabels, Counter>::default();
-        registry.register("chat_sockets_closed", "Sockets the server closed, by reason", sockets_closed.clone());
+        registry.register("chat_sockets_closed", "Sockets closed, by reason", sockets_closed.clone());
         let messages_accepted = Counter::default();
         registry.register("chat_messages_accepted", "Messages stored and acked", messages_accepted.clone());
         let ack_seconds = latency();
@@ -151,17 +151,15 @@ impl Metrics {
         self.live_sockets.inc();
     }
 
-    pub fn socket_closed(&self) {
+    /// A socket is closing, for `reason` from a fixed set (`too_slow`, `going_away`, `gone`…):
+    /// counted when the close is decided, so an operator sees a burst of closes as it happens.
+    pub fn socket_closed(&self, reason: &'static str) {
         self.live_sockets.dec();
+        self.sockets_closed.get_or_create(&ReasonLabels { reason: reason.to_owned() }).inc();
     }
 
     pub fn live_sockets(&self) -> i64 {
         self.live_sockets.get()
-    }
-
-    /// A socket the server ended, by a reason from a fixed set (`too_slow`, `shutdown`, …).
-    pub fn socket_ended(&self, reason: &'static str) {
-        self.sockets_closed.get_or_create(&ReasonLabels { reason: reason.to_owned() }).inc();
     }
 
     /// A message stored and acked, `elapsed` after its send frame was read.
@@ -238,7 +236,7 @@ mod tests {
         let m = Metrics::default();
         m.socket_opened();
         m.socket_opened();
-        m.socket_closed();
+        m.socket_closed("gone");
         assert!(m.render().contains("chat_live_sockets 1"));
     }
 
@@ -247,7 +245,8 @@ mod tests {
         let m = Metrics::default();
         m.message_accepted(Duration::from_millis(2));
         m.frames_written(3, 2048);
-        m.socket_ended("too_slow");
+        m.socket_opened();
+        m.socket_closed("too_slow");
         m.store_call("redis", "append", Duration::from_micros(300));
         let text = m.render();
         for line in [

@@ -44,6 +44,8 @@ pub struct Config {
     pub ws_burst: f64,
     /// How long one socket write may wait for a peer that stopped reading.
     pub ws_write_timeout: Duration,
+    /// Bytes a socket may have waiting to be written before it is closed with 1013 too_slow.
+    pub ws_outbound_queue_bytes: usize,
     /// How often socket nodes read every socket's rooms again, for membership events they missed.
     pub ws_reconcile_every: Duration,
     /// Threads hashing passwords at once (each holds one argon2 block of 19 MiB); 0 = one per core, at most 2.
@@ -110,6 +112,7 @@ pub const VARIABLES: &[(&str, &str)] = &[
     ("CHAT_WS_RATE_PER_SEC", "20"),
     ("CHAT_WS_BURST", "40"),
     ("CHAT_WS_WRITE_TIMEOUT_MS", "10000"),
+    ("CHAT_WS_OUTBOUND_QUEUE_BYTES", "1048576"),
     ("CHAT_WS_RECONCILE_SECS", "30"),
     ("CHAT_PASSWORD_HASH_THREADS", "0"),
     ("CHAT_PASSWORD_HASH_QUEUE", "64"),
@@ -295,6 +298,7 @@ impl Config {
             ws_write_timeout: Duration::from_millis(
                 s.positive("CHAT_WS_WRITE_TIMEOUT_MS", "a positive number of milliseconds")?,
             ),
+            ws_outbound_queue_bytes: s.positive("CHAT_WS_OUTBOUND_QUEUE_BYTES", "a positive number of bytes")?,
             ws_reconcile_every: Duration::from_secs(
                 s.positive("CHAT_WS_RECONCILE_SECS", "a positive number of seconds")?,
             ),

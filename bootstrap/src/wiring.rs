@@ -139,6 +139,7 @@ pub(crate) fn socket_config(config: &Config) -> WsConfig {
         rate_per_sec: config.ws_rate_per_sec,
         burst: config.ws_burst,
         write_timeout: config.ws_write_timeout,
+        outbound_queue_bytes: config.ws_outbound_queue_bytes,
         reconcile_every: config.ws_reconcile_every,
         // Renewed three times per lapse, so one late renewal never makes a user look offline.
         presence_every: adapter_redis::PRESENCE_TTL / 3,

@@ -1,5 +1,6 @@
 //! HTTP and WebSocket adapter: the REST API (poem-openapi), the socket protocol and the file routes.
 
+mod acceptor;
 mod api_accounts;
 mod api_files;
 mod api_health;
@@ -25,10 +26,11 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use poem::endpoint::BoxEndpoint;
-use poem::listener::{Acceptor, TcpAcceptor};
+use poem::listener::Acceptor;
 use poem::{Endpoint, EndpointExt, IntoResponse, Response, Route};
 use poem_openapi::OpenApiService;
 
+use acceptor::NoDelayAcceptor;
 pub use client_addr::{Cidr, ClientAddr, TrustedProxies};
 pub use error::ErrorBody;
 pub use internal_files::InternalFiles;
@@ -221,7 +223,7 @@ fn yaml_response(body: String) -> Response {
 
 /// A bound server; binding to port 0 lets tests run many side by side.
 pub struct HttpServer {
-    acceptor: TcpAcceptor,
+    acceptor: NoDelayAcceptor,
     app: BoxEndpoint<'static, Response>,
     grace: Duration,
 }
@@ -239,7 +241,7 @@ impl HttpServer {
         config: HttpConfig,
     ) -> anyhow::Result<Self> {
         let listener = tokio::net::TcpListener::bind(addr).await?;
-        let acceptor = TcpAcceptor::from_tokio(listener)?;
+        let acceptor = NoDelayAcceptor::from_tokio(listener)?;
         Ok(Self { acceptor, app: app(state, socket, internal_files, &config), grace: config.shutdown_grace })
     }
 

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod auth;
+mod backpressure;
 mod cors;
 mod files;
 mod history;

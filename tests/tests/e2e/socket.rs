@@ -467,7 +467,7 @@ async fn a_logout_closes_the_users_sockets_on_every_node() {
 }
 
 /// A socket whose peer reads nothing, with a tiny receive buffer so the server's writes back up fast.
-async fn socket_that_never_reads(
+pub(crate) async fn socket_that_never_reads(
     app: &TestApp,
     user: &TestUser,
 ) -> tokio_tungstenite::WebSocketStream<tokio::net::TcpStream> {

@@ -10,9 +10,11 @@ use application::rooms::Rooms;
 use domain::{RoomId, UserId};
 use futures::{Stream, StreamExt};
 use parking_lot::Mutex;
-use tokio::sync::{mpsc, watch, Notify};
+use tokio::sync::{watch, Notify};
+use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use super::frames::{ServerFrame, UserRef};
+use super::outbox::{Closing, Offer, Outbox};
 use crate::dto::MessageDto;
 
 /// Close codes of the protocol.
@@ -23,9 +25,6 @@ pub mod close {
     pub const SESSION_ENDED: u16 = 4001;
 }
 
-/// A request to close a socket: code and reason.
-pub type CloseRequest = Option<(u16, &'static str)>;
-
 /// What the hub keeps of one socket.
 struct Conn {
     user: UserId,
@@ -35,9 +34,8 @@ struct Conn {
     /// read may or may not have seen, applied on top of it when it lands.
     loading: Option<Loading>,
     rooms: HashSet<RoomId>,
-    /// Pre-serialized frames; bounded, so one slow reader cannot hold the room back.
-    tx: mpsc::Sender<Arc<str>>,
-    close: watch::Sender<CloseRequest>,
+    /// Pre-serialized frames, bounded in bytes, so one slow reader cannot hold the room back.
+    outbox: Arc<Outbox>,
 }
 
 #[derive(Default)]
@@ -79,8 +77,9 @@ impl Drop for Reservation {
 /// A registered socket's end of the hub.
 pub struct Registration {
     pub id: u64,
-    pub frames: mpsc::Receiver<Arc<str>>,
-    pub close: watch::Receiver<CloseRequest>,
+    /// Where the room's frames wait for the socket's writer; the socket's own replies go there too.
+    pub outbox: Arc<Outbox>,
+    pub closing: watch::Receiver<Option<Closing>>,
     /// True when this is the user's first socket on this node.
     pub first_for_user: bool,
 }
@@ -88,7 +87,8 @@ pub struct Registration {
 pub struct Hub {
     state: Mutex<State>,
     next_id: AtomicU64,
-    queue_len: usize,
+    /// Each socket's outbound bound, in bytes.
+    queue_bytes: usize,
     /// Last forwarded typing event per user and room.
     typing: Mutex<HashMap<(UserId, RoomId), Instant>>,
     typing_every: Duration,
@@ -97,11 +97,11 @@ pub struct Hub {
 }
 
 impl Hub {
-    pub fn new(queue_len: usize, typing_every: Duration) -> Arc<Self> {
+    pub fn new(queue_bytes: usize, typing_every: Duration) -> Arc<Self> {
         Arc::new(Self {
             state: Mutex::new(State::default()),
             next_id: AtomicU64::new(1),
-            queue_len: queue_len.max(1),
+            queue_bytes,
             typing: Mutex::new(HashMap::new()),
             typing_every,
             no_sockets: Notify::new(),
@@ -143,16 +143,16 @@ impl Hub {
     /// to `follow`, so no membership change between the read and the registration is missed.
     pub fn register(&self, user: UserId, session: SessionId) -> Registration {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let (tx, frames) = mpsc::channel(self.queue_len);
-        let (close_tx, close) = watch::channel(None);
+        let outbox = Arc::new(Outbox::new(self.queue_bytes));
+        let closing = outbox.closing();
         let mut state = self.state.lock();
         let user_conns = state.users.entry(user).or_default();
         let first_for_user = user_conns.is_empty();
         user_conns.insert(id);
         let conn =
-            Conn { user, session, loading: Some(Loading::default()), rooms: HashSet::new(), tx, close: close_tx };
+            Conn { user, session, loading: Some(Loading::default()), rooms: HashSet::new(), outbox: outbox.clone() };
         state.conns.insert(id, conn);
-        Registration { id, frames, close, first_for_user }
+        Registration { id, outbox, closing, first_for_user }
     }
 
     /// Marks every socket of `user` as reloading its rooms; returns their ids for `follow`.
@@ -259,7 +259,7 @@ impl Hub {
     /// Asks every socket to close, e.g. at shutdown.
     pub fn close_all(&self, code: u16, reason: &'static str) {
         for conn in self.state.lock().conns.values() {
-            let _ = conn.close.send(Some((code, reason)));
+            conn.outbox.close(Closing::Frame(code, reason));
         }
     }
 
@@ -346,7 +346,7 @@ impl Hub {
             }
             RoomEvent::Presence { user_id, online, rooms } => {
                 let frame = ServerFrame::Presence { user_id: user_id.to_string(), online };
-                let json: Arc<str> = frame.to_json().into();
+                let json: Utf8Bytes = frame.to_json().into();
                 let targets: HashSet<u64> = {
                     let state = self.state.lock();
                     rooms.iter().filter_map(|r| state.rooms.get(r)).flatten().copied().collect()
@@ -357,7 +357,7 @@ impl Hub {
                 let state = self.state.lock();
                 for id in state.users.get(&user_id).into_iter().flatten() {
                     if let Some(conn) = state.conns.get(id).filter(|conn| conn.session == session) {
-                        let _ = conn.close.send(Some((close::SESSION_ENDED, reason.code())));
+                        conn.outbox.close(Closing::Frame(close::SESSION_ENDED, reason.code()));
                     }
                 }
             }
@@ -370,20 +370,24 @@ impl Hub {
             return;
         }
         // Serialized once per event, shared by every socket.
-        let json: Arc<str> = frame.to_json().into();
+        let json: Utf8Bytes = frame.to_json().into();
         self.send_to(targets, except_user, &json);
     }
 
-    fn send_to(&self, targets: HashSet<u64>, except_user: Option<UserId>, json: &Arc<str>) {
+    fn send_to(&self, targets: HashSet<u64>, except_user: Option<UserId>, json: &Utf8Bytes) {
         let state = self.state.lock();
         for id in targets {
             let Some(conn) = state.conns.get(&id) else { continue };
             if Some(conn.user) == except_user {
                 continue;
             }
-            if conn.tx.try_send(json.clone()).is_err() {
-                // Too slow to drain its queue: close it rather than slow the room down.
-                let _ = conn.close.send(Some((close::TRY_AGAIN_LATER, "too_slow")));
+            if let Offer::Overflow { queued_bytes } = conn.outbox.push(json.clone()) {
+                tracing::info!(
+                    user = %conn.user,
+                    queued_bytes,
+                    limit = self.queue_bytes,
+                    "closing a socket with 1013 too_slow: its outbound queue is full"
+                );
             }
         }
     }
@@ -448,6 +452,8 @@ mod tests {
     use application::ports::UserSummary;
     use domain::Username;
 
+    const QUEUE: usize = 1 << 20;
+
     fn user(n: u128) -> UserId {
         UserId::from_uuid(uuid::Uuid::from_u128(n))
     }
@@ -472,37 +478,44 @@ mod tests {
     }
 
     #[test]
-    fn a_socket_too_slow_to_drain_its_queue_is_asked_to_close_with_1013() {
-        let hub = Hub::new(1, Duration::from_secs(2));
+    fn a_socket_whose_queue_would_pass_its_byte_bound_is_asked_to_close_with_1013() {
+        // Arrange: a bound of 150 bytes holds one typing frame (about 130), not two.
+        let hub = Hub::new(150, Duration::from_secs(2));
         let mut reg = registered(&hub, user(1), session(1), vec![room(7)]);
+        let healthy = registered(&hub, user(3), session(3), vec![room(7)]);
 
+        // Act
         hub.dispatch(typing(room(7), 2));
+        let (_, written) = healthy.outbox.take();
+        healthy.outbox.written(written);
         hub.dispatch(typing(room(7), 2));
 
-        assert!(reg.frames.try_recv().is_ok());
-        assert_eq!(*reg.close.borrow_and_update(), Some((close::TRY_AGAIN_LATER, "too_slow")));
+        // Assert
+        assert_eq!(reg.outbox.take().0.len(), 1);
+        assert_eq!(*reg.closing.borrow_and_update(), Some(Closing::Frame(close::TRY_AGAIN_LATER, "too_slow")));
+        assert_eq!(*healthy.closing.borrow(), None, "a socket whose writer keeps up stays open");
     }
 
     #[test]
     fn typing_is_not_echoed_to_the_typists_own_sockets() {
-        let hub = Hub::new(8, Duration::from_secs(2));
-        let mut own = registered(&hub, user(2), session(2), vec![room(7)]);
-        let mut other = registered(&hub, user(1), session(1), vec![room(7)]);
+        let hub = Hub::new(QUEUE, Duration::from_secs(2));
+        let own = registered(&hub, user(2), session(2), vec![room(7)]);
+        let other = registered(&hub, user(1), session(1), vec![room(7)]);
 
         hub.dispatch(typing(room(7), 2));
 
-        assert!(own.frames.try_recv().is_err());
-        assert!(other.frames.try_recv().is_ok());
+        assert!(own.outbox.take().0.is_empty());
+        assert!(!other.outbox.take().0.is_empty());
     }
 
     #[tokio::test]
     async fn draining_asks_every_socket_to_go_away_and_returns_once_the_last_lets_go() {
-        let hub = Hub::new(8, Duration::from_secs(2));
+        let hub = Hub::new(QUEUE, Duration::from_secs(2));
         let reservation = hub.reserve(user(1), 2).expect("room for one");
         let mut registration = registered(&hub, user(1), session(1), vec![room(1)]);
         let released = tokio::spawn(async move {
-            registration.close.changed().await.expect("close requested");
-            let asked = *registration.close.borrow();
+            registration.closing.changed().await.expect("close requested");
+            let asked = *registration.closing.borrow();
             drop(reservation);
             asked
         });
@@ -510,12 +523,12 @@ mod tests {
         let drained = hub.drain(Duration::from_secs(5)).await;
 
         assert!(drained);
-        assert_eq!(released.await.expect("task"), Some((close::GOING_AWAY, "going_away")));
+        assert_eq!(released.await.expect("task"), Some(Closing::Frame(close::GOING_AWAY, "going_away")));
     }
 
     #[tokio::test]
     async fn draining_gives_up_at_the_deadline_while_a_socket_stays_open() {
-        let hub = Hub::new(8, Duration::from_secs(2));
+        let hub = Hub::new(QUEUE, Duration::from_secs(2));
         let _held = hub.reserve(user(1), 2).expect("room for one");
 
         let drained = hub.drain(Duration::from_millis(50)).await;
@@ -525,7 +538,7 @@ mod tests {
 
     #[test]
     fn reservations_cap_sockets_per_user_until_released() {
-        let hub = Hub::new(8, Duration::from_secs(2));
+        let hub = Hub::new(QUEUE, Duration::from_secs(2));
         let first = hub.reserve(user(1), 2);
         let second = hub.reserve(user(1), 2);
 
@@ -537,7 +550,7 @@ mod tests {
 
     #[test]
     fn typing_is_forwarded_at_most_once_per_interval() {
-        let hub = Hub::new(8, Duration::from_secs(60));
+        let hub = Hub::new(QUEUE, Duration::from_secs(60));
 
         assert!(hub.allow_typing(user(1), room(1)));
         assert!(!hub.allow_typing(user(1), room(1)));
@@ -546,20 +559,19 @@ mod tests {
 
     #[test]
     fn a_deleted_room_stops_reaching_its_former_sockets() {
-        let hub = Hub::new(8, Duration::from_secs(2));
-        let mut reg = registered(&hub, user(1), session(1), vec![room(7)]);
+        let hub = Hub::new(QUEUE, Duration::from_secs(2));
+        let reg = registered(&hub, user(1), session(1), vec![room(7)]);
 
         hub.dispatch(RoomEvent::RoomDeleted { room_id: room(7) });
         hub.dispatch(typing(room(7), 2));
 
-        assert!(reg.frames.try_recv().is_ok(), "room_deleted is delivered");
-        assert!(reg.frames.try_recv().is_err(), "nothing after the deletion");
+        assert_eq!(reg.outbox.take().0.len(), 1, "room_deleted is delivered, nothing after it");
     }
 
     #[test]
     fn ending_a_session_closes_only_that_sessions_sockets() {
         // Arrange: user 1 with two sessions, one socket each.
-        let hub = Hub::new(8, Duration::from_secs(1));
+        let hub = Hub::new(QUEUE, Duration::from_secs(1));
         let laptop = registered(&hub, user(1), session(1), vec![room(7)]);
         let phone = registered(&hub, user(1), session(2), vec![room(7)]);
 
@@ -571,8 +583,8 @@ mod tests {
         });
 
         // Assert
-        assert_eq!(*laptop.close.borrow(), Some((close::SESSION_ENDED, "logged_out")));
-        assert_eq!(*phone.close.borrow(), None);
+        assert_eq!(*laptop.closing.borrow(), Some(Closing::Frame(close::SESSION_ENDED, "logged_out")));
+        assert_eq!(*phone.closing.borrow(), None);
     }
 
     fn left(room_id: RoomId, by: u128) -> RoomEvent {
@@ -586,7 +598,7 @@ mod tests {
     #[test]
     fn a_removal_heard_while_the_rooms_are_read_wins_over_a_read_that_missed_it() {
         // Arrange: the socket registered, then its rooms were read just before the removal.
-        let hub = Hub::new(8, Duration::from_secs(1));
+        let hub = Hub::new(QUEUE, Duration::from_secs(1));
         let registration = hub.register(user(1), session(1));
         let stale_read = vec![room(7), room(8)];
 
@@ -600,7 +612,7 @@ mod tests {
 
     #[test]
     fn a_join_heard_while_the_rooms_are_read_is_kept_even_if_the_read_missed_it() {
-        let hub = Hub::new(8, Duration::from_secs(1));
+        let hub = Hub::new(QUEUE, Duration::from_secs(1));
         let registration = hub.register(user(1), session(1));
 
         hub.dispatch(joined(room(9), 1));
@@ -611,7 +623,7 @@ mod tests {
 
     #[test]
     fn a_room_deleted_while_the_rooms_are_read_is_not_followed() {
-        let hub = Hub::new(8, Duration::from_secs(1));
+        let hub = Hub::new(QUEUE, Duration::from_secs(1));
         let registration = hub.register(user(1), session(1));
 
         hub.dispatch(RoomEvent::RoomDeleted { room_id: room(7) });
@@ -623,8 +635,8 @@ mod tests {
     #[test]
     fn a_reload_drops_a_room_whose_removal_was_never_heard_and_keeps_delivering_the_rest() {
         // Arrange: following 7 and 8; the store no longer has 7.
-        let hub = Hub::new(8, Duration::from_secs(1));
-        let mut socket = registered(&hub, user(1), session(1), vec![room(7), room(8)]);
+        let hub = Hub::new(QUEUE, Duration::from_secs(1));
+        let socket = registered(&hub, user(1), session(1), vec![room(7), room(8)]);
 
         // Act
         let ids = hub.reload_started(user(1));
@@ -635,8 +647,8 @@ mod tests {
         hub.dispatch(typing(room(8), 2));
 
         // Assert
-        let first = socket.frames.try_recv().expect("a frame of room 8");
-        assert!(first.contains(&room(8).to_string()), "{first}");
-        assert!(socket.frames.try_recv().is_err(), "nothing of room 7");
+        let (frames, _) = socket.outbox.take();
+        assert_eq!(frames.len(), 1, "nothing of room 7");
+        assert!(frames[0].contains(&room(8).to_string()), "{}", frames[0]);
     }
 }

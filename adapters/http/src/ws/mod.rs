@@ -3,6 +3,8 @@
 pub mod frames;
 pub mod guard;
 pub mod hub;
+pub mod outbox;
+pub mod writer;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -14,26 +16,27 @@ use application::presence::Presence;
 use application::rooms::Rooms;
 use bytes::Bytes;
 use domain::{ClientMsgId, FileName, MessageText, RoomId};
-use futures::{SinkExt, StreamExt};
+use futures::StreamExt;
 use poem::http::{header, Method, StatusCode};
 use poem::web::Data;
 use poem::{handler, Body, IntoResponse, Request, Response, Upgraded};
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::WebSocketStream;
 
 use self::frames::{BinaryHeader, ClientFrame, ServerFrame, UserRef};
 use self::guard::{FrameGuard, GuardLimits, Skipped};
 use self::hub::{close, Hub};
+use self::outbox::{Closing, Outbox};
+use self::writer::{Gather, Writer};
 use crate::bearer::caller;
 use crate::dto::MessageDto;
 use crate::error::{ApiError, Problem};
 use crate::state::AppState;
 
-/// A server socket: the codec over the guard over the upgraded connection.
-type Socket = WebSocketStream<FrameGuard<Upgraded>>;
+/// A server socket: the codec over the read guard over the write gatherer over the upgraded connection.
+type Socket = WebSocketStream<FrameGuard<Gather<Upgraded>>>;
 
 /// The pieces an uploaded file's bytes go to storage in; each is copied out of the frame as the
 /// store asks for it, so the frame is the only whole copy.
@@ -52,8 +55,9 @@ pub struct WsConfig {
     pub rate_per_sec: f64,
     /// Frames a connection may send in a burst.
     pub burst: f64,
-    /// Frames waiting for a slow reader before it is dropped.
-    pub outbound_queue: usize,
+    /// Bytes of frames a socket may have queued or being written before it counts as too slow
+    /// and is closed with 1013: a burst of a few seconds fits, a peer that stopped reading does not.
+    pub outbound_queue_bytes: usize,
     pub ping_interval: Duration,
     /// A peer silent this long is considered dead.
     pub idle_timeout: Duration,
@@ -79,7 +83,7 @@ impl Default for WsConfig {
             max_connections_per_user: 10,
             rate_per_sec: 20.0,
             burst: 40.0,
-            outbound_queue: 256,
+            outbound_queue_bytes: 1 << 20,
             ping_interval: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(75),
             write_timeout: Duration::from_secs(10),
@@ -101,7 +105,7 @@ pub struct SocketApp {
 
 impl SocketApp {
     pub fn new(config: WsConfig) -> Self {
-        let hub = Hub::new(config.outbound_queue, config.typing_every);
+        let hub = Hub::new(config.outbound_queue_bytes, config.typing_every);
         Self { hub, config: Arc::new(config) }
     }
 
@@ -160,7 +164,7 @@ pub async fn ws_handler(req: &Request, state: Data<&AppState>, app: Data<&Socket
             max_frame: app.config.max_binary_bytes as u64,
             piece: CODEC_FRAME_BYTES.max(app.config.max_text_bytes) as u64,
         };
-        let io = FrameGuard::new(upgraded, limits, skipped.clone());
+        let io = FrameGuard::new(Gather::new(upgraded), limits, skipped.clone());
         let socket = WebSocketStream::from_raw_socket(io, Role::Server, Some(codec_config(&app.config))).await;
         Connection::serve(socket, skipped, state, app, caller).await;
     });
@@ -173,8 +177,8 @@ pub async fn ws_handler(req: &Request, state: Data<&AppState>, app: Data<&Socket
 }
 
 /// The codec's limits: a message may carry the largest upload, in frames the guard made no
-/// longer than `CODEC_FRAME_BYTES` (or the text limit). The server only writes JSON frames, each
-/// far below 1 MiB.
+/// longer than `CODEC_FRAME_BYTES` (or the text limit). The codec hands each frame on at once:
+/// `Gather` below it keeps them until the flush.
 fn codec_config(config: &WsConfig) -> WebSocketConfig {
     WebSocketConfig::default()
         .read_buffer_size(4096)
@@ -243,20 +247,30 @@ struct Connection {
     state: AppState,
     app: SocketApp,
     caller: Authenticated,
-    sink: futures::stream::SplitSink<Socket, Message>,
+    /// Where replies go; the writer task sends them.
+    outbox: Arc<Outbox>,
     /// Text messages the guard dropped for their size, still to be answered.
     skipped: Arc<Skipped>,
-    /// Set when a write hit the write timeout: the peer stopped reading.
-    stalled: bool,
 }
 
-/// How a connection ended, for the close frame.
+/// How the reader ended the connection, for the close frame.
 enum End {
     Close(u16, &'static str),
     Gone,
 }
 
+impl From<End> for Closing {
+    fn from(end: End) -> Self {
+        match end {
+            End::Close(code, reason) => Self::Frame(code, reason),
+            End::Gone => Self::Gone,
+        }
+    }
+}
+
 impl Connection {
+    /// Reads on this task while a writer task of its own sends: handling a client's frames never
+    /// stops its queue from draining.
     async fn serve(socket: Socket, skipped: Arc<Skipped>, state: AppState, app: SocketApp, caller: Authenticated) {
         let (sink, mut stream) = socket.split();
         let user = caller.user.clone();
@@ -272,7 +286,15 @@ impl Connection {
         };
         app.hub.follow(reg.id, rooms.clone());
         state.metrics.socket_opened();
-        let mut conn = Connection { state, app, caller, sink, skipped, stalled: false };
+        let writer = Writer {
+            outbox: reg.outbox.clone(),
+            closing: reg.outbox.closing(),
+            user: user.id,
+            ping_interval: app.config.ping_interval,
+            write_timeout: app.config.write_timeout,
+        };
+        let writing = tokio::spawn(writer.run(sink));
+        let mut conn = Connection { state, app, caller, outbox: reg.outbox.clone(), skipped };
         if reg.first_for_user {
             conn.presence(true, rooms).await;
         }
@@ -280,26 +302,33 @@ impl Connection {
             user: UserRef { id: user.id.to_string(), username: user.username.to_string() },
             connection_id: reg.id.to_string(),
         };
-        let mut end = if conn.send(ready.to_json()).await { conn.run(&mut stream, &mut reg).await } else { End::Gone };
-        if conn.stalled {
-            end = End::Close(close::TRY_AGAIN_LATER, "too_slow");
-        }
-        if let End::Close(code, reason) = end {
-            conn.write(Message::Close(Some(CloseFrame { code: CloseCode::from(code), reason: reason.into() }))).await;
-        }
-        let _ = tokio::time::timeout(conn.app.config.write_timeout, conn.sink.close()).await;
+        let end = if conn.send(ready.to_json()).await { conn.run(&mut stream, &mut reg).await } else { End::Gone };
+        conn.outbox.close(end.into());
+        let closing = (*reg.closing.borrow()).unwrap_or(Closing::Gone);
+        conn.state.metrics.socket_closed(closing.reason());
+        // Reads on until the peer answers the close (or goes), for at most the write timeout:
+        // input left unread would turn the close into a reset that loses the close frame.
+        let answered = async {
+            while let Some(Ok(msg)) = stream.next().await {
+                if msg.is_close() {
+                    break;
+                }
+            }
+        };
+        let _ = tokio::time::timeout(conn.app.config.write_timeout, answered).await;
+        let _ = writing.await;
         let last = conn.app.hub.unregister(reg.id);
-        conn.state.metrics.socket_closed();
         if last {
             let rooms = conn.state.rooms.subscriptions(user.id).await.unwrap_or_default();
             conn.presence(false, rooms).await;
         }
     }
 
+    /// Handles the client's frames until the connection ends, on either side.
     async fn run(&mut self, stream: &mut futures::stream::SplitStream<Socket>, reg: &mut hub::Registration) -> End {
         let mut bucket = Bucket::new(self.app.config.rate_per_sec, self.app.config.burst);
-        let mut ping = tokio::time::interval(self.app.config.ping_interval);
-        ping.tick().await;
+        let mut idle_check = tokio::time::interval(self.app.config.ping_interval);
+        idle_check.tick().await;
         let mut last_seen = Instant::now();
         let expires_in = (self.caller.claims.expires_at - chrono::Utc::now()).to_std().unwrap_or_default();
         let expiry = tokio::time::sleep(expires_in);
@@ -331,17 +360,12 @@ impl Connection {
                     last_seen = Instant::now();
                     if !self.answer_skipped(&mut bucket).await { return End::Gone; }
                 }
-                frame = reg.frames.recv() => match frame {
-                    Some(json) => if !self.send(json.to_string()).await { return End::Gone },
-                    None => return End::Gone,
-                },
-                changed = reg.close.changed() => {
-                    if changed.is_err() { return End::Gone; }
-                    if let Some((code, reason)) = *reg.close.borrow() { return End::Close(code, reason); }
+                // Asked to close by the hub or the writer: the first request stands.
+                changed = reg.closing.changed() => {
+                    if changed.is_err() || reg.closing.borrow().is_some() { return End::Gone; }
                 }
-                _ = ping.tick() => {
+                _ = idle_check.tick() => {
                     if last_seen.elapsed() > self.app.config.idle_timeout { return End::Gone; }
-                    if !self.write(Message::Ping(Bytes::new())).await { return End::Gone; }
                 }
                 () = &mut expiry => return End::Close(close::SESSION_ENDED, "token_expired"),
             }
@@ -509,19 +533,9 @@ impl Connection {
         self.error(problem.code, problem.message, client_msg_id, room_id).await
     }
 
+    /// Queues a reply behind what the writer has; false once the socket is closing.
     async fn send(&mut self, json: String) -> bool {
-        self.write(Message::Text(json.into())).await
-    }
-
-    /// Writes one frame, giving up after the write timeout; false when the socket is gone or stalled.
-    async fn write(&mut self, message: Message) -> bool {
-        match tokio::time::timeout(self.app.config.write_timeout, self.sink.send(message)).await {
-            Ok(sent) => sent.is_ok(),
-            Err(_) => {
-                self.stalled = true;
-                false
-            }
-        }
+        self.outbox.reply(json.into()).await
     }
 
     async fn presence(&self, online: bool, rooms: Vec<RoomId>) {
