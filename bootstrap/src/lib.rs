@@ -61,6 +61,20 @@ impl AppKind {
     }
 }
 
+/// What `/health/ready` checks: every backend in use, and on a socket node, that it still takes
+/// sockets.
+fn readiness(
+    backends: &backends::Backends,
+    socket: &SocketApp,
+    kind: AppKind,
+) -> Vec<Arc<dyn application::ports::HealthCheck>> {
+    let mut checks = backends.health.clone();
+    if kind.apps().socket {
+        checks.push(socket.readiness());
+    }
+    checks
+}
+
 /// How long shutdown waits for sockets to close after asking them to.
 const SOCKET_DRAIN: Duration = Duration::from_secs(5);
 
@@ -105,7 +119,7 @@ impl Application {
             messaging,
             presence,
             files,
-            health: Arc::new(backends.health.clone()),
+            health: Arc::new(readiness(&backends, &socket, kind)),
             limiter: Arc::new(adapter_http::LoginLimiter::new(LimiterConfig {
                 per_name: config.login_failures_per_name,
                 per_address: config.login_failures_per_address,

@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub mod proxy;
 pub mod services;
 
 use bootstrap::{AppKind, Application, Config};
@@ -92,6 +93,8 @@ pub struct TestApp {
     pub data_dir: Arc<TempDir>,
     nodes: Vec<Node>,
     cleanup: Option<Cleanup>,
+    /// The one origin every request and socket goes through, once `behind` a proxy.
+    front: Option<String>,
 }
 
 /// A signed-up user with fresh tokens.
@@ -220,11 +223,22 @@ impl TestApp {
             data_dir,
             nodes,
             cleanup,
+            front: None,
         }
+    }
+
+    /// From now on every request and socket of this app goes through `origin` (a reverse
+    /// proxy's), as a browser's would; `socket_addrs` still reach the nodes themselves.
+    pub fn behind(&mut self, origin: &str) {
+        self.base = origin.to_owned();
+        self.front = Some(origin.to_owned());
     }
 
     /// The `ws://` URL of socket node `node` (0 or 1; embedded has one).
     pub fn ws_url(&self, node: usize) -> String {
+        if let Some(front) = &self.front {
+            return format!("{}/ws", front.replacen("http", "ws", 1));
+        }
         format!("ws://{}/ws", self.socket_addrs[node % self.socket_addrs.len()])
     }
 
@@ -243,6 +257,9 @@ impl TestApp {
 
     /// The URL of `path` on the app that serves it.
     pub fn url(&self, path: &str) -> String {
+        if self.front.is_some() {
+            return format!("{}{path}", self.base);
+        }
         if path.starts_with("/files") || path.starts_with("/internal/files") {
             format!("http://{}{path}", self.files_addr)
         } else {
@@ -425,13 +442,18 @@ impl TestApp {
 
     /// Opens a socket on node `node` (split shape: 0 or 1) and waits for `ready`.
     pub async fn socket_on(&self, user: &TestUser, node: usize) -> Socket {
-        let mut request = self.ws_url(node).into_client_request().expect("ws request");
-        request.headers_mut().insert("authorization", format!("Bearer {}", user.access_token).parse().expect("header"));
-        let (stream, _) = tokio_tungstenite::connect_async(request).await.expect("socket opens");
-        let mut socket = Socket { stream, pending: std::collections::VecDeque::new() };
-        let ready = socket.next_of("ready").await;
-        assert_eq!(ready["user"]["id"], user.id.as_str());
-        socket
+        Socket::open(&self.ws_url(node), user).await
+    }
+
+    /// Stops socket node `node` of the split shape as SIGTERM does: its sockets get `1001`.
+    pub async fn stop_socket_node(&mut self, node: usize) {
+        assert_eq!(self.shape, Shape::Split, "only the split shape has socket nodes of their own");
+        // api, file, socket 0, socket 1, worker: see `spawn_split`.
+        let node = &mut self.nodes[2 + node];
+        if let Some(stop) = node.stop.take() {
+            let _ = stop.send(());
+        }
+        (&mut node.task).await.expect("socket node task").expect("clean shutdown");
     }
 }
 
@@ -486,6 +508,22 @@ pub struct Socket {
 }
 
 impl Socket {
+    /// Opens a socket at `url` as `user` and waits for `ready`.
+    pub async fn open(url: &str, user: &TestUser) -> Self {
+        Self::try_open(url, user).await.expect("socket opens")
+    }
+
+    /// As `open`, and the handshake's error when it fails (a node shutting down answers 503).
+    pub async fn try_open(url: &str, user: &TestUser) -> Result<Self, tokio_tungstenite::tungstenite::Error> {
+        let mut request = url.into_client_request().expect("ws request");
+        request.headers_mut().insert("authorization", format!("Bearer {}", user.access_token).parse().expect("header"));
+        let (stream, _) = tokio_tungstenite::connect_async(request).await?;
+        let mut socket = Socket { stream, pending: std::collections::VecDeque::new() };
+        let ready = socket.next_of("ready").await;
+        assert_eq!(ready["user"]["id"], user.id.as_str());
+        Ok(socket)
+    }
+
     pub async fn send_json(&mut self, frame: Value) {
         self.stream.send(Message::Text(frame.to_string().into())).await.expect("frame sent");
     }
@@ -553,6 +591,22 @@ impl Socket {
                 }
                 Ok(Some(Ok(_))) => {}
                 Ok(other) => panic!("socket ended: {other:?}"),
+            }
+        }
+    }
+
+    /// The next text frame, or the close code when the server ended the socket (1006 for an end
+    /// without a close frame). Waits as long as it takes: the caller bounds the wait.
+    pub async fn next_or_close(&mut self) -> Result<Value, u16> {
+        if let Some(frame) = self.pending.pop_front() {
+            return Ok(frame);
+        }
+        loop {
+            match self.stream.next().await {
+                Some(Ok(Message::Text(text))) => return Ok(serde_json::from_str(&text).expect("JSON frame")),
+                Some(Ok(Message::Close(frame))) => return Err(frame.map_or(1005, |f| u16::from(f.code))),
+                Some(Ok(_)) => continue,
+                Some(Err(_)) | None => return Err(1006),
             }
         }
     }

@@ -93,6 +93,13 @@ impl ApiError {
         let message = format!("range: the file has {size} bytes; ask for a range within them");
         Self::RangeNotSatisfiable(ErrorBody::new("range_not_satisfiable", message), format!("bytes */{size}"))
     }
+    /// This node is shutting down: another will take the request.
+    pub fn shutting_down() -> Self {
+        Self::Unavailable(
+            ErrorBody::new("shutting_down", "this node is shutting down; connect again to reach another"),
+            BUSY_RETRY_AFTER_SECS,
+        )
+    }
     pub fn rate_limited(retry_after_secs: u64) -> Self {
         Self::TooManyRequests(
             ErrorBody::new("rate_limited", format!("too many attempts; retry in {retry_after_secs} s")),

@@ -9,6 +9,7 @@ mod cors;
 mod files;
 mod history;
 mod openapi;
+mod proxy;
 mod resilience;
 mod restart;
 mod rooms;

@@ -94,6 +94,17 @@ pub struct Hub {
     typing_every: Duration,
     /// Woken when the last reservation goes, so `drain` need not poll.
     no_sockets: Notify,
+    /// Set once shutdown begins: no socket is taken on after that, so none outlives the drain.
+    draining: AtomicBool,
+}
+
+/// Why no place was held for another socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// The user already holds the most sockets allowed.
+    TooMany,
+    /// This node is shutting down; the client should connect to another.
+    Draining,
 }
 
 impl Hub {
@@ -105,13 +116,24 @@ impl Hub {
             typing: Mutex::new(HashMap::new()),
             typing_every,
             no_sockets: Notify::new(),
+            draining: AtomicBool::new(false),
         })
+    }
+
+    /// Whether shutdown has begun.
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Acquire)
     }
 
     /// Asks every socket to close with `1001 going_away`, then waits until each has finished
     /// its current frame and let go of its reservation, for at most `within`. False when some
     /// were still open at the deadline.
     pub async fn drain(&self, within: Duration) -> bool {
+        // Under the state lock, so a reservation either sees the flag or is closed below.
+        {
+            let _state = self.state.lock();
+            self.draining.store(true, Ordering::Release);
+        }
         self.close_all(close::GOING_AWAY, "going_away");
         let deadline = tokio::time::Instant::now() + within;
         loop {
@@ -129,14 +151,20 @@ impl Hub {
     }
 
     /// Holds a place for one more socket of `user`, unless they already have `max`.
-    pub fn reserve(self: &Arc<Self>, user: UserId, max: usize) -> Option<Reservation> {
+    ///
+    /// # Errors
+    /// `TooMany` at the limit, `Draining` once shutdown has begun.
+    pub fn reserve(self: &Arc<Self>, user: UserId, max: usize) -> Result<Reservation, Refusal> {
         let mut state = self.state.lock();
+        if self.is_draining() {
+            return Err(Refusal::Draining);
+        }
         let n = state.reserved.entry(user).or_insert(0);
         if *n >= max {
-            return None;
+            return Err(Refusal::TooMany);
         }
         *n += 1;
-        Some(Reservation { hub: self.clone(), user })
+        Ok(Reservation { hub: self.clone(), user })
     }
 
     /// Registers a socket that follows no room yet: its rooms are read after this, and handed
@@ -542,10 +570,20 @@ mod tests {
         let first = hub.reserve(user(1), 2);
         let second = hub.reserve(user(1), 2);
 
-        assert!(first.is_some() && second.is_some());
-        assert!(hub.reserve(user(1), 2).is_none());
+        assert!(first.is_ok() && second.is_ok());
+        assert_eq!(hub.reserve(user(1), 2).err(), Some(Refusal::TooMany));
         drop(first);
-        assert!(hub.reserve(user(1), 2).is_some());
+        assert!(hub.reserve(user(1), 2).is_ok());
+    }
+
+    #[tokio::test]
+    async fn once_draining_no_socket_is_taken_on() {
+        let hub = Hub::new(QUEUE, Duration::from_secs(2));
+
+        assert!(hub.drain(Duration::from_millis(10)).await);
+
+        assert_eq!(hub.reserve(user(1), 2).err(), Some(Refusal::Draining));
+        assert!(hub.is_draining());
     }
 
     #[test]

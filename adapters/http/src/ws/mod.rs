@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use application::accounts::Authenticated;
 use application::messaging::{SendFileError, SendText};
-use application::ports::{ByteStream, EventBus};
+use application::ports::{ByteStream, EventBus, HealthCheck};
 use application::presence::Presence;
 use application::rooms::Rooms;
 use bytes::Bytes;
@@ -109,6 +109,12 @@ impl SocketApp {
         Self { hub, config: Arc::new(config) }
     }
 
+    /// Part of `/health/ready` on a socket node: failing once shutdown begins, so a proxy stops
+    /// sending it new sockets before it stops listening.
+    pub fn readiness(&self) -> Arc<dyn HealthCheck> {
+        Arc::new(Accepting(self.hub.clone()))
+    }
+
     /// Starts delivering this node's bus events to its sockets.
     ///
     /// # Errors
@@ -134,6 +140,20 @@ impl SocketApp {
     }
 }
 
+struct Accepting(Arc<Hub>);
+
+#[async_trait::async_trait]
+impl HealthCheck for Accepting {
+    fn name(&self) -> &'static str {
+        "sockets"
+    }
+
+    async fn check(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(!self.0.is_draining(), "shutting down: new sockets go to other nodes");
+        Ok(())
+    }
+}
+
 #[handler]
 pub async fn ws_handler(req: &Request, state: Data<&AppState>, app: Data<&SocketApp>) -> Response {
     let key = match handshake_key(req) {
@@ -147,8 +167,11 @@ pub async fn ws_handler(req: &Request, state: Data<&AppState>, app: Data<&Socket
         Ok(caller) => caller,
         Err(e) => return e.into_response(),
     };
-    let Some(reservation) = app.hub.reserve(caller.user.id, app.config.max_connections_per_user) else {
-        return ApiError::rate_limited(5).into_response();
+    let reservation = match app.hub.reserve(caller.user.id, app.config.max_connections_per_user) {
+        Ok(reservation) => reservation,
+        Err(hub::Refusal::TooMany) => return ApiError::rate_limited(5).into_response(),
+        // A proxy takes the 503 as a sign to send the reconnect to another node.
+        Err(hub::Refusal::Draining) => return ApiError::shutting_down().into_response(),
     };
     let Ok(upgrade) = req.take_upgrade() else {
         return ApiError::bad_request("invalid_request", "the connection cannot be upgraded").into_response();
