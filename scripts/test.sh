@@ -11,6 +11,8 @@
 #          testcontainers; else SecantusDB, a MongoDB-wire-compatible server from PyPI, in memory
 #          on a free port, installed into a virtualenv under target/.
 # CHAT_TEST_NO_DOCKER=1 skips the Docker path.
+# Caddy: Debian's package is installed when missing; it validates bootstrap/deploy/Caddyfile, and
+#          the proxy e2e tests run the split shape behind it.
 # Then, for the whole suite (or with CHAT_TEST_QUICKSTART=1), scripts/quickstart-check.sh runs the
 # commands of docs/quickstart.md against a fresh `chat`, and scripts/api-fuzz.sh fuzzes its REST
 # API from the spec with Schemathesis.
@@ -105,6 +107,20 @@ if [ -z "${CHAT_TEST_REDIS_URL:-}" ] && [ -z "${CHAT_TEST_MONGODB_URL:-}" ] && d
 fi
 if [ -z "${CHAT_TEST_REDIS_URL:-}" ]; then start_redis; else log "using Redis at $CHAT_TEST_REDIS_URL"; fi
 if [ -z "${CHAT_TEST_MONGODB_URL:-}" ]; then start_secantus; else log "using MongoDB at $CHAT_TEST_MONGODB_URL"; fi
+
+# The reverse proxy of the split deployment: the e2e tests run through it, and Caddy itself checks
+# the committed configuration first.
+if ! command -v caddy >/dev/null 2>&1; then
+  log "installing caddy from Debian's packages"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq caddy >/dev/null
+fi
+if ! validated="$(CHAT_PROXY_ADMIN=off caddy validate --adapter caddyfile --config bootstrap/deploy/Caddyfile 2>&1)"; then
+  printf '%s\n' "$validated" >&2
+  log "bootstrap/deploy/Caddyfile is not valid"
+  exit 1
+fi
+log "caddy $(caddy version | cut -d' ' -f1) validated bootstrap/deploy/Caddyfile"
 
 # Service tests are #[ignore]d under a plain `cargo test`; here they run and must find their service.
 export CHAT_TEST_REQUIRE_SERVICES=1

@@ -214,3 +214,38 @@ async fn from_an_untrusted_peer_a_forged_forwarded_header_changes_nothing() {
     // Assert: claiming another address does not escape the limit.
     assert_eq!(a_login_from(&app, "198.51.100.2").await, StatusCode::TOO_MANY_REQUESTS);
 }
+
+/// docker-compose.yml, parsed: no Docker engine runs here, so its shape is checked instead.
+fn compose() -> serde_yaml::Value {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docker-compose.yml");
+    let mut compose: serde_yaml::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(path).expect("docker-compose.yml")).expect("valid YAML");
+    compose.apply_merge().expect("`<<` merge keys resolve");
+    compose
+}
+
+#[test]
+fn in_docker_compose_only_the_proxy_is_published_and_every_app_is_checked_and_restarted() {
+    // Arrange
+    let compose = compose();
+    let services = compose["services"].as_mapping().expect("services");
+
+    // Assert
+    for (name, service) in services {
+        let name = name.as_str().expect("a service name");
+        assert_eq!(service.get("ports").is_some(), name == "proxy", "{name}: only the proxy publishes ports");
+        assert!(service["restart"].as_str().is_some(), "{name} has a restart policy");
+        assert!(service["healthcheck"]["test"].is_sequence(), "{name} has a healthcheck");
+        if service["command"][0].as_str().is_some_and(|c| c.starts_with("chat-")) {
+            let check = serde_yaml::to_string(&service["healthcheck"]["test"]).expect("YAML");
+            assert!(check.contains("/health/ready"), "{name} is healthy when ready: {check}");
+            let env = &service["environment"];
+            assert_eq!(env["CHAT_ALLOWED_ORIGINS"], "${CHAT_PUBLIC_ORIGIN:-http://localhost:8080}", "{name}");
+            assert_eq!(env["CHAT_TRUSTED_PROXIES"], "172.28.0.10", "{name} trusts the proxy alone");
+        }
+    }
+    let proxy = &compose["services"]["proxy"];
+    assert_eq!(proxy["networks"]["chat"]["ipv4_address"], "172.28.0.10");
+    assert!(proxy["volumes"][0].as_str().is_some_and(|v| v.starts_with("./bootstrap/deploy/Caddyfile:")));
+    assert_eq!(proxy["environment"]["CHAT_SOCKET_UPSTREAMS"], "socket-1:8083 socket-2:8083");
+}
