@@ -112,7 +112,7 @@ impl Application {
             wiring::use_cases(&config, &backends, secret)?;
 
         let socket = SocketApp::new(wiring::socket_config(&config));
-        let hub_task = socket.start(&backends.bus, rooms.clone(), presence.clone()).await?;
+        let hub_task = socket.start(&backends.bus, rooms.clone(), presence.clone(), metrics.clone()).await?;
         let state = AppState {
             accounts: accounts.clone(),
             rooms,

@@ -8,6 +8,7 @@ mod backpressure;
 mod cors;
 mod files;
 mod history;
+mod metrics;
 mod openapi;
 mod proxy;
 mod resilience;

@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use application::metrics::Metrics;
 use application::ports::{Delivery, RoomEvent, SessionId, UserSummary};
 use application::rooms::Rooms;
 use domain::{RoomId, UserId};
@@ -299,6 +300,7 @@ impl Hub {
         mut events: impl Stream<Item = Delivery> + Unpin,
         rooms: Rooms,
         reconcile_every: Duration,
+        metrics: Arc<Metrics>,
     ) {
         let mut reconcile = tokio::time::interval(reconcile_every);
         reconcile.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -307,8 +309,8 @@ impl Hub {
         loop {
             let gap = tokio::select! {
                 delivery = events.next() => match delivery {
-                    Some(Delivery::Event(event)) => { self.dispatch(event); false }
-                    Some(Delivery::Gap) => true,
+                    Some(Delivery::Event(event)) => { metrics.bus_event(); self.dispatch(event); false }
+                    Some(Delivery::Gap) => { metrics.bus_gap(); true }
                     None => return,
                 },
                 _ = reconcile.tick() => true,

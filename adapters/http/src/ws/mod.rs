@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use application::accounts::Authenticated;
 use application::messaging::{SendFileError, SendText};
+use application::metrics::Metrics;
 use application::ports::{ByteStream, EventBus, HealthCheck};
 use application::presence::Presence;
 use application::rooms::Rooms;
@@ -124,12 +125,16 @@ impl SocketApp {
         bus: &Arc<dyn EventBus>,
         rooms: Rooms,
         presence: Presence,
+        metrics: Arc<Metrics>,
     ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
         let events = bus.subscribe().await?;
         let hub = self.hub.clone();
         let (reconcile_every, presence_every) = (self.config.reconcile_every, self.config.presence_every);
         Ok(tokio::spawn(async move {
-            tokio::join!(hub.clone().run(events, rooms, reconcile_every), keep_online(hub, presence, presence_every));
+            tokio::join!(
+                hub.clone().run(events, rooms, reconcile_every, metrics),
+                keep_online(hub, presence, presence_every)
+            );
         }))
     }
 
@@ -274,6 +279,8 @@ struct Connection {
     outbox: Arc<Outbox>,
     /// Text messages the guard dropped for their size, still to be answered.
     skipped: Arc<Skipped>,
+    /// When the frame being handled was read, for the ack latency.
+    received: Instant,
 }
 
 /// How the reader ended the connection, for the close frame.
@@ -315,9 +322,10 @@ impl Connection {
             user: user.id,
             ping_interval: app.config.ping_interval,
             write_timeout: app.config.write_timeout,
+            metrics: state.metrics.clone(),
         };
         let writing = tokio::spawn(writer.run(sink));
-        let mut conn = Connection { state, app, caller, outbox: reg.outbox.clone(), skipped };
+        let mut conn = Connection { state, app, caller, outbox: reg.outbox.clone(), skipped, received: Instant::now() };
         if reg.first_for_user {
             conn.presence(true, rooms).await;
         }
@@ -414,6 +422,7 @@ impl Connection {
 
     /// Handles one client frame; `Some` ends the connection.
     async fn handle(&mut self, msg: Message) -> Option<End> {
+        self.received = Instant::now();
         match msg {
             // The guard let no text message over `max_text_bytes` through.
             Message::Text(text) => {
@@ -543,6 +552,7 @@ impl Connection {
     }
 
     async fn ack(&mut self, client_msg_id: &str, message: &MessageDto) -> bool {
+        self.state.metrics.message_accepted(self.received.elapsed());
         self.send(ServerFrame::Ack { client_msg_id, message }.to_json()).await
     }
 

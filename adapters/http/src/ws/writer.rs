@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
+use application::metrics::Metrics;
 use bytes::Bytes;
 use domain::UserId;
 use futures::{Sink, SinkExt};
@@ -92,6 +93,8 @@ pub struct Writer {
     pub ping_interval: Duration,
     /// A write that cannot finish this long means the peer stopped reading.
     pub write_timeout: Duration,
+    /// Frames delivered and the queue each batch drained.
+    pub metrics: Arc<Metrics>,
 }
 
 impl Writer {
@@ -119,7 +122,10 @@ impl Writer {
                     sink.flush().await
                 };
                 match tokio::time::timeout(self.write_timeout, batch).await {
-                    Ok(Ok(())) => self.outbox.written(bytes),
+                    Ok(Ok(())) => {
+                        self.outbox.written(bytes);
+                        self.metrics.frames_written(count as u64, bytes);
+                    }
                     Ok(Err(e)) => {
                         tracing::debug!(error = %e, "socket write failed");
                         self.outbox.close(Closing::Gone);
@@ -231,6 +237,7 @@ mod tests {
             user: UserId::from_uuid(uuid::Uuid::from_u128(1)),
             ping_interval: Duration::from_secs(3600),
             write_timeout,
+            metrics: Arc::new(Metrics::default()),
         }
     }
 
