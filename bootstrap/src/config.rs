@@ -37,6 +37,10 @@ pub struct Config {
     pub log_filter: String,
     pub room_member_limit: u32,
     pub allowed_origins: Vec<String>,
+    /// Where the web client opens its socket when `/ws` is not on its own origin (split shape).
+    pub web_socket_urls: Vec<String>,
+    /// Where the web client sends uploads and downloads when `/files` is not on its own origin.
+    pub web_files_url: String,
     pub max_connections_per_user: usize,
     pub ws_rate_per_sec: f64,
     pub ws_burst: f64,
@@ -103,6 +107,8 @@ pub const VARIABLES: &[(&str, &str)] = &[
     ("CHAT_LOG", "info"),
     ("CHAT_ROOM_MEMBER_LIMIT", "100"),
     ("CHAT_ALLOWED_ORIGINS", ""),
+    ("CHAT_WEB_SOCKET_URLS", ""),
+    ("CHAT_WEB_FILES_URL", ""),
     ("CHAT_MAX_CONNECTIONS_PER_USER", "10"),
     ("CHAT_WS_RATE_PER_SEC", "20"),
     ("CHAT_WS_BURST", "40"),
@@ -282,6 +288,14 @@ impl Config {
                 .filter(|o| !o.is_empty())
                 .map(str::to_owned)
                 .collect(),
+            web_socket_urls: s
+                .get("CHAT_WEB_SOCKET_URLS")
+                .split(',')
+                .map(str::trim)
+                .filter(|u| !u.is_empty())
+                .map(str::to_owned)
+                .collect(),
+            web_files_url: s.get("CHAT_WEB_FILES_URL").trim().trim_end_matches('/').to_owned(),
             max_connections_per_user: s.positive("CHAT_MAX_CONNECTIONS_PER_USER", "a positive whole number")?,
             ws_rate_per_sec: s.positive("CHAT_WS_RATE_PER_SEC", "a positive number of frames per second")?,
             ws_burst: s.positive("CHAT_WS_BURST", "a positive number of frames")?,

@@ -12,3 +12,4 @@ mod resilience;
 mod restart;
 mod rooms;
 mod socket;
+mod web;

@@ -1,0 +1,146 @@
+//! The web client in a real headless Chromium: two people chat through it, on both shapes.
+
+use e2e::browser::{Driver, Page};
+use e2e::{current_shape, Shape, TestApp, PASSWORD};
+use serde_json::json;
+
+/// Like `on_both_shapes!`, but both need Chromium, so plain `cargo test` shows them as ignored.
+macro_rules! in_a_browser_on_both_shapes {
+    ($($name:ident),* $(,)?) => {
+        mod embedded {
+            $(
+                #[tokio::test]
+                #[ignore = "needs chromium and chromium-driver (scripts/test.sh)"]
+                async fn $name() {
+                    e2e::SHAPE.scope(e2e::Shape::Embedded, super::$name()).await
+                }
+            )*
+        }
+        mod split {
+            $(
+                #[tokio::test]
+                #[ignore = "needs chromium, chromium-driver, Redis and MongoDB (scripts/test.sh)"]
+                async fn $name() {
+                    e2e::SHAPE.scope(e2e::Shape::Split, super::$name()).await
+                }
+            )*
+        }
+    };
+}
+
+in_a_browser_on_both_shapes!(two_people_chat_share_an_image_and_recover_after_a_reload_and_a_lost_socket);
+
+/// An 8×8 blue PNG.
+const PNG: &[u8] = &[
+    137, 80, 78, 71, 13, 10, 26, 10, 0, 0, 0, 13, 73, 72, 68, 82, 0, 0, 0, 8, 0, 0, 0, 8, 8, 2, 0, 0, 0, 75, 109, 41,
+    220, 0, 0, 0, 17, 73, 68, 65, 84, 120, 156, 99, 80, 77, 126, 141, 21, 49, 12, 45, 9, 0, 12, 100, 92, 193, 200, 109,
+    222, 224, 0, 0, 0, 0, 73, 69, 78, 68, 174, 66, 96, 130,
+];
+
+/// The messages of the open room whose text contains `text`.
+async fn count_of(page: &Page, text: &str) -> usize {
+    page.texts("#messages li .text").await.iter().filter(|t| t.contains(text)).count()
+}
+
+async fn register(page: &Page, username: &str) {
+    page.fill("#username", username).await;
+    page.fill("#password", PASSWORD).await;
+    page.click("#register").await;
+    page.shows("#me", username).await;
+    page.shows("#status", "online").await;
+}
+
+/// Saves the page to `CHAT_WEB_SCREENSHOTS/<name>.png` when that directory is set (docs/screenshots).
+async fn screenshot(page: &Page, name: &str) {
+    if let Some(dir) = std::env::var_os("CHAT_WEB_SCREENSHOTS") {
+        page.screenshot(&std::path::Path::new(&dir).join(format!("{name}.png"))).await;
+    }
+}
+
+async fn two_people_chat_share_an_image_and_recover_after_a_reload_and_a_lost_socket() {
+    let app = TestApp::spawn_for_browser(&[]).await;
+    let driver = Driver::start().await;
+    let suffix: String = uuid::Uuid::new_v4().simple().to_string().chars().take(8).collect();
+    let (alice_name, bob_name) = (format!("alice{suffix}"), format!("bob{suffix}"));
+    // In the split shape each of them talks to a socket node of their own.
+    let alice = driver.open(&format!("{}/?socket=0", app.base)).await;
+    let bob = driver.open(&format!("{}/?socket=1", app.base)).await;
+
+    // A wrong password is said so; then both sign up.
+    bob.fill("#username", &bob_name).await;
+    bob.fill("#password", "not the password").await;
+    screenshot(&bob, "login").await;
+    bob.click("#login").await;
+    bob.shows("#auth-error", "Wrong username or password").await;
+    register(&alice, &alice_name).await;
+    register(&bob, &bob_name).await;
+
+    // Alice makes a room and invites Bob, who sees it appear and opens it.
+    alice.fill("#room-name", "team").await;
+    alice.click("#create-room button").await;
+    alice.shows("#room-title", "team").await;
+    alice.fill("#invite-name", &bob_name).await;
+    alice.click("#invite button").await;
+    alice.shows("#members li", &bob_name).await;
+    bob.click_text("#rooms li", "team").await;
+    bob.shows("#room-title", "team").await;
+    alice.until("bob is shown online", "return !!document.querySelector('#members li.online[data-user^=bob]')").await;
+
+    // They see each other type, and talk both ways.
+    alice.type_into("#text", "hello b").await;
+    bob.shows("#typing", &format!("{alice_name} is typing")).await;
+    alice.type_into("#text", "ob").await;
+    alice.click("#send").await;
+    bob.shows("#messages li", "hello bob").await;
+    bob.fill("#text", "hi alice").await;
+    bob.click("#send").await;
+    alice.shows("#messages li", "hi alice").await;
+
+    // An image Alice uploads shows inline for Bob.
+    let image = app.data_dir.path().join("blue.png");
+    std::fs::write(&image, PNG).expect("write the image");
+    alice.type_into("#file", &image.display().to_string()).await;
+    let image_loaded = "const img = document.querySelector('#messages img'); \
+                        return !!img && img.complete && img.naturalWidth === 8 && img.src.startsWith('blob:')";
+    alice.until("alice sees her image", image_loaded).await;
+    bob.until("bob sees alice's image inline", image_loaded).await;
+    screenshot(&alice, "chat").await;
+
+    // Bob reloads: still signed in, his history comes back.
+    bob.client.refresh().await.expect("reload");
+    bob.shows("#status", "online").await;
+    bob.click_text("#rooms li", "team").await;
+    bob.shows("#messages li", "hello bob").await;
+    bob.shows("#messages li", "hi alice").await;
+    bob.until("bob sees the image again", image_loaded).await;
+
+    // Bob's socket drops; what Alice says meanwhile reaches him once it is back, once each.
+    bob.run("window.chat.goOffline()", vec![]).await;
+    bob.shows("#status", "offline").await;
+    alice.until("alice sees bob offline", "return !document.querySelector('#members li.online[data-user^=bob]')").await;
+    for text in ["while you were away", "and one more thing"] {
+        alice.fill("#text", text).await;
+        alice.click("#send").await;
+        alice.until("the message is acked", "return !document.querySelector('#messages li.pending')").await;
+    }
+    assert_eq!(count_of(&bob, "while you were away").await, 0, "bob was offline");
+    bob.run("window.chat.goOnline()", vec![]).await;
+    bob.shows("#messages li", "and one more thing").await;
+    assert_eq!(count_of(&bob, "while you were away").await, 1);
+    assert_eq!(count_of(&bob, "and one more thing").await, 1);
+
+    // Nothing went wrong in either page: no script error, no console error, nothing blocked.
+    assert_eq!(alice.errors().await, Vec::<String>::new(), "alice's page");
+    assert_eq!(bob.errors().await, Vec::<String>::new(), "bob's page");
+    if current_shape() == Shape::Split {
+        let config = app.http.get(format!("{}/config.json", app.base)).send().await.unwrap();
+        let config: serde_json::Value = config.json().await.unwrap();
+        assert_eq!(
+            config["files_url"],
+            json!(format!("http://{}", app.files_addr)),
+            "the split page uploads to the file app"
+        );
+    }
+    alice.close().await;
+    bob.close().await;
+}
