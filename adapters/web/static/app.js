@@ -121,8 +121,13 @@ function renderRooms() {
     li.dataset.id = entry.room.id;
     li.classList.toggle('current', entry.room.id === current);
     const name = document.createElement('span');
-    name.textContent = entry.room.name + (entry.room.visibility === 'public' ? '' : ' 🔒');
+    name.textContent = entry.room.name;
     li.append(name);
+    if (entry.room.visibility === 'public') {
+      const tag = document.createElement('small');
+      tag.textContent = 'public';
+      li.append(tag);
+    }
     if (entry.unread) {
       const badge = document.createElement('span');
       badge.className = 'unread';

@@ -1,7 +1,7 @@
 //! The web client in a real headless Chromium: two people chat through it, on both shapes.
 
 use e2e::browser::{Driver, Page};
-use e2e::{current_shape, Shape, TestApp, PASSWORD};
+use e2e::{current_shape, Shape, TestApp, TestUser, PASSWORD};
 use serde_json::json;
 
 /// Like `on_both_shapes!`, but both need Chromium, so plain `cargo test` shows them as ignored.
@@ -30,12 +30,8 @@ macro_rules! in_a_browser_on_both_shapes {
 
 in_a_browser_on_both_shapes!(two_people_chat_share_an_image_and_recover_after_a_reload_and_a_lost_socket);
 
-/// An 8×8 blue PNG.
-const PNG: &[u8] = &[
-    137, 80, 78, 71, 13, 10, 26, 10, 0, 0, 0, 13, 73, 72, 68, 82, 0, 0, 0, 8, 0, 0, 0, 8, 8, 2, 0, 0, 0, 75, 109, 41,
-    220, 0, 0, 0, 17, 73, 68, 65, 84, 120, 156, 99, 80, 77, 126, 141, 21, 49, 12, 45, 9, 0, 12, 100, 92, 193, 200, 109,
-    222, 224, 0, 0, 0, 0, 73, 69, 78, 68, 174, 66, 96, 130,
-];
+/// A 120×80 striped PNG.
+const PNG: &[u8] = include_bytes!("stripes.png");
 
 /// The messages of the open room whose text contains `text`.
 async fn count_of(page: &Page, text: &str) -> usize {
@@ -57,8 +53,22 @@ async fn screenshot(page: &Page, name: &str) {
     }
 }
 
+/// Alice signed in on another device, through the API.
+async fn alice_elsewhere(app: &TestApp, username: &str) -> TestUser {
+    let (_, tokens) = app.login(username, PASSWORD).await;
+    let access_token = tokens["access_token"].as_str().unwrap().to_owned();
+    let (_, me) = app.get("/users/me", &access_token).await;
+    TestUser {
+        id: me["id"].as_str().unwrap().to_owned(),
+        username: username.to_owned(),
+        access_token,
+        refresh_token: tokens["refresh_token"].as_str().unwrap().to_owned(),
+    }
+}
+
 async fn two_people_chat_share_an_image_and_recover_after_a_reload_and_a_lost_socket() {
-    let app = TestApp::spawn_for_browser(&[]).await;
+    // A test client sends a page of history in one go.
+    let app = TestApp::spawn_for_browser(&[("CHAT_WS_RATE_PER_SEC", "1000"), ("CHAT_WS_BURST", "1000")]).await;
     let driver = Driver::start().await;
     let suffix: String = uuid::Uuid::new_v4().simple().to_string().chars().take(8).collect();
     let (alice_name, bob_name) = (format!("alice{suffix}"), format!("bob{suffix}"));
@@ -97,19 +107,33 @@ async fn two_people_chat_share_an_image_and_recover_after_a_reload_and_a_lost_so
     alice.shows("#messages li", "hi alice").await;
 
     // An image Alice uploads shows inline for Bob.
-    let image = app.data_dir.path().join("blue.png");
+    let image = app.data_dir.path().join("stripes.png");
     std::fs::write(&image, PNG).expect("write the image");
     alice.type_into("#file", &image.display().to_string()).await;
     let image_loaded = "const img = document.querySelector('#messages img'); \
-                        return !!img && img.complete && img.naturalWidth === 8 && img.src.startsWith('blob:')";
+                        return !!img && img.complete && img.naturalWidth === 120 && img.src.startsWith('blob:')";
     alice.until("alice sees her image", image_loaded).await;
     bob.until("bob sees alice's image inline", image_loaded).await;
     screenshot(&alice, "chat").await;
 
-    // Bob reloads: still signed in, his history comes back.
+    // Alice chatters from another device, more than one page of history.
+    let chatter = alice_elsewhere(&app, &alice_name).await;
+    let room_id = app.get("/rooms", &chatter.access_token).await.1["items"][0]["id"].as_str().unwrap().to_owned();
+    let mut socket = app.socket(&chatter).await;
+    for i in 0..55 {
+        let ack = socket.send_text(&room_id, &format!("chatter-{i}"), &format!("chatter {i}")).await;
+        assert_eq!(ack["type"], "ack", "{ack}");
+    }
+
+    // Bob reloads: still signed in, he gets the newest page, and pages back to the start.
     bob.client.refresh().await.expect("reload");
     bob.shows("#status", "online").await;
+    bob.shows("#rooms li", "team").await;
+    screenshot(&bob, "rooms").await;
     bob.click_text("#rooms li", "team").await;
+    bob.shows("#messages li", "chatter 54").await;
+    assert_eq!(count_of(&bob, "hello bob").await, 0, "only the newest page is loaded");
+    bob.click("#older").await;
     bob.shows("#messages li", "hello bob").await;
     bob.shows("#messages li", "hi alice").await;
     bob.until("bob sees the image again", image_loaded).await;
