@@ -8,7 +8,7 @@ use poem::EndpointExt;
 use super::{around, WebClient, WebConfig};
 
 fn client_in_front_of_an_api(config: &WebConfig) -> TestClient<poem::endpoint::BoxEndpoint<'static, poem::Response>> {
-    let api = make_sync(|_| "the api").boxed();
+    let api = make_sync(|_| "the api").map_to_response().boxed();
     TestClient::new(around(api, WebClient::new(config)))
 }
 
