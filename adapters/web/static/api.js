@@ -35,6 +35,7 @@ export class Session {
     this.filesBase = filesBase;
     this.access = null;
     this.expiresAt = 0;
+    this.margin = 0;
     this.refreshing = null;
     this.timer = null;
     this.onEnded = () => {};
@@ -62,9 +63,9 @@ export class Session {
     }
   }
 
-  /** A valid access token, refreshed first when it expires within a minute. */
+  /** A valid access token, refreshed first when it is in the last fifth of its life. */
   async token() {
-    if (this.access && Date.now() < this.expiresAt - 60_000) return this.access;
+    if (this.access && Date.now() < this.expiresAt - this.margin) return this.access;
     return this.refresh();
   }
 
@@ -91,6 +92,7 @@ export class Session {
     this.access = tokens.access_token;
     this.refreshToken = tokens.refresh_token;
     this.expiresAt = Date.now() + tokens.expires_in * 1000;
+    this.margin = Math.min(60_000, tokens.expires_in * 200);
     sessionStorage.setItem(STORE, JSON.stringify({ refresh_token: this.refreshToken }));
     // Refresh at four fifths of the lifetime, so an idle tab's socket never meets an expired token.
     clearTimeout(this.timer);

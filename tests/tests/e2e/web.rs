@@ -28,7 +28,10 @@ macro_rules! in_a_browser_on_both_shapes {
     };
 }
 
-in_a_browser_on_both_shapes!(two_people_chat_share_an_image_and_recover_after_a_reload_and_a_lost_socket);
+in_a_browser_on_both_shapes!(
+    two_people_chat_share_an_image_and_recover_after_a_reload_and_a_lost_socket,
+    a_short_lived_token_is_refreshed_in_time_and_logging_out_ends_the_session,
+);
 
 /// A 120×80 striped PNG.
 const PNG: &[u8] = include_bytes!("stripes.png");
@@ -167,4 +170,39 @@ async fn two_people_chat_share_an_image_and_recover_after_a_reload_and_a_lost_so
     }
     alice.close().await;
     bob.close().await;
+}
+
+async fn a_short_lived_token_is_refreshed_in_time_and_logging_out_ends_the_session() {
+    // Tokens live 3 s: the socket is closed at each expiry and must come back with a fresh one.
+    let app = TestApp::spawn_for_browser(&[("CHAT_ACCESS_TOKEN_TTL_SECS", "3")]).await;
+    let driver = Driver::start().await;
+    let page = driver.open(&format!("{}/", app.base)).await;
+    let name = format!("carol{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    register(&page, &name).await;
+    page.fill("#room-name", "notes").await;
+    page.click("#create-room button").await;
+    page.shows("#room-title", "notes").await;
+
+    // Two refreshes later (each spends the single-use refresh token), the session still works.
+    for _ in 0..2 {
+        let before = page.run("return sessionStorage.getItem('chat.session')", vec![]).await;
+        page.until("the token is refreshed", &format!("return sessionStorage.getItem('chat.session') !== {before}"))
+            .await;
+    }
+    page.fill("#text", "still here").await;
+    page.click("#send").await;
+    page.shows("#messages li", "still here").await;
+    page.until("the message is acked", "return !document.querySelector('#messages li.pending')").await;
+    page.shows("#status", "online").await;
+
+    // Logging out (from the room list, on a phone) goes back to the login screen, and a reload does not sign in again.
+    page.click("#back").await;
+    page.click("#logout").await;
+    page.until("the login screen shows", "return !document.getElementById('auth').hidden").await;
+    page.client.refresh().await.expect("reload");
+    page.until("the login screen shows after a reload", "return !document.getElementById('auth').hidden").await;
+    assert_eq!(page.run("return document.getElementById('app').hidden", vec![]).await, json!(true));
+
+    assert_eq!(page.errors().await, Vec::<String>::new());
+    page.close().await;
 }
