@@ -30,7 +30,7 @@ macro_rules! in_a_browser_on_both_shapes {
 
 in_a_browser_on_both_shapes!(
     two_people_chat_share_an_image_and_recover_after_a_reload_and_a_lost_socket,
-    a_short_lived_token_is_refreshed_in_time_and_logging_out_ends_the_session,
+    a_short_lived_token_is_refreshed_in_time_refusals_are_shown_and_logging_out_ends_the_session,
 );
 
 /// A 120×80 striped PNG.
@@ -172,9 +172,12 @@ async fn two_people_chat_share_an_image_and_recover_after_a_reload_and_a_lost_so
     bob.close().await;
 }
 
-async fn a_short_lived_token_is_refreshed_in_time_and_logging_out_ends_the_session() {
+async fn a_short_lived_token_is_refreshed_in_time_refusals_are_shown_and_logging_out_ends_the_session() {
     // Tokens live 3 s: the socket is closed at each expiry and must come back with a fresh one.
-    let app = TestApp::spawn_for_browser(&[("CHAT_ACCESS_TOKEN_TTL_SECS", "3")]).await;
+    // Rooms hold two people and files 1 KiB, so both refusals are easy to reach.
+    let settings =
+        [("CHAT_ACCESS_TOKEN_TTL_SECS", "3"), ("CHAT_ROOM_MEMBER_LIMIT", "2"), ("CHAT_FILE_MAX_BYTES", "1024")];
+    let app = TestApp::spawn_for_browser(&settings).await;
     let driver = Driver::start().await;
     let page = driver.open(&format!("{}/", app.base)).await;
     let name = format!("carol{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
@@ -194,6 +197,19 @@ async fn a_short_lived_token_is_refreshed_in_time_and_logging_out_ends_the_sessi
     page.shows("#messages li", "still here").await;
     page.until("the message is acked", "return !document.querySelector('#messages li.pending')").await;
     page.shows("#status", "online").await;
+
+    // A full room and a file too large are said so.
+    let (dave, erin) = (app.signup("dave").await, app.signup("erin").await);
+    page.fill("#invite-name", &dave.username).await;
+    page.click("#invite button").await;
+    page.shows("#members li", &dave.username).await;
+    page.fill("#invite-name", &erin.username).await;
+    page.click("#invite button").await;
+    page.shows("#banner", "The room is full.").await;
+    let big = app.data_dir.path().join("big.txt");
+    std::fs::write(&big, "x".repeat(2048)).expect("write the file");
+    page.type_into("#file", &big.display().to_string()).await;
+    page.shows("#banner", "The file is too large.").await;
 
     // Logging out (from the room list, on a phone) goes back to the login screen, and a reload does not sign in again.
     page.click("#back").await;
