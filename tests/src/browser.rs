@@ -1,6 +1,7 @@
 //! A headless Chromium driven over WebDriver (Debian's `chromium` and `chromium-driver`), for the
 //! web client's tests.
 
+use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -14,7 +15,8 @@ pub const PAGE_WAIT: Duration = Duration::from_secs(30);
 /// Chromiums per test are already a lot for two cores.
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-/// A `chromedriver` of our own on a free port, stopped when dropped.
+/// A `chromedriver` of our own on a free port, stopped with its browsers when dropped, also when a
+/// test fails before closing its pages.
 pub struct Driver {
     child: Child,
     url: String,
@@ -29,6 +31,8 @@ impl Driver {
         let port = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port").local_addr().expect("addr").port();
         let child = Command::new(&binary)
             .arg(format!("--port={port}"))
+            // Its own process group, which the browsers it starts join: one signal ends them all.
+            .process_group(0)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -69,6 +73,8 @@ impl Driver {
 
 impl Drop for Driver {
     fn drop(&mut self) {
+        let group = format!("-{}", self.child.id());
+        let _ = Command::new("kill").args(["-KILL", "--", &group]).stderr(Stdio::null()).status();
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
