@@ -34,7 +34,7 @@ async function config() {
   const params = new URLSearchParams(location.search);
   const urls = cfg.socket_urls || [];
   // `?socket=N` picks one of the configured nodes (tests put two users on two nodes).
-  const chosen = urls[Number(params.get('socket') || 0) % Math.max(urls.length, 1)];
+  const chosen = urls[Number(params.get('socket') || 0) % Math.max(urls.length, 1)] || urls[0];
   const wsBase = `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/ws`;
   return { socketUrl: chosen || wsBase, filesBase: cfg.files_url || '' };
 }
@@ -219,6 +219,18 @@ function dropRoom(id) {
 
 // ---- messages
 
+let renderSoon = null;
+
+/** Renders the open room once for a burst of frames (a sync brings up to 1000). */
+function scheduleRender() {
+  if (renderSoon) return;
+  renderSoon = setTimeout(() => {
+    renderSoon = null;
+    renderMessages();
+    renderTyping();
+  }, 30);
+}
+
 /** Re-renders the open room; stays at the bottom when the reader was there, or when `bottom`. */
 function renderMessages({ keepPosition = false, bottom = false } = {}) {
   const entry = rooms.get(current);
@@ -331,8 +343,7 @@ function store(message) {
   entry.messages.set(message.seq, message);
   entry.typing.delete(message.sender.id);
   if (message.room_id === current) {
-    renderMessages();
-    renderTyping();
+    scheduleRender();
   } else if (fresh && message.sender.id !== me.id) {
     entry.unread += 1;
     renderRooms();

@@ -30,7 +30,7 @@ macro_rules! in_a_browser_on_both_shapes {
 
 in_a_browser_on_both_shapes!(
     two_people_chat_share_an_image_and_recover_after_a_reload_and_a_lost_socket,
-    a_short_lived_token_is_refreshed_in_time_refusals_are_shown_and_logging_out_ends_the_session,
+    one_person_keeps_a_short_lived_session_sees_refusals_joins_and_leaves_a_public_room_and_logs_out,
 );
 
 /// A 120×80 striped PNG.
@@ -172,7 +172,7 @@ async fn two_people_chat_share_an_image_and_recover_after_a_reload_and_a_lost_so
     bob.close().await;
 }
 
-async fn a_short_lived_token_is_refreshed_in_time_refusals_are_shown_and_logging_out_ends_the_session() {
+async fn one_person_keeps_a_short_lived_session_sees_refusals_joins_and_leaves_a_public_room_and_logs_out() {
     // Tokens live 3 s: the socket is closed at each expiry and must come back with a fresh one.
     // Rooms hold two people and files 1 KiB, so both refusals are easy to reach.
     let settings =
@@ -211,8 +211,19 @@ async fn a_short_lived_token_is_refreshed_in_time_refusals_are_shown_and_logging
     page.type_into("#file", &big.display().to_string()).await;
     page.shows("#banner", "The file is too large.").await;
 
-    // Logging out (from the room list, on a phone) goes back to the login screen, and a reload does not sign in again.
+    // A public room is found, joined and left again.
+    let (status, _) = app.post("/rooms", &dave.access_token, json!({"name": "lobby", "visibility": "public"})).await;
+    assert_eq!(status, 201);
     page.click("#back").await;
+    page.click("#browse").await;
+    page.shows("#public-rooms li", "lobby").await;
+    page.click("#public-rooms li button").await;
+    page.shows("#room-title", "lobby").await;
+    page.click("#leave").await;
+    let left = "return ![...document.querySelectorAll('#rooms li')].some(li => li.textContent.startsWith('lobby'))";
+    page.until("lobby leaves the room list", left).await;
+
+    // Logging out goes back to the login screen, and a reload does not sign in again.
     page.click("#logout").await;
     page.until("the login screen shows", "return !document.getElementById('auth').hidden").await;
     page.client.refresh().await.expect("reload");
