@@ -10,6 +10,7 @@
 # MongoDB: CHAT_TEST_MONGODB_URL if set; else, with Docker, mongo:7.0.14 as a replica set via
 #          testcontainers; else SecantusDB, a MongoDB-wire-compatible server from PyPI, in memory
 #          on a free port, installed into a virtualenv under target/.
+# Chromium: Debian's chromium and chromium-driver are installed when missing (the web client's tests).
 # CHAT_TEST_NO_DOCKER=1 skips the Docker path.
 # Caddy: Debian's package is installed when missing; it validates bootstrap/deploy/Caddyfile, and
 #          the proxy e2e tests run the split shape behind it.
@@ -84,6 +85,15 @@ start_secantus() {
   log "started SecantusDB at $CHAT_TEST_MONGODB_URL"
 }
 
+# The web client's tests drive a headless Chromium through chromedriver (Debian's packages).
+install_chromium() {
+  if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
+    log "installing chromium and chromium-driver from Debian's packages"
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
+  fi
+}
+
 docker_answers() {
   [ "${CHAT_TEST_NO_DOCKER:-}" != 1 ] && command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1
 }
@@ -121,6 +131,7 @@ if ! validated="$(CHAT_PROXY_ADMIN=off caddy validate --adapter caddyfile --conf
   exit 1
 fi
 log "caddy $(caddy version | cut -d' ' -f1) validated bootstrap/deploy/Caddyfile"
+install_chromium
 
 # Service tests are #[ignore]d under a plain `cargo test`; here they run and must find their service.
 export CHAT_TEST_REQUIRE_SERVICES=1

@@ -39,6 +39,10 @@ pub struct Config {
     pub allowed_origins: Vec<String>,
     /// Reverse proxies whose `X-Forwarded-For`/`Forwarded` client address is believed.
     pub trusted_proxies: adapter_http::TrustedProxies,
+    /// Where the web client opens its socket when `/ws` is not on its own origin (split shape).
+    pub web_socket_urls: Vec<String>,
+    /// Where the web client sends uploads and downloads when `/files` is not on its own origin.
+    pub web_files_url: String,
     pub max_connections_per_user: usize,
     pub ws_rate_per_sec: f64,
     pub ws_burst: f64,
@@ -108,6 +112,8 @@ pub const VARIABLES: &[(&str, &str)] = &[
     ("CHAT_ROOM_MEMBER_LIMIT", "100"),
     ("CHAT_ALLOWED_ORIGINS", ""),
     ("CHAT_TRUSTED_PROXIES", ""),
+    ("CHAT_WEB_SOCKET_URLS", ""),
+    ("CHAT_WEB_FILES_URL", ""),
     ("CHAT_MAX_CONNECTIONS_PER_USER", "10"),
     ("CHAT_WS_RATE_PER_SEC", "20"),
     ("CHAT_WS_BURST", "40"),
@@ -292,6 +298,14 @@ impl Config {
                 "CHAT_TRUSTED_PROXIES",
                 "comma-separated IP addresses or CIDR blocks of reverse proxies, e.g. 10.0.0.0/8,::1",
             )?,
+            web_socket_urls: s
+                .get("CHAT_WEB_SOCKET_URLS")
+                .split(',')
+                .map(str::trim)
+                .filter(|u| !u.is_empty())
+                .map(str::to_owned)
+                .collect(),
+            web_files_url: s.get("CHAT_WEB_FILES_URL").trim().trim_end_matches('/').to_owned(),
             max_connections_per_user: s.positive("CHAT_MAX_CONNECTIONS_PER_USER", "a positive whole number")?,
             ws_rate_per_sec: s.positive("CHAT_WS_RATE_PER_SEC", "a positive number of frames per second")?,
             ws_burst: s.positive("CHAT_WS_BURST", "a positive number of frames")?,

@@ -139,6 +139,16 @@ impl Application {
         let server = HttpServer::bind(config.addr, state, socket.clone(), internal_files, http)
             .await
             .map_err(|e| anyhow::anyhow!("CHAT_ADDR: cannot listen on {}: {e}", config.addr))?;
+        // The web client comes with the REST API, which it needs most.
+        let server = if kind.apps().api {
+            let web = adapter_web::WebConfig {
+                socket_urls: config.web_socket_urls.clone(),
+                files_url: config.web_files_url.clone(),
+            };
+            server.wrap(|api| adapter_web::around(api, adapter_web::WebClient::new(&web)))
+        } else {
+            server
+        };
         let worker = kind.runs_worker().then(|| worker::WorkerConfig {
             consumer: config.worker_name.clone(),
             batch: config.archive_batch,

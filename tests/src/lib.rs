@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub mod browser;
 pub mod proxy;
 pub mod services;
 
@@ -123,14 +124,24 @@ fn random_hex() -> String {
 }
 
 async fn start(vars: &[(String, String)], kind: AppKind) -> (SocketAddr, Node) {
+    try_start(vars, kind).await.expect("app builds")
+}
+
+async fn try_start(vars: &[(String, String)], kind: AppKind) -> anyhow::Result<(SocketAddr, Node)> {
     let config = Config::from_vars(vars.to_vec()).expect("test config");
-    let app = Application::build(config, kind).await.expect("app builds");
+    let app = Application::build(config, kind).await?;
     let addr = app.local_addr();
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(app.run_until_stopped(async move {
         let _ = stopped.await;
     }));
-    (addr, Node { stop: Some(stop), task })
+    Ok((addr, Node { stop: Some(stop), task }))
+}
+
+/// A port that was free a moment ago, for a server whose address others must know before it starts.
+fn probably_free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    listener.local_addr().expect("its address").port()
 }
 
 impl TestApp {
@@ -165,6 +176,27 @@ impl TestApp {
 
     /// api, file, two socket nodes and a worker sharing Redis and MongoDB.
     pub async fn spawn_split(data_dir: Arc<TempDir>, settings: &[(&str, &str)]) -> Self {
+        Self::try_spawn_split(data_dir, settings, None).await.expect("the api binds port 0")
+    }
+
+    /// A fresh app whose web client works in a browser. In the split shape the page's origin (the
+    /// api) is allowed on the file app and the socket nodes, so the api's port is chosen first;
+    /// should another process take it meanwhile, the whole shape starts again.
+    pub async fn spawn_for_browser(settings: &[(&str, &str)]) -> Self {
+        if current_shape() == Shape::Embedded {
+            return Self::spawn_with(settings).await;
+        }
+        for _ in 0..5 {
+            let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
+            if let Some(app) = Self::try_spawn_split(dir, settings, Some(probably_free_port())).await {
+                return app;
+            }
+        }
+        panic!("no free port for the api in five tries");
+    }
+
+    /// The split shape; with `api_port`, the api listens there and is the one allowed origin.
+    async fn try_spawn_split(data_dir: Arc<TempDir>, settings: &[(&str, &str)], api_port: Option<u16>) -> Option<Self> {
         init_logs();
         let id = random_hex();
         let cleanup = Cleanup { prefix: format!("test:{id}:"), database: format!("e2e_{id}") };
@@ -181,15 +213,25 @@ impl TestApp {
             ("CHAT_INTERNAL_TOKEN".into(), random_hex()),
             ("CHAT_WORKER_NAME".into(), format!("worker-{id}")),
         ];
+        if let Some(port) = api_port {
+            vars.push(("CHAT_ALLOWED_ORIGINS".into(), format!("http://127.0.0.1:{port}")));
+        }
         vars.extend(settings.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
         let (files_addr, file_node) = start(&vars, AppKind::File).await;
         vars.push(("CHAT_FILE_URL".into(), format!("http://{files_addr}")));
-        let (api_addr, api_node) = start(&vars, AppKind::Api).await;
         let (socket_a, socket_node_a) = start(&vars, AppKind::Socket).await;
         let (socket_b, socket_node_b) = start(&vars, AppKind::Socket).await;
         let (worker_addr, worker_node) = start(&vars, AppKind::Worker).await;
+        // The api serves the web client, which must know where the other apps are.
+        let mut api_vars = vars.clone();
+        api_vars.push(("CHAT_WEB_SOCKET_URLS".into(), format!("ws://{socket_a}/ws,ws://{socket_b}/ws")));
+        api_vars.push(("CHAT_WEB_FILES_URL".into(), format!("http://{files_addr}")));
+        if let Some(port) = api_port {
+            api_vars.push(("CHAT_ADDR".into(), format!("127.0.0.1:{port}")));
+        }
+        let (api_addr, api_node) = try_start(&api_vars, AppKind::Api).await.ok()?;
         let nodes = vec![api_node, file_node, socket_node_a, socket_node_b, worker_node];
-        Self::assemble(
+        Some(Self::assemble(
             Shape::Split,
             api_addr,
             files_addr,
@@ -198,7 +240,7 @@ impl TestApp {
             data_dir,
             nodes,
             Some(cleanup),
-        )
+        ))
     }
 
     #[allow(clippy::too_many_arguments)]

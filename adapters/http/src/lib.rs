@@ -245,6 +245,17 @@ impl HttpServer {
         Ok(Self { acceptor, app: app(state, socket, internal_files, &config), grace: config.shutdown_grace })
     }
 
+    /// Puts `front` before the apps, so the composition root can serve another adapter's routes
+    /// (the web client) on the same port.
+    #[must_use]
+    pub fn wrap(
+        mut self,
+        front: impl FnOnce(BoxEndpoint<'static, Response>) -> BoxEndpoint<'static, Response>,
+    ) -> Self {
+        self.app = front(self.app);
+        self
+    }
+
     pub fn local_addr(&self) -> SocketAddr {
         self.acceptor
             .local_addr()

@@ -15,3 +15,4 @@ mod resilience;
 mod restart;
 mod rooms;
 mod socket;
+mod web;
