@@ -436,11 +436,10 @@ function renderTyping() {
 }
 
 function presence(frame) {
-  for (const entry of rooms.values()) {
-    if (!entry.room.members.some((m) => m.user_id === frame.user_id)) continue;
-    if (frame.online) entry.online.add(frame.user_id);
-    else entry.online.delete(frame.user_id);
-  }
+  const entry = rooms.get(frame.room_id);
+  if (!entry) return;
+  for (const id of frame.online) entry.online.add(id);
+  for (const id of frame.offline) entry.online.delete(id);
   renderMembers();
 }
 

@@ -115,9 +115,11 @@ pub enum ServerFrame<'a> {
     RoomDeleted {
         room_id: String,
     },
+    /// A room's presence changes over one window, net: each user at most once, in one list.
     Presence {
-        user_id: String,
-        online: bool,
+        room_id: String,
+        online: Vec<String>,
+        offline: Vec<String>,
     },
     Pong,
     Error {

@@ -97,6 +97,9 @@ pub struct Hub {
     no_sockets: Notify,
     /// Set once shutdown begins: no socket is taken on after that, so none outlives the drain.
     draining: AtomicBool,
+    /// Presence changes heard since the last flush, per room followed here: the net state of
+    /// each user. A room that comes online at once costs each socket one frame, not one per member.
+    presence: Mutex<HashMap<RoomId, HashMap<UserId, bool>>>,
 }
 
 /// Why no place was held for another socket.
@@ -118,6 +121,7 @@ impl Hub {
             typing_every,
             no_sockets: Notify::new(),
             draining: AtomicBool::new(false),
+            presence: Mutex::new(HashMap::new()),
         })
     }
 
@@ -300,11 +304,14 @@ impl Hub {
         mut events: impl Stream<Item = Delivery> + Unpin,
         rooms: Rooms,
         reconcile_every: Duration,
+        presence_window: Duration,
         metrics: Arc<Metrics>,
     ) {
         let mut reconcile = tokio::time::interval(reconcile_every);
         reconcile.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         reconcile.tick().await;
+        let mut presence = tokio::time::interval(presence_window);
+        presence.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let reconciling = Arc::new(AtomicBool::new(false));
         loop {
             let gap = tokio::select! {
@@ -314,6 +321,7 @@ impl Hub {
                     None => return,
                 },
                 _ = reconcile.tick() => true,
+                _ = presence.tick() => { self.flush_presence(); false }
             };
             // Off the event loop, one at a time, so live delivery goes on meanwhile.
             if gap && !reconciling.swap(true, Ordering::AcqRel) {
@@ -375,13 +383,14 @@ impl Hub {
                 self.to_room(room_id, Some(user.id), &frame);
             }
             RoomEvent::Presence { user_id, online, rooms } => {
-                let frame = ServerFrame::Presence { user_id: user_id.to_string(), online };
-                let json: Utf8Bytes = frame.to_json().into();
-                let targets: HashSet<u64> = {
+                let followed: Vec<RoomId> = {
                     let state = self.state.lock();
-                    rooms.iter().filter_map(|r| state.rooms.get(r)).flatten().copied().collect()
+                    rooms.into_iter().filter(|r| state.rooms.contains_key(r)).collect()
                 };
-                self.send_to(targets, Some(user_id), &json);
+                let mut pending = self.presence.lock();
+                for room in followed {
+                    pending.entry(room).or_default().insert(user_id, online);
+                }
             }
             RoomEvent::SessionEnded { user_id, session, reason } => {
                 let state = self.state.lock();
@@ -391,6 +400,24 @@ impl Hub {
                     }
                 }
             }
+        }
+    }
+
+    /// Sends each room's presence changes since the last flush as one frame to its sockets.
+    pub fn flush_presence(&self) {
+        let pending = std::mem::take(&mut *self.presence.lock());
+        for (room, changes) in pending {
+            let (mut online, mut offline) = (Vec::new(), Vec::new());
+            for (user, is_online) in changes {
+                if is_online {
+                    online.push(user.to_string());
+                } else {
+                    offline.push(user.to_string());
+                }
+            }
+            online.sort_unstable();
+            offline.sort_unstable();
+            self.to_room(room, None, &ServerFrame::Presence { room_id: room.to_string(), online, offline });
         }
     }
 
@@ -536,6 +563,49 @@ mod tests {
 
         assert!(own.outbox.take().0.is_empty());
         assert!(!other.outbox.take().0.is_empty());
+    }
+
+    fn presence(by: u128, online: bool, rooms: Vec<RoomId>) -> RoomEvent {
+        RoomEvent::Presence { user_id: user(by), online, rooms }
+    }
+
+    #[test]
+    fn a_room_coming_online_at_once_costs_each_socket_one_presence_frame() {
+        // Arrange: 200 members, each with a socket in the room.
+        let hub = Hub::new(1 << 20, Duration::from_secs(2));
+        let regs: Vec<Registration> = (1..=200).map(|n| registered(&hub, user(n), session(n), vec![room(7)])).collect();
+
+        // Act: every one of them comes online within one window.
+        for n in 1..=200 {
+            hub.dispatch(presence(n, true, vec![room(7)]));
+        }
+        hub.flush_presence();
+
+        // Assert: one frame each, naming all 200, instead of 199 frames each.
+        for reg in &regs {
+            let (frames, _) = reg.outbox.take();
+            assert_eq!(frames.len(), 1);
+            let frame: serde_json::Value = serde_json::from_str(frames[0].as_str()).expect("JSON");
+            assert_eq!(frame["online"].as_array().map(Vec::len), Some(200));
+        }
+    }
+
+    #[test]
+    fn within_a_window_a_users_last_presence_wins_and_rooms_not_followed_here_are_skipped() {
+        let hub = Hub::new(QUEUE, Duration::from_secs(2));
+        let watcher = registered(&hub, user(1), session(1), vec![room(7)]);
+
+        hub.dispatch(presence(2, true, vec![room(7), room(8)]));
+        hub.dispatch(presence(2, false, vec![room(7), room(8)]));
+        hub.flush_presence();
+
+        let (frames, _) = watcher.outbox.take();
+        assert_eq!(frames.len(), 1);
+        let frame: serde_json::Value = serde_json::from_str(frames[0].as_str()).expect("JSON");
+        assert_eq!(frame["room_id"], room(7).to_string());
+        assert_eq!(frame["online"], serde_json::json!([]));
+        assert_eq!(frame["offline"], serde_json::json!([user(2).to_string()]));
+        assert!(hub.presence.lock().is_empty(), "nothing is kept for room 8, which no socket here follows");
     }
 
     #[tokio::test]

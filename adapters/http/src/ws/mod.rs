@@ -75,6 +75,8 @@ pub struct WsConfig {
     pub reconcile_every: Duration,
     /// How often this node renews its word that its users are online (a third of the lapse).
     pub presence_every: Duration,
+    /// Presence changes are gathered this long and sent as one frame per room.
+    pub presence_window: Duration,
 }
 
 impl Default for WsConfig {
@@ -93,6 +95,7 @@ impl Default for WsConfig {
             typing_every: Duration::from_secs(2),
             reconcile_every: Duration::from_secs(30),
             presence_every: Duration::from_secs(20),
+            presence_window: Duration::from_millis(250),
         }
     }
 }
@@ -130,9 +133,10 @@ impl SocketApp {
         let events = bus.subscribe().await?;
         let hub = self.hub.clone();
         let (reconcile_every, presence_every) = (self.config.reconcile_every, self.config.presence_every);
+        let presence_window = self.config.presence_window;
         Ok(tokio::spawn(async move {
             tokio::join!(
-                hub.clone().run(events, rooms, reconcile_every, metrics),
+                hub.clone().run(events, rooms, reconcile_every, presence_window, metrics),
                 keep_online(hub, presence, presence_every)
             );
         }))
