@@ -35,7 +35,8 @@ async def chat(room_id: str) -> int:
     async with connect(url, additional_headers={"Authorization": "Bearer " + os.environ["CHAT_TOKEN"]}) as ws:
         threading.Thread(target=read_input, daemon=True).start()
         sender = asyncio.create_task(send_lines(ws))
-        await ws.send(json.dumps({"type": "sync", "room_id": room_id, "after_seq": 0}))
+        # Everything after seq 0, then live: each message once, in order.
+        await ws.send(json.dumps({"type": "resume", "rooms": {room_id: 0}}))
         try:
             async for raw in ws:
                 frame = json.loads(raw)
@@ -46,8 +47,6 @@ async def chat(room_id: str) -> int:
                     seen.add(m["seq"])
                     body = m.get("text") or f"[{m['kind']}] {m['file']['name']} {m['file']['url']}"
                     print(f"#{m['seq']} {m['sender']['username']}: {body}", flush=True)
-                elif kind == "synced" and frame["has_more"]:  # at most 1000 per sync: ask for the rest
-                    await ws.send(json.dumps({"type": "sync", "room_id": room_id, "after_seq": frame["last_seq"]}))
                 elif kind == "error":
                     failed = True
                     print("error:", json.dumps(frame), file=sys.stderr, flush=True)

@@ -368,7 +368,6 @@ function onFrame(frame) {
     case 'message':
       return store(frame.message);
     case 'synced':
-      if (frame.has_more) socket.send({ type: 'sync', room_id: frame.room_id, after_seq: frame.last_seq });
       return;
     case 'typing':
       return typing(frame);
@@ -391,13 +390,14 @@ function onFrame(frame) {
   }
 }
 
-/** After every (re)connect: what each open room missed, who is online, and what is unacked. */
+/** After every (re)connect: what each open room missed (one `resume`, first, so the server
+ * sends each message once and in order), who is online, and what is unacked. */
 function recover() {
+  const resumed = {};
   for (const [id, entry] of rooms) {
-    if (!entry.loaded) continue;
-    const after = Math.max(0, ...entry.messages.keys());
-    socket.send({ type: 'sync', room_id: id, after_seq: after });
+    if (entry.loaded) resumed[id] = Math.max(0, ...entry.messages.keys());
   }
+  if (Object.keys(resumed).length) socket.send({ type: 'resume', rooms: resumed });
   resendPending();
   if (current) loadPresence(current).catch(fail);
 }

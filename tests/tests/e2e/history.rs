@@ -243,6 +243,8 @@ async fn send_texts(socket: &mut Socket, room_id: &str, count: u64) {
             match frame["type"].as_str() {
                 Some("ack") => acked += 1,
                 Some("message") => echoed += 1,
+                // The sender's own arrival, which presence frames include.
+                Some("presence") => {}
                 _ => panic!("unexpected frame while sending: {frame}"),
             }
         }
@@ -264,9 +266,10 @@ async fn pages_forwards(app: &TestApp, user: &TestUser, room_id: &str, limit: u3
     }
 }
 
-/// Syncs from 0 until `has_more` turns false: every answer's seqs, `last_seq` and `has_more`.
-async fn syncs_from_zero(socket: &mut Socket, room_id: &str) -> Vec<(Vec<u64>, u64, bool)> {
-    let mut answers = Vec::new();
+/// Syncs from 0 until `has_more` turns false: every answer's seqs, `last_seq` and `has_more`, and
+/// the `oldest_seq` of each `history_truncated` error on the way.
+async fn syncs_from_zero(socket: &mut Socket, room_id: &str) -> (Vec<(Vec<u64>, u64, bool)>, Vec<u64>) {
+    let (mut answers, mut truncated) = (Vec::new(), Vec::new());
     let mut after_seq = 0;
     loop {
         socket.send_json(json!({"type": "sync", "room_id": room_id, "after_seq": after_seq})).await;
@@ -276,13 +279,17 @@ async fn syncs_from_zero(socket: &mut Socket, room_id: &str) -> Vec<(Vec<u64>, u
             match frame["type"].as_str() {
                 Some("message") => seqs.push(frame["message"]["seq"].as_u64().expect("seq")),
                 Some("synced") => break frame,
+                Some("presence") => {}
+                Some("error") if frame["code"] == "history_truncated" => {
+                    truncated.push(frame["oldest_seq"].as_u64().expect("oldest_seq"));
+                }
                 _ => panic!("unexpected frame while syncing: {frame}"),
             }
         };
         let (last_seq, has_more) = (synced["last_seq"].as_u64().expect("last_seq"), synced["has_more"] == true);
         answers.push((seqs, last_seq, has_more));
         if !has_more {
-            return answers;
+            return (answers, truncated);
         }
         after_seq = last_seq;
     }
@@ -303,7 +310,7 @@ async fn paging_and_sync_past_expired_messages_return_every_live_message_once_in
 
     // Act
     let pages = pages_forwards(&app, &ada, &room_id, 100).await;
-    let syncs = syncs_from_zero(&mut app.socket(&ada).await, &room_id).await;
+    let (syncs, truncated) = syncs_from_zero(&mut app.socket(&ada).await, &room_id).await;
 
     // Assert
     let live: Vec<u64> = (151..=1200).collect();
@@ -312,7 +319,8 @@ async fn paging_and_sync_past_expired_messages_return_every_live_message_once_in
     assert_eq!(shape, [vec![(100, true); 10], vec![(50, false)]].concat(), "full pages; no more only at the end");
     assert_eq!(syncs.iter().flat_map(|(seqs, _, _)| seqs.clone()).collect::<Vec<_>>(), live, "sync skips none");
     let synced: Vec<(u64, bool)> = syncs.iter().map(|(_, last_seq, more)| (*last_seq, *more)).collect();
-    assert_eq!(synced, [(1150, true), (1200, false)], "a thousand at most per sync, has_more until the end");
+    assert_eq!(synced, [(1200, false)], "one sync answers it all: the server pages");
+    assert_eq!(truncated, [151], "asking from 0 is told the oldest 150 are gone");
 }
 
 async fn expired_messages_still_in_the_hot_cache_are_left_out_too() {
@@ -327,13 +335,14 @@ async fn expired_messages_still_in_the_hot_cache_are_left_out_too() {
     let first = page(&app, &ada, &room_id, "?after=0&limit=5").await;
     let newest = page(&app, &ada, &room_id, "?limit=25").await;
     let back = page(&app, &ada, &room_id, "?before=14&limit=5").await;
-    let syncs = syncs_from_zero(&mut app.socket(&ada).await, &room_id).await;
+    let (syncs, truncated) = syncs_from_zero(&mut app.socket(&ada).await, &room_id).await;
 
     // Assert
     assert_eq!(first, (vec![11, 12, 13, 14, 15], true));
     assert_eq!(newest, ((11..=30).collect(), false), "only expired messages are older");
     assert_eq!(back, (vec![11, 12, 13], false));
     assert_eq!(syncs, [((11..=30).collect(), 30, false)]);
+    assert_eq!(truncated, [11]);
 }
 
 e2e::on_both_shapes!(

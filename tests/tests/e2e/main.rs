@@ -13,6 +13,7 @@ mod openapi;
 mod proxy;
 mod resilience;
 mod restart;
+mod resume;
 mod rooms;
 mod socket;
 mod web;

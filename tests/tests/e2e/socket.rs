@@ -589,7 +589,22 @@ async fn a_text_frame_claiming_more_than_the_upload_limit_closes_the_socket_with
     assert_eq!(socket.closed().await, (1009, "too_large".to_owned()));
 }
 
+async fn a_client_that_closes_gets_the_servers_close_frame_back() {
+    // Arrange
+    let app = TestApp::spawn().await;
+    let alice = app.signup("alice").await;
+    let mut socket = app.socket(&alice).await;
+
+    // Act
+    socket.stream.send(Message::Close(None)).await.expect("close sent");
+
+    // Assert: the handshake completes (RFC 6455 §5.5.1), not a dropped connection (1006).
+    let answer = tokio::time::timeout(e2e::FRAME_WAIT, futures::StreamExt::next(&mut socket.stream)).await;
+    assert!(matches!(answer, Ok(Some(Ok(Message::Close(_))))), "{answer:?}");
+}
+
 e2e::on_both_shapes!(
+    a_client_that_closes_gets_the_servers_close_frame_back,
     a_member_sees_who_in_the_room_is_online_on_any_node,
     a_user_still_connected_on_another_node_is_not_announced_offline,
     a_member_removed_without_any_node_hearing_it_stops_receiving_the_room,

@@ -22,6 +22,10 @@ pub enum ClientFrame {
         room_id: String,
         after_seq: u64,
     },
+    /// "I have everything up to this seq" for each room: what `sync` does, for many rooms.
+    Resume {
+        rooms: std::collections::BTreeMap<String, u64>,
+    },
     Typing {
         room_id: String,
     },
@@ -130,6 +134,9 @@ pub enum ServerFrame<'a> {
         /// The room a `sync` or `typing` was about, so a client with several in flight knows which.
         #[serde(skip_serializing_if = "Option::is_none")]
         room_id: Option<&'a str>,
+        /// With `history_truncated`: the oldest seq the room still has.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        oldest_seq: Option<u64>,
     },
 }
 
@@ -186,8 +193,14 @@ mod tests {
 
     #[test]
     fn server_frames_are_tagged_by_type() {
-        let json = ServerFrame::Error { code: "bad_request", message: "x".into(), client_msg_id: None, room_id: None }
-            .to_json();
+        let json = ServerFrame::Error {
+            code: "bad_request",
+            message: "x".into(),
+            client_msg_id: None,
+            room_id: None,
+            oldest_seq: None,
+        }
+        .to_json();
         assert_eq!(json, r#"{"type":"error","code":"bad_request","message":"x"}"#);
         assert_eq!(ServerFrame::Pong.to_json(), r#"{"type":"pong"}"#);
     }

@@ -16,6 +16,7 @@ use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use super::frames::{ServerFrame, UserRef};
 use super::outbox::{Closing, Offer, Outbox};
+use super::resume::{Claim, Live, Resumed};
 use crate::dto::MessageDto;
 
 /// Close codes of the protocol.
@@ -37,6 +38,20 @@ struct Conn {
     rooms: HashSet<RoomId>,
     /// Pre-serialized frames, bounded in bytes, so one slow reader cannot hold the room back.
     outbox: Arc<Outbox>,
+    /// Rooms the client resumed from a seq: their messages go out exactly once, in seq order.
+    resumed: HashMap<RoomId, Resumed>,
+    /// Woken when live frames of a resumed room wait behind a missing seq.
+    gaps: Arc<Notify>,
+    /// Until the client's first frame (or a short wait): message frames held, so a `resume`
+    /// sent right after `ready` finds none of its rooms' messages sent ahead of it.
+    early: Option<Early>,
+}
+
+/// Message frames that came before the client's first frame.
+#[derive(Default)]
+struct Early {
+    frames: Vec<(RoomId, u64, Utf8Bytes)>,
+    bytes: usize,
 }
 
 #[derive(Default)]
@@ -83,6 +98,8 @@ pub struct Registration {
     pub closing: watch::Receiver<Option<Closing>>,
     /// True when this is the user's first socket on this node.
     pub first_for_user: bool,
+    /// Woken when a resumed room has a gap to fill from the log (see `Hub::gapped`).
+    pub gaps: Arc<Notify>,
 }
 
 pub struct Hub {
@@ -182,10 +199,19 @@ impl Hub {
         let user_conns = state.users.entry(user).or_default();
         let first_for_user = user_conns.is_empty();
         user_conns.insert(id);
-        let conn =
-            Conn { user, session, loading: Some(Loading::default()), rooms: HashSet::new(), outbox: outbox.clone() };
+        let gaps = Arc::new(Notify::new());
+        let conn = Conn {
+            user,
+            session,
+            loading: Some(Loading::default()),
+            rooms: HashSet::new(),
+            outbox: outbox.clone(),
+            resumed: HashMap::new(),
+            gaps: gaps.clone(),
+            early: Some(Early::default()),
+        };
         state.conns.insert(id, conn);
-        Registration { id, outbox, closing, first_for_user }
+        Registration { id, outbox, closing, first_for_user, gaps }
     }
 
     /// Marks every socket of `user` as reloading its rooms; returns their ids for `follow`.
@@ -210,6 +236,7 @@ impl Hub {
             loaded.into_iter().chain(heard.joined).filter(|room| !heard.left.contains(room)).collect();
         let dropped: Vec<RoomId> = conn.rooms.difference(&rooms).copied().collect();
         conn.rooms.clone_from(&rooms);
+        conn.resumed.retain(|room, _| rooms.contains(room));
         for room in dropped {
             if let Some(set) = state.rooms.get_mut(&room) {
                 set.remove(&id);
@@ -356,7 +383,8 @@ impl Hub {
         match event {
             RoomEvent::Message(message) => {
                 let dto = MessageDto::from(&message);
-                self.to_room(message.room_id, None, &ServerFrame::Message { message: &dto });
+                let json: Utf8Bytes = ServerFrame::Message { message: &dto }.to_json().into();
+                self.message_to_room(message.room_id, message.seq.get(), &json);
             }
             RoomEvent::MemberJoined { room_id, user } => {
                 self.subscribe(user.id, room_id);
@@ -403,6 +431,144 @@ impl Hub {
         }
     }
 
+    /// A message to the room's sockets; a socket that resumed the room gets it through its
+    /// sequencer: once, in seq order, after what it recovers from the log.
+    fn message_to_room(&self, room: RoomId, seq: u64, json: &Utf8Bytes) {
+        let mut state = self.state.lock();
+        let Some(targets) = state.rooms.get(&room).cloned() else { return };
+        for id in targets {
+            let Some(conn) = state.conns.get_mut(&id) else { continue };
+            let Some(resumed) = conn.resumed.get_mut(&room) else {
+                match &mut conn.early {
+                    Some(early) if early.bytes + json.len() <= self.queue_bytes => {
+                        early.bytes += json.len();
+                        early.frames.push((room, seq, json.clone()));
+                    }
+                    // Too many before the client spoke: they go out now, in arrival order.
+                    Some(_) => {
+                        Self::release(conn, self);
+                        self.offer(conn, json.clone());
+                    }
+                    None => self.offer(conn, json.clone()),
+                }
+                continue;
+            };
+            // Held frames count against the same bound as the queue.
+            let room_left = self.queue_bytes.saturating_sub(conn.outbox.bytes());
+            match resumed.live(seq, json.clone(), room_left) {
+                Live::Send(frames) => {
+                    for frame in frames {
+                        self.offer(conn, frame);
+                    }
+                }
+                Live::Held { gap: true } => conn.gaps.notify_one(),
+                Live::Held { gap: false } | Live::Dropped => {}
+                Live::Overflow => {
+                    tracing::info!(user = %conn.user, room = %room, "closing a socket with 1013 too_slow: too many frames held while it resumes");
+                    conn.outbox.close(Closing::Frame(close::TRY_AGAIN_LATER, "too_slow"));
+                }
+            }
+        }
+    }
+
+    fn offer(&self, conn: &Conn, frame: Utf8Bytes) {
+        if let Offer::Overflow { queued_bytes } = conn.outbox.push(frame) {
+            tracing::info!(
+                user = %conn.user,
+                queued_bytes,
+                limit = self.queue_bytes,
+                "closing a socket with 1013 too_slow: its outbound queue is full"
+            );
+        }
+    }
+
+    /// The client has `room` up to `after`: from now on its messages go through a sequencer,
+    /// which holds live ones until `recovered` and `settle` have sent what the log has. Those
+    /// that came before the client's first frame are held the same way.
+    pub fn resume_begin(&self, id: u64, room: RoomId, after: u64) {
+        let mut state = self.state.lock();
+        let Some(conn) = state.conns.get_mut(&id) else { return };
+        let mut resumed = Resumed::new(after);
+        if let Some(early) = &mut conn.early {
+            let (mine, others): (Vec<_>, Vec<_>) = early.frames.drain(..).partition(|(r, _, _)| *r == room);
+            early.frames = others;
+            for (_, seq, frame) in mine {
+                early.bytes -= frame.len();
+                // While recovering every live frame is held; the bound was checked on arrival.
+                let _ = resumed.live(seq, frame, usize::MAX);
+            }
+        }
+        conn.resumed.insert(room, resumed);
+    }
+
+    /// The client has spoken (or waited long enough): message frames held since the socket
+    /// opened go out, in the order they came, except those of rooms it resumed.
+    pub fn release_early(&self, id: u64) {
+        let mut state = self.state.lock();
+        if let Some(conn) = state.conns.get_mut(&id) {
+            Self::release(conn, self);
+        }
+    }
+
+    fn release(conn: &mut Conn, hub: &Hub) {
+        if let Some(early) = conn.early.take() {
+            for (_, _, frame) in early.frames {
+                hub.offer(conn, frame);
+            }
+        }
+    }
+
+    /// The next seq the socket is owed in `room`, while it resumes it.
+    pub fn resume_next(&self, id: u64, room: RoomId) -> Option<u64> {
+        self.state.lock().conns.get(&id)?.resumed.get(&room).map(Resumed::next)
+    }
+
+    /// A message of `room` read from the log: whether to send it.
+    pub fn resume_claim(&self, id: u64, room: RoomId, seq: u64) -> Claim {
+        let mut state = self.state.lock();
+        match state.conns.get_mut(&id).and_then(|conn| conn.resumed.get_mut(&room)) {
+            Some(resumed) => resumed.recovered(seq),
+            None => Claim::Skip,
+        }
+    }
+
+    /// The log has no more for `room`: the held frames that follow go out. False while a seq is
+    /// still missing (read the log again); with `skip_hole`, past a seq the log never got.
+    pub fn resume_settle(&self, id: u64, room: RoomId, skip_hole: bool) -> bool {
+        let mut state = self.state.lock();
+        let Some(conn) = state.conns.get_mut(&id) else { return true };
+        let Some(resumed) = conn.resumed.get_mut(&room) else { return true };
+        if skip_hole {
+            resumed.skip_hole();
+        }
+        let (frames, done) = resumed.settle();
+        for frame in frames {
+            self.offer(conn, frame);
+        }
+        done
+    }
+
+    /// The client gave up resuming `room` (it may not read it): plain delivery again.
+    pub fn resume_end(&self, id: u64, room: RoomId) {
+        if let Some(conn) = self.state.lock().conns.get_mut(&id) {
+            conn.resumed.remove(&room);
+        }
+    }
+
+    /// The resumed rooms whose live frames wait behind a seq that did not come: each is marked
+    /// recovering again, for the connection to read the missing ones from the log.
+    pub fn gapped(&self, id: u64) -> Vec<RoomId> {
+        let mut state = self.state.lock();
+        let Some(conn) = state.conns.get_mut(&id) else { return Vec::new() };
+        let rooms: Vec<RoomId> = conn.resumed.iter().filter(|(_, r)| r.gapped()).map(|(room, _)| *room).collect();
+        for room in &rooms {
+            if let Some(resumed) = conn.resumed.get_mut(room) {
+                resumed.begin();
+            }
+        }
+        rooms
+    }
+
     /// Sends each room's presence changes since the last flush as one frame to its sockets.
     pub fn flush_presence(&self) {
         let pending = std::mem::take(&mut *self.presence.lock());
@@ -438,14 +604,7 @@ impl Hub {
             if Some(conn.user) == except_user {
                 continue;
             }
-            if let Offer::Overflow { queued_bytes } = conn.outbox.push(json.clone()) {
-                tracing::info!(
-                    user = %conn.user,
-                    queued_bytes,
-                    limit = self.queue_bytes,
-                    "closing a socket with 1013 too_slow: its outbound queue is full"
-                );
-            }
+            self.offer(conn, json.clone());
         }
     }
 
@@ -470,6 +629,7 @@ impl Hub {
         for id in ids {
             if let Some(conn) = state.conns.get_mut(&id) {
                 conn.rooms.remove(&room);
+                conn.resumed.remove(&room);
                 if let Some(loading) = &mut conn.loading {
                     loading.joined.remove(&room);
                     loading.left.insert(room);
@@ -491,6 +651,7 @@ impl Hub {
         // to follow it.
         for conn in state.conns.values_mut() {
             conn.rooms.remove(&room);
+            conn.resumed.remove(&room);
             if let Some(loading) = &mut conn.loading {
                 loading.joined.remove(&room);
                 loading.left.insert(room);

@@ -4,6 +4,7 @@ pub mod frames;
 pub mod guard;
 pub mod hub;
 pub mod outbox;
+pub mod resume;
 pub mod writer;
 
 use std::sync::Arc;
@@ -21,6 +22,7 @@ use futures::StreamExt;
 use poem::http::{header, Method, StatusCode};
 use poem::web::Data;
 use poem::{handler, Body, IntoResponse, Request, Response, Upgraded};
+use tokio::io::AsyncWriteExt;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
@@ -30,6 +32,7 @@ use self::frames::{BinaryHeader, ClientFrame, ServerFrame, UserRef};
 use self::guard::{FrameGuard, GuardLimits, Skipped};
 use self::hub::{close, Hub};
 use self::outbox::{Closing, Outbox};
+use self::resume::Claim;
 use self::writer::{Gather, Writer};
 use crate::bearer::caller;
 use crate::dto::MessageDto;
@@ -42,6 +45,18 @@ type Socket = WebSocketStream<FrameGuard<Gather<Upgraded>>>;
 /// The pieces an uploaded file's bytes go to storage in; each is copied out of the frame as the
 /// store asks for it, so the frame is the only whole copy.
 const UPLOAD_CHUNK_BYTES: usize = 64 << 10;
+
+/// How long message frames wait after `ready` for the client's first frame, which may be a
+/// `resume` that must come before them.
+const EARLY_WINDOW: Duration = Duration::from_millis(300);
+/// Most rooms one `resume` frame may name.
+const MAX_RESUMED_ROOMS: usize = 1000;
+/// Reads of the log that found nothing new, while live frames wait behind a missing seq,
+/// before that seq counts as one the log will never have.
+const HOLE_READS: u32 = 3;
+/// How long live frames of a resumed room may wait behind a missing seq before it is read from
+/// the log: across nodes, a later message's event can overtake an earlier one's by a little.
+const GAP_GRACE: Duration = Duration::from_millis(100);
 
 /// The largest frame the codec is handed: the guard cuts longer binary frames into fragments of
 /// this size, so the codec's read buffer never grows to an upload's size and stays so.
@@ -285,6 +300,8 @@ struct Connection {
     skipped: Arc<Skipped>,
     /// When the frame being handled was read, for the ack latency.
     received: Instant,
+    /// This socket's id in the hub.
+    id: u64,
 }
 
 /// How the reader ended the connection, for the close frame.
@@ -329,7 +346,15 @@ impl Connection {
             metrics: state.metrics.clone(),
         };
         let writing = tokio::spawn(writer.run(sink));
-        let mut conn = Connection { state, app, caller, outbox: reg.outbox.clone(), skipped, received: Instant::now() };
+        let mut conn = Connection {
+            state,
+            app,
+            caller,
+            outbox: reg.outbox.clone(),
+            skipped,
+            received: Instant::now(),
+            id: reg.id,
+        };
         if reg.first_for_user {
             conn.presence(true, rooms).await;
         }
@@ -351,7 +376,13 @@ impl Connection {
             }
         };
         let _ = tokio::time::timeout(conn.app.config.write_timeout, answered).await;
-        let _ = writing.await;
+        // Tungstenite answers a peer's close and ends without flushing: its answer still sits in
+        // the gatherer, so drain it, else the client sees the connection drop (1006).
+        if let Ok(sink) = writing.await {
+            if let Ok(mut socket) = sink.reunite(stream) {
+                let _ = tokio::time::timeout(conn.app.config.write_timeout, socket.get_mut().shutdown()).await;
+            }
+        }
         let last = conn.app.hub.unregister(reg.id);
         if last {
             let rooms = conn.state.rooms.subscriptions(user.id).await.unwrap_or_default();
@@ -368,6 +399,9 @@ impl Connection {
         let expires_in = (self.caller.claims.expires_at - chrono::Utc::now()).to_std().unwrap_or_default();
         let expiry = tokio::time::sleep(expires_in);
         tokio::pin!(expiry);
+        let early = tokio::time::sleep(EARLY_WINDOW);
+        tokio::pin!(early);
+        let mut released = false;
         loop {
             tokio::select! {
                 incoming = stream.next() => {
@@ -403,6 +437,25 @@ impl Connection {
                     if last_seen.elapsed() > self.app.config.idle_timeout { return End::Gone; }
                 }
                 () = &mut expiry => return End::Close(close::SESSION_ENDED, "token_expired"),
+                () = &mut early, if !released => {
+                    released = true;
+                    self.app.hub.release_early(self.id);
+                }
+                // Live frames of a resumed room wait behind a seq that has not come: give it a
+                // moment, then read what is still missing from the log.
+                () = reg.gaps.notified() => {
+                    tokio::time::sleep(GAP_GRACE).await;
+                    for room in self.app.hub.gapped(self.id) {
+                        match self.recover(room, &room.to_string()).await {
+                            Ok(true) => {}
+                            Ok(false) => return End::Gone,
+                            Err(problem) => {
+                                self.app.hub.resume_end(self.id, room);
+                                if !self.problem(problem, None, Some(&room.to_string())).await { return End::Gone; }
+                            }
+                        }
+                    }
+                }
             }
         }
     }
@@ -431,12 +484,24 @@ impl Connection {
             // The guard let no text message over `max_text_bytes` through.
             Message::Text(text) => {
                 let ok = match frames::parse_text(&text) {
-                    Ok(frame) => self.on_frame(frame).await,
-                    Err(e) => self.error("bad_request", e.to_string(), None, None).await,
+                    Ok(frame) => {
+                        // A resume holds its rooms first, and then lets the rest go.
+                        if !matches!(frame, ClientFrame::Sync { .. } | ClientFrame::Resume { .. }) {
+                            self.app.hub.release_early(self.id);
+                        }
+                        self.on_frame(frame).await
+                    }
+                    Err(e) => {
+                        self.app.hub.release_early(self.id);
+                        self.error("bad_request", e.to_string(), None, None).await
+                    }
                 };
                 (!ok).then_some(End::Gone)
             }
-            Message::Binary(bytes) => self.on_binary(bytes).await,
+            Message::Binary(bytes) => {
+                self.app.hub.release_early(self.id);
+                self.on_binary(bytes).await
+            }
             _ => None,
         }
     }
@@ -486,23 +551,14 @@ impl Connection {
                     Err(problem) => self.problem(problem, Some(&client_msg_id), None).await,
                 }
             }
-            ClientFrame::Sync { room_id, after_seq } => {
-                let Some(room) = parse_room(&room_id) else {
-                    return self.problem(Problem::room_not_found(), None, Some(&room_id)).await;
-                };
-                match self.state.messaging.sync(&user, room, after_seq).await {
-                    Ok(page) => {
-                        for message in &page.items {
-                            let dto = MessageDto::from(message);
-                            if !self.send(ServerFrame::Message { message: &dto }.to_json()).await {
-                                return false;
-                            }
-                        }
-                        let synced = ServerFrame::Synced { room_id, last_seq: page.last_seq, has_more: page.has_more };
-                        self.send(synced.to_json()).await
-                    }
-                    Err(e) => self.problem(e.into(), None, Some(&room_id)).await,
+            ClientFrame::Sync { room_id, after_seq } => self.resume(vec![(room_id, after_seq)]).await,
+            ClientFrame::Resume { rooms } => {
+                if rooms.len() > MAX_RESUMED_ROOMS {
+                    self.app.hub.release_early(self.id);
+                    let message = format!("rooms: at most {MAX_RESUMED_ROOMS} per resume frame");
+                    return self.error("bad_request", message, None, None).await;
                 }
+                self.resume(rooms.into_iter().collect()).await
             }
             ClientFrame::Typing { room_id } => {
                 let Some(room) = parse_room(&room_id) else {
@@ -555,6 +611,96 @@ impl Connection {
         (!ok).then_some(End::Gone)
     }
 
+    /// The client has each room up to its seq: from here the socket gets each later message
+    /// once, in seq order: first what the log has (paged here, however much), then live ones,
+    /// which the hub holds meanwhile. Each room ends with `synced`. False once the socket is gone.
+    async fn resume(&mut self, rooms: Vec<(String, u64)>) -> bool {
+        let rooms: Vec<(String, u64, Option<RoomId>)> = rooms
+            .into_iter()
+            .map(|(room_id, after)| {
+                let room = parse_room(&room_id);
+                (room_id, after, room)
+            })
+            .collect();
+        // Every room held before anything else goes out, so none is sent ahead of its recovery.
+        for (_, after_seq, room) in &rooms {
+            if let Some(room) = room {
+                self.app.hub.resume_begin(self.id, *room, *after_seq);
+            }
+        }
+        self.app.hub.release_early(self.id);
+        for (room_id, after_seq, room) in rooms {
+            let Some(room) = room else {
+                if !self.problem(Problem::room_not_found(), None, Some(&room_id)).await {
+                    return false;
+                }
+                continue;
+            };
+            match self.recover(room, &room_id).await {
+                Ok(true) => {}
+                Ok(false) => return false,
+                Err(problem) => {
+                    self.app.hub.resume_end(self.id, room);
+                    if !self.problem(problem, None, Some(&room_id)).await {
+                        return false;
+                    }
+                    continue;
+                }
+            }
+            let last_seq = self.app.hub.resume_next(self.id, room).map_or(after_seq, |next| next - 1);
+            if !self.send(ServerFrame::Synced { room_id, last_seq, has_more: false }.to_json()).await {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Sends what the log has of a resumed room past what the socket got, until the held live
+    /// frames follow on. `Ok(false)` once the socket is gone.
+    async fn recover(&mut self, room: RoomId, room_id: &str) -> Result<bool, Problem> {
+        let user = self.caller.user.clone();
+        // Reads that found nothing new while a seq is still missing: the log will not get it.
+        let mut idle_reads = 0;
+        loop {
+            let Some(next) = self.app.hub.resume_next(self.id, room) else { return Ok(true) };
+            let page = self.state.messaging.sync(&user, room, next - 1).await.map_err(Problem::from)?;
+            let mut progressed = false;
+            for message in &page.items {
+                let claim = self.app.hub.resume_claim(self.id, room, message.seq.get());
+                if let Claim::Truncated { oldest } = claim {
+                    let message = format!("messages before seq {oldest} are no longer kept");
+                    let frame = ServerFrame::Error {
+                        code: "history_truncated",
+                        message,
+                        client_msg_id: None,
+                        room_id: Some(room_id),
+                        oldest_seq: Some(oldest),
+                    };
+                    if !self.send(frame.to_json()).await {
+                        return Ok(false);
+                    }
+                }
+                if claim != Claim::Skip {
+                    progressed = true;
+                    let dto = MessageDto::from(message);
+                    if !self.send(ServerFrame::Message { message: &dto }.to_json()).await {
+                        return Ok(false);
+                    }
+                }
+            }
+            if page.has_more {
+                continue;
+            }
+            idle_reads = if progressed { 0 } else { idle_reads + 1 };
+            if self.app.hub.resume_settle(self.id, room, idle_reads >= HOLE_READS) {
+                return Ok(true);
+            }
+            if idle_reads > 0 {
+                tokio::time::sleep(GAP_GRACE).await;
+            }
+        }
+    }
+
     async fn ack(&mut self, client_msg_id: &str, message: &MessageDto) -> bool {
         self.state.metrics.message_accepted(self.received.elapsed());
         self.send(ServerFrame::Ack { client_msg_id, message }.to_json()).await
@@ -562,7 +708,7 @@ impl Connection {
 
     /// An `error` frame naming the message (`client_msg_id`) or room (`room_id`) it is about.
     async fn error(&mut self, code: &str, message: String, client_msg_id: Option<&str>, room_id: Option<&str>) -> bool {
-        self.send(ServerFrame::Error { code, message, client_msg_id, room_id }.to_json()).await
+        self.send(ServerFrame::Error { code, message, client_msg_id, room_id, oldest_seq: None }.to_json()).await
     }
 
     /// A use-case error, in the same words REST uses for it.
