@@ -15,7 +15,8 @@ from websockets.exceptions import ConnectionClosedError, InvalidStatus
 
 
 async def chat(room_id: str) -> int:
-    url = os.environ.get("CHAT_URL", "http://127.0.0.1:8080").replace("http", "ws", 1) + "/ws"
+    # ?resume: its first frame is a resume, so the server holds the room's messages until then.
+    url = os.environ.get("CHAT_URL", "http://127.0.0.1:8080").replace("http", "ws", 1) + "/ws?resume"
     loop, lines, unacked, seen, failed = asyncio.get_running_loop(), asyncio.Queue(), set(), set(), False
 
     def read_input():  # a thread, so that waiting for a line never blocks the socket

@@ -157,6 +157,11 @@ impl Source {
         self.0.get(var).map_or("", String::as_str)
     }
 
+    /// A comma-separated list, without blanks.
+    fn list(&self, var: &str) -> Vec<String> {
+        self.get(var).split(',').map(str::trim).filter(|item| !item.is_empty()).map(str::to_owned).collect()
+    }
+
     fn parse<T: FromStr>(&self, var: &str, expected: &str) -> Result<T, ConfigError> {
         let raw = self.get(var);
         raw.trim().parse().map_err(|_| ConfigError { var: var.into(), expected: expected.into(), got: raw.into() })
@@ -287,24 +292,12 @@ impl Config {
             log_format,
             log_filter: s.get("CHAT_LOG").to_owned(),
             room_member_limit: s.positive("CHAT_ROOM_MEMBER_LIMIT", "a positive whole number")?,
-            allowed_origins: s
-                .get("CHAT_ALLOWED_ORIGINS")
-                .split(',')
-                .map(str::trim)
-                .filter(|o| !o.is_empty())
-                .map(str::to_owned)
-                .collect(),
+            allowed_origins: s.list("CHAT_ALLOWED_ORIGINS"),
             trusted_proxies: s.parse(
                 "CHAT_TRUSTED_PROXIES",
                 "comma-separated IP addresses or CIDR blocks of reverse proxies, e.g. 10.0.0.0/8,::1",
             )?,
-            web_socket_urls: s
-                .get("CHAT_WEB_SOCKET_URLS")
-                .split(',')
-                .map(str::trim)
-                .filter(|u| !u.is_empty())
-                .map(str::to_owned)
-                .collect(),
+            web_socket_urls: s.list("CHAT_WEB_SOCKET_URLS"),
             web_files_url: s.get("CHAT_WEB_FILES_URL").trim().trim_end_matches('/').to_owned(),
             max_connections_per_user: s.positive("CHAT_MAX_CONNECTIONS_PER_USER", "a positive whole number")?,
             ws_rate_per_sec: s.positive("CHAT_WS_RATE_PER_SEC", "a positive number of frames per second")?,

@@ -397,7 +397,8 @@ function recover() {
   for (const [id, entry] of rooms) {
     if (entry.loaded) resumed[id] = Math.max(0, ...entry.messages.keys());
   }
-  if (Object.keys(resumed).length) socket.send({ type: 'resume', rooms: resumed });
+  // Always sent, even empty: the socket was opened with ?resume, so messages wait for it.
+  socket.send({ type: 'resume', rooms: resumed });
   resendPending();
   if (current) loadPresence(current).catch(fail);
 }

@@ -38,7 +38,8 @@ export class ChatSocket {
       return this.later('cannot refresh the session');
     }
     // Browsers cannot set headers on a WebSocket: the token goes in the query (never logged).
-    const ws = new WebSocket(`${this.url}?access_token=${encodeURIComponent(token)}`);
+    // `resume`: the first frame is a resume, so the server holds room messages until it comes.
+    const ws = new WebSocket(`${this.url}?resume&access_token=${encodeURIComponent(token)}`);
     this.ws = ws;
     ws.onmessage = (e) => {
       const frame = JSON.parse(e.data);

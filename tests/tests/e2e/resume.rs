@@ -24,7 +24,8 @@ async fn read_with_reconnects(app: &TestApp, user: &TestUser, room: &str) -> usi
     let mut sockets = 0;
     let mut lengths = [37, 113, 5, 260, 71, 1, 150].iter().cycle();
     while last < MESSAGES {
-        let mut socket: Socket = app.socket_on(user, sockets).await;
+        // `?resume`: the room's messages wait for the resume frame, however late it comes.
+        let mut socket = Socket::open(&format!("{}?resume", app.ws_url(sockets)), user).await;
         sockets += 1;
         socket.send_json(json!({"type": "resume", "rooms": {room: last}})).await;
         let stop_at = last + lengths.next().copied().unwrap_or(50);

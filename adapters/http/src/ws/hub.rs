@@ -48,11 +48,16 @@ struct Conn {
 }
 
 /// Message frames that came before the client's first frame.
-#[derive(Default)]
 struct Early {
     frames: Vec<(RoomId, u64, Utf8Bytes)>,
     bytes: usize,
+    /// Past this many bytes they go out: a client that said it will resume (`/ws?resume`) may
+    /// have its whole bound, any other only a little, so a listener never waits behind it.
+    limit: usize,
 }
+
+/// What a socket that did not ask for `?resume` holds at most before its first frame.
+const EARLY_BYTES: usize = 64 << 10;
 
 #[derive(Default)]
 struct Loading {
@@ -191,7 +196,9 @@ impl Hub {
 
     /// Registers a socket that follows no room yet: its rooms are read after this, and handed
     /// to `follow`, so no membership change between the read and the registration is missed.
-    pub fn register(&self, user: UserId, session: SessionId) -> Registration {
+    /// `resuming`: the client said it sends `resume` first (`/ws?resume`), so message frames
+    /// wait for it up to the socket's whole bound.
+    pub fn register(&self, user: UserId, session: SessionId, resuming: bool) -> Registration {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let outbox = Arc::new(Outbox::new(self.queue_bytes));
         let closing = outbox.closing();
@@ -208,7 +215,11 @@ impl Hub {
             outbox: outbox.clone(),
             resumed: HashMap::new(),
             gaps: gaps.clone(),
-            early: Some(Early::default()),
+            early: Some(Early {
+                frames: Vec::new(),
+                bytes: 0,
+                limit: if resuming { self.queue_bytes } else { EARLY_BYTES },
+            }),
         };
         state.conns.insert(id, conn);
         Registration { id, outbox, closing, first_for_user, gaps }
@@ -440,7 +451,7 @@ impl Hub {
             let Some(conn) = state.conns.get_mut(&id) else { continue };
             let Some(resumed) = conn.resumed.get_mut(&room) else {
                 match &mut conn.early {
-                    Some(early) if early.bytes + json.len() <= self.queue_bytes => {
+                    Some(early) if early.bytes + json.len() <= early.limit => {
                         early.bytes += json.len();
                         early.frames.push((room, seq, json.clone()));
                     }
@@ -678,7 +689,7 @@ mod tests {
 
     /// A socket registered and following `rooms`, as the socket task leaves it.
     fn registered(hub: &Hub, user: UserId, session: SessionId, rooms: Vec<RoomId>) -> Registration {
-        let registration = hub.register(user, session);
+        let registration = hub.register(user, session, false);
         hub.follow(registration.id, rooms);
         registration
     }
@@ -870,7 +881,7 @@ mod tests {
     fn a_removal_heard_while_the_rooms_are_read_wins_over_a_read_that_missed_it() {
         // Arrange: the socket registered, then its rooms were read just before the removal.
         let hub = Hub::new(QUEUE, Duration::from_secs(1));
-        let registration = hub.register(user(1), session(1));
+        let registration = hub.register(user(1), session(1), false);
         let stale_read = vec![room(7), room(8)];
 
         // Act
@@ -884,7 +895,7 @@ mod tests {
     #[test]
     fn a_join_heard_while_the_rooms_are_read_is_kept_even_if_the_read_missed_it() {
         let hub = Hub::new(QUEUE, Duration::from_secs(1));
-        let registration = hub.register(user(1), session(1));
+        let registration = hub.register(user(1), session(1), false);
 
         hub.dispatch(joined(room(9), 1));
         hub.follow(registration.id, Vec::new());
@@ -895,7 +906,7 @@ mod tests {
     #[test]
     fn a_room_deleted_while_the_rooms_are_read_is_not_followed() {
         let hub = Hub::new(QUEUE, Duration::from_secs(1));
-        let registration = hub.register(user(1), session(1));
+        let registration = hub.register(user(1), session(1), false);
 
         hub.dispatch(RoomEvent::RoomDeleted { room_id: room(7) });
         hub.follow(registration.id, vec![room(7)]);

@@ -47,7 +47,7 @@ type Socket = WebSocketStream<FrameGuard<Gather<Upgraded>>>;
 const UPLOAD_CHUNK_BYTES: usize = 64 << 10;
 
 /// How long message frames wait after `ready` for the client's first frame, which may be a
-/// `resume` that must come before them.
+/// `resume` that must come before them; with `/ws?resume`, until that frame comes.
 const EARLY_WINDOW: Duration = Duration::from_millis(300);
 /// Most rooms one `resume` frame may name.
 const MAX_RESUMED_ROOMS: usize = 1000;
@@ -200,6 +200,8 @@ pub async fn ws_handler(req: &Request, state: Data<&AppState>, app: Data<&Socket
     let Ok(upgrade) = req.take_upgrade() else {
         return ApiError::bad_request("invalid_request", "the connection cannot be upgraded").into_response();
     };
+    // `/ws?resume`: the client sends `resume` first, so its rooms' messages wait for it.
+    let resuming = req.uri().query().is_some_and(|q| q.split('&').any(|p| p == "resume" || p.starts_with("resume=")));
     let state = state.clone();
     let app = app.clone();
     tokio::spawn(async move {
@@ -213,7 +215,7 @@ pub async fn ws_handler(req: &Request, state: Data<&AppState>, app: Data<&Socket
         };
         let io = FrameGuard::new(Gather::new(upgraded), limits, skipped.clone());
         let socket = WebSocketStream::from_raw_socket(io, Role::Server, Some(codec_config(&app.config))).await;
-        Connection::serve(socket, skipped, state, app, caller).await;
+        Connection::serve(socket, skipped, state, app, caller, resuming).await;
     });
     Response::builder()
         .status(StatusCode::SWITCHING_PROTOCOLS)
@@ -302,6 +304,8 @@ struct Connection {
     received: Instant,
     /// This socket's id in the hub.
     id: u64,
+    /// Opened as `/ws?resume`: message frames wait for the first frame, however long.
+    resuming: bool,
 }
 
 /// How the reader ended the connection, for the close frame.
@@ -322,11 +326,18 @@ impl From<End> for Closing {
 impl Connection {
     /// Reads on this task while a writer task of its own sends: handling a client's frames never
     /// stops its queue from draining.
-    async fn serve(socket: Socket, skipped: Arc<Skipped>, state: AppState, app: SocketApp, caller: Authenticated) {
+    async fn serve(
+        socket: Socket,
+        skipped: Arc<Skipped>,
+        state: AppState,
+        app: SocketApp,
+        caller: Authenticated,
+        resuming: bool,
+    ) {
         let (sink, mut stream) = socket.split();
         let user = caller.user.clone();
         // Registered before its rooms are read, so a change made meanwhile is heard, not missed.
-        let mut reg = app.hub.register(user.id, caller.claims.session);
+        let mut reg = app.hub.register(user.id, caller.claims.session, resuming);
         let rooms = match state.rooms.subscriptions(user.id).await {
             Ok(rooms) => rooms,
             Err(e) => {
@@ -354,6 +365,7 @@ impl Connection {
             skipped,
             received: Instant::now(),
             id: reg.id,
+            resuming,
         };
         if reg.first_for_user {
             conn.presence(true, rooms).await;
@@ -401,7 +413,7 @@ impl Connection {
         tokio::pin!(expiry);
         let early = tokio::time::sleep(EARLY_WINDOW);
         tokio::pin!(early);
-        let mut released = false;
+        let mut released = self.resuming;
         loop {
             tokio::select! {
                 incoming = stream.next() => {
