@@ -3,7 +3,7 @@
 
 mod accounts;
 mod files;
-mod fixtures;
+pub(crate) mod fixtures;
 mod health;
 mod messages;
 mod rooms;

@@ -780,6 +780,66 @@ mod tests {
         assert!(hub.presence.lock().is_empty(), "nothing is kept for room 8, which no socket here follows");
     }
 
+    fn message(room_id: RoomId, seq: u64) -> RoomEvent {
+        RoomEvent::Message(crate::tests::fixtures::message(room_id, seq))
+    }
+
+    fn seqs(reg: &Registration) -> Vec<u64> {
+        reg.outbox
+            .take()
+            .0
+            .iter()
+            .map(|f| serde_json::from_str::<serde_json::Value>(f.as_str()).expect("JSON"))
+            .filter(|f| f["type"] == "message")
+            .map(|f| f["message"]["seq"].as_u64().expect("seq"))
+            .collect()
+    }
+
+    #[test]
+    fn messages_wait_for_the_first_frame_and_a_resumed_rooms_wait_for_its_recovery() {
+        // Arrange: a socket opened with ?resume, in rooms 7 and 8; 5 and 6 of room 7 come live.
+        let hub = Hub::new(QUEUE, Duration::from_secs(2));
+        let reg = hub.register(user(1), session(1), true);
+        hub.follow(reg.id, vec![room(7), room(8)]);
+        hub.dispatch(message(room(7), 5));
+        hub.dispatch(message(room(8), 1));
+        hub.dispatch(message(room(7), 6));
+        assert!(seqs(&reg).is_empty(), "nothing before the client's first frame");
+
+        // Act: it resumes room 7 from 3; the log has 4 and 5.
+        hub.resume_begin(reg.id, room(7), 3);
+        hub.release_early(reg.id);
+        let room_8 = seqs(&reg);
+        let claims: Vec<Claim> = [4, 5].iter().map(|seq| hub.resume_claim(reg.id, room(7), *seq)).collect();
+        let settled = hub.resume_settle(reg.id, room(7), false);
+
+        // Assert: room 8 at once; room 7's live 6 after what the log gave, 5 only once.
+        assert_eq!(room_8, [1]);
+        assert_eq!(claims, [Claim::Send, Claim::Send]);
+        assert!(settled);
+        assert_eq!(seqs(&reg), [6]);
+        hub.dispatch(message(room(7), 6));
+        hub.dispatch(message(room(7), 7));
+        assert_eq!(seqs(&reg), [7], "a copy of 6 is dropped");
+    }
+
+    #[test]
+    fn a_listener_that_never_speaks_gets_its_messages_once_64_kib_wait() {
+        let hub = Hub::new(QUEUE, Duration::from_secs(2));
+        let reg = hub.register(user(1), session(1), false);
+        hub.follow(reg.id, vec![room(7)]);
+
+        let mut seq = 0;
+        while seqs(&reg).is_empty() {
+            seq += 1;
+            assert!(seq < 10_000, "never released");
+            hub.dispatch(message(room(7), seq));
+        }
+
+        assert!(!reg.outbox.is_closing(), "released, not closed");
+        assert!(seq > 100, "held a while first ({seq} messages)");
+    }
+
     #[tokio::test]
     async fn draining_asks_every_socket_to_go_away_and_returns_once_the_last_lets_go() {
         let hub = Hub::new(QUEUE, Duration::from_secs(2));
