@@ -70,6 +70,9 @@ Scenarios (defaults in brackets):
 Target:
   --url URL              HTTP base of the api app [http://127.0.0.1:8080]
   --ws URL               socket URL [the --url host, path /ws]
+  --senders-ws URL       fanout, rooms, history, burst-archive: the senders' sockets connect here
+                         instead of --ws, e.g. socket node 1 while the subscribers are on node 2
+                         of the split shape [--ws]
   --metrics-url URL      where /metrics counts archived messages (worker or chat) [--url]
   --baseline URL         ws:// URL of the bare relay; fanout and idle then measure it too, in the
                          same run (for `relay`, the relay's URL is --baseline or --ws)
@@ -116,6 +119,8 @@ pub struct Args {
     pub scenario: Scenario,
     pub url: String,
     pub ws: String,
+    /// Where the senders' sockets connect, when not `ws`.
+    pub senders_ws: Option<String>,
     pub metrics_url: String,
     pub baseline: Option<String>,
     pub server_pid: Option<u32>,
@@ -160,6 +165,7 @@ pub struct Args {
 struct Given {
     url: Option<String>,
     ws: Option<String>,
+    senders_ws: Option<String>,
     metrics_url: Option<String>,
     baseline: Option<String>,
     server_pid: Option<u32>,
@@ -235,6 +241,7 @@ impl Args {
                     match f {
                         "--url" => g.url = Some(value.trim_end_matches('/').to_owned()),
                         "--ws" => g.ws = Some(value),
+                        "--senders-ws" => g.senders_ws = Some(value),
                         "--metrics-url" => g.metrics_url = Some(value.trim_end_matches('/').to_owned()),
                         "--baseline" => g.baseline = Some(value),
                         "--server-pid" => g.server_pid = Some(number(f, v)?),
@@ -326,6 +333,7 @@ impl Args {
             metrics_url: g.metrics_url.unwrap_or_else(|| url.clone()),
             url,
             ws,
+            senders_ws: g.senders_ws,
             baseline: g.baseline,
             server_pid: g.server_pid,
             baseline_pid: g.baseline_pid,
@@ -437,6 +445,16 @@ mod tests {
         assert_eq!(args.url, "http://127.0.0.1:18090");
         assert_eq!(args.ws, "ws://127.0.0.1:18090/ws");
         assert!(args.rate.abs() < f64::EPSILON);
+    }
+
+    #[test]
+    fn senders_may_connect_to_another_node() {
+        let split = parse("fanout --ws ws://127.0.0.1:18202/ws --senders-ws ws://127.0.0.1:18201/ws").unwrap();
+        let one = parse("fanout --ws ws://127.0.0.1:18202/ws").unwrap();
+
+        assert_eq!(split.ws, "ws://127.0.0.1:18202/ws");
+        assert_eq!(split.senders_ws.as_deref(), Some("ws://127.0.0.1:18201/ws"));
+        assert_eq!(one.senders_ws, None);
     }
 
     #[test]

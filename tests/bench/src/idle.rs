@@ -147,7 +147,7 @@ pub async fn idle(args: &Args) -> anyhow::Result<(Vec<IdleReport>, f64)> {
         hold(idle_plan("chat", Kind::Chat, &args.ws, sockets, args.server_pid, args), args.hold, Some(&api)).await?,
     ];
     if let Some(url) = &args.baseline {
-        let relay_sockets = (0..total).map(|_| SocketSpec { token: None, follows: Vec::new() }).collect();
+        let relay_sockets = (0..total).map(|_| SocketSpec { token: None, follows: Vec::new(), url: None }).collect();
         reports.push(
             hold(idle_plan("relay", Kind::Relay, url, relay_sockets, args.baseline_pid, args), args.hold, None).await?,
         );

@@ -30,6 +30,9 @@ pub struct SocketSpec {
     pub token: Option<String>,
     /// Streams it should receive: room numbers (chat) or sender numbers (relay).
     pub follows: Vec<usize>,
+    /// Where this socket connects, when not the plan's `url` (`--senders-ws`: senders on another
+    /// socket node than the subscribers).
+    pub url: Option<String>,
 }
 
 /// One sender: which socket it writes through and which room it sends to.
@@ -236,7 +239,8 @@ pub async fn open_sockets(
                     if attempt > 0 {
                         tokio::time::sleep(Duration::from_millis(500 * attempt)).await;
                     }
-                    last = conn::connect(&plan.url, spec.token.as_deref(), plan.kind).await;
+                    let url = spec.url.as_deref().unwrap_or(&plan.url);
+                    last = conn::connect(url, spec.token.as_deref(), plan.kind).await;
                     if last.is_ok() {
                         break;
                     }
@@ -859,11 +863,12 @@ async fn resync_ended(plan: &Plan, ended_missing: Missing) -> Option<Resync> {
         return None;
     }
     let bar = util::bar(plan.progress, ended_missing.len().min(RESYNC_SOCKETS) as u64, "resync");
-    let (url, room_ids) = (plan.url.as_str(), plan.room_ids.as_slice());
+    let room_ids = plan.room_ids.as_slice();
     let checked: Vec<Resync> = futures::stream::iter(ended_missing.into_iter().take(RESYNC_SOCKETS))
         .map(|(i, missing)| {
             let bar = bar.clone();
             let token = plan.sockets.get(i).and_then(|s| s.token.clone());
+            let url = plan.sockets.get(i).and_then(|s| s.url.as_deref()).unwrap_or(&plan.url);
             async move {
                 let mut r = Resync { sockets_checked: 1, ..Resync::default() };
                 match conn::connect(url, token.as_deref(), Kind::Chat).await {

@@ -47,6 +47,7 @@ fn emit<T: Serialize>(args: &Args, setup_seconds: f64, results: &T, table: &repo
             "run_id": args.run_id,
             "url": args.url,
             "ws": args.ws,
+            "senders_ws": args.senders_ws,
             "baseline": args.baseline,
             "setup_seconds": setup_seconds,
             "bench_nofile_limit": nofile,

@@ -154,7 +154,11 @@ impl Population {
             .iter()
             .zip(rooms_of)
             .flat_map(|(user, follows)| {
-                (0..per_user).map(move |_| SocketSpec { token: Some(user.token.clone()), follows: follows.clone() })
+                (0..per_user).map(move |_| SocketSpec {
+                    token: Some(user.token.clone()),
+                    follows: follows.clone(),
+                    url: None,
+                })
             })
             .collect()
     }
@@ -175,7 +179,14 @@ fn spread(count: usize, total: usize) -> Vec<usize> {
     (0..count).map(|i| i * total / count.max(1)).collect()
 }
 
-fn chat_plan(args: &Args, pop: &Population, sockets: Vec<SocketSpec>, senders: Vec<SenderSpec>, api: &Api) -> Plan {
+fn chat_plan(args: &Args, pop: &Population, mut sockets: Vec<SocketSpec>, senders: Vec<SenderSpec>, api: &Api) -> Plan {
+    if let Some(url) = &args.senders_ws {
+        for sender in &senders {
+            if let Some(spec) = sockets.get_mut(sender.socket) {
+                spec.url = Some(url.clone());
+            }
+        }
+    }
     Plan {
         target: "chat",
         kind: Kind::Chat,
@@ -212,7 +223,7 @@ pub fn relay_plan(args: &Args, url: &str, connections: usize) -> Plan {
         target: "relay",
         kind: Kind::Relay,
         url: url.to_owned(),
-        sockets: (0..connections).map(|_| SocketSpec { token: None, follows: follows.clone() }).collect(),
+        sockets: (0..connections).map(|_| SocketSpec { token: None, follows: follows.clone(), url: None }).collect(),
         room_ids: Vec::new(),
         room_tokens: Vec::new(),
         senders,
