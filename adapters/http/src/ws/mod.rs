@@ -433,7 +433,9 @@ impl Connection {
                                 if !self.error("rate_limited", "too many frames; slow down".into(), None, None).await { return End::Gone; }
                                 continue;
                             }
-                            if let Some(end) = self.handle(msg).await { return end; }
+                            // Boxed: the state of handling a frame exists only while one is handled,
+                            // not inside every idle socket's task.
+                            if let Some(end) = Box::pin(self.handle(msg)).await { return end; }
                         }
                     }
                 }
@@ -458,7 +460,7 @@ impl Connection {
                 () = reg.gaps.notified() => {
                     tokio::time::sleep(GAP_GRACE).await;
                     for room in self.app.hub.gapped(self.id) {
-                        match self.recover(room, &room.to_string()).await {
+                        match Box::pin(self.recover(room, &room.to_string())).await {
                             Ok(true) => {}
                             Ok(false) => return End::Gone,
                             Err(problem) => {
