@@ -446,9 +446,11 @@ impl Hub {
     /// sequencer: once, in seq order, after what it recovers from the log.
     fn message_to_room(&self, room: RoomId, seq: u64, json: &Utf8Bytes) {
         let mut state = self.state.lock();
-        let Some(targets) = state.rooms.get(&room).cloned() else { return };
+        // Disjoint fields: the room's followers are read while their sockets change, no copy.
+        let State { rooms, conns, .. } = &mut *state;
+        let Some(targets) = rooms.get(&room) else { return };
         for id in targets {
-            let Some(conn) = state.conns.get_mut(&id) else { continue };
+            let Some(conn) = conns.get_mut(id) else { continue };
             let Some(resumed) = conn.resumed.get_mut(&room) else {
                 match &mut conn.early {
                     Some(early) if early.bytes + json.len() <= early.limit => {
@@ -457,7 +459,7 @@ impl Hub {
                     }
                     // Too many before the client spoke: they go out now, in arrival order.
                     Some(_) => {
-                        Self::release(conn, self);
+                        self.release(conn);
                         self.offer(conn, json.clone());
                     }
                     None => self.offer(conn, json.clone()),
@@ -517,14 +519,14 @@ impl Hub {
     pub fn release_early(&self, id: u64) {
         let mut state = self.state.lock();
         if let Some(conn) = state.conns.get_mut(&id) {
-            Self::release(conn, self);
+            self.release(conn);
         }
     }
 
-    fn release(conn: &mut Conn, hub: &Hub) {
+    fn release(&self, conn: &mut Conn) {
         if let Some(early) = conn.early.take() {
             for (_, _, frame) in early.frames {
-                hub.offer(conn, frame);
+                self.offer(conn, frame);
             }
         }
     }

@@ -308,6 +308,17 @@ struct Connection {
     resuming: bool,
 }
 
+/// How recovering a resumed room ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Recovery {
+    /// Sent up to where live delivery takes over.
+    Done,
+    /// The caller may not read the room; told so with an `error` frame.
+    Refused,
+    /// The socket is gone.
+    Gone,
+}
+
 /// How the reader ended the connection, for the close frame.
 enum End {
     Close(u16, &'static str),
@@ -460,13 +471,8 @@ impl Connection {
                 () = reg.gaps.notified() => {
                     tokio::time::sleep(GAP_GRACE).await;
                     for room in self.app.hub.gapped(self.id) {
-                        match Box::pin(self.recover(room, &room.to_string())).await {
-                            Ok(true) => {}
-                            Ok(false) => return End::Gone,
-                            Err(problem) => {
-                                self.app.hub.resume_end(self.id, room);
-                                if !self.problem(problem, None, Some(&room.to_string())).await { return End::Gone; }
-                            }
+                        if Box::pin(self.recover_reporting(room, &room.to_string())).await == Recovery::Gone {
+                            return End::Gone;
                         }
                     }
                 }
@@ -650,16 +656,10 @@ impl Connection {
                 }
                 continue;
             };
-            match self.recover(room, &room_id).await {
-                Ok(true) => {}
-                Ok(false) => return false,
-                Err(problem) => {
-                    self.app.hub.resume_end(self.id, room);
-                    if !self.problem(problem, None, Some(&room_id)).await {
-                        return false;
-                    }
-                    continue;
-                }
+            match self.recover_reporting(room, &room_id).await {
+                Recovery::Done => {}
+                Recovery::Refused => continue,
+                Recovery::Gone => return false,
             }
             let last_seq = self.app.hub.resume_next(self.id, room).map_or(after_seq, |next| next - 1);
             if !self.send(ServerFrame::Synced { room_id, last_seq, has_more: false }.to_json()).await {
@@ -667,6 +667,23 @@ impl Connection {
             }
         }
         true
+    }
+
+    /// `recover`; a refusal (the room is not the caller's to read) goes back to plain delivery
+    /// and is told to the client.
+    async fn recover_reporting(&mut self, room: RoomId, room_id: &str) -> Recovery {
+        match self.recover(room, room_id).await {
+            Ok(true) => Recovery::Done,
+            Ok(false) => Recovery::Gone,
+            Err(problem) => {
+                self.app.hub.resume_end(self.id, room);
+                if self.problem(problem, None, Some(room_id)).await {
+                    Recovery::Refused
+                } else {
+                    Recovery::Gone
+                }
+            }
+        }
     }
 
     /// Sends what the log has of a resumed room past what the socket got, until the held live
