@@ -1,7 +1,6 @@
 //! File routes, in the spec: streamed multipart upload, and access-checked download with ranges
 //! and safe headers.
 
-use application::accounts::Authenticated;
 use application::files::{self, FileLimits, UploadError};
 use application::ports::StoredFile;
 use domain::{FileId, FileKind, FileName, RoomId};
@@ -16,7 +15,7 @@ use poem_openapi::registry::{
 };
 use poem_openapi::{ApiExtractor, ApiExtractorType, ApiResponse, ExtractParamOptions, Object, OpenApi, Tags};
 
-use crate::bearer::{caller, BearerAuth, QueryToken};
+use crate::bearer::FileAuth;
 use crate::declared::Id;
 use crate::dto::{rfc3339, FileDto};
 use crate::error::status::{
@@ -56,36 +55,6 @@ pub enum UploadResponse {
     /// `CHAT_UNATTACHED_FILE_SECS`.
     #[oai(status = 201)]
     Created(Json<UploadedDto>),
-}
-
-/// The caller of a file route: the bearer header, or `access_token` in the query, since a browser
-/// cannot set headers on `<img>` requests.
-pub struct FileAuth(pub Authenticated);
-
-impl<'a> ApiExtractor<'a> for FileAuth {
-    const TYPES: &'static [ApiExtractorType] = &[ApiExtractorType::SecurityScheme];
-    type ParamType = ();
-    type ParamRawType = ();
-
-    fn register(registry: &mut Registry) {
-        BearerAuth::register(registry);
-        QueryToken::register(registry);
-    }
-
-    fn security_schemes() -> Vec<&'static str> {
-        [BearerAuth::security_schemes(), QueryToken::security_schemes()].concat()
-    }
-
-    async fn from_request(
-        req: &'a Request,
-        _body: &mut RequestBody,
-        _param_opts: ExtractParamOptions<()>,
-    ) -> poem::Result<Self> {
-        let state = req
-            .data::<AppState>()
-            .ok_or_else(|| poem::Error::from_string("application state missing", StatusCode::INTERNAL_SERVER_ERROR))?;
-        Ok(Self(caller(req, &state.accounts).await?))
-    }
 }
 
 /// A `multipart/form-data` body, taken whole as a stream for [`receive`] to bound and parse.

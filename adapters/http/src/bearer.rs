@@ -3,8 +3,10 @@
 use application::accounts::Authenticated;
 use application::Accounts;
 use poem::Request;
+use poem::RequestBody;
 use poem_openapi::auth::Bearer;
-use poem_openapi::SecurityScheme;
+use poem_openapi::registry::Registry;
+use poem_openapi::{ApiExtractor, ApiExtractorType, ExtractParamOptions, SecurityScheme};
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -22,10 +24,42 @@ pub struct BearerAuth(pub Authenticated);
 pub struct QueryToken(poem_openapi::auth::ApiKey);
 
 async fn check_bearer(req: &Request, bearer: Bearer) -> poem::Result<Authenticated> {
+    authenticate(accounts(req)?, &bearer.token).await.map_err(Into::into)
+}
+
+/// The use case that checks tokens, from the request's application state.
+fn accounts(req: &Request) -> poem::Result<&Accounts> {
     let state = req.data::<AppState>().ok_or_else(|| {
         poem::Error::from_string("application state missing", poem::http::StatusCode::INTERNAL_SERVER_ERROR)
     })?;
-    authenticate(&state.accounts, &bearer.token).await.map_err(Into::into)
+    Ok(&state.accounts)
+}
+
+/// The caller of a file route: the bearer header, or `access_token` in the query, since a browser
+/// cannot set headers on `<img>` requests.
+pub struct FileAuth(pub Authenticated);
+
+impl<'a> ApiExtractor<'a> for FileAuth {
+    const TYPES: &'static [ApiExtractorType] = &[ApiExtractorType::SecurityScheme];
+    type ParamType = ();
+    type ParamRawType = ();
+
+    fn register(registry: &mut Registry) {
+        BearerAuth::register(registry);
+        QueryToken::register(registry);
+    }
+
+    fn security_schemes() -> Vec<&'static str> {
+        [BearerAuth::security_schemes(), QueryToken::security_schemes()].concat()
+    }
+
+    async fn from_request(
+        req: &'a Request,
+        _body: &mut RequestBody,
+        _param_opts: ExtractParamOptions<()>,
+    ) -> poem::Result<Self> {
+        Ok(Self(caller(req, accounts(req)?).await?))
+    }
 }
 
 /// Checks a raw access token, from a header or the `access_token` query parameter.
