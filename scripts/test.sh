@@ -7,6 +7,8 @@
 # Redis:   CHAT_TEST_REDIS_URL if set; else, where a Docker engine answers, redis:7.0.15 via
 #          testcontainers; else a private redis-server on a free port (Debian's redis-server
 #          package is installed when missing).
+# Redis Cluster: CHAT_TEST_REDIS_CLUSTER_URL (comma-separated seeds) if set; else three private
+#          redis-server --cluster-enabled masters on free ports, joined by redis-cli --cluster create.
 # MongoDB: CHAT_TEST_MONGODB_URL if set; else, with Docker, mongo:7.0.14 as a replica set via
 #          testcontainers; else SecantusDB, a MongoDB-wire-compatible server from PyPI, in memory
 #          on a free port, installed into a virtualenv under target/.
@@ -55,12 +57,16 @@ as_root() {
   if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else "$@"; fi
 }
 
-start_redis() {
+install_redis() {
   if ! command -v redis-server >/dev/null 2>&1; then
     log "installing redis-server from Debian's packages"
     as_root apt-get update -qq
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
   fi
+}
+
+start_redis() {
+  install_redis
   local port; port="$(free_port)"
   redis-server --port "$port" --bind 127.0.0.1 --save "" --appendonly no --dir "$state" \
     --logfile "$state/redis.log" &
@@ -68,6 +74,35 @@ start_redis() {
   wait_for_port "$port" redis-server
   export CHAT_TEST_REDIS_URL="redis://127.0.0.1:$port"
   log "started redis-server at $CHAT_TEST_REDIS_URL"
+}
+
+# A 3-master Redis Cluster on free ports (no replicas: the failover test starts its own), for the
+# cluster-mode suites.
+start_redis_cluster() {
+  install_redis
+  local ports=() seeds=() port
+  for _ in 1 2 3; do
+    port="$(free_port)"
+    mkdir -p "$state/cluster-$port"
+    (cd "$state/cluster-$port" && rm -f nodes.conf && exec redis-server --port "$port" --bind 127.0.0.1 \
+      --cluster-enabled yes --cluster-config-file nodes.conf --cluster-node-timeout 2000 \
+      --save "" --appendonly no --logfile "$state/cluster-$port/redis.log") &
+    pids+=("$!")
+    ports+=("$port")
+  done
+  for port in "${ports[@]}"; do
+    wait_for_port "$port" "redis-server (cluster)"
+    seeds+=("127.0.0.1:$port")
+  done
+  redis-cli --cluster create "${seeds[@]}" --cluster-yes >"$state/cluster-create.log" 2>&1 || {
+    cat "$state/cluster-create.log" >&2; log "redis-cli --cluster create failed"; return 1; }
+  for _ in $(seq 1 100); do
+    [ "$(redis-cli -p "${ports[0]}" cluster info | tr -d '\r' | grep cluster_state)" = cluster_state:ok ] && break
+    sleep 0.1
+  done
+  CHAT_TEST_REDIS_CLUSTER_URL="$(printf 'redis://%s,' "${seeds[@]}")"
+  export CHAT_TEST_REDIS_CLUSTER_URL="${CHAT_TEST_REDIS_CLUSTER_URL%,}"
+  log "started a 3-master Redis Cluster at $CHAT_TEST_REDIS_CLUSTER_URL"
 }
 
 start_secantus() {
@@ -116,6 +151,7 @@ if [ -z "${CHAT_TEST_REDIS_URL:-}" ] && [ -z "${CHAT_TEST_MONGODB_URL:-}" ] && d
   start_containers
 fi
 if [ -z "${CHAT_TEST_REDIS_URL:-}" ]; then start_redis; else log "using Redis at $CHAT_TEST_REDIS_URL"; fi
+if [ -z "${CHAT_TEST_REDIS_CLUSTER_URL:-}" ]; then start_redis_cluster; else log "using Redis Cluster at $CHAT_TEST_REDIS_CLUSTER_URL"; fi
 if [ -z "${CHAT_TEST_MONGODB_URL:-}" ]; then start_secantus; else log "using MongoDB at $CHAT_TEST_MONGODB_URL"; fi
 
 # The reverse proxy of the split deployment: the e2e tests run through it, and Caddy itself checks

@@ -449,7 +449,8 @@ pub trait MessageLog: Send + Sync + 'static {
     async fn raise_seq(&self, room: RoomId, seq: Seq) -> anyhow::Result<()>;
 
     /// Up to `max` queued messages not yet archived, for `consumer`. Its own unacknowledged
-    /// entries come first, then entries abandoned by others, then new ones.
+    /// entries come first, then entries abandoned by others, then new ones. Each room's come in
+    /// append order; different rooms' may interleave in any order (a log may queue them apart).
     ///
     /// # Errors
     /// Only storage failures.

@@ -132,6 +132,8 @@ async fn shared(
     let log_config = RedisConfig {
         key_prefix: config.redis_prefix.clone(),
         cache_per_room: config.hot_cache_per_room,
+        mode: config.redis_mode,
+        min_replicas: config.redis_min_replicas,
         ..RedisConfig::new(redis_url)
     };
     let log = tokio::time::timeout(CONNECT_TIMEOUT, RedisMessageLog::connect(log_config))
@@ -139,16 +141,23 @@ async fn shared(
         .map_err(late)?
         .map_err(reach)?
         .measured(metrics.clone());
-    let bus = tokio::time::timeout(CONNECT_TIMEOUT, RedisEventBus::connect(redis_url, &config.redis_prefix))
+    // Classic pub/sub reaches every node of a cluster, so the bus may listen on any one of them.
+    let bus_url = redis_url.split(',').next().unwrap_or_default().trim();
+    let bus = tokio::time::timeout(CONNECT_TIMEOUT, RedisEventBus::connect(bus_url, &config.redis_prefix))
         .await
         .map_err(late)?
         .map_err(reach)?;
-    let redis_health =
-        tokio::time::timeout(CONNECT_TIMEOUT, RedisHealth::connect(redis_url)).await.map_err(late)?.map_err(reach)?;
-    let presence = tokio::time::timeout(CONNECT_TIMEOUT, RedisPresence::connect(redis_url, &config.redis_prefix))
+    let redis_health = tokio::time::timeout(CONNECT_TIMEOUT, RedisHealth::connect(redis_url, config.redis_mode))
         .await
         .map_err(late)?
         .map_err(reach)?;
+    let presence = tokio::time::timeout(
+        CONNECT_TIMEOUT,
+        RedisPresence::connect(redis_url, config.redis_mode, &config.redis_prefix),
+    )
+    .await
+    .map_err(late)?
+    .map_err(reach)?;
 
     let mongo = Arc::new(mongo);
     let mut health: Vec<Arc<dyn HealthCheck>> = vec![mongo.clone(), Arc::new(redis_health)];

@@ -83,6 +83,10 @@ pub struct Config {
     pub redis_url: Option<SecretString>,
     /// Prefix of every Redis key, so deployments (and tests) can share one Redis.
     pub redis_prefix: String,
+    /// One Redis, or a Redis Cluster whose seed nodes `CHAT_REDIS_URL` lists, comma-separated.
+    pub redis_mode: adapter_redis::RedisMode,
+    /// Replicas that must confirm a message before it is acknowledged (Redis `WAIT`).
+    pub redis_min_replicas: u32,
     /// Shared MongoDB for users, rooms, the archive and the file catalog.
     pub mongodb_url: Option<SecretString>,
     /// Where socket nodes reach the file app when split.
@@ -141,6 +145,8 @@ pub const VARIABLES: &[(&str, &str)] = &[
     ("CHAT_SQLITE_SYNC", "normal"),
     ("CHAT_REDIS_URL", ""),
     ("CHAT_REDIS_PREFIX", "chat:"),
+    ("CHAT_REDIS_MODE", "standalone"),
+    ("CHAT_REDIS_MIN_REPLICAS", "0"),
     ("CHAT_MONGODB_URL", ""),
     ("CHAT_FILE_URL", ""),
     ("CHAT_INTERNAL_TOKEN", ""),
@@ -256,6 +262,18 @@ impl Config {
                 .into())
             }
         };
+        let redis_mode = match s.get("CHAT_REDIS_MODE").trim() {
+            "standalone" => adapter_redis::RedisMode::Standalone,
+            "cluster" => adapter_redis::RedisMode::Cluster,
+            other => {
+                return Err(ConfigError {
+                    var: "CHAT_REDIS_MODE".into(),
+                    expected: "standalone or cluster".into(),
+                    got: other.into(),
+                }
+                .into())
+            }
+        };
         let sqlite_sync = match s.get("CHAT_SQLITE_SYNC") {
             "normal" => adapter_sqlite::Durability::Process,
             "full" => adapter_sqlite::Durability::PowerLoss,
@@ -335,6 +353,8 @@ impl Config {
             sqlite_sync,
             redis_url: secret(s, "CHAT_REDIS_URL"),
             redis_prefix: s.get("CHAT_REDIS_PREFIX").to_owned(),
+            redis_mode,
+            redis_min_replicas: s.parse("CHAT_REDIS_MIN_REPLICAS", "a whole number of replicas")?,
             mongodb_url: secret(s, "CHAT_MONGODB_URL"),
             file_url: Some(s.get("CHAT_FILE_URL").trim_end_matches('/').to_owned()).filter(|u| !u.is_empty()),
             internal_token: shared_token(s, "CHAT_INTERNAL_TOKEN")?,

@@ -34,6 +34,15 @@ pub enum Shape {
     Embedded,
     /// api, file, two socket nodes and a worker, as separate servers sharing Redis and MongoDB.
     Split,
+    /// The split shape on a 3-master Redis Cluster (`CHAT_REDIS_MODE=cluster`).
+    Cluster,
+}
+
+impl Shape {
+    /// Whether the apps run as separate servers sharing Redis and MongoDB.
+    pub fn is_split(self) -> bool {
+        self != Self::Embedded
+    }
 }
 
 tokio::task_local! {
@@ -65,6 +74,15 @@ macro_rules! on_both_shapes {
                 #[ignore = "needs Redis and MongoDB (scripts/test.sh)"]
                 async fn $name() {
                     $crate::SHAPE.scope($crate::Shape::Split, super::$name()).await
+                }
+            )*
+        }
+        mod cluster {
+            $(
+                #[tokio::test]
+                #[ignore = "needs a Redis Cluster and MongoDB (scripts/test.sh)"]
+                async fn $name() {
+                    $crate::SHAPE.scope($crate::Shape::Cluster, super::$name()).await
                 }
             )*
         }
@@ -155,7 +173,7 @@ impl TestApp {
         let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
         match current_shape() {
             Shape::Embedded => Self::spawn_in(dir, settings).await,
-            Shape::Split => Self::spawn_split(dir, settings).await,
+            Shape::Split | Shape::Cluster => Self::spawn_split(dir, settings).await,
         }
     }
 
@@ -199,14 +217,21 @@ impl TestApp {
     async fn try_spawn_split(data_dir: Arc<TempDir>, settings: &[(&str, &str)], api_port: Option<u16>) -> Option<Self> {
         init_logs();
         let id = random_hex();
-        let cleanup = Cleanup { prefix: format!("test:{id}:"), database: format!("e2e_{id}") };
+        let shape = if current_shape() == Shape::Cluster { Shape::Cluster } else { Shape::Split };
+        let redis_url = if shape == Shape::Cluster { services::redis_cluster_url() } else { services::redis_url() };
+        let cleanup = Cleanup {
+            prefix: format!("test:{id}:"),
+            database: format!("e2e_{id}"),
+            redis: redis_url.split(',').map(str::to_owned).collect(),
+        };
         let mut vars: Vec<(String, String)> = vec![
             ("CHAT_ADDR".into(), "127.0.0.1:0".into()),
             ("CHAT_DATA_DIR".into(), data_dir.path().display().to_string()),
             ("CHAT_ARCHIVE_INTERVAL_MS".into(), "100".into()),
             // Tests sign many users up from 127.0.0.1; the limit's own tests set it.
             ("CHAT_REGISTRATIONS_PER_ADDRESS".into(), "0".into()),
-            ("CHAT_REDIS_URL".into(), services::redis_url()),
+            ("CHAT_REDIS_URL".into(), redis_url),
+            ("CHAT_REDIS_MODE".into(), if shape == Shape::Cluster { "cluster" } else { "standalone" }.into()),
             ("CHAT_REDIS_PREFIX".into(), cleanup.prefix.clone()),
             ("CHAT_MONGODB_URL".into(), services::url_with_database(&services::mongo_url(), &cleanup.database)),
             ("CHAT_JWT_SECRET".into(), format!("{}{}", random_hex(), random_hex())),
@@ -232,7 +257,7 @@ impl TestApp {
         let (api_addr, api_node) = try_start(&api_vars, AppKind::Api).await.ok()?;
         let nodes = vec![api_node, file_node, socket_node_a, socket_node_b, worker_node];
         Some(Self::assemble(
-            Shape::Split,
+            shape,
             api_addr,
             files_addr,
             vec![socket_a, socket_b],
@@ -450,7 +475,7 @@ impl TestApp {
                 let matched = messages.update_many(filter, update).await.expect("backdate the archive").matched_count;
                 assert_eq!(matched, through, "every message up to {through} is archived");
                 let sent_at = date.try_to_rfc3339_string().expect("a date");
-                backdate_cached(&cleanup.prefix, room_id, through, &sent_at).await;
+                backdate_cached(cleanup, room_id, through, &sent_at).await;
             }
         }
     }
@@ -489,7 +514,7 @@ impl TestApp {
 
     /// Stops socket node `node` of the split shape as SIGTERM does: its sockets get `1001`.
     pub async fn stop_socket_node(&mut self, node: usize) {
-        assert_eq!(self.shape, Shape::Split, "only the split shape has socket nodes of their own");
+        assert!(self.shape.is_split(), "only the split shape has socket nodes of their own");
         // api, file, socket 0, socket 1, worker: see `spawn_split`.
         let node = &mut self.nodes[2 + node];
         if let Some(stop) = node.stop.take() {
@@ -512,19 +537,29 @@ impl Drop for TestApp {
 }
 
 /// Rewrites the `sent_at` of the hot cache's copies of messages 1 to `through`.
-async fn backdate_cached(prefix: &str, room_id: &str, through: u64, sent_at: &str) {
-    let mut conn = redis::Client::open(services::redis_url())
-        .expect("Redis URL")
-        .get_multiplexed_async_connection()
-        .await
-        .expect("Redis connection");
-    let cache = format!("{prefix}room:{room_id}:cache");
+async fn backdate_cached(cleanup: &Cleanup, room_id: &str, through: u64, sent_at: &str) {
+    let cache = format!("{}room:{{{room_id}}}:cache", cleanup.prefix);
+    if cleanup.redis.len() > 1 {
+        let client = redis::cluster::ClusterClient::new(cleanup.redis.clone()).expect("cluster URLs");
+        let mut conn = client.get_async_connection().await.expect("Redis Cluster connection");
+        backdate_cache(&mut conn, &cache, through, sent_at).await;
+    } else {
+        let mut conn = redis::Client::open(cleanup.redis[0].as_str())
+            .expect("Redis URL")
+            .get_multiplexed_async_connection()
+            .await
+            .expect("Redis connection");
+        backdate_cache(&mut conn, &cache, through, sent_at).await;
+    }
+}
+
+async fn backdate_cache(conn: &mut impl redis::aio::ConnectionLike, cache: &str, through: u64, sent_at: &str) {
     let cached: Vec<(String, u64)> = redis::cmd("ZRANGEBYSCORE")
-        .arg(&cache)
+        .arg(cache)
         .arg("-inf")
         .arg(through)
         .arg("WITHSCORES")
-        .query_async(&mut conn)
+        .query_async(conn)
         .await
         .expect("read the hot cache");
     for (json, seq) in cached {
@@ -534,9 +569,9 @@ async fn backdate_cached(prefix: &str, room_id: &str, through: u64, sent_at: &st
         assert_ne!(backdated, json, "the cached message names its sent_at as serialised");
         redis::pipe()
             .atomic()
-            .zrem(&cache, &json)
-            .zadd(&cache, &backdated, seq)
-            .query_async::<()>(&mut conn)
+            .zrem(cache, &json)
+            .zadd(cache, &backdated, seq)
+            .query_async::<()>(conn)
             .await
             .expect("backdate a cached message");
     }

@@ -11,6 +11,13 @@ pub fn redis_url() -> String {
     std::env::var("CHAT_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
 }
 
+/// `CHAT_TEST_REDIS_CLUSTER_URL`: the seed nodes of the test Redis Cluster (all its masters),
+/// comma-separated; scripts/test.sh starts one.
+pub fn redis_cluster_url() -> String {
+    std::env::var("CHAT_TEST_REDIS_CLUSTER_URL")
+        .expect("CHAT_TEST_REDIS_CLUSTER_URL names a Redis Cluster's seed nodes; scripts/test.sh starts one")
+}
+
 /// `CHAT_TEST_MONGODB_URL`, else a local MongoDB on its usual port, as docs/testing.md says.
 pub fn mongo_url() -> String {
     std::env::var("CHAT_TEST_MONGODB_URL").unwrap_or_else(|_| "mongodb://127.0.0.1:27017".to_owned())
@@ -34,18 +41,22 @@ pub fn url_with_database(base: &str, database: &str) -> String {
 pub struct Cleanup {
     pub prefix: String,
     pub database: String,
+    /// The Redis servers the keys may be on: one, or each master of a cluster.
+    pub redis: Vec<String>,
 }
 
 impl Drop for Cleanup {
     fn drop(&mut self) {
-        let (prefix, database) = (self.prefix.clone(), self.database.clone());
+        let (prefix, database, redis) = (self.prefix.clone(), self.database.clone(), self.redis.clone());
         let cleaner = std::thread::spawn(move || {
             let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
                 return;
             };
             runtime.block_on(async {
-                if let Err(e) = within_cleanup(delete_keys(&prefix)).await {
-                    eprintln!("could not delete the Redis keys {prefix}*: {e:#}");
+                for url in &redis {
+                    if let Err(e) = within_cleanup(delete_keys(url, &prefix)).await {
+                        eprintln!("could not delete the Redis keys {prefix}*: {e:#}");
+                    }
                 }
                 if let Err(e) = within_cleanup(drop_database(&database)).await {
                     eprintln!("could not drop the MongoDB database {database}: {e:#}");
@@ -60,9 +71,9 @@ async fn within_cleanup(work: impl std::future::Future<Output = anyhow::Result<(
     tokio::time::timeout(CLEANUP_TIMEOUT, work).await.map_err(|_| anyhow::anyhow!("timed out"))?
 }
 
-/// SCAN, never KEYS, as the adapter itself does.
-async fn delete_keys(prefix: &str) -> anyhow::Result<()> {
-    let mut conn = redis::Client::open(redis_url())?.get_multiplexed_async_connection().await?;
+/// SCAN, never KEYS, on the one server at `url`.
+async fn delete_keys(url: &str, prefix: &str) -> anyhow::Result<()> {
+    let mut conn = redis::Client::open(url)?.get_multiplexed_async_connection().await?;
     let mut cursor: u64 = 0;
     loop {
         let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
@@ -73,8 +84,9 @@ async fn delete_keys(prefix: &str) -> anyhow::Result<()> {
             .arg(1000)
             .query_async(&mut conn)
             .await?;
-        if !keys.is_empty() {
-            let _: i64 = redis::cmd("DEL").arg(&keys).query_async(&mut conn).await?;
+        // One key per DEL: a cluster node refuses keys of several slots in one command.
+        for key in keys {
+            let _: i64 = redis::cmd("DEL").arg(key).query_async(&mut conn).await?;
         }
         if next == 0 {
             return Ok(());

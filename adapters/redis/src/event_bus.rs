@@ -68,7 +68,7 @@ impl RedisEventBus {
 
     /// A readiness check on the publishing connection.
     pub fn health(&self) -> RedisHealth {
-        RedisHealth::new(self.conn.clone())
+        RedisHealth::new(crate::connection::RedisConn::Single(self.conn.clone()))
     }
 }
 

@@ -1,20 +1,19 @@
-//! Readiness of Redis: answers PING in time.
+//! Readiness of Redis: answers PING in time (on a cluster, some node does).
 
 use std::time::Duration;
 
+use crate::config::RedisMode;
+use crate::connection::RedisConn;
 use anyhow::Context;
 use application::ports::HealthCheck;
 use async_trait::async_trait;
-use redis::aio::ConnectionManager;
-
-use crate::connection;
 
 const PING_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Reports whether Redis answers, for the readiness endpoint.
 #[derive(Clone)]
 pub struct RedisHealth {
-    conn: ConnectionManager,
+    conn: RedisConn,
 }
 
 impl RedisHealth {
@@ -22,12 +21,11 @@ impl RedisHealth {
     ///
     /// # Errors
     /// When the URL is invalid or Redis cannot be reached.
-    pub async fn connect(url: &str) -> anyhow::Result<Self> {
-        let client = connection::client(url)?;
-        Ok(Self::new(connection::manager(&client).await?))
+    pub async fn connect(url: &str, mode: RedisMode) -> anyhow::Result<Self> {
+        Ok(Self::new(RedisConn::open(url, mode).await?))
     }
 
-    pub(crate) fn new(conn: ConnectionManager) -> Self {
+    pub(crate) fn new(conn: RedisConn) -> Self {
         Self { conn }
     }
 }

@@ -1,7 +1,10 @@
-//! The message log on Redis: INCR seqs, a sorted-set hot cache per room, and one archive stream.
+//! The message log on Redis or a Redis Cluster: INCR seqs, a sorted-set hot cache per room, and
+//! an archive stream per hash slot, so every step touches one slot.
 
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use application::metrics::Metrics;
@@ -9,18 +12,19 @@ use application::ports::{AppendError, Appended, DedupeKey, MessageLog, NewMessag
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use domain::{Message, RoomId, Seq, Timestamp};
-use redis::aio::ConnectionManager;
+use futures::{StreamExt, TryStreamExt};
+use parking_lot::Mutex;
 use redis::{AsyncCommands, RedisError};
 
 use crate::config::RedisConfig;
-use crate::connection;
+use crate::connection::RedisConn;
 use crate::dto::{decode_message, MessageDto};
 use crate::health::RedisHealth;
-use crate::keys::Keys;
+use crate::keys::{room_slot, Keys, SLOTS};
 use crate::retry::once_more;
 use crate::scripts::Scripts;
 
-/// The consumer group every archiver reads the archive stream through.
+/// The consumer group every archiver reads the archive streams through.
 pub const ARCHIVE_GROUP: &str = "archivers";
 
 /// The most entries one claim hands out, whatever is asked; keeps each script call short.
@@ -35,8 +39,22 @@ const FETCH_CHUNK_MIN: usize = 100;
 /// The most cached messages read per command, so a huge `take` is never one huge reply.
 const FETCH_CHUNK_MAX: usize = 1_000;
 
-/// A `MessageLog` shared by every node: each operation is one Lua script or one read command, but
-/// a fetch that must skip expired cached messages may take a few reads.
+/// Commands in flight at once when one operation visits many slots.
+const SLOT_CONCURRENCY: usize = 256;
+
+/// How often an archiver looks at every slot's queue, in case a process died between appending
+/// a slot's first queued message and saying that the slot has work (`ready_slots`).
+const SWEEP_EVERY: Duration = Duration::from_secs(300);
+
+/// A `MessageLog` shared by every node, on one Redis or a Redis Cluster.
+///
+/// Each room's keys and the archive queue of the room's hash slot live in that one slot, so an
+/// append is one script, and so is each claim and ack of a slot's queue. Archivers find the slots
+/// with work in a set (`ready_slots`) that appends add to when a slot's queue goes from empty to
+/// one entry, and that archivers take a slot out of only after seeing its queue empty (checked
+/// again after the removal, so a concurrent append is never missed). A process that dies between
+/// its append and that add is covered by a sweep of every slot's queue, at start and every
+/// `SWEEP_EVERY`.
 ///
 /// Trimming is safe because a message leaves the room's `pending` set only when its stream entry
 /// is acknowledged, i.e. after the archive stored it (or when it is dead-lettered, and the
@@ -45,8 +63,8 @@ const FETCH_CHUNK_MAX: usize = 1_000;
 /// has no holes.
 #[derive(Clone)]
 pub struct RedisMessageLog {
-    /// Reconnects by itself; clones share the one multiplexed connection.
-    conn: ConnectionManager,
+    /// Reconnects by itself; clones share the multiplexed connections.
+    conn: RedisConn,
     keys: Keys,
     /// How many archived messages per room stay readable from the cache.
     cache_per_room: usize,
@@ -56,31 +74,39 @@ pub struct RedisMessageLog {
     max_deliveries: u32,
     /// How long a client message id is remembered.
     dedupe_ttl: Duration,
+    /// Replicas that must hold a write before it counts (WAIT), and how long to wait for them.
+    min_replicas: u32,
+    replica_timeout: Duration,
     scripts: Scripts,
     /// Where each operation's latency goes, once `measured`.
     metrics: Option<Arc<Metrics>>,
+    /// Where this process's next claim starts among the ready slots, so workers take them in turn.
+    turn: Arc<AtomicUsize>,
+    /// When this process last swept every slot's queue; `None` before the first claim.
+    swept: Arc<Mutex<Option<Instant>>>,
 }
 
 impl RedisMessageLog {
-    /// Connects, and creates the archive stream and its consumer group if they are missing.
+    /// Connects to one Redis or, in cluster mode, to the cluster the seeds of `config.url` lead to.
     ///
     /// # Errors
     /// When the URL is invalid or Redis cannot be reached.
     pub async fn connect(config: RedisConfig) -> anyhow::Result<Self> {
-        let client = connection::client(&config.url)?;
-        let conn = connection::manager(&client).await?;
-        let log = Self {
+        let conn = RedisConn::open(&config.url, config.mode).await?;
+        Ok(Self {
             conn,
             keys: Keys::new(&config.key_prefix),
             cache_per_room: config.cache_per_room,
             reclaim_idle: config.reclaim_idle,
             max_deliveries: config.max_deliveries.max(1),
             dedupe_ttl: config.dedupe_ttl,
+            min_replicas: config.min_replicas,
+            replica_timeout: config.replica_timeout,
             scripts: Scripts::new(),
             metrics: None,
-        };
-        log.ensure_group().await?;
-        Ok(log)
+            turn: Arc::default(),
+            swept: Arc::default(),
+        })
     }
 
     /// Reports every operation's latency, retries included, as `store="redis"`.
@@ -91,7 +117,7 @@ impl RedisMessageLog {
     }
 
     async fn timed<T>(&self, op: &'static str, call: impl std::future::Future<Output = T>) -> T {
-        let started = std::time::Instant::now();
+        let started = Instant::now();
         let out = call.await;
         if let Some(metrics) = &self.metrics {
             metrics.store_call("redis", op, started.elapsed());
@@ -104,32 +130,128 @@ impl RedisMessageLog {
         RedisHealth::new(self.conn.clone())
     }
 
-    /// How many entries sit in the dead-letter stream, for metrics.
+    /// How many entries sit in the dead-letter streams, for metrics.
     ///
     /// # Errors
     /// Only storage failures.
     pub async fn dead_letter_count(&self) -> anyhow::Result<u64> {
-        let mut conn = self.conn.clone();
-        Ok(conn.xlen(self.keys.dead_letters()).await?)
+        let slots = self.slots_in(&self.keys.dead_slots()).await?;
+        let lengths: Vec<u64> = self
+            .each_slot(slots, |mut conn, keys, slot| async move { Ok(conn.xlen(keys.dead_letters(slot)).await?) })
+            .await?;
+        Ok(lengths.into_iter().sum())
     }
 
     /// When the oldest message still waiting to be archived was appended, for the archive-lag metric.
     ///
-    /// Acknowledged and dead-lettered entries are deleted from the stream, so its first entry is
-    /// the oldest one not yet archived; its id starts with the append time in milliseconds.
+    /// Acknowledged and dead-lettered entries are deleted from the streams, so each one's first
+    /// entry is its oldest one not yet archived; its id starts with the append time in milliseconds.
     ///
     /// # Errors
     /// Only storage failures.
     pub async fn oldest_unarchived(&self) -> anyhow::Result<Option<Timestamp>> {
-        let mut conn = self.conn.clone();
-        let first: redis::streams::StreamRangeReply = conn.xrange_count(self.keys.archive(), "-", "+", 1).await?;
-        Ok(first.ids.first().and_then(|entry| entry_time(&entry.id)))
+        let slots = self.slots_in(&self.keys.ready_slots()).await?;
+        let firsts: Vec<Option<Timestamp>> = self
+            .each_slot(slots, |mut conn, keys, slot| async move {
+                let first: redis::streams::StreamRangeReply =
+                    conn.xrange_count(keys.archive(slot), "-", "+", 1).await?;
+                Ok(first.ids.first().and_then(|entry| entry_time(&entry.id)))
+            })
+            .await?;
+        Ok(firsts.into_iter().flatten().min())
     }
 
-    async fn ensure_group(&self) -> anyhow::Result<()> {
+    /// The slots listed in the set at `key`.
+    async fn slots_in(&self, key: &str) -> anyhow::Result<Vec<u16>> {
+        let mut conn = self.conn.clone();
+        let members: Vec<u16> = conn.smembers(key).await?;
+        Ok(members.into_iter().filter(|s| *s < SLOTS).collect())
+    }
+
+    /// Runs `op` for every slot, a bounded number at once, answers in the order of `slots`.
+    async fn each_slot<T, F, Fut>(&self, slots: Vec<u16>, op: F) -> anyhow::Result<Vec<T>>
+    where
+        F: Fn(RedisConn, Keys, u16) -> Fut,
+        Fut: std::future::Future<Output = anyhow::Result<T>>,
+    {
+        futures::stream::iter(slots)
+            .map(|slot| op(self.conn.clone(), self.keys.clone(), slot))
+            .buffered(SLOT_CONCURRENCY)
+            .try_collect()
+            .await
+    }
+
+    /// Waits until `min_replicas` replicas hold every write made so far on the node serving `slot`.
+    async fn replicated(&self, slot: u16) -> anyhow::Result<()> {
+        if self.min_replicas == 0 {
+            return Ok(());
+        }
+        let timeout_ms = u64::try_from(self.replica_timeout.as_millis()).unwrap_or(u64::MAX);
+        let reply = self
+            .conn
+            .clone()
+            .on_slot(slot, redis::cmd("WAIT").arg(self.min_replicas).arg(timeout_ms))
+            .await
+            .context("waiting for replicas")?;
+        let acked: u32 = redis::from_redis_value(&reply)?;
+        anyhow::ensure!(
+            acked >= self.min_replicas,
+            "only {acked} of {} replicas confirmed the write within {:?}",
+            self.min_replicas,
+            self.replica_timeout
+        );
+        Ok(())
+    }
+
+    /// Says that `slot`'s queue has entries, so archivers visit it.
+    async fn mark_ready(&self, slot: u16) -> anyhow::Result<()> {
+        let mut conn = self.conn.clone();
+        let _added: i64 = conn.sadd(self.keys.ready_slots(), slot).await?;
+        Ok(())
+    }
+
+    /// Stops visiting `slot`, whose queue was just seen empty. It is removed first and looked at
+    /// again after, so an append that filled it meanwhile either sees the removal and adds it back
+    /// itself, or is seen here.
+    async fn retire(&self, slot: u16) -> anyhow::Result<()> {
+        let mut conn = self.conn.clone();
+        let _removed: i64 = conn.srem(self.keys.ready_slots(), slot).await?;
+        let queued: u64 = conn.xlen(self.keys.archive(slot)).await?;
+        if queued > 0 {
+            self.mark_ready(slot).await?;
+        }
+        Ok(())
+    }
+
+    /// Marks every slot with a non-empty queue as ready: the net under a process that died between
+    /// an append and its `mark_ready`.
+    async fn sweep(&self) -> anyhow::Result<()> {
+        let lengths: Vec<u64> =
+            self.each_slot((0..SLOTS).collect(), |mut conn, keys, slot| async move {
+                Ok(conn.xlen(keys.archive(slot)).await?)
+            })
+            .await?;
+        for (slot, queued) in (0..SLOTS).zip(lengths) {
+            if queued > 0 {
+                self.mark_ready(slot).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn sweep_when_due(&self) -> anyhow::Result<()> {
+        let due = self.swept.lock().is_none_or(|at| at.elapsed() >= SWEEP_EVERY);
+        if due {
+            self.sweep().await?;
+            *self.swept.lock() = Some(Instant::now());
+        }
+        Ok(())
+    }
+
+    async fn ensure_group(&self, slot: u16) -> anyhow::Result<()> {
         let mut conn = self.conn.clone();
         let created: redis::RedisResult<()> =
-            conn.xgroup_create_mkstream(self.keys.archive(), ARCHIVE_GROUP, "0").await;
+            conn.xgroup_create_mkstream(self.keys.archive(slot), ARCHIVE_GROUP, "0").await;
         match created {
             Ok(()) => Ok(()),
             Err(e) if e.code() == Some("BUSYGROUP") => Ok(()),
@@ -137,38 +259,76 @@ impl RedisMessageLog {
         }
     }
 
-    async fn invoke_claim(&self, consumer: &str, max: usize) -> redis::RedisResult<(Vec<String>, Vec<String>)> {
+    async fn invoke_claim(&self, slot: u16, consumer: &str, max: usize) -> redis::RedisResult<ClaimReply> {
         let mut conn = self.conn.clone();
         let idle_ms = u64::try_from(self.reclaim_idle.as_millis()).unwrap_or(u64::MAX);
         self.scripts
             .claim
-            .key(self.keys.archive())
-            .key(self.keys.dead_letters())
+            .key(self.keys.archive(slot))
+            .key(self.keys.dead_letters(slot))
             .arg(ARCHIVE_GROUP)
             .arg(consumer)
             .arg(max)
             .arg(idle_ms)
             .arg(self.max_deliveries)
-            .arg(self.keys.prefix())
             .invoke_async(&mut conn)
             .await
     }
 
-    async fn dead_letter(&self, ids: &[&str], reason: &str) -> anyhow::Result<()> {
+    /// Moves undecodable entries of `slot` to its dead-letter stream.
+    async fn dead_letter(&self, slot: u16, ids: &[&str], reason: &str) -> anyhow::Result<()> {
         let mut conn = self.conn.clone();
-        let _moved: u64 = self
+        let dropped: Vec<String> = self
             .scripts
             .dead_letter
-            .key(self.keys.archive())
-            .key(self.keys.dead_letters())
+            .key(self.keys.archive(slot))
+            .key(self.keys.dead_letters(slot))
             .arg(ARCHIVE_GROUP)
-            .arg(self.keys.prefix())
             .arg(reason)
             .arg(ids)
             .invoke_async(&mut conn)
             .await?;
+        self.forget_dead(slot, &dropped).await
+    }
+
+    /// After entries of `slot` moved to its dead-letter stream (`{id, deliveries, room, seq}`
+    /// quadruples): they are no longer pending in their rooms, and the slot has dead letters.
+    async fn forget_dead(&self, slot: u16, dropped: &[String]) -> anyhow::Result<()> {
+        if dropped.is_empty() {
+            return Ok(());
+        }
+        let mut by_room: BTreeMap<RoomId, Vec<&str>> = BTreeMap::new();
+        for dead in dropped.chunks(4) {
+            if let [_, _, room, seq] = dead {
+                if let Ok(room) = room.parse::<uuid::Uuid>() {
+                    by_room.entry(RoomId::from_uuid(room)).or_default().push(seq);
+                }
+            }
+        }
+        let mut conn = self.conn.clone();
+        for (room, seqs) in by_room {
+            let _removed: i64 = conn.zrem(self.keys.pending(room), seqs).await?;
+        }
+        let _added: i64 = conn.sadd(self.keys.dead_slots(), slot).await?;
         Ok(())
     }
+}
+
+/// What the claim script answers: `{id, json, ...}`, `{id, deliveries, room, seq, ...}`, length.
+type ClaimReply = (Vec<String>, Vec<String>, u64);
+
+/// A claimed entry's receipt names its slot, its room and its stream entry: `slot/room/entry`.
+fn receipt(slot: u16, room: RoomId, entry: &str) -> String {
+    format!("{slot}/{room}/{entry}")
+}
+
+/// The parts of a receipt this log gave out; anything else is unknown.
+fn parse_receipt(receipt: &str) -> Option<(u16, RoomId, &str)> {
+    let mut parts = receipt.splitn(3, '/');
+    let slot = parts.next()?.parse::<u16>().ok().filter(|s| *s < SLOTS)?;
+    let room = RoomId::from_uuid(parts.next()?.parse().ok()?);
+    let entry = parts.next()?;
+    (is_entry_id(entry) && room_slot(room) == slot).then_some((slot, room, entry))
 }
 
 /// The consumer group (or the whole stream) is gone, e.g. after Redis restarted without its data.
@@ -176,9 +336,9 @@ fn is_missing_group(e: &RedisError) -> bool {
     e.code() == Some("NOGROUP") || e.to_string().contains("NOGROUP")
 }
 
-/// Whether `receipt` is shaped like a stream entry id (`<ms>-<n>`); anything else is unknown.
-fn is_entry_id(receipt: &str) -> bool {
-    receipt.split_once('-').is_some_and(|(ms, n)| ms.parse::<u64>().is_ok() && n.parse::<u64>().is_ok())
+/// Whether `id` is shaped like a stream entry id (`<ms>-<n>`).
+fn is_entry_id(id: &str) -> bool {
+    id.split_once('-').is_some_and(|(ms, n)| ms.parse::<u64>().is_ok() && n.parse::<u64>().is_ok())
 }
 
 fn entry_time(id: &str) -> Option<Timestamp> {
@@ -196,6 +356,7 @@ impl RedisMessageLog {
     /// `None` when the counters are lost: nothing was stored.
     async fn append_once(&self, message: NewMessage, dedupe: Option<DedupeKey>) -> anyhow::Result<Option<Appended>> {
         let room = message.room_id;
+        let slot = room_slot(room);
         let dto = MessageDto::unsequenced(message.id, room, &message.sender, &message.body, message.sent_at);
         let json = serde_json::to_string(&dto).context("encoding a message")?;
         let mut invocation = self.scripts.append.prepare_invoke();
@@ -203,20 +364,25 @@ impl RedisMessageLog {
             .key(self.keys.seq(room))
             .key(self.keys.cache(room))
             .key(self.keys.pending(room))
-            .key(self.keys.archive())
-            .key(self.keys.counters());
+            .key(self.keys.archive(slot))
+            .key(self.keys.counters(slot));
         if let Some(key) = &dedupe {
-            invocation.key(self.keys.dedupe(key.user, key.client_msg_id.as_str()));
+            invocation.key(self.keys.dedupe(room, key.user, key.client_msg_id.as_str()));
         }
-        invocation.arg(json).arg(room.to_string()).arg(self.dedupe_ttl.as_secs().max(1));
+        invocation.arg(json).arg(room.to_string()).arg(self.dedupe_ttl.as_secs().max(1)).arg(ARCHIVE_GROUP);
         let mut conn = self.conn.clone();
-        let (outcome, stored): (i64, String) =
+        let (outcome, stored, queued): (i64, String, u64) =
             invocation.invoke_async(&mut conn).await.context("appending a message to Redis")?;
-        Ok(match outcome {
-            1 => Some(Appended::Created(decode_message(&stored)?)),
-            0 => Some(Appended::Duplicate(decode_message(&stored)?)),
-            _ => None,
-        })
+        if outcome == 2 {
+            return Ok(None);
+        }
+        if queued == 1 {
+            self.mark_ready(slot).await?;
+        }
+        // A duplicate waits too: its original's own wait may have failed.
+        self.replicated(slot).await?;
+        let message = decode_message(&stored)?;
+        Ok(Some(if outcome == 1 { Appended::Created(message) } else { Appended::Duplicate(message) }))
     }
 
     async fn fetch_once(&self, room: RoomId, range: SeqRange, take: Take) -> anyhow::Result<Vec<Message>> {
@@ -305,11 +471,41 @@ impl RedisMessageLog {
         if max == 0 {
             return Ok(Vec::new());
         }
-        let (entries, dropped) = match self.invoke_claim(consumer, max).await {
+        self.sweep_when_due().await?;
+        let mut slots = self.slots_in(&self.keys.ready_slots()).await?;
+        if !slots.is_empty() {
+            let start = self.turn.fetch_add(1, Ordering::Relaxed) % slots.len();
+            slots.rotate_left(start);
+        }
+        let mut batch = Vec::new();
+        let mut claimed_from = Vec::new();
+        for slot in slots {
+            if batch.len() >= max {
+                break;
+            }
+            let before = batch.len();
+            let queued = self.claim_slot(slot, consumer, max - batch.len(), &mut batch).await?;
+            if batch.len() > before {
+                claimed_from.push(slot);
+            } else if queued == 0 {
+                self.retire(slot).await?;
+            }
+        }
+        // What an archiver stores must survive a failover, or a promoted replica could hand out
+        // its seqs again.
+        for slot in claimed_from {
+            self.replicated(slot).await?;
+        }
+        Ok(batch)
+    }
+
+    /// Claims up to `max` entries of `slot`'s queue into `batch`; returns the queue's length after.
+    async fn claim_slot(&self, slot: u16, consumer: &str, max: usize, batch: &mut Vec<Queued>) -> anyhow::Result<u64> {
+        let (entries, dropped, queued) = match self.invoke_claim(slot, consumer, max).await {
             Err(e) if is_missing_group(&e) => {
-                tracing::warn!("the archive consumer group is missing (did Redis lose its data?); recreating it");
-                self.ensure_group().await?;
-                self.invoke_claim(consumer, max).await?
+                tracing::warn!(slot, "an archive consumer group is missing (did Redis lose its data?); recreating it");
+                self.ensure_group(slot).await?;
+                self.invoke_claim(slot, consumer, max).await?
             }
             other => other?,
         };
@@ -321,26 +517,25 @@ impl RedisMessageLog {
                 );
             }
         }
-        let mut batch = Vec::with_capacity(entries.len() / 2);
+        self.forget_dead(slot, &dropped).await?;
         let mut undecodable = Vec::new();
         for pair in entries.chunks(2) {
-            if let [receipt, json] = pair {
+            if let [entry, json] = pair {
                 match decode_message(json) {
-                    Ok(message) => batch.push(Queued { receipt: receipt.clone(), message }),
-                    Err(e) => {
-                        tracing::error!(
-                            entry = %receipt, error = %format!("{e:#}"),
-                            "archive entry cannot be decoded; moved to the dead-letter stream"
-                        );
-                        undecodable.push(receipt.as_str());
+                    Ok(message) if room_slot(message.room_id) == slot => {
+                        batch.push(Queued { receipt: receipt(slot, message.room_id, entry), message });
+                    }
+                    Ok(_) | Err(_) => {
+                        tracing::error!(entry = %entry, slot, "archive entry cannot be decoded; moved to the dead-letter stream");
+                        undecodable.push(entry.as_str());
                     }
                 }
             }
         }
         if !undecodable.is_empty() {
-            self.dead_letter(&undecodable, "undecodable").await?;
+            self.dead_letter(slot, &undecodable, "undecodable").await?;
         }
-        Ok(batch)
+        Ok(queued)
     }
 
     async fn oldest_unarchived_once(&self) -> anyhow::Result<Option<Timestamp>> {
@@ -348,30 +543,48 @@ impl RedisMessageLog {
     }
 
     async fn ack_once(&self, receipts: &[String]) -> anyhow::Result<()> {
-        let ids: Vec<&str> = receipts.iter().map(String::as_str).filter(|r| is_entry_id(r)).collect();
-        let mut conn = self.conn.clone();
-        for chunk in ids.chunks(ACK_CHUNK) {
-            let acked: redis::RedisResult<u64> = self
-                .scripts
-                .ack
-                .key(self.keys.archive())
-                .arg(ARCHIVE_GROUP)
-                .arg(self.keys.prefix())
-                .arg(self.cache_per_room)
-                .arg(chunk)
-                .invoke_async(&mut conn)
-                .await;
-            match acked {
-                Ok(_) => {}
-                // Without the group nothing is pending, so every receipt is unknown.
-                Err(e) if is_missing_group(&e) => {
-                    tracing::warn!("acknowledging with no archive consumer group; receipts ignored");
-                    return Ok(());
-                }
-                Err(e) => return Err(e).context("acknowledging archived messages"),
+        let mut by_slot: BTreeMap<u16, Vec<(RoomId, &str)>> = BTreeMap::new();
+        for (slot, room, entry) in receipts.iter().filter_map(|r| parse_receipt(r)) {
+            by_slot.entry(slot).or_default().push((room, entry));
+        }
+        for (slot, entries) in by_slot {
+            for chunk in entries.chunks(ACK_CHUNK) {
+                self.ack_slot(slot, chunk).await?;
             }
         }
         Ok(())
+    }
+
+    /// Acknowledges entries of one slot's queue, each with its room.
+    async fn ack_slot(&self, slot: u16, entries: &[(RoomId, &str)]) -> anyhow::Result<()> {
+        let mut rooms: Vec<RoomId> = entries.iter().map(|(room, _)| *room).collect();
+        rooms.sort_unstable();
+        rooms.dedup();
+        let mut invocation = self.scripts.ack.prepare_invoke();
+        invocation.key(self.keys.archive(slot));
+        for room in &rooms {
+            invocation.key(self.keys.pending(*room)).key(self.keys.cache(*room));
+        }
+        invocation.arg(ARCHIVE_GROUP).arg(self.cache_per_room).arg(rooms.len());
+        for room in &rooms {
+            invocation.arg(room.to_string());
+        }
+        for (room, entry) in entries {
+            let k = rooms.binary_search(room).unwrap_or_default() + 1;
+            invocation.arg(*entry).arg(k);
+        }
+        let mut conn = self.conn.clone();
+        let acked: redis::RedisResult<(u64, u64)> = invocation.invoke_async(&mut conn).await;
+        match acked {
+            Ok((_, 0)) => self.retire(slot).await,
+            Ok(_) => Ok(()),
+            // Without the group nothing is pending, so every receipt is unknown.
+            Err(e) if is_missing_group(&e) => {
+                tracing::warn!(slot, "acknowledging with no archive consumer group; receipts ignored");
+                Ok(())
+            }
+            Err(e) => Err(e).context("acknowledging archived messages"),
+        }
     }
 }
 
@@ -391,10 +604,15 @@ impl MessageLog for RedisMessageLog {
     }
 
     async fn counters_recovered(&self) -> anyhow::Result<()> {
+        // One marker per slot: on a cluster each node loses its own slots' data, and only appends
+        // there must wait for a recovery.
+        let at = chrono::Utc::now().timestamp_millis();
         once_more("counters_recovered", || async {
-            let mut conn = self.conn.clone();
-            let at = chrono::Utc::now().timestamp_millis();
-            Ok(conn.set::<_, _, ()>(self.keys.counters(), at).await?)
+            self.each_slot((0..SLOTS).collect(), |mut conn, keys, slot| async move {
+                Ok(conn.set::<_, _, ()>(keys.counters(slot), at).await?)
+            })
+            .await
+            .map(drop)
         })
         .await
     }

@@ -6,18 +6,23 @@ use std::time::Duration;
 use application::ports::PresenceRegistry;
 use async_trait::async_trait;
 use domain::UserId;
-use redis::aio::ConnectionManager;
+use futures::{StreamExt, TryStreamExt};
+use redis::AsyncCommands;
 
-use crate::connection;
+use crate::config::RedisMode;
+use crate::connection::RedisConn;
 use crate::scripts::Scripts;
 
 /// How long a node's word that a user is online lasts unless renewed; nodes renew every third of it.
 pub const PRESENCE_TTL: Duration = Duration::from_secs(60);
 
+/// Users' keys read or written at once.
+const CONCURRENCY: usize = 256;
+
 /// One node's view of presence in a Redis shared by every node.
 #[derive(Clone)]
 pub struct RedisPresence {
-    conn: ConnectionManager,
+    conn: RedisConn,
     scripts: Scripts,
     prefix: String,
     /// This process, as a field in each online user's hash.
@@ -27,9 +32,8 @@ pub struct RedisPresence {
 impl RedisPresence {
     /// # Errors
     /// When the URL is invalid or Redis cannot be reached.
-    pub async fn connect(url: &str, prefix: &str) -> anyhow::Result<Self> {
-        let client = connection::client(url)?;
-        let conn = connection::manager(&client).await?;
+    pub async fn connect(url: &str, mode: RedisMode, prefix: &str) -> anyhow::Result<Self> {
+        let conn = RedisConn::open(url, mode).await?;
         Ok(Self { conn, scripts: Scripts::new(), prefix: prefix.to_owned(), node: uuid::Uuid::now_v7().to_string() })
     }
 
@@ -76,35 +80,38 @@ impl PresenceRegistry for RedisPresence {
     }
 
     async fn still_online(&self, users: &[UserId]) -> anyhow::Result<()> {
-        let now = now_ms();
-        for chunk in users.chunks(500) {
-            let mut pipe = redis::pipe();
-            for user in chunk {
-                let key = self.key(*user);
-                pipe.hset(&key, &self.node, now + ttl_ms()).ignore().pexpire(&key, 2 * ttl_ms()).ignore();
-            }
-            pipe.query_async::<()>(&mut self.conn.clone()).await?;
-        }
-        Ok(())
+        let expires = now_ms() + ttl_ms();
+        // One user's key per command: on a cluster they live on different nodes. The connection
+        // pipelines concurrent commands by itself.
+        futures::stream::iter(users.iter().map(|user| self.key(*user)).collect::<Vec<_>>())
+            .map(|key| {
+                let (mut conn, node) = (self.conn.clone(), self.node.clone());
+                async move {
+                    let _: () = conn.hset(&key, node, expires).await?;
+                    let _: bool = conn.pexpire(&key, 2 * ttl_ms()).await?;
+                    Ok::<_, anyhow::Error>(())
+                }
+            })
+            .buffer_unordered(CONCURRENCY)
+            .try_collect()
+            .await
     }
 
     async fn online_among(&self, users: &[UserId]) -> anyhow::Result<Vec<UserId>> {
         let now = now_ms();
-        let mut online = Vec::new();
-        for chunk in users.chunks(500) {
-            let mut pipe = redis::pipe();
-            for user in chunk {
-                pipe.hvals(self.key(*user));
-            }
-            let marks: Vec<Vec<i64>> = pipe.query_async(&mut self.conn.clone()).await?;
-            online.extend(
-                chunk
-                    .iter()
-                    .zip(marks)
-                    .filter(|(_, marks)| marks.iter().any(|&expires| expires > now))
-                    .map(|(user, _)| *user),
-            );
-        }
-        Ok(online)
+        let marks: Vec<Vec<i64>> = futures::stream::iter(users.iter().map(|user| self.key(*user)).collect::<Vec<_>>())
+            .map(|key| {
+                let mut conn = self.conn.clone();
+                async move { Ok::<_, anyhow::Error>(conn.hvals(key).await?) }
+            })
+            .buffered(CONCURRENCY)
+            .try_collect()
+            .await?;
+        Ok(users
+            .iter()
+            .zip(marks)
+            .filter(|(_, marks)| marks.iter().any(|&expires| expires > now))
+            .map(|(user, _)| *user)
+            .collect())
     }
 }

@@ -4,9 +4,9 @@
 //! Every script starts with a `#!lua` shebang: Redis 7 then refuses it up front when memory is
 //! full, instead of failing halfway through its writes.
 //!
-//! A room's keys are `{prefix}room:{room}:{kind}`, the layout of `keys.rs`. The ack and claim
-//! scripts only learn the room from a stream entry, so they derive those keys here; that is fine on
-//! a standalone Redis (cluster mode would need hash tags instead).
+//! Each script touches the keys of one hash slot only, every one of them passed in KEYS, so they
+//! run unchanged on a Redis Cluster: a room's keys and the archive queue of the room's slot share
+//! that slot (see `keys.rs`).
 
 use redis::Script;
 
@@ -20,74 +20,77 @@ local function field(fields, name)
   return nil
 end
 
-local function room_key(prefix, room, kind)
-  return prefix .. 'room:' .. room .. ':' .. kind
-end
-
 local function deliveries(stream, group, id)
   local p = redis.call('XPENDING', stream, group, id, id, 1)
   if p[1] then return tonumber(p[1][4]) end
   return 0
 end
 
--- Moves one entry to the dead-letter stream and out of the queue. It leaves the room's pending set
--- too: the dead-letter stream is its durable copy now, and keeping it pending would stop the room's
--- cache from ever being trimmed again.
-local function dead_letter(stream, dead, group, prefix, id, fields, count, reason)
+-- Moves one entry to the dead-letter stream and out of the queue, and reports its room and seq:
+-- the caller then takes it out of the room's pending set (the dead-letter stream is its durable
+-- copy now, and keeping it pending would stop the room's cache from ever being trimmed again).
+local function dead_letter(stream, dead, group, id, fields, count, reason, dropped)
   redis.call('XADD', dead, '*', 'origin', id, 'deliveries', count, 'reason', reason, unpack(fields))
   redis.call('XACK', stream, group, id)
   redis.call('XDEL', stream, id)
-  local room, seq = field(fields, 'room'), field(fields, 'seq')
-  if room and seq then redis.call('ZREM', room_key(prefix, room, 'pending'), seq) end
+  dropped[#dropped + 1] = id
+  dropped[#dropped + 1] = tostring(count)
+  dropped[#dropped + 1] = field(fields, 'room') or ''
+  dropped[#dropped + 1] = field(fields, 'seq') or ''
 end
 
 -- Keeps at most `cap` newest messages, but never removes one at or above the room's oldest
 -- unarchived seq. Removal is always a prefix by score, so the cache stays a contiguous run of seqs.
-local function trim(prefix, room, cap)
-  local cache = room_key(prefix, room, 'cache')
+local function trim(cache, pending, cap)
   local excess = redis.call('ZCARD', cache) - cap
   if excess <= 0 then return end
   local edge = redis.call('ZRANGE', cache, excess - 1, excess - 1, 'WITHSCORES')
   local cut = tonumber(edge[2])
-  local oldest = redis.call('ZRANGE', room_key(prefix, room, 'pending'), 0, 0, 'WITHSCORES')
+  local oldest = redis.call('ZRANGE', pending, 0, 0, 'WITHSCORES')
   if oldest[2] then cut = math.min(cut, tonumber(oldest[2]) - 1) end
   if cut >= 1 then redis.call('ZREMRANGEBYSCORE', cache, '-inf', string.format('%d', cut)) end
 end
 ";
 
-/// KEYS: seq, cache, pending, archive stream, counters marker, [dedupe]. ARGV: message JSON without
-/// seq, room id, dedupe TTL in seconds. Returns `{1, json}` when created, `{0, json}` for a known
-/// dedupe key, and `{2, ''}`, storing nothing, when the counters marker is gone: Redis lost its
-/// data, and with it the counters, which must be raised from the archive before any seq is given.
+/// KEYS: seq, cache, pending, the slot's archive stream, the slot's counters marker, [dedupe].
+/// ARGV: message JSON without seq, room id, dedupe TTL in seconds, consumer group. Returns
+/// `{1, json, queued}` when created (`queued`: the stream's length after it), `{0, json, 0}` for a
+/// known dedupe key, and `{2, '', 0}`, storing nothing, when the counters marker is gone: the node
+/// lost its data, and with it the counters, which must be raised from the archive before any seq
+/// is given.
 ///
 /// The seq is spliced into the JSON as its first field (`{"seq":N,` + the rest), so the stored
 /// message is complete and exact without decoding and re-encoding it in Lua.
 const APPEND: &str = r#"
-if redis.call('EXISTS', KEYS[5]) == 0 then return {2, ''} end
+if redis.call('EXISTS', KEYS[5]) == 0 then return {2, '', 0} end
 local dedupe = KEYS[6]
 if dedupe then
   local original = redis.call('GET', dedupe)
-  if original then return {0, original} end
+  if original then return {0, original, 0} end
 end
 local seq = string.format('%d', redis.call('INCR', KEYS[1]))
 local message = '{"seq":' .. seq .. ',' .. string.sub(ARGV[1], 2)
 redis.call('ZADD', KEYS[2], seq, message)
 redis.call('ZADD', KEYS[3], seq, seq)
+if redis.call('EXISTS', KEYS[4]) == 0 then
+  redis.call('XGROUP', 'CREATE', KEYS[4], ARGV[4], '0', 'MKSTREAM')
+end
 redis.call('XADD', KEYS[4], '*', 'room', ARGV[2], 'seq', seq, 'msg', message)
 if dedupe then redis.call('SET', dedupe, message, 'EX', ARGV[3]) end
-return {1, message}
+return {1, message, redis.call('XLEN', KEYS[4])}
 "#;
 
-/// KEYS: archive stream, dead-letter stream. ARGV: group, consumer, how many, reclaim idle ms,
-/// max deliveries, key prefix. Returns `{{id, json, ...}, {id, deliveries, room, seq, ...}}`: the
-/// batch, and what was dead-lettered instead.
+/// KEYS: the slot's archive stream and dead-letter stream. ARGV: group, consumer, how many,
+/// reclaim idle ms, max deliveries. Returns `{{id, json, ...}, {id, deliveries, room, seq, ...},
+/// length}`: the batch, what was dead-lettered instead, and the stream's length after.
 const CLAIM: &str = r"
 local stream, dead = KEYS[1], KEYS[2]
-local group, consumer, prefix = ARGV[1], ARGV[2], ARGV[6]
+local group, consumer = ARGV[1], ARGV[2]
 local want = tonumber(ARGV[3])
 local idle = ARGV[4]
 local max_deliveries = tonumber(ARGV[5])
 local out, dropped = {}, {}
+if redis.call('EXISTS', stream) == 0 then return {out, dropped, 0} end
 
 local function have() return #out / 2 end
 
@@ -101,11 +104,7 @@ local function take(entry, redelivered)
   if redelivered then
     local count = deliveries(stream, group, id)
     if count > max_deliveries then
-      dead_letter(stream, dead, group, prefix, id, fields, count, 'delivered too often')
-      dropped[#dropped + 1] = id
-      dropped[#dropped + 1] = tostring(count)
-      dropped[#dropped + 1] = field(fields, 'room') or ''
-      dropped[#dropped + 1] = field(fields, 'seq') or ''
+      dead_letter(stream, dead, group, id, fields, count, 'delivered too often', dropped)
       return
     end
   end
@@ -142,50 +141,47 @@ if have() < want then
   end
 end
 
-return {out, dropped}
+return {out, dropped, redis.call('XLEN', stream)}
 ";
 
-/// KEYS: archive stream. ARGV: group, key prefix, cache per room, entry ids. Acknowledges and
-/// deletes each entry that was pending, forgets it as unarchived, then trims the rooms it touched.
-/// Returns how many were acknowledged.
+/// KEYS: the slot's archive stream, then each room's pending set and cache (`2k`, `2k + 1` for the
+/// k-th room). ARGV: group, cache per room, the number of rooms n, the n room ids, then pairs of
+/// entry id and room number k. Acknowledges and deletes each entry that was handed out and belongs
+/// to its room, forgets it as unarchived, then trims the rooms it touched. Returns `{acked,
+/// length}`.
 const ACK: &str = r"
-local stream, group, prefix = KEYS[1], ARGV[1], ARGV[2]
-local cap = tonumber(ARGV[3])
-local rooms, acked = {}, 0
-for i = 4, #ARGV do
-  local id = ARGV[i]
+local stream, group, cap, n = KEYS[1], ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local touched, acked = {}, 0
+for i = 4 + n, #ARGV, 2 do
+  local id, k = ARGV[i], tonumber(ARGV[i + 1])
+  local e = redis.call('XRANGE', stream, id, id)
+  local fields = e[1] and e[1][2]
   -- Only an entry that was handed out may go: an id nobody claimed is ignored, never dropped.
-  if redis.call('XACK', stream, group, id) == 1 then
+  if fields and field(fields, 'room') == ARGV[3 + k] and redis.call('XACK', stream, group, id) == 1 then
     acked = acked + 1
-    local e = redis.call('XRANGE', stream, id, id)
-    if e[1] then
-      redis.call('XDEL', stream, id)
-      local room, seq = field(e[1][2], 'room'), field(e[1][2], 'seq')
-      if room and seq then
-        redis.call('ZREM', room_key(prefix, room, 'pending'), seq)
-        rooms[room] = true
-      end
-    end
+    redis.call('XDEL', stream, id)
+    redis.call('ZREM', KEYS[2 * k], field(fields, 'seq'))
+    touched[k] = true
   end
 end
-for room in pairs(rooms) do trim(prefix, room, cap) end
-return acked
+for k in pairs(touched) do trim(KEYS[2 * k + 1], KEYS[2 * k], cap) end
+return {acked, redis.call('XLEN', stream)}
 ";
 
-/// KEYS: archive stream, dead-letter stream. ARGV: group, key prefix, reason, entry ids. Moves
-/// entries that cannot be decoded straight to the dead-letter stream. Returns how many moved.
+/// KEYS: the slot's archive stream and dead-letter stream. ARGV: group, reason, entry ids. Moves
+/// entries that cannot be decoded straight to the dead-letter stream. Returns what moved, as
+/// `{id, deliveries, room, seq, ...}`.
 const DEAD_LETTER: &str = r"
-local stream, dead, group, prefix, reason = KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3]
-local moved = 0
-for i = 4, #ARGV do
+local stream, dead, group, reason = KEYS[1], KEYS[2], ARGV[1], ARGV[2]
+local dropped = {}
+for i = 3, #ARGV do
   local id = ARGV[i]
   local e = redis.call('XRANGE', stream, id, id)
   if e[1] then
-    dead_letter(stream, dead, group, prefix, id, e[1][2], deliveries(stream, group, id), reason)
-    moved = moved + 1
+    dead_letter(stream, dead, group, id, e[1][2], deliveries(stream, group, id), reason, dropped)
   end
 end
-return moved
+return dropped
 ";
 
 /// KEYS: seq. ARGV: seq. Raises the counter to ARGV[1] unless it is already at least that.

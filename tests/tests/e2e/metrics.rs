@@ -58,7 +58,7 @@ async fn a_short_exchange_shows_on_each_nodes_metrics() {
     assert!(sample(&app, reading, "chat_bus_events_total").await >= 3.0, "the messages came over the bus");
     assert_eq!(sample(&app, reading, "chat_bus_gaps_total").await, 0.0);
     assert_eq!(reaches(&app, reading, r#"chat_sockets_closed_total{reason="gone"}"#, 1.0).await, 1.0);
-    if app.shape == Shape::Split {
+    if app.shape.is_split() {
         let appends = r#"chat_store_call_seconds_count{store="redis",op="append"}"#;
         // At least one per message: a node's first append also learns the counters are intact.
         assert!(sample(&app, sending, appends).await >= 3.0);

@@ -50,10 +50,11 @@ impl World {
     pub async fn with(adjust: impl FnOnce(&mut RedisConfig)) -> Self {
         let prefix = format!("test:{}:", uuid::Uuid::new_v4());
         let database = format!("worker_{}", uuid::Uuid::new_v4().simple());
-        // Armed before connecting, so whatever a half-started test created is removed too.
-        let cleanup = Cleanup { prefix: prefix.clone(), database: database.clone() };
-        let mut config = RedisConfig { key_prefix: prefix, ..RedisConfig::new(redis_url()) };
+        let mut config = RedisConfig { key_prefix: prefix.clone(), ..RedisConfig::new(redis_url()) };
         adjust(&mut config);
+        // Armed before connecting, so whatever a half-started test created is removed too.
+        let redis = config.url.split(',').map(str::to_owned).collect();
+        let cleanup = Cleanup { prefix, database: database.clone(), redis };
         let mongo_url = url_with_database(&mongo_url(), &database);
         let dir = tempfile::tempdir().expect("a temp dir");
         let files = Arc::new(LocalFileStore::new(dir.path().join("files")).expect("a file store"));

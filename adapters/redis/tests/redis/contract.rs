@@ -12,19 +12,22 @@ use crate::support::{redis_url, Scope};
 /// that lock throughout.
 macro_rules! redis_contract_tests {
     (|$scope:ident| $argument:expr; $contract:path; $($name:ident),+ $(,)?) => {
-        redis_contract_tests!(@each $contract, |$scope| $argument, holding (); $($name),+);
+        redis_contract_tests!(@each $contract, |$scope| $argument, Scope::new(), holding (); $($name),+);
+    };
+    (|$scope:ident| $argument:expr, on: cluster; $contract:path; $($name:ident),+ $(,)?) => {
+        redis_contract_tests!(@each $contract, |$scope| $argument, Scope::cluster(), holding (); $($name),+);
     };
     (|$scope:ident| $argument:expr, one_at_a_time: $lock:path; $contract:path; $($name:ident),+ $(,)?) => {
-        redis_contract_tests!(@each $contract, |$scope| $argument, holding $lock.lock().await; $($name),+);
+        redis_contract_tests!(@each $contract, |$scope| $argument, Scope::new(), holding $lock.lock().await; $($name),+);
     };
-    (@each $contract:path, |$scope:ident| $argument:expr, holding $guard:expr; $($name:ident),+) => {
+    (@each $contract:path, |$scope:ident| $argument:expr, $new:expr, holding $guard:expr; $($name:ident),+) => {
         $(
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            #[ignore = "needs Redis (CHAT_TEST_REDIS_URL)"]
+            #[ignore = "needs Redis (CHAT_TEST_REDIS_URL, CHAT_TEST_REDIS_CLUSTER_URL)"]
             async fn $name() {
                 use $contract as contract;
                 let _guard = $guard;
-                let $scope = Scope::new();
+                let $scope = $new;
                 contract::$name($argument).await;
             }
         )+
@@ -51,6 +54,25 @@ mod message_log {
     application::archive_queue_contract!(redis_contract_tests!(|scope| &log(&scope).await));
 }
 
+/// The same suites on a 3-master Redis Cluster, where a room's keys and its slot's queue sit on
+/// one of three nodes.
+mod cluster {
+    mod message_log {
+        use crate::contract::log;
+        use crate::support::Scope;
+
+        application::message_log_contract!(redis_contract_tests!(|scope| &log(&scope).await, on: cluster));
+        application::archive_queue_contract!(redis_contract_tests!(|scope| &log(&scope).await, on: cluster));
+    }
+
+    mod presence {
+        use crate::contract::presence_nodes;
+        use crate::support::Scope;
+
+        application::presence_contract!(redis_contract_tests!(|scope| presence_nodes(&scope), on: cluster));
+    }
+}
+
 mod event_bus {
     use super::{nodes, Scope};
 
@@ -61,10 +83,10 @@ mod event_bus {
 
 /// Each call is another node's registry on the scope's keys.
 fn presence_nodes(scope: &Scope) -> impl Fn() -> BoxFuture<'static, RedisPresence> {
-    let prefix = scope.prefix.clone();
+    let (prefix, url, mode) = (scope.prefix.clone(), scope.url(), scope.mode);
     move || {
-        let prefix = prefix.clone();
-        Box::pin(async move { RedisPresence::connect(&redis_url(), &prefix).await.expect("Redis is reachable") })
+        let (prefix, url) = (prefix.clone(), url.clone());
+        Box::pin(async move { RedisPresence::connect(&url, mode, &prefix).await.expect("Redis is reachable") })
     }
 }
 

@@ -9,7 +9,7 @@ use crate::support::{redis_url, Scope};
 #[ignore = "needs Redis (CHAT_TEST_REDIS_URL)"]
 async fn a_reachable_redis_is_healthy() {
     let scope = Scope::new();
-    let health = RedisHealth::connect(&redis_url()).await.expect("connect");
+    let health = RedisHealth::connect(&redis_url(), adapter_redis::RedisMode::Standalone).await.expect("connect");
     let log_health = scope.log().await.health();
 
     assert_eq!(health.name(), "redis");

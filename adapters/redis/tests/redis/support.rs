@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use adapter_redis::{RedisConfig, RedisMessageLog};
+use adapter_redis::{RedisConfig, RedisMessageLog, RedisMode};
 use application::ports::{DedupeKey, MessageLog as _};
 use domain::{ClientMsgId, RoomId, Sender, UserId, Username};
 
@@ -11,6 +11,12 @@ pub static BUS_TESTS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(())
 
 pub fn redis_url() -> String {
     std::env::var("CHAT_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
+}
+
+/// The seed nodes of the test Redis Cluster, comma-separated (scripts/test.sh starts one).
+pub fn redis_cluster_url() -> String {
+    std::env::var("CHAT_TEST_REDIS_CLUSTER_URL")
+        .expect("CHAT_TEST_REDIS_CLUSTER_URL names the seed nodes of a Redis Cluster; scripts/test.sh starts one")
 }
 
 /// Shows the adapters' logs when `TEST_LOG` is set.
@@ -23,16 +29,33 @@ pub fn init_logs() {
 /// A test's own key prefix; every key under it is deleted when this is dropped, even after a panic.
 pub struct Scope {
     pub prefix: String,
+    pub mode: RedisMode,
 }
 
 impl Scope {
+    /// Keys on the standalone test Redis.
     pub fn new() -> Self {
         init_logs();
-        Self { prefix: format!("test:{}:", uuid::Uuid::new_v4()) }
+        Self { prefix: format!("test:{}:", uuid::Uuid::new_v4()), mode: RedisMode::Standalone }
+    }
+
+    /// Keys on the test Redis Cluster.
+    pub fn cluster() -> Self {
+        let mut scope = Self::new();
+        scope.mode = RedisMode::Cluster;
+        scope
+    }
+
+    /// The URL adapters connect to: the standalone Redis, or the cluster's seeds.
+    pub fn url(&self) -> String {
+        match self.mode {
+            RedisMode::Standalone => redis_url(),
+            RedisMode::Cluster => redis_cluster_url(),
+        }
     }
 
     pub fn config(&self) -> RedisConfig {
-        RedisConfig { key_prefix: self.prefix.clone(), ..RedisConfig::new(redis_url()) }
+        RedisConfig { key_prefix: self.prefix.clone(), mode: self.mode, ..RedisConfig::new(self.url()) }
     }
 
     pub async fn log(&self) -> RedisMessageLog {
@@ -48,7 +71,19 @@ impl Scope {
         log
     }
 
-    /// A plain connection for poking at the keys directly.
+    /// The one key of this scope that `pattern` (after the prefix) matches, on the standalone Redis.
+    pub async fn only_key(&self, pattern: &str) -> String {
+        let mut raw = self.raw().await;
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg(format!("{}{pattern}", self.prefix))
+            .query_async(&mut raw)
+            .await
+            .expect("Redis is reachable");
+        assert_eq!(keys.len(), 1, "one key matches {pattern}: {keys:?}");
+        keys[0].clone()
+    }
+
+    /// A plain connection to the standalone Redis for poking at the keys directly.
     pub async fn raw(&self) -> redis::aio::MultiplexedConnection {
         redis::Client::open(redis_url())
             .expect("valid URL")
@@ -65,9 +100,16 @@ impl Drop for Scope {
 }
 
 impl Scope {
-    /// Deletes every key of this scope, as a FLUSHALL or a restart without persistence would.
+    /// Deletes every key of this scope, as a FLUSHALL or a restart without persistence would; on a
+    /// cluster, on each seed node (the test cluster's seeds are all its masters).
     pub fn wipe(&self) {
-        let Ok(mut conn) = redis::Client::open(redis_url()).and_then(|c| c.get_connection()) else {
+        for node in self.url().split(',') {
+            self.wipe_node(node.trim());
+        }
+    }
+
+    fn wipe_node(&self, url: &str) {
+        let Ok(mut conn) = redis::Client::open(url).and_then(|c| c.get_connection()) else {
             return;
         };
         let mut cursor: u64 = 0;
@@ -82,8 +124,9 @@ impl Scope {
             else {
                 return;
             };
-            if !keys.is_empty() {
-                let _: redis::RedisResult<i64> = redis::cmd("DEL").arg(&keys).query(&mut conn);
+            // One key per DEL: a cluster node refuses keys of several slots in one command.
+            for key in keys {
+                let _: redis::RedisResult<i64> = redis::cmd("DEL").arg(key).query(&mut conn);
             }
             if next == 0 {
                 return;
