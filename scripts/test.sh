@@ -43,6 +43,20 @@ free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
 }
 
+# A free port whose cluster bus port (10 000 higher) is free too, so at most 55535.
+free_cluster_port() {
+  python3 -c '
+import random, socket
+while True:
+    port = random.randint(20000, 55535)
+    try:
+        for p in (port, port + 10000):
+            s = socket.socket(); s.bind(("127.0.0.1", p)); s.close()
+    except OSError:
+        continue
+    print(port); break'
+}
+
 wait_for_port() { # port name
   for _ in $(seq 1 100); do
     if python3 -c "import socket,sys; s=socket.socket(); s.settimeout(0.2); sys.exit(s.connect_ex(('127.0.0.1', $1)))" 2>/dev/null; then
@@ -82,7 +96,7 @@ start_redis_cluster() {
   install_redis
   local ports=() seeds=() port
   for _ in 1 2 3; do
-    port="$(free_port)"
+    port="$(free_cluster_port)"
     mkdir -p "$state/cluster-$port"
     (cd "$state/cluster-$port" && rm -f nodes.conf && exec redis-server --port "$port" --bind 127.0.0.1 \
       --cluster-enabled yes --cluster-config-file nodes.conf --cluster-node-timeout 2000 \

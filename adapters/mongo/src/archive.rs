@@ -142,12 +142,19 @@ impl MongoStore {
     /// Confirms that every message refused as a duplicate is stored under its own id. A duplicate on
     /// the `(room_id, seq)` index with a new id is a different message claiming a taken seq: a real
     /// inconsistency that must fail the batch rather than silently drop a message.
-    async fn ensure_already_stored(&self, refused: Vec<&str>) -> anyhow::Result<()> {
-        let refused: HashSet<&str> = refused.into_iter().collect();
+    ///
+    /// The query names the messages' rooms too, so on a collection sharded by `room_id` it goes to
+    /// the shards of those rooms only.
+    async fn ensure_already_stored(&self, refused: Vec<&MessageDoc>) -> anyhow::Result<()> {
+        let rooms: HashSet<&str> = refused.iter().map(|d| d.room_id.as_str()).collect();
+        let refused: HashSet<&str> = refused.into_iter().map(|d| d.id.as_str()).collect();
         let stored: Vec<Document> = self
             .messages()
             .clone_with_type::<Document>()
-            .find(doc! { "_id": { "$in": refused.iter().collect::<Vec<_>>() } })
+            .find(doc! {
+                "room_id": { "$in": rooms.into_iter().collect::<Vec<_>>() },
+                "_id": { "$in": refused.iter().collect::<Vec<_>>() },
+            })
             .projection(doc! { "_id": 1 })
             .await?
             .try_collect()
@@ -180,7 +187,7 @@ impl MessageArchive for MongoStore {
         };
         let refused = duplicates
             .iter()
-            .map(|e| docs.get(e.index).map(|d| d.id.as_str()).context("a write error names no message of the batch"))
+            .map(|e| docs.get(e.index).context("a write error names no message of the batch"))
             .collect::<anyhow::Result<Vec<_>>>()?;
         let skipped = refused.len();
         self.ensure_already_stored(refused).await?;

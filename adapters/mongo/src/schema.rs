@@ -49,6 +49,9 @@ pub(crate) fn indexes(collection: &str) -> Vec<IndexModel> {
         // `_id` is the message id, so a retried batch collides on it; a second message claiming a
         // room's seq collides on `room_seq_unique` instead, which is a real inconsistency.
         DELETED_ROOMS => vec![index("deleted_at", doc! { "deleted_at": 1, "_id": 1 }, false)],
+        // `room_seq_unique` is also the shard key of a sharded archive (`{room_id: 1, seq: 1}`,
+        // docs/scaling.md): a unique index must start with the shard key, and a retried message
+        // has the same room and seq, so it reaches the same shard and collides there on `_id` too.
         MESSAGES => vec![
             index("room_seq_unique", doc! { "room_id": 1, "seq": 1 }, true),
             index("sent_at", doc! { "sent_at": 1 }, false),

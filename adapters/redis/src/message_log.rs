@@ -20,7 +20,7 @@ use crate::config::RedisConfig;
 use crate::connection::RedisConn;
 use crate::dto::{decode_message, MessageDto};
 use crate::health::RedisHealth;
-use crate::keys::{room_slot, Keys, SLOTS};
+use crate::keys::{key_slot, room_slot, Keys, SLOTS};
 use crate::retry::once_more;
 use crate::scripts::Scripts;
 
@@ -203,22 +203,30 @@ impl RedisMessageLog {
         Ok(())
     }
 
-    /// Says that `slot`'s queue has entries, so archivers visit it.
+    /// Says that `slot`'s queue has entries, so archivers visit it. Waits for replicas like an
+    /// append does: a failover that lost this word would leave the slot's queue to the sweep.
     async fn mark_ready(&self, slot: u16) -> anyhow::Result<()> {
         let mut conn = self.conn.clone();
-        let _added: i64 = conn.sadd(self.keys.ready_slots(), slot).await?;
-        Ok(())
+        let ready = self.keys.ready_slots();
+        let _added: i64 = conn.sadd(&ready, slot).await?;
+        self.replicated(key_slot(&ready)).await
     }
 
     /// Stops visiting `slot`, whose queue was just seen empty. It is removed first and looked at
     /// again after, so an append that filled it meanwhile either sees the removal and adds it back
-    /// itself, or is seen here.
+    /// itself, or is seen here. An empty answer counts only once the slot's node has its replicas
+    /// (`WAIT`): a master that came back empty and does not know yet that a replica replaced it
+    /// must not make the slot's queue look drained.
     async fn retire(&self, slot: u16) -> anyhow::Result<()> {
         let mut conn = self.conn.clone();
         let _removed: i64 = conn.srem(self.keys.ready_slots(), slot).await?;
         let queued: u64 = conn.xlen(self.keys.archive(slot)).await?;
         if queued > 0 {
+            return self.mark_ready(slot).await;
+        }
+        if let Err(e) = self.replicated(slot).await {
             self.mark_ready(slot).await?;
+            return Err(e);
         }
         Ok(())
     }
@@ -376,10 +384,10 @@ impl RedisMessageLog {
         if outcome == 2 {
             return Ok(None);
         }
-        if queued == 1 {
+        // A duplicate says so and waits again too: its original may have failed right there.
+        if queued == 1 || outcome == 0 {
             self.mark_ready(slot).await?;
         }
-        // A duplicate waits too: its original's own wait may have failed.
         self.replicated(slot).await?;
         let message = decode_message(&stored)?;
         Ok(Some(if outcome == 1 { Appended::Created(message) } else { Appended::Duplicate(message) }))

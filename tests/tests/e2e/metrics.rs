@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use e2e::{Shape, TestApp};
+use e2e::TestApp;
 
 /// The value of the sample `series` (name and labels, as exposed) on the node at `addr`.
 async fn sample(app: &TestApp, addr: SocketAddr, series: &str) -> f64 {

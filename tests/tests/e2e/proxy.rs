@@ -249,3 +249,26 @@ fn in_docker_compose_only_the_proxy_is_published_and_every_app_is_checked_and_re
     assert!(proxy["volumes"][0].as_str().is_some_and(|v| v.starts_with("./bootstrap/deploy/Caddyfile:")));
     assert_eq!(proxy["environment"]["CHAT_SOCKET_UPSTREAMS"], "socket-1:8083 socket-2:8083");
 }
+
+#[test]
+fn docker_composes_cluster_profile_runs_three_redis_masters_with_a_replica_each_for_the_apps() {
+    // Arrange
+    let compose = compose();
+    let services = compose["services"].as_mapping().expect("services");
+    let nodes: Vec<&str> =
+        services.keys().filter_map(|name| name.as_str()).filter(|name| name.starts_with("redis-node-")).collect();
+
+    // Assert: six nodes in the profile, and the first one's check creates the cluster once.
+    assert_eq!(nodes.len(), 6, "{nodes:?}");
+    for node in &nodes {
+        let service = &compose["services"][*node];
+        assert_eq!(service["profiles"][0], "cluster", "{node}");
+        let command = serde_yaml::to_string(&service["command"]).expect("YAML");
+        assert!(command.contains("--cluster-enabled") && command.contains("--appendonly"), "{node}: {command}");
+    }
+    let create = serde_yaml::to_string(&compose["services"]["redis-node-1"]["healthcheck"]["test"]).expect("YAML");
+    assert!(create.contains("--cluster create") && create.contains("--cluster-replicas 1"), "{create}");
+    let env = &compose["x-chat-env"];
+    assert_eq!(env["CHAT_REDIS_MODE"], "${CHAT_REDIS_MODE:-standalone}");
+    assert_eq!(env["CHAT_REDIS_URL"], "${CHAT_REDIS_URL:-redis://redis:6379}");
+}

@@ -3,6 +3,7 @@
 mod concurrent;
 mod crash;
 mod embedded;
+mod failover;
 mod lag;
 mod paging;
 mod purge;
