@@ -7,7 +7,6 @@ use anyhow::Context;
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
-use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
 use redis::{Cmd, Pipeline, RedisFuture, Value};
 
 use crate::config::RedisMode;
@@ -99,21 +98,6 @@ impl RedisConn {
             RedisMode::Standalone => Self::Single(manager(&client(url)?).await?),
             RedisMode::Cluster => Self::Cluster(cluster(url).await?),
         })
-    }
-
-    /// Sends `cmd` to the master that serves `slot`; on one Redis, to that Redis. For commands
-    /// without keys that must reach one slot's node, such as WAIT after a write there.
-    ///
-    /// # Errors
-    /// Only transport failures and Redis errors.
-    pub async fn on_slot(&mut self, slot: u16, cmd: &Cmd) -> redis::RedisResult<Value> {
-        match self {
-            Self::Single(conn) => cmd.query_async(conn).await,
-            Self::Cluster(conn) => {
-                let route = Route::new(slot, SlotAddr::Master);
-                conn.route_command(cmd, RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(route))).await
-            }
-        }
     }
 }
 

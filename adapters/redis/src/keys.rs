@@ -72,16 +72,6 @@ pub(crate) fn room_slot(room: RoomId) -> u16 {
     slot(room.to_string().as_bytes())
 }
 
-/// The hash slot of a whole key: of its hash tag (the first `{…}` with something inside) when it
-/// has one, else of the key.
-pub(crate) fn key_slot(key: &str) -> u16 {
-    let tagged = key.split_once('{').and_then(|(_, rest)| rest.split_once('}')).map(|(tag, _)| tag);
-    match tagged {
-        Some(tag) if !tag.is_empty() => slot(tag.as_bytes()),
-        _ => slot(key.as_bytes()),
-    }
-}
-
 /// Redis Cluster's hash slot of a tag (the part between braces): CRC16/XMODEM mod 16384.
 pub(crate) fn slot(tag: &[u8]) -> u16 {
     let mut crc: u16 = 0;
@@ -125,13 +115,6 @@ mod tests {
         assert_eq!(slot(b"foo"), 12_182);
         assert_eq!(slot(b"bar"), 5_061);
         assert_eq!(slot(b"123456789"), 0x31C3 % SLOTS);
-    }
-
-    #[test]
-    fn a_keys_slot_is_its_hash_tags_or_else_the_whole_keys() {
-        assert_eq!(key_slot("user:{foo}:x"), slot(b"foo"));
-        assert_eq!(key_slot("chat:archive:ready"), slot(b"chat:archive:ready"));
-        assert_eq!(key_slot("a{}b"), slot(b"a{}b"), "an empty tag does not count");
     }
 
     #[test]

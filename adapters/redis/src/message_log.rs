@@ -20,9 +20,10 @@ use crate::config::RedisConfig;
 use crate::connection::RedisConn;
 use crate::dto::{decode_message, MessageDto};
 use crate::health::RedisHealth;
-use crate::keys::{key_slot, room_slot, Keys, SLOTS};
+use crate::keys::{room_slot, Keys, SLOTS};
 use crate::retry::once_more;
 use crate::scripts::Scripts;
+use redis::Script;
 
 /// The consumer group every archiver reads the archive streams through.
 pub const ARCHIVE_GROUP: &str = "archivers";
@@ -181,35 +182,49 @@ impl RedisMessageLog {
             .await
     }
 
-    /// Waits until `min_replicas` replicas hold every write made so far on the node serving `slot`.
-    async fn replicated(&self, slot: u16) -> anyhow::Result<()> {
-        if self.min_replicas == 0 {
-            return Ok(());
+    /// Runs `cmd` and, when replicas are required, `WAIT`s for them right after it in one
+    /// pipeline: on the same connection to the same node, so the wait covers exactly that node's
+    /// writes up to `cmd`'s, even when a failover moves the slot in between. `script` is the one
+    /// `cmd` calls by hash, loaded when a node does not know it yet.
+    ///
+    /// # Errors
+    /// `cmd`'s own error, or too few replicas in time; `cmd` may have run then.
+    async fn waiting<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd, script: Option<&Script>) -> anyhow::Result<T> {
+        let mut pipe = redis::pipe();
+        pipe.add_command(cmd.clone());
+        if self.min_replicas > 0 {
+            let timeout_ms = u64::try_from(self.replica_timeout.as_millis()).unwrap_or(u64::MAX);
+            pipe.cmd("WAIT").arg(self.min_replicas).arg(timeout_ms);
         }
-        let timeout_ms = u64::try_from(self.replica_timeout.as_millis()).unwrap_or(u64::MAX);
-        let reply = self
-            .conn
-            .clone()
-            .on_slot(slot, redis::cmd("WAIT").arg(self.min_replicas).arg(timeout_ms))
-            .await
-            .context("waiting for replicas")?;
-        let acked: u32 = redis::from_redis_value(&reply)?;
-        anyhow::ensure!(
-            acked >= self.min_replicas,
-            "only {acked} of {} replicas confirmed the write within {:?}",
-            self.min_replicas,
-            self.replica_timeout
-        );
-        Ok(())
+        let mut conn = self.conn.clone();
+        let replies: Vec<redis::Value> = match pipe.query_async(&mut conn).await {
+            Err(e) if e.kind() == redis::ErrorKind::NoScriptError && script.is_some() => {
+                if let Some(script) = script {
+                    script.prepare_invoke().load_async(&mut conn).await?;
+                }
+                pipe.query_async(&mut conn).await?
+            }
+            other => other?,
+        };
+        let mut replies = replies.into_iter();
+        let reply = replies.next().context("no reply to a command")?;
+        if let Some(acked) = replies.next() {
+            let acked: u32 = redis::from_redis_value(&acked)?;
+            anyhow::ensure!(
+                acked >= self.min_replicas,
+                "only {acked} of {} replicas confirmed the write within {:?}",
+                self.min_replicas,
+                self.replica_timeout
+            );
+        }
+        Ok(redis::from_redis_value(&reply)?)
     }
 
     /// Says that `slot`'s queue has entries, so archivers visit it. Waits for replicas like an
     /// append does: a failover that lost this word would leave the slot's queue to the sweep.
     async fn mark_ready(&self, slot: u16) -> anyhow::Result<()> {
-        let mut conn = self.conn.clone();
-        let ready = self.keys.ready_slots();
-        let _added: i64 = conn.sadd(&ready, slot).await?;
-        self.replicated(key_slot(&ready)).await
+        let _added: i64 = self.waiting(redis::cmd("SADD").arg(self.keys.ready_slots()).arg(slot), None).await?;
+        Ok(())
     }
 
     /// Stops visiting `slot`, whose queue was just seen empty. It is removed first and looked at
@@ -220,15 +235,14 @@ impl RedisMessageLog {
     async fn retire(&self, slot: u16) -> anyhow::Result<()> {
         let mut conn = self.conn.clone();
         let _removed: i64 = conn.srem(self.keys.ready_slots(), slot).await?;
-        let queued: u64 = conn.xlen(self.keys.archive(slot)).await?;
-        if queued > 0 {
-            return self.mark_ready(slot).await;
+        match self.waiting::<u64>(redis::cmd("XLEN").arg(self.keys.archive(slot)), None).await {
+            Ok(0) => Ok(()),
+            Ok(_) => self.mark_ready(slot).await,
+            Err(e) => {
+                self.mark_ready(slot).await?;
+                Err(e)
+            }
         }
-        if let Err(e) = self.replicated(slot).await {
-            self.mark_ready(slot).await?;
-            return Err(e);
-        }
-        Ok(())
     }
 
     /// Marks every slot with a non-empty queue as ready: the net under a process that died between
@@ -267,20 +281,13 @@ impl RedisMessageLog {
         }
     }
 
-    async fn invoke_claim(&self, slot: u16, consumer: &str, max: usize) -> redis::RedisResult<ClaimReply> {
-        let mut conn = self.conn.clone();
+    /// The claim script on `slot`'s queue; what it hands out is on the replicas before it returns,
+    /// or an archiver could store seqs that a failover then hands out again.
+    async fn invoke_claim(&self, slot: u16, consumer: &str, max: usize) -> anyhow::Result<ClaimReply> {
         let idle_ms = u64::try_from(self.reclaim_idle.as_millis()).unwrap_or(u64::MAX);
-        self.scripts
-            .claim
-            .key(self.keys.archive(slot))
-            .key(self.keys.dead_letters(slot))
-            .arg(ARCHIVE_GROUP)
-            .arg(consumer)
-            .arg(max)
-            .arg(idle_ms)
-            .arg(self.max_deliveries)
-            .invoke_async(&mut conn)
-            .await
+        let mut cmd = evalsha(&self.scripts.claim, &[self.keys.archive(slot), self.keys.dead_letters(slot)]);
+        cmd.arg(ARCHIVE_GROUP).arg(consumer).arg(max).arg(idle_ms).arg(self.max_deliveries);
+        self.waiting(&cmd, Some(&self.scripts.claim)).await
     }
 
     /// Moves undecodable entries of `slot` to its dead-letter stream.
@@ -320,6 +327,13 @@ impl RedisMessageLog {
         let _added: i64 = conn.sadd(self.keys.dead_slots(), slot).await?;
         Ok(())
     }
+}
+
+/// A call of `script` by its hash with `keys`; the caller adds the arguments.
+fn evalsha(script: &Script, keys: &[String]) -> redis::Cmd {
+    let mut cmd = redis::cmd("EVALSHA");
+    cmd.arg(script.get_hash()).arg(keys.len()).arg(keys);
+    cmd
 }
 
 /// What the claim script answers: `{id, json, ...}`, `{id, deliveries, room, seq, ...}`, length.
@@ -367,28 +381,28 @@ impl RedisMessageLog {
         let slot = room_slot(room);
         let dto = MessageDto::unsequenced(message.id, room, &message.sender, &message.body, message.sent_at);
         let json = serde_json::to_string(&dto).context("encoding a message")?;
-        let mut invocation = self.scripts.append.prepare_invoke();
-        invocation
-            .key(self.keys.seq(room))
-            .key(self.keys.cache(room))
-            .key(self.keys.pending(room))
-            .key(self.keys.archive(slot))
-            .key(self.keys.counters(slot));
+        let mut keys = vec![
+            self.keys.seq(room),
+            self.keys.cache(room),
+            self.keys.pending(room),
+            self.keys.archive(slot),
+            self.keys.counters(slot),
+        ];
         if let Some(key) = &dedupe {
-            invocation.key(self.keys.dedupe(room, key.user, key.client_msg_id.as_str()));
+            keys.push(self.keys.dedupe(room, key.user, key.client_msg_id.as_str()));
         }
-        invocation.arg(json).arg(room.to_string()).arg(self.dedupe_ttl.as_secs().max(1)).arg(ARCHIVE_GROUP);
-        let mut conn = self.conn.clone();
+        let mut cmd = evalsha(&self.scripts.append, &keys);
+        cmd.arg(json).arg(room.to_string()).arg(self.dedupe_ttl.as_secs().max(1)).arg(ARCHIVE_GROUP);
+        // A duplicate waits too: its original's own wait may have failed.
         let (outcome, stored, queued): (i64, String, u64) =
-            invocation.invoke_async(&mut conn).await.context("appending a message to Redis")?;
+            self.waiting(&cmd, Some(&self.scripts.append)).await.context("appending a message to Redis")?;
         if outcome == 2 {
             return Ok(None);
         }
-        // A duplicate says so and waits again too: its original may have failed right there.
+        // A duplicate says so too: its original may have failed right before it did.
         if queued == 1 || outcome == 0 {
             self.mark_ready(slot).await?;
         }
-        self.replicated(slot).await?;
         let message = decode_message(&stored)?;
         Ok(Some(if outcome == 1 { Appended::Created(message) } else { Appended::Duplicate(message) }))
     }
@@ -486,23 +500,15 @@ impl RedisMessageLog {
             slots.rotate_left(start);
         }
         let mut batch = Vec::new();
-        let mut claimed_from = Vec::new();
         for slot in slots {
             if batch.len() >= max {
                 break;
             }
             let before = batch.len();
             let queued = self.claim_slot(slot, consumer, max - batch.len(), &mut batch).await?;
-            if batch.len() > before {
-                claimed_from.push(slot);
-            } else if queued == 0 {
+            if batch.len() == before && queued == 0 {
                 self.retire(slot).await?;
             }
-        }
-        // What an archiver stores must survive a failover, or a promoted replica could hand out
-        // its seqs again.
-        for slot in claimed_from {
-            self.replicated(slot).await?;
         }
         Ok(batch)
     }
@@ -510,7 +516,7 @@ impl RedisMessageLog {
     /// Claims up to `max` entries of `slot`'s queue into `batch`; returns the queue's length after.
     async fn claim_slot(&self, slot: u16, consumer: &str, max: usize, batch: &mut Vec<Queued>) -> anyhow::Result<u64> {
         let (entries, dropped, queued) = match self.invoke_claim(slot, consumer, max).await {
-            Err(e) if is_missing_group(&e) => {
+            Err(e) if e.chain().any(|c| c.downcast_ref::<RedisError>().is_some_and(is_missing_group)) => {
                 tracing::warn!(slot, "an archive consumer group is missing (did Redis lose its data?); recreating it");
                 self.ensure_group(slot).await?;
                 self.invoke_claim(slot, consumer, max).await?
