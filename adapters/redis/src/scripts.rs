@@ -55,7 +55,7 @@ end
 /// KEYS: seq, cache, pending, the slot's archive stream, the slot's counters marker, [dedupe].
 /// ARGV: message JSON without seq, room id, dedupe TTL in seconds, consumer group. Returns
 /// `{1, json, queued}` when created (`queued`: the stream's length after it), `{0, json, 0}` for a
-/// known dedupe key, and `{2, '', 0}`, storing nothing, when the counters marker is gone: the node
+/// known dedupe key (whose TTL starts again), and `{2, '', 0}`, storing nothing, when the counters marker is gone: the node
 /// lost its data, and with it the counters, which must be raised from the archive before any seq
 /// is given.
 ///
@@ -66,7 +66,11 @@ if redis.call('EXISTS', KEYS[5]) == 0 then return {2, '', 0} end
 local dedupe = KEYS[6]
 if dedupe then
   local original = redis.call('GET', dedupe)
-  if original then return {0, original, 0} end
+  if original then
+    -- A write, so that a WAIT after this script covers the original too, whoever wrote it.
+    redis.call('EXPIRE', dedupe, ARGV[3])
+    return {0, original, 0}
+  end
 end
 local seq = string.format('%d', redis.call('INCR', KEYS[1]))
 local message = '{"seq":' .. seq .. ',' .. string.sub(ARGV[1], 2)
