@@ -87,6 +87,7 @@ mod tests {
     //! contract itself runs in `crate::tests`.
 
     use super::*;
+    use futures::stream::BoxStream;
     use application::contract::event_bus::room_deleted;
     use std::time::Duration;
 

@@ -11,7 +11,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -154,10 +154,21 @@ struct Want {
 }
 
 impl Shared {
-    /// Rooms to subscribe to and to leave, for a connection that holds `subscribed`.
+    /// Rooms to subscribe to and to leave, for a connection that holds `subscribed`. A room
+    /// unfollowed and followed again since the last turn never left: it is heard already.
     fn diff(&self, subscribed: &HashSet<RoomId>) -> (Vec<RoomId>, Vec<RoomId>) {
-        let wanted = self.wanted.lock();
-        let add = wanted.keys().filter(|room| !subscribed.contains(room)).copied().collect();
+        let mut wanted = self.wanted.lock();
+        let mut add = Vec::new();
+        for (room, want) in wanted.iter_mut() {
+            if !subscribed.contains(room) {
+                add.push(*room);
+            } else if !want.heard {
+                want.heard = true;
+                for waiter in want.waiters.drain(..) {
+                    let _ = waiter.send(());
+                }
+            }
+        }
         let remove = subscribed.iter().filter(|room| !wanted.contains_key(room)).copied().collect();
         (add, remove)
     }
@@ -190,7 +201,8 @@ impl Shared {
 
 /// One subscription's rooms, counted into the node's when they change.
 struct Follower {
-    shared: Arc<Shared>,
+    /// Weak, so a subscription kept after the bus is dropped does not keep its channel open.
+    shared: Weak<Shared>,
     rooms: Mutex<HashSet<RoomId>>,
 }
 
@@ -215,13 +227,16 @@ impl Follower {
 
 impl FollowedRooms for Follower {
     fn follow(&self, room: RoomId) -> BoxFuture<'static, anyhow::Result<()>> {
+        let Some(shared) = self.shared.upgrade() else {
+            return Box::pin(std::future::ready(Err(anyhow::anyhow!("the event bus is gone"))));
+        };
         let mut rooms = self.rooms.lock();
-        let mut wanted = self.shared.wanted.lock();
+        let mut wanted = shared.wanted.lock();
         let want = wanted.entry(room).or_default();
         if rooms.insert(room) {
             want.followers += 1;
             if want.followers == 1 {
-                self.shared.changed.notify_one();
+                shared.changed.notify_one();
             }
         }
         if want.heard {
@@ -236,15 +251,18 @@ impl FollowedRooms for Follower {
 
     fn unfollow(&self, room: RoomId) {
         if self.rooms.lock().remove(&room) {
-            Self::release(&self.shared, room);
+            if let Some(shared) = self.shared.upgrade() {
+                Self::release(&shared, room);
+            }
         }
     }
 }
 
 impl Drop for Follower {
     fn drop(&mut self) {
+        let Some(shared) = self.shared.upgrade() else { return };
         for room in self.rooms.get_mut().drain() {
-            Self::release(&self.shared, room);
+            Self::release(&shared, room);
         }
     }
 }
@@ -449,6 +467,8 @@ async fn run_subscriber(target: Target, channels: Channels, first: Link, shared:
     let address = target.address();
     let mut current = Some(first);
     let mut backoff = BACKOFF_MIN;
+    // Set from the first loss on: events published while no connection listened are lost.
+    let mut gap_owed = false;
     loop {
         let link = match current.take() {
             Some(link) => link,
@@ -456,9 +476,6 @@ async fn run_subscriber(target: Target, channels: Channels, first: Link, shared:
                 Ok(link) => {
                     tracing::info!(redis = %address, "event bus subscriber reconnected");
                     backoff = BACKOFF_MIN;
-                    // Whatever was published while the connection was down is lost: say so.
-                    // The rooms followed are subscribed to again before anything else is read.
-                    shared.forward(Heard::Gap);
                     link
                 }
                 Err(e) => {
@@ -472,8 +489,9 @@ async fn run_subscriber(target: Target, channels: Channels, first: Link, shared:
                 }
             },
         };
-        let reason = serve(link, &channels, &shared).await;
+        let reason = serve(link, &channels, &shared, &mut gap_owed).await;
         shared.lost();
+        gap_owed = true;
         tracing::warn!(
             redis = %address, reason = %reason,
             "event bus subscriber connection lost; reconnecting, events published meanwhile are missed"
@@ -482,8 +500,9 @@ async fn run_subscriber(target: Target, channels: Channels, first: Link, shared:
 }
 
 /// Follows and leaves rooms as they are wanted, and hands every message to the local
-/// subscriptions, until the connection fails; returns why it did.
-async fn serve(mut link: Link, channels: &Channels, shared: &Shared) -> String {
+/// subscriptions, until the connection fails; returns why it did. A gap owed is reported once
+/// every room followed is subscribed to again, so what follows it is complete.
+async fn serve(mut link: Link, channels: &Channels, shared: &Shared, gap_owed: &mut bool) -> String {
     let mut subscribed: HashSet<RoomId> = HashSet::new();
     let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + PING_EVERY, PING_EVERY);
     ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -505,6 +524,9 @@ async fn serve(mut link: Link, channels: &Channels, shared: &Shared) -> String {
             }
             subscribed.extend(add.iter().copied());
             shared.heard(&add);
+        }
+        if std::mem::take(gap_owed) {
+            shared.forward(Heard::Gap);
         }
         tokio::select! {
             incoming = link.next() => match incoming {
@@ -569,7 +591,7 @@ impl EventBus for RedisEventBus {
     }
 
     async fn subscribe(&self) -> anyhow::Result<Subscription> {
-        let follower = Arc::new(Follower { shared: self.shared.clone(), rooms: Mutex::new(HashSet::new()) });
+        let follower = Arc::new(Follower { shared: Arc::downgrade(&self.shared), rooms: Mutex::new(HashSet::new()) });
         let receiver = self.shared.local.subscribe();
         let events = futures::stream::unfold((receiver, follower.clone()), |(mut receiver, follower)| async move {
             loop {

@@ -1,12 +1,13 @@
-//! What the `EventBus` contract (in `contract.rs`) leaves to the Redis bus: one subscription per
-//! node, channel isolation by prefix, reconnection, and shutdown.
+//! What the `EventBus` contract (in `contract.rs`) leaves to the Redis bus: one subscriber
+//! connection per node, which subscribes to a room's channel only while something on the node
+//! follows it, channel isolation by prefix, reconnection, and shutdown.
 
 use std::collections::HashSet;
 use std::time::Duration;
 
 use adapter_redis::RedisEventBus;
 use application::ports::{Delivery, EventBus, RoomEvent, UserSummary};
-use domain::{UserId, Username};
+use domain::{RoomId, UserId, Username};
 use futures::StreamExt;
 
 use crate::support::{new_room, redis_url, within, Scope, BUS_TESTS};
@@ -15,8 +16,12 @@ async fn bus(scope: &Scope) -> RedisEventBus {
     RedisEventBus::connect(&redis_url(), &scope.prefix).await.expect("Redis is reachable")
 }
 
-fn typing() -> RoomEvent {
-    RoomEvent::Typing { room_id: new_room(), user: summary() }
+fn typing_in(room_id: RoomId) -> RoomEvent {
+    RoomEvent::Typing { room_id, user: summary() }
+}
+
+fn room_deleted() -> RoomEvent {
+    RoomEvent::RoomDeleted { room_id: new_room() }
 }
 
 fn summary() -> UserSummary {
@@ -24,10 +29,18 @@ fn summary() -> UserSummary {
 }
 
 async fn subscriber_count(scope: &Scope) -> i64 {
-    let mut raw = scope.raw().await;
+    channel_subscribers(&format!("{}control:events", scope.prefix)).await
+}
+
+async fn room_subscribers(scope: &Scope, room: RoomId) -> i64 {
+    channel_subscribers(&format!("{}room:{{{room}}}:events", scope.prefix)).await
+}
+
+async fn channel_subscribers(channel: &str) -> i64 {
+    let mut raw = Scope::new().raw().await;
     let counts: Vec<(String, i64)> = redis::cmd("PUBSUB")
         .arg("NUMSUB")
-        .arg(format!("{}events", scope.prefix))
+        .arg(channel)
         .query_async(&mut raw)
         .await
         .expect("numsub");
@@ -65,10 +78,10 @@ async fn buses_with_different_prefixes_do_not_hear_each_other() {
     let _serial = BUS_TESTS.lock().await;
     let (scope_a, scope_b) = (Scope::new(), Scope::new());
     let (node_a, node_b) = (bus(&scope_a).await, bus(&scope_b).await);
-    let mut on_b = node_b.subscribe().await.expect("subscribe");
+    let mut on_b = node_b.subscribe().await.expect("subscribe").events;
 
-    node_a.publish(typing()).await.expect("publish");
-    let marker = typing();
+    node_a.publish(room_deleted()).await.expect("publish");
+    let marker = room_deleted();
     node_b.publish(marker.clone()).await.expect("publish");
 
     assert_eq!(within(on_b.next()).await, Some(Delivery::Event(marker)), "the first event B hears is its own");
@@ -82,19 +95,22 @@ async fn the_subscriber_reconnects_after_its_connection_is_killed_and_reports_th
     let before = pubsub_client_ids(&scope).await;
     let node = bus(&scope).await;
     let ours: Vec<String> = pubsub_client_ids(&scope).await.difference(&before).cloned().collect();
-    let mut events = node.subscribe().await.expect("subscribe");
+    let subscription = node.subscribe().await.expect("subscribe");
+    let room = new_room();
+    subscription.rooms.follow(room).await.expect("follow");
+    let mut events = subscription.events;
     assert_eq!(ours.len(), 1, "exactly one new subscriber connection: {ours:?}");
 
     let mut raw = scope.raw().await;
     let killed: i64 =
         redis::cmd("CLIENT").arg("KILL").arg("ID").arg(&ours[0]).query_async(&mut raw).await.expect("kill");
     within(async {
-        while subscriber_count(&scope).await != 1 {
+        while room_subscribers(&scope, room).await != 1 {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     })
     .await;
-    let event = typing();
+    let event = typing_in(room);
     node.publish(event.clone()).await.expect("publish");
 
     assert_eq!(killed, 1);
@@ -102,7 +118,7 @@ async fn the_subscriber_reconnects_after_its_connection_is_killed_and_reports_th
     assert_eq!(
         within(events.next()).await,
         Some(Delivery::Event(event)),
-        "the same local stream goes on after the reconnect"
+        "the same local stream goes on after the reconnect, in the rooms it followed"
     );
 }
 
@@ -112,7 +128,7 @@ async fn dropping_the_bus_ends_its_streams_and_its_subscription() {
     let _serial = BUS_TESTS.lock().await;
     let scope = Scope::new();
     let node = bus(&scope).await;
-    let mut events = node.subscribe().await.expect("subscribe");
+    let mut events = node.subscribe().await.expect("subscribe").events;
 
     drop(node);
 
@@ -123,4 +139,30 @@ async fn dropping_the_bus_ends_its_streams_and_its_subscription() {
         }
     })
     .await;
+}
+
+#[tokio::test]
+#[ignore = "needs Redis (CHAT_TEST_REDIS_URL)"]
+async fn a_node_subscribes_to_a_room_once_while_any_local_subscription_follows_it() {
+    let _serial = BUS_TESTS.lock().await;
+    let scope = Scope::new();
+    let node = bus(&scope).await;
+    let (first, second) = (node.subscribe().await.expect("subscribe"), node.subscribe().await.expect("subscribe"));
+    let room = new_room();
+
+    let before = room_subscribers(&scope, room).await;
+    first.rooms.follow(room).await.expect("follow");
+    second.rooms.follow(room).await.expect("follow");
+    let both = room_subscribers(&scope, room).await;
+    first.rooms.unfollow(room);
+    drop(second);
+    let after = within(async {
+        while room_subscribers(&scope, room).await != 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        0
+    })
+    .await;
+
+    assert_eq!((before, both, after), (0, 1, 0));
 }
