@@ -1,15 +1,17 @@
 //! The node's registry of live sockets: which rooms each follows, and fan-out of bus events to them.
+//! The node follows a room on the bus while at least one of its sockets is in it.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use application::metrics::Metrics;
-use application::ports::{Delivery, RoomEvent, SessionId, UserSummary};
+use application::ports::{Delivery, FollowedRooms, RoomEvent, SessionId, UserSummary};
 use application::rooms::Rooms;
 use domain::{RoomId, UserId};
-use futures::{Stream, StreamExt};
+use futures::future::BoxFuture;
+use futures::{FutureExt, Stream, StreamExt};
 use parking_lot::Mutex;
 use tokio::sync::{watch, Notify};
 use tokio_tungstenite::tungstenite::Utf8Bytes;
@@ -122,7 +124,13 @@ pub struct Hub {
     /// Presence changes heard since the last flush, per room followed here: the net state of
     /// each user. A room that comes online at once costs each socket one frame, not one per member.
     presence: Mutex<HashMap<RoomId, HashMap<UserId, bool>>>,
+    /// The rooms the node's bus subscription follows: the keys of `State::rooms`, changed under
+    /// the state lock so the two never disagree. Unset until `attach` (and in unit tests).
+    bus: OnceLock<Arc<dyn FollowedRooms>>,
 }
+
+/// Resolves once the bus hears every room a socket follows.
+pub type Heard = BoxFuture<'static, anyhow::Result<()>>;
 
 /// Why no place was held for another socket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -144,7 +152,39 @@ impl Hub {
             no_sockets: Notify::new(),
             draining: AtomicBool::new(false),
             presence: Mutex::new(HashMap::new()),
+            bus: OnceLock::new(),
         })
+    }
+
+    /// From now on the rooms followed here are followed on the bus through `rooms`. Called once,
+    /// before the first socket registers; a second call is ignored.
+    pub fn attach(&self, rooms: Arc<dyn FollowedRooms>) {
+        let _ = self.bus.set(rooms);
+    }
+
+    /// `id` is in `room` now; the node follows the room on the bus from its first socket on.
+    fn enter(&self, rooms: &mut HashMap<RoomId, HashSet<u64>>, room: RoomId, id: u64) -> Option<Heard> {
+        rooms.entry(room).or_default().insert(id);
+        // Asked for every socket, not only the first: the room may not be heard yet.
+        self.bus.get().map(|bus| bus.follow(room))
+    }
+
+    /// `id` is no longer in `room`; the node stops following it with its last socket.
+    fn leave(&self, rooms: &mut HashMap<RoomId, HashSet<u64>>, room: RoomId, id: u64) {
+        if let Some(set) = rooms.get_mut(&room) {
+            set.remove(&id);
+            if set.is_empty() {
+                rooms.remove(&room);
+                self.forget(room);
+            }
+        }
+    }
+
+    /// No socket here is in `room` any more.
+    fn forget(&self, room: RoomId) {
+        if let Some(bus) = self.bus.get() {
+            bus.unfollow(room);
+        }
     }
 
     /// Whether shutdown has begun.
@@ -238,10 +278,11 @@ impl Hub {
     }
 
     /// The socket follows the rooms `loaded` read from the store, corrected by the joins and
-    /// leaves heard while it was read.
-    pub fn follow(&self, id: u64, loaded: Vec<RoomId>) {
+    /// leaves heard while it was read. The returned future resolves once the bus hears all of
+    /// them: a socket reads the log only after that, so no message falls between the two.
+    pub fn follow(&self, id: u64, loaded: Vec<RoomId>) -> Heard {
         let mut state = self.state.lock();
-        let Some(conn) = state.conns.get_mut(&id) else { return };
+        let Some(conn) = state.conns.get_mut(&id) else { return std::future::ready(Ok(())).boxed() };
         let heard = conn.loading.take().unwrap_or_default();
         let rooms: HashSet<RoomId> =
             loaded.into_iter().chain(heard.joined).filter(|room| !heard.left.contains(room)).collect();
@@ -249,16 +290,10 @@ impl Hub {
         conn.rooms.clone_from(&rooms);
         conn.resumed.retain(|room, _| rooms.contains(room));
         for room in dropped {
-            if let Some(set) = state.rooms.get_mut(&room) {
-                set.remove(&id);
-                if set.is_empty() {
-                    state.rooms.remove(&room);
-                }
-            }
+            self.leave(&mut state.rooms, room, id);
         }
-        for room in rooms {
-            state.rooms.entry(room).or_default().insert(id);
-        }
+        let followed: Vec<Heard> = rooms.into_iter().filter_map(|room| self.enter(&mut state.rooms, room, id)).collect();
+        futures::future::try_join_all(followed).map(|heard| heard.map(drop)).boxed()
     }
 
     /// The read for `ids` failed: they keep the rooms they had.
@@ -281,12 +316,7 @@ impl Hub {
         let mut state = self.state.lock();
         let Some(conn) = state.conns.remove(&id) else { return false };
         for room in &conn.rooms {
-            if let Some(set) = state.rooms.get_mut(room) {
-                set.remove(&id);
-                if set.is_empty() {
-                    state.rooms.remove(room);
-                }
-            }
+            self.leave(&mut state.rooms, *room, id);
         }
         let last = match state.users.get_mut(&conn.user) {
             Some(set) => {
@@ -379,7 +409,8 @@ impl Hub {
             match rooms.subscriptions(user).await {
                 Ok(loaded) => {
                     for id in ids {
-                        self.follow(id, loaded.clone());
+                        // Not awaited: live delivery goes on while newly found rooms are followed.
+                        drop(self.follow(id, loaded.clone()));
                     }
                 }
                 Err(e) => {
@@ -632,7 +663,9 @@ impl Hub {
                     loading.joined.insert(room);
                 }
             }
-            state.rooms.entry(room).or_default().insert(id);
+            // Not awaited: a message sent in the instant before the bus hears the room is in
+            // the log, where the client finds it on its next sync.
+            drop(self.enter(&mut state.rooms, room, id));
         }
     }
 
@@ -648,18 +681,15 @@ impl Hub {
                     loading.left.insert(room);
                 }
             }
-            if let Some(set) = state.rooms.get_mut(&room) {
-                set.remove(&id);
-                if set.is_empty() {
-                    state.rooms.remove(&room);
-                }
-            }
+            self.leave(&mut state.rooms, room, id);
         }
     }
 
     fn drop_room(&self, room: RoomId) {
         let mut state = self.state.lock();
-        state.rooms.remove(&room);
+        if state.rooms.remove(&room).is_some() {
+            self.forget(room);
+        }
         // Every socket, not only the room's followers: one still reading its rooms may be about
         // to follow it.
         for conn in state.conns.values_mut() {
@@ -692,7 +722,7 @@ mod tests {
     /// A socket registered and following `rooms`, as the socket task leaves it.
     fn registered(hub: &Hub, user: UserId, session: SessionId, rooms: Vec<RoomId>) -> Registration {
         let registration = hub.register(user, session, false);
-        hub.follow(registration.id, rooms);
+        drop(hub.follow(registration.id, rooms));
         registration
     }
 
@@ -802,7 +832,7 @@ mod tests {
         // Arrange: a socket opened with ?resume, in rooms 7 and 8; 5 and 6 of room 7 come live.
         let hub = Hub::new(QUEUE, Duration::from_secs(2));
         let reg = hub.register(user(1), session(1), true);
-        hub.follow(reg.id, vec![room(7), room(8)]);
+        drop(hub.follow(reg.id, vec![room(7), room(8)]));
         hub.dispatch(message(room(7), 5));
         hub.dispatch(message(room(8), 1));
         hub.dispatch(message(room(7), 6));
@@ -829,7 +859,7 @@ mod tests {
     fn a_listener_that_never_speaks_gets_its_messages_once_64_kib_wait() {
         let hub = Hub::new(QUEUE, Duration::from_secs(2));
         let reg = hub.register(user(1), session(1), false);
-        hub.follow(reg.id, vec![room(7)]);
+        drop(hub.follow(reg.id, vec![room(7)]));
 
         let mut seq = 0;
         while seqs(&reg).is_empty() {
@@ -948,7 +978,7 @@ mod tests {
 
         // Act
         hub.dispatch(left(room(7), 1));
-        hub.follow(registration.id, stale_read);
+        drop(hub.follow(registration.id, stale_read));
 
         // Assert
         assert_eq!(hub.rooms_of(user(1)), vec![room(8)]);
@@ -960,7 +990,7 @@ mod tests {
         let registration = hub.register(user(1), session(1), false);
 
         hub.dispatch(joined(room(9), 1));
-        hub.follow(registration.id, Vec::new());
+        drop(hub.follow(registration.id, Vec::new()));
 
         assert_eq!(hub.rooms_of(user(1)), vec![room(9)]);
     }
@@ -971,7 +1001,7 @@ mod tests {
         let registration = hub.register(user(1), session(1), false);
 
         hub.dispatch(RoomEvent::RoomDeleted { room_id: room(7) });
-        hub.follow(registration.id, vec![room(7)]);
+        drop(hub.follow(registration.id, vec![room(7)]));
 
         assert!(hub.rooms_of(user(1)).is_empty());
     }
@@ -985,7 +1015,7 @@ mod tests {
         // Act
         let ids = hub.reload_started(user(1));
         for id in ids {
-            hub.follow(id, vec![room(8)]);
+            drop(hub.follow(id, vec![room(8)]));
         }
         hub.dispatch(typing(room(7), 2));
         hub.dispatch(typing(room(8), 2));
