@@ -744,7 +744,10 @@ impl RoomEvent {
             }
             // The joined user's sockets may be on nodes that do not follow the room yet; the
             // membership cache must hear every removal; sessions end wherever their sockets are.
-            Self::MemberJoined { .. } | Self::MemberLeft { .. } | Self::RoomDeleted { .. } | Self::SessionEnded { .. } => {
+            Self::MemberJoined { .. }
+            | Self::MemberLeft { .. }
+            | Self::RoomDeleted { .. }
+            | Self::SessionEnded { .. } => {
                 vec![(Audience::Everyone, self)]
             }
         }

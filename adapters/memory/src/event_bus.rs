@@ -87,8 +87,8 @@ mod tests {
     //! contract itself runs in `crate::tests`.
 
     use super::*;
-    use futures::stream::BoxStream;
     use application::contract::event_bus::room_deleted;
+    use futures::stream::BoxStream;
     use std::time::Duration;
 
     async fn next_within_a_second(events: &mut BoxStream<'static, Delivery>) -> Option<Delivery> {

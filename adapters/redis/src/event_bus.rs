@@ -137,11 +137,8 @@ struct Shared {
     changed: Notify,
 }
 
-#[derive(Clone)]
-enum Heard {
-    Event(Audience, RoomEvent),
-    Gap,
-}
+/// A delivery with who it is for; a gap is for everyone.
+type Heard = (Audience, Delivery);
 
 #[derive(Default)]
 struct Want {
@@ -526,7 +523,7 @@ async fn serve(mut link: Link, channels: &Channels, shared: &Shared, gap_owed: &
             shared.heard(&add);
         }
         if std::mem::take(gap_owed) {
-            shared.forward(Heard::Gap);
+            shared.forward((Audience::Everyone, Delivery::Gap));
         }
         tokio::select! {
             incoming = link.next() => match incoming {
@@ -537,7 +534,7 @@ async fn serve(mut link: Link, channels: &Channels, shared: &Shared, gap_owed: &
                             // The room's shard moved: follow it where it is now; events between are lost.
                             tracing::info!(channel = %channel, "the server dropped a room's subscription; subscribing again");
                             shared.lost_one(room);
-                            shared.forward(Heard::Gap);
+                            shared.forward((Audience::Everyone, Delivery::Gap));
                         }
                     } else if channels.audience(&channel) == Some(Audience::Everyone) {
                         return "the server dropped the control subscription".to_owned();
@@ -575,7 +572,7 @@ fn deliver(message: &redis::Msg, channels: &Channels, shared: &Shared) {
         .map_err(anyhow::Error::from)
         .and_then(EventDto::into_event);
     match decoded {
-        Ok(event) => shared.forward(Heard::Event(audience, event)),
+        Ok(event) => shared.forward((audience, Delivery::Event(event))),
         Err(e) => tracing::warn!(error = %format!("{e:#}"), "skipping an event that cannot be decoded"),
     }
 }
@@ -596,9 +593,8 @@ impl EventBus for RedisEventBus {
         let events = futures::stream::unfold((receiver, follower.clone()), |(mut receiver, follower)| async move {
             loop {
                 let delivery = match receiver.recv().await {
-                    Ok(Heard::Event(Audience::Room(room), _)) if !follower.follows(&room) => continue,
-                    Ok(Heard::Event(_, event)) => Delivery::Event(event),
-                    Ok(Heard::Gap) => Delivery::Gap,
+                    Ok((Audience::Room(room), _)) if !follower.follows(&room) => continue,
+                    Ok((_, delivery)) => delivery,
                     Err(broadcast::error::RecvError::Lagged(missed)) => {
                         tracing::warn!(missed, "a slow event subscriber missed events");
                         Delivery::Gap

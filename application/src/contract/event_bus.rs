@@ -242,7 +242,8 @@ where
     let (mut here, mut elsewhere) = (subscribe(&a).await, subscribe(&b).await);
     let (mut in_room_here, mut in_room_elsewhere) = (following(&a, &[1]).await, following(&b, &[1]).await);
     let sent: Vec<RoomEvent> = (1..=50).map(room_deleted).collect();
-    let in_room: Vec<RoomEvent> = (1..=50).map(|n| RoomEvent::Typing { room_id: room(1), user: summary(100 + n) }).collect();
+    let in_room: Vec<RoomEvent> =
+        (1..=50).map(|n| RoomEvent::Typing { room_id: room(1), user: summary(100 + n) }).collect();
 
     for (event, typed) in sent.iter().zip(&in_room) {
         a.publish(event.clone()).await.expect("publish");

@@ -292,7 +292,8 @@ impl Hub {
         for room in dropped {
             self.leave(&mut state.rooms, room, id);
         }
-        let followed: Vec<Heard> = rooms.into_iter().filter_map(|room| self.enter(&mut state.rooms, room, id)).collect();
+        let followed: Vec<Heard> =
+            rooms.into_iter().filter_map(|room| self.enter(&mut state.rooms, room, id)).collect();
         futures::future::try_join_all(followed).map(|heard| heard.map(drop)).boxed()
     }
 

@@ -96,7 +96,9 @@ pub fn cluster_nodes(seeds: Vec<String>) -> impl Fn() -> BoxFuture<'static, Redi
     let prefix = format!("test:{}:", uuid::Uuid::new_v4());
     move || {
         let (seeds, prefix) = (seeds.clone(), prefix.clone());
-        Box::pin(async move { RedisEventBus::connect_cluster(&seeds, &prefix).await.expect("the cluster is reachable") })
+        Box::pin(
+            async move { RedisEventBus::connect_cluster(&seeds, &prefix).await.expect("the cluster is reachable") },
+        )
     }
 }
 

@@ -38,12 +38,8 @@ async fn room_subscribers(scope: &Scope, room: RoomId) -> i64 {
 
 async fn channel_subscribers(channel: &str) -> i64 {
     let mut raw = Scope::new().raw().await;
-    let counts: Vec<(String, i64)> = redis::cmd("PUBSUB")
-        .arg("NUMSUB")
-        .arg(channel)
-        .query_async(&mut raw)
-        .await
-        .expect("numsub");
+    let counts: Vec<(String, i64)> =
+        redis::cmd("PUBSUB").arg("NUMSUB").arg(channel).query_async(&mut raw).await.expect("numsub");
     counts.first().map_or(0, |(_, n)| *n)
 }
 
