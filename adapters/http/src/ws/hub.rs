@@ -962,6 +962,54 @@ mod tests {
         assert_eq!(*phone.closing.borrow(), None);
     }
 
+    /// The rooms the hub follows on the bus, as a bus subscription would hold them.
+    #[derive(Default)]
+    struct BusRooms(Mutex<HashSet<RoomId>>);
+
+    impl FollowedRooms for BusRooms {
+        fn follow(&self, room: RoomId) -> Heard {
+            self.0.lock().insert(room);
+            std::future::ready(Ok(())).boxed()
+        }
+
+        fn unfollow(&self, room: RoomId) {
+            self.0.lock().remove(&room);
+        }
+    }
+
+    fn on_bus(bus: &BusRooms) -> Vec<RoomId> {
+        let mut rooms: Vec<RoomId> = bus.0.lock().iter().copied().collect();
+        rooms.sort_unstable();
+        rooms
+    }
+
+    #[test]
+    fn the_node_follows_a_room_on_the_bus_while_any_of_its_sockets_is_in_it() {
+        // Arrange: user 1 in room 7; user 2 in rooms 7 and 8.
+        let hub = Hub::new(QUEUE, Duration::from_secs(1));
+        let bus = Arc::new(BusRooms::default());
+        hub.attach(bus.clone());
+        let first = registered(&hub, user(1), session(1), vec![room(7)]);
+        let _second = registered(&hub, user(2), session(2), vec![room(7), room(8)]);
+        let both = on_bus(&bus);
+
+        // Act: the first socket goes, user 2 leaves room 7, room 8 is deleted, user 2 joins 9.
+        hub.unregister(first.id);
+        let one_left = on_bus(&bus);
+        hub.dispatch(left(room(7), 2));
+        let after_leaving = on_bus(&bus);
+        hub.dispatch(RoomEvent::RoomDeleted { room_id: room(8) });
+        let after_deletion = on_bus(&bus);
+        hub.dispatch(joined(room(9), 2));
+
+        // Assert
+        assert_eq!(both, [room(7), room(8)]);
+        assert_eq!(one_left, [room(7), room(8)], "user 2 is still in both");
+        assert_eq!(after_leaving, [room(8)]);
+        assert!(after_deletion.is_empty());
+        assert_eq!(on_bus(&bus), [room(9)]);
+    }
+
     fn left(room_id: RoomId, by: u128) -> RoomEvent {
         RoomEvent::MemberLeft { room_id, user: UserSummary { id: user(by), username: Username::new("bob").unwrap() } }
     }
