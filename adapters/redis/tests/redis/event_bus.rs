@@ -162,3 +162,96 @@ async fn a_node_subscribes_to_a_room_once_while_any_local_subscription_follows_i
 
     assert_eq!((before, both, after), (0, 1, 0));
 }
+
+/// Kills, on every node of the cluster, the connections holding sharded subscriptions.
+async fn kill_sharded_subscribers(seeds: &[String]) -> usize {
+    let mut killed = 0;
+    for seed in seeds {
+        let mut raw = redis::Client::open(seed.as_str())
+            .expect("valid URL")
+            .get_multiplexed_async_connection()
+            .await
+            .expect("the cluster node is reachable");
+        let list: String = redis::cmd("CLIENT").arg("LIST").query_async(&mut raw).await.expect("list");
+        for line in list.lines() {
+            let field = |name: &str| line.split(' ').find_map(|f| f.strip_prefix(name)).map(str::to_owned);
+            let sharded: u64 = field("ssub=").and_then(|n| n.parse().ok()).unwrap_or(0);
+            if let (true, Some(id)) = (sharded > 0, field("id=")) {
+                let n: i64 =
+                    redis::cmd("CLIENT").arg("KILL").arg("ID").arg(&id).query_async(&mut raw).await.expect("kill");
+                killed += usize::try_from(n).unwrap_or(0);
+            }
+        }
+    }
+    killed
+}
+
+#[tokio::test]
+#[ignore = "needs a Redis Cluster (CHAT_TEST_REDIS_CLUSTER_URL)"]
+async fn on_a_cluster_the_subscriber_reconnects_after_its_shard_connections_are_killed_and_reports_the_gap() {
+    let Some(seeds) = crate::contract::cluster_seeds() else { return };
+    let _serial = BUS_TESTS.lock().await;
+    let prefix = format!("test:{}:", uuid::Uuid::new_v4());
+    let node = RedisEventBus::connect_cluster(&seeds, &prefix).await.expect("the cluster is reachable");
+    let subscription = node.subscribe().await.expect("subscribe");
+    let room = new_room();
+    subscription.rooms.follow(room).await.expect("follow");
+    let mut events = subscription.events;
+
+    let killed = kill_sharded_subscribers(&seeds).await;
+    let gap = within(events.next()).await;
+    let event = typing_in(room);
+    node.publish(event.clone()).await.expect("publish");
+
+    assert!(killed >= 1, "the subscriber held sharded subscriptions");
+    assert_eq!(gap, Some(Delivery::Gap), "events published while it was down are lost: a gap");
+    assert_eq!(within(events.next()).await, Some(Delivery::Event(event)), "the followed room is heard again");
+}
+
+/// Subscribers of `channel` summed over every node of the cluster: (sharded, classic).
+async fn cluster_subscribers(seeds: &[String], channel: &str) -> (i64, i64) {
+    let (mut sharded, mut classic) = (0, 0);
+    for seed in seeds {
+        let mut raw = redis::Client::open(seed.as_str())
+            .expect("valid URL")
+            .get_multiplexed_async_connection()
+            .await
+            .expect("the cluster node is reachable");
+        for (kind, total) in [("SHARDNUMSUB", &mut sharded), ("NUMSUB", &mut classic)] {
+            let counts: Vec<(String, i64)> =
+                redis::cmd("PUBSUB").arg(kind).arg(channel).query_async(&mut raw).await.expect("numsub");
+            *total += counts.first().map_or(0, |(_, n)| *n);
+        }
+    }
+    (sharded, classic)
+}
+
+#[tokio::test]
+#[ignore = "needs a Redis Cluster (CHAT_TEST_REDIS_CLUSTER_URL)"]
+async fn on_a_cluster_a_followed_room_is_one_sharded_subscription_on_its_shard() {
+    let Some(seeds) = crate::contract::cluster_seeds() else { return };
+    let _serial = BUS_TESTS.lock().await;
+    let prefix = format!("test:{}:", uuid::Uuid::new_v4());
+    let node = RedisEventBus::connect_cluster(&seeds, &prefix).await.expect("the cluster is reachable");
+    let (first, second) = (node.subscribe().await.expect("subscribe"), node.subscribe().await.expect("subscribe"));
+    let room = new_room();
+    let channel = format!("{prefix}room:{{{room}}}:events");
+
+    first.rooms.follow(room).await.expect("follow");
+    second.rooms.follow(room).await.expect("follow");
+    let following = cluster_subscribers(&seeds, &channel).await;
+    drop((first, second));
+    let after = within(async {
+        loop {
+            let counts = cluster_subscribers(&seeds, &channel).await;
+            if counts == (0, 0) {
+                return counts;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+
+    assert_eq!(following, (1, 0), "one sharded subscription, no classic one");
+    assert_eq!(after, (0, 0));
+}
