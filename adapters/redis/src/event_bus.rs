@@ -45,8 +45,9 @@ const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(5);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(10);
-/// Subscribe commands in flight at once on a cluster, e.g. when a reconnect follows every room again.
-const CLUSTER_SUBSCRIBES_AT_ONCE: usize = 64;
+/// Commands in flight at once on a cluster, e.g. when a reconnect follows every room again, or
+/// a presence change goes to every room of its user.
+const CLUSTER_COMMANDS_AT_ONCE: usize = 64;
 
 /// Publishes each event on its audience's channel and listens, on a single connection per
 /// node, to the control channel and to the rooms some local subscription follows. If that
@@ -316,14 +317,31 @@ impl RedisEventBus {
         }
     }
 
-    async fn publish_on(&self, channel: &str, payload: &str) -> anyhow::Result<()> {
+    /// Publishes each `(channel, payload)`: a presence change goes to every room of its user at
+    /// once, in one round trip (a pipeline, or commands in flight together on a cluster).
+    async fn publish_all(&self, copies: &[(String, String)]) -> anyhow::Result<()> {
         crate::retry::once_more("publish", || async {
-            let _receivers: i64 = match self.publisher.clone() {
-                Publisher::Standalone(mut conn) => conn.publish(channel, payload).await,
-                Publisher::Cluster(mut conn) => conn.spublish(channel, payload).await,
+            match self.publisher.clone() {
+                Publisher::Standalone(mut conn) => {
+                    let mut pipe = redis::pipe();
+                    for (channel, payload) in copies {
+                        pipe.publish(channel, payload).ignore();
+                    }
+                    pipe.query_async::<()>(&mut conn).await
+                }
+                Publisher::Cluster(conn) => {
+                    let published: Vec<redis::RedisResult<i64>> = futures::stream::iter(copies.to_vec())
+                        .map(move |(channel, payload)| {
+                            let mut conn = conn.clone();
+                            async move { conn.spublish(channel, payload).await }
+                        })
+                        .buffer_unordered(CLUSTER_COMMANDS_AT_ONCE)
+                        .collect()
+                        .await;
+                    published.into_iter().try_for_each(|result| result.map(drop))
+                }
             }
-            .context("publishing an event")?;
-            Ok(())
+            .context("publishing an event")
         })
         .await
     }
@@ -403,7 +421,7 @@ impl Link {
                         let mut conn = conn.clone();
                         async move { conn.ssubscribe(channel).await }
                     })
-                    .buffer_unordered(CLUSTER_SUBSCRIBES_AT_ONCE)
+                    .buffer_unordered(CLUSTER_COMMANDS_AT_ONCE)
                     .collect()
                     .await;
                 results.into_iter().collect()
@@ -580,11 +598,18 @@ fn deliver(message: &redis::Msg, channels: &Channels, shared: &Shared) {
 #[async_trait]
 impl EventBus for RedisEventBus {
     async fn publish(&self, event: RoomEvent) -> anyhow::Result<()> {
-        for (audience, copy) in event.addressed() {
-            let payload = serde_json::to_string(&EventDto::from(&copy)).context("encoding an event")?;
-            self.publish_on(&self.channels.of(audience), &payload).await?;
+        let copies = event
+            .addressed()
+            .into_iter()
+            .map(|(audience, copy)| {
+                let payload = serde_json::to_string(&EventDto::from(&copy)).context("encoding an event")?;
+                Ok((self.channels.of(audience), payload))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        if copies.is_empty() {
+            return Ok(());
         }
-        Ok(())
+        self.publish_all(&copies).await
     }
 
     async fn subscribe(&self) -> anyhow::Result<Subscription> {
