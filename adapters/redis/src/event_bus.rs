@@ -45,9 +45,9 @@ const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(5);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(10);
-/// Commands in flight at once on a cluster, e.g. when a reconnect follows every room again, or
-/// a presence change goes to every room of its user.
-const CLUSTER_COMMANDS_AT_ONCE: usize = 64;
+/// Commands in flight at once, e.g. when a reconnect follows every room again, or a presence
+/// change goes to every room of its user on a cluster.
+const COMMANDS_AT_ONCE: usize = 64;
 
 /// Publishes each event on its audience's channel and listens, on a single connection per
 /// node, to the control channel and to the rooms some local subscription follows. If that
@@ -335,7 +335,7 @@ impl RedisEventBus {
                             let mut conn = conn.clone();
                             async move { conn.spublish(channel, payload).await }
                         })
-                        .buffer_unordered(CLUSTER_COMMANDS_AT_ONCE)
+                        .buffer_unordered(COMMANDS_AT_ONCE)
                         .collect()
                         .await;
                     published.into_iter().try_for_each(|result| result.map(drop))
@@ -359,6 +359,13 @@ enum Link {
         /// Set when a push found `pushes` full: some were dropped.
         overflowed: Arc<AtomicBool>,
     },
+}
+
+/// The command side of a `Link`, cloned for each command in flight.
+#[derive(Clone)]
+enum Commands {
+    Standalone(PubSubSink),
+    Cluster(ClusterConnection),
 }
 
 /// What the subscriber connection said.
@@ -404,39 +411,38 @@ impl Link {
         Ok(tokio::time::timeout(SUBSCRIBE_TIMEOUT, opened).await.context("subscribing timed out")??)
     }
 
+    /// Subscribes to each of `channels` with a command of its own, many in flight at once: the
+    /// standalone sink matches one reply to each command, and a cluster command's channels
+    /// must share a slot.
     async fn subscribe(&mut self, channels: &[String]) -> redis::RedisResult<()> {
-        match self {
-            // One channel per command: the sink matches one reply to each command it sends.
-            Self::Standalone { sink, .. } => {
-                for channel in channels {
-                    sink.subscribe(channel).await?;
-                }
-                Ok(())
-            }
-            // One per command too: the channels of a command must share a slot.
-            Self::Cluster { conn, .. } => {
-                let conn = conn.clone();
-                let results: Vec<redis::RedisResult<()>> = futures::stream::iter(channels.to_vec())
-                    .map(move |channel| {
-                        let mut conn = conn.clone();
-                        async move { conn.ssubscribe(channel).await }
-                    })
-                    .buffer_unordered(CLUSTER_COMMANDS_AT_ONCE)
-                    .collect()
-                    .await;
-                results.into_iter().collect()
-            }
-        }
+        self.each(channels, true).await
     }
 
     async fn unsubscribe(&mut self, channels: &[String]) -> redis::RedisResult<()> {
-        for channel in channels {
-            match self {
-                Self::Standalone { sink, .. } => sink.unsubscribe(channel).await?,
-                Self::Cluster { conn, .. } => conn.sunsubscribe(channel).await?,
-            }
-        }
-        Ok(())
+        self.each(channels, false).await
+    }
+
+    async fn each(&mut self, channels: &[String], subscribe: bool) -> redis::RedisResult<()> {
+        let commands = match self {
+            Self::Standalone { sink, .. } => Commands::Standalone(sink.clone()),
+            Self::Cluster { conn, .. } => Commands::Cluster(conn.clone()),
+        };
+        let results: Vec<redis::RedisResult<()>> = futures::stream::iter(channels.to_vec())
+            .map(move |channel| {
+                let mut commands = commands.clone();
+                async move {
+                    match (&mut commands, subscribe) {
+                        (Commands::Standalone(sink), true) => sink.subscribe(channel).await,
+                        (Commands::Standalone(sink), false) => sink.unsubscribe(channel).await,
+                        (Commands::Cluster(conn), true) => conn.ssubscribe(channel).await,
+                        (Commands::Cluster(conn), false) => conn.sunsubscribe(channel).await,
+                    }
+                }
+            })
+            .buffer_unordered(COMMANDS_AT_ONCE)
+            .collect()
+            .await;
+        results.into_iter().collect()
     }
 
     async fn ping(&mut self) -> redis::RedisResult<()> {

@@ -255,3 +255,30 @@ async fn on_a_cluster_a_followed_room_is_one_sharded_subscription_on_its_shard()
     assert_eq!(following, (1, 0), "one sharded subscription, no classic one");
     assert_eq!(after, (0, 0));
 }
+
+#[tokio::test]
+#[ignore = "needs Redis (CHAT_TEST_REDIS_URL)"]
+async fn a_subscription_following_hundreds_of_rooms_at_once_hears_each_of_them() {
+    let _serial = BUS_TESTS.lock().await;
+    let scope = Scope::new();
+    let (node, other) = (bus(&scope).await, bus(&scope).await);
+    let subscription = node.subscribe().await.expect("subscribe");
+    let rooms: Vec<RoomId> = (0..300).map(|_| new_room()).collect();
+
+    within(futures::future::try_join_all(rooms.iter().map(|room| subscription.rooms.follow(*room))))
+        .await
+        .expect("every room followed");
+    for room in &rooms {
+        other.publish(typing_in(*room)).await.expect("publish");
+    }
+
+    let mut events = subscription.events;
+    let mut heard = HashSet::new();
+    while heard.len() < rooms.len() {
+        match within(events.next()).await {
+            Some(Delivery::Event(RoomEvent::Typing { room_id, .. })) => drop(heard.insert(room_id)),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(heard, rooms.into_iter().collect());
+}
