@@ -35,9 +35,10 @@ use crate::health::RedisHealth;
 
 /// Events a slow local subscriber may fall behind by before it misses some.
 const LOCAL_BUFFER: usize = 1024;
-/// Pushes a cluster subscriber connection may queue before the engine reads them; past this,
-/// the connection counts as lost (with a gap) rather than growing without bound.
-const PUSH_BUFFER: usize = 4096;
+/// News of a cluster subscriber connection (a shard's connection closed, a subscription the
+/// server dropped) it may queue before the subscriber task reads them; past this, the connection
+/// counts as lost (with a gap) rather than growing without bound. Messages do not queue here.
+const NEWS_BUFFER: usize = 1024;
 /// A half-open subscriber connection (no FIN, e.g. a vanished host) is found by pinging it.
 const PING_EVERY: Duration = Duration::from_secs(15);
 const PING_TIMEOUT: Duration = Duration::from_secs(5);
@@ -299,11 +300,13 @@ impl RedisEventBus {
 
     async fn start(publisher: Publisher, target: Target, channel_prefix: &str) -> anyhow::Result<Self> {
         let channels = Channels::new(channel_prefix);
-        let first = Link::open(&target, &channels)
-            .await
-            .with_context(|| format!("cannot subscribe to events on Redis at {}", target.address()))?;
         let (local, _) = broadcast::channel(LOCAL_BUFFER);
         let shared = Arc::new(Shared { local, wanted: Mutex::new(HashMap::new()), changed: Notify::new() });
+        let first = Link::open(&target, &channels, &shared)
+            .await
+            .with_context(|| format!("cannot subscribe to events on Redis at {}", target.address()))?;
+        // Nothing was lost before the first connection: it delivers from the start.
+        first.go_live();
         let task = tokio::spawn(run_subscriber(target, channels.clone(), first, shared.clone()));
         Ok(Self { publisher, channels, shared, _subscriber: Arc::new(AbortOnDrop(task)) })
     }
@@ -355,9 +358,14 @@ enum Link {
     },
     Cluster {
         conn: ClusterConnection,
-        pushes: mpsc::Receiver<redis::PushInfo>,
-        /// Set when a push found `pushes` full: some were dropped.
+        /// Messages go to the local subscriptions straight from the connection; only what
+        /// concerns the connection itself comes here.
+        news: mpsc::Receiver<redis::PushInfo>,
+        /// Set when news found `news` full: some were dropped.
         overflowed: Arc<AtomicBool>,
+        /// Messages are delivered once set: after a reconnect, only after the gap, so that
+        /// nothing heard on the new connection comes before it.
+        live: Arc<AtomicBool>,
     },
 }
 
@@ -378,8 +386,9 @@ enum Incoming {
 }
 
 impl Link {
-    /// A new connection, subscribed to the control channel only.
-    async fn open(target: &Target, channels: &Channels) -> anyhow::Result<Self> {
+    /// A new connection, subscribed to the control channel only, delivering to `shared`'s
+    /// local subscriptions.
+    async fn open(target: &Target, channels: &Channels, shared: &Arc<Shared>) -> anyhow::Result<Self> {
         let opened = async {
             let mut link = match target {
                 Target::Standalone(client) => {
@@ -387,22 +396,36 @@ impl Link {
                     Self::Standalone { sink, stream }
                 }
                 Target::Cluster(seeds) => {
-                    let (sender, pushes) = mpsc::channel(PUSH_BUFFER);
+                    let (sender, news) = mpsc::channel(NEWS_BUFFER);
                     let overflowed = Arc::new(AtomicBool::new(false));
                     let full = overflowed.clone();
+                    let live = Arc::new(AtomicBool::new(false));
+                    let (channels, shared, delivering) = (channels.clone(), Arc::downgrade(shared), live.clone());
+                    // Called on the connection's own task for every push, so it never waits.
+                    let on_push = move |push: redis::PushInfo| {
+                        let Some(shared) = shared.upgrade() else { return Ok(()) };
+                        if !concerns_the_connection(&push, &channels, &shared) {
+                            // Before the gap a message is one of those it says may be lost.
+                            if let Some(message) = redis::Msg::from_push_info(push) {
+                                if delivering.load(Ordering::Acquire) {
+                                    deliver(&message, &channels, &shared);
+                                }
+                            }
+                            return Ok(());
+                        }
+                        sender.try_send(push).map_err(|e| {
+                            if matches!(e, mpsc::error::TrySendError::Full(_)) {
+                                full.store(true, Ordering::Release);
+                            }
+                        })
+                    };
                     let client = ClusterClientBuilder::new(seeds.clone())
                         .use_protocol(redis::ProtocolVersion::RESP3)
                         .connection_timeout(CONNECT_TIMEOUT)
                         .response_timeout(SUBSCRIBE_TIMEOUT)
-                        .push_sender(move |push| {
-                            sender.try_send(push).map_err(|e| {
-                                if matches!(e, mpsc::error::TrySendError::Full(_)) {
-                                    full.store(true, Ordering::Release);
-                                }
-                            })
-                        })
+                        .push_sender(on_push)
                         .build()?;
-                    Self::Cluster { conn: client.get_async_connection().await?, pushes, overflowed }
+                    Self::Cluster { conn: client.get_async_connection().await?, news, overflowed, live }
                 }
             };
             link.subscribe(std::slice::from_ref(&channels.control)).await?;
@@ -445,6 +468,13 @@ impl Link {
         results.into_iter().collect()
     }
 
+    /// Messages heard from now on go to the local subscriptions.
+    fn go_live(&self) {
+        if let Self::Cluster { live, .. } = self {
+            live.store(true, Ordering::Release);
+        }
+    }
+
     async fn ping(&mut self) -> redis::RedisResult<()> {
         match self {
             Self::Standalone { sink, .. } => sink.ping::<redis::Value>().await.map(drop),
@@ -462,8 +492,8 @@ impl Link {
                 Some(message) => Incoming::Message(message),
                 None => Incoming::Lost("connection closed".to_owned()),
             },
-            Self::Cluster { pushes, overflowed, .. } => {
-                let Some(push) = pushes.recv().await else { return Incoming::Lost("connection closed".to_owned()) };
+            Self::Cluster { news, overflowed, .. } => {
+                let Some(push) = news.recv().await else { return Incoming::Lost("connection closed".to_owned()) };
                 if overflowed.load(Ordering::Acquire) {
                     return Incoming::Lost("too many messages queued".to_owned());
                 }
@@ -475,10 +505,31 @@ impl Link {
                         }
                         _ => Incoming::Other,
                     },
-                    _ => redis::Msg::from_push_info(push).map_or(Incoming::Other, Incoming::Message),
+                    _ => Incoming::Other,
                 }
             }
         }
+    }
+}
+
+/// Whether a cluster push is news for the subscriber task: a shard's connection closed, or a
+/// subscription ended that is still wanted (the server dropped it: its slot moved). The
+/// confirmations of the task's own commands, and messages, are not.
+fn concerns_the_connection(push: &redis::PushInfo, channels: &Channels, shared: &Shared) -> bool {
+    match push.kind {
+        PushKind::Disconnection => true,
+        PushKind::SUnsubscribe => {
+            let channel = match push.data.get(1) {
+                Some(redis::Value::BulkString(channel)) => String::from_utf8_lossy(channel),
+                _ => return false,
+            };
+            match channels.audience(&channel) {
+                Some(Audience::Room(room)) => shared.wanted.lock().contains_key(&room),
+                Some(Audience::Everyone) => true,
+                None => false,
+            }
+        }
+        _ => false,
     }
 }
 
@@ -493,7 +544,7 @@ async fn run_subscriber(target: Target, channels: Channels, first: Link, shared:
     loop {
         let link = match current.take() {
             Some(link) => link,
-            None => match Link::open(&target, &channels).await {
+            None => match Link::open(&target, &channels, &shared).await {
                 Ok(link) => {
                     tracing::info!(redis = %address, "event bus subscriber reconnected");
                     backoff = BACKOFF_MIN;
@@ -549,6 +600,7 @@ async fn serve(mut link: Link, channels: &Channels, shared: &Shared, gap_owed: &
         if std::mem::take(gap_owed) {
             shared.forward((Audience::Everyone, Delivery::Gap));
         }
+        link.go_live();
         tokio::select! {
             incoming = link.next() => match incoming {
                 Incoming::Message(message) => deliver(&message, channels, shared),
