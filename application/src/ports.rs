@@ -730,16 +730,15 @@ impl RoomEvent {
     /// decided: a new variant picks its audience here. Presence, which names several rooms,
     /// becomes one copy per room naming only that room, so each room's copies stay in order.
     pub fn addressed(self) -> Vec<(Audience, RoomEvent)> {
-        let room = |room_id: RoomId| Audience::Room(room_id);
         match self {
-            Self::Message(ref message) => vec![(room(message.room_id), self)],
-            Self::Typing { room_id, .. } => vec![(room(room_id), self)],
+            Self::Message(ref message) => vec![(Audience::Room(message.room_id), self)],
+            Self::Typing { room_id, .. } => vec![(Audience::Room(room_id), self)],
             Self::Presence { user_id, online, rooms } => {
                 let mut seen = std::collections::HashSet::new();
                 rooms
                     .into_iter()
                     .filter(|r| seen.insert(*r))
-                    .map(|r| (room(r), Self::Presence { user_id, online, rooms: vec![r] }))
+                    .map(|r| (Audience::Room(r), Self::Presence { user_id, online, rooms: vec![r] }))
                     .collect()
             }
             // The joined user's sockets may be on nodes that do not follow the room yet; the
@@ -810,8 +809,8 @@ pub trait FollowedRooms: Send + Sync + 'static {
     /// long as it still follows the room. Dropping the future does not undo the follow.
     ///
     /// # Errors
-    /// When the room cannot be heard now (the transport is down, or the room was unfollowed
-    /// before it was); events of it that come later are still let through.
+    /// When the room was unfollowed before the bus heard it, or the bus is gone. While the
+    /// transport is down the future waits for it, so a caller bounds the wait.
     fn follow(&self, room: RoomId) -> BoxFuture<'static, anyhow::Result<()>>;
 
     /// Stops letting `room`'s events through, from this call on.
