@@ -89,7 +89,7 @@ impl Default for Metrics {
             queue_bytes.clone(),
         );
         let bus_events = Counter::default();
-        registry.register("chat_bus_events", "Room events received from the bus", bus_events.clone());
+        registry.register("chat_bus_events", "Events this node received from the bus", bus_events.clone());
         let bus_gaps = Counter::default();
         registry.register(
             "chat_bus_gaps",

@@ -5,6 +5,7 @@ use domain::{
     ClientMsgId, FileId, FileMeta, Message, MessageBody, MessageId, Password, Room, RoomId, Sender, Seq, Timestamp,
     User, UserId, Username,
 };
+use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 
 #[cfg(any(test, feature = "mocks"))]
@@ -714,6 +715,45 @@ pub enum RoomEvent {
     },
 }
 
+/// Who a copy of an event is for, which decides where a distributed bus carries it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Audience {
+    /// The sockets in one room: only subscriptions that follow the room hear it, so a node's
+    /// event work grows with its own sockets' rooms.
+    Room(RoomId),
+    /// Every subscription on every node: the few events that node-wide caches follow
+    /// (membership, sessions) or that concern a user's sockets wherever they are.
+    Everyone,
+}
+
+impl RoomEvent {
+    /// The copies of this event a bus carries, each with who it is for. The one place routing is
+    /// decided: a new variant picks its audience here. Presence, which names several rooms,
+    /// becomes one copy per room naming only that room, so each room's copies stay in order.
+    pub fn addressed(self) -> Vec<(Audience, RoomEvent)> {
+        match self {
+            Self::Message(ref message) => vec![(Audience::Room(message.room_id), self)],
+            Self::Typing { room_id, .. } => vec![(Audience::Room(room_id), self)],
+            Self::Presence { user_id, online, rooms } => {
+                let mut seen = std::collections::HashSet::new();
+                rooms
+                    .into_iter()
+                    .filter(|r| seen.insert(*r))
+                    .map(|r| (Audience::Room(r), Self::Presence { user_id, online, rooms: vec![r] }))
+                    .collect()
+            }
+            // The joined user's sockets may be on nodes that do not follow the room yet; the
+            // membership cache must hear every removal; sessions end wherever their sockets are.
+            Self::MemberJoined { .. }
+            | Self::MemberLeft { .. }
+            | Self::RoomDeleted { .. }
+            | Self::SessionEnded { .. } => {
+                vec![(Audience::Everyone, self)]
+            }
+        }
+    }
+}
+
 /// Who is online, across every socket node: each node says which of its users came online or
 /// went, and anyone can ask which of some users are online anywhere.
 #[cfg_attr(any(test, feature = "mocks"), automock)]
@@ -754,22 +794,50 @@ pub enum Delivery {
     Gap,
 }
 
+/// One subscription to the bus: the events it hears, and the rooms it follows.
+pub struct Subscription {
+    /// Events for `Audience::Everyone`, and those of the rooms followed, as they come.
+    pub events: BoxStream<'static, Delivery>,
+    /// Which rooms' events `events` lets through; starts with none.
+    pub rooms: std::sync::Arc<dyn FollowedRooms>,
+}
+
+/// The rooms one subscription follows: a set, changed in the order of the calls.
+#[cfg_attr(any(test, feature = "mocks"), automock)]
+pub trait FollowedRooms: Send + Sync + 'static {
+    /// Follows `room` (again: a no-op) from this call on. The returned future resolves once the
+    /// bus hears the room: every event of it published after that reaches the subscription, as
+    /// long as it still follows the room. Dropping the future does not undo the follow.
+    ///
+    /// # Errors
+    /// When the room was unfollowed before the bus heard it, or the bus is gone. While the
+    /// transport is down the future waits for it, so a caller bounds the wait.
+    fn follow(&self, room: RoomId) -> BoxFuture<'static, anyhow::Result<()>>;
+
+    /// Stops letting `room`'s events through, from this call on.
+    fn unfollow(&self, room: RoomId);
+}
+
 #[cfg_attr(any(test, feature = "mocks"), automock)]
 #[async_trait]
 pub trait EventBus: Send + Sync + 'static {
-    /// Delivers `event` to every current subscriber on every node, at most once each.
+    /// Delivers each copy of `event.addressed()` to every current subscription on every node
+    /// that it is for, at most once each: `Everyone` copies to all, a room's copies to those
+    /// that follow the room.
     ///
     /// # Errors
     /// Only transport failures.
     async fn publish(&self, event: RoomEvent) -> anyhow::Result<()>;
 
-    /// Every event published from now on, on any node. One subscription serves a whole node.
-    /// Where events may have been lost (a subscriber that fell behind, a reconnect), it MUST
-    /// yield `Delivery::Gap` before the events that follow.
+    /// Events published from now on, on any node, for `Everyone` or for a room the subscription
+    /// follows while it follows it (see `FollowedRooms`). A distributed bus MUST carry a room's
+    /// events only to nodes where some subscription follows it. Where events may have been lost
+    /// (a subscriber that fell behind, a reconnect), it MUST yield `Delivery::Gap` before the
+    /// events that follow, and by then be hearing every room still followed again.
     ///
     /// # Errors
     /// Only transport failures.
-    async fn subscribe(&self) -> anyhow::Result<BoxStream<'static, Delivery>>;
+    async fn subscribe(&self) -> anyhow::Result<Subscription>;
 }
 
 #[cfg_attr(any(test, feature = "mocks"), automock)]

@@ -6,7 +6,7 @@ use std::time::Duration;
 use adapter_fs::LocalFileStore;
 use adapter_memory::{InMemoryEventBus, InMemoryPresence};
 use adapter_mongo::MongoStore;
-use adapter_redis::{RedisConfig, RedisEventBus, RedisHealth, RedisMessageLog, RedisPresence};
+use adapter_redis::{RedisConfig, RedisEventBus, RedisHealth, RedisMessageLog, RedisMode, RedisPresence};
 use adapter_remote_files::RemoteFileStore;
 use adapter_sqlite::{SqliteMessageLog, SqliteStore};
 use application::metrics::Metrics;
@@ -14,6 +14,7 @@ use application::ports::{
     EventBus, FileCatalog, FileStore, HealthCheck, MessageArchive, MessageLog, PresenceRegistry, RefreshTokenStore,
     RoomRepository, UserRepository,
 };
+use futures::FutureExt;
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::config::Config;
@@ -141,12 +142,14 @@ async fn shared(
         .map_err(late)?
         .map_err(reach)?
         .measured(metrics.clone());
-    // Classic pub/sub reaches every node of a cluster, so the bus may listen on any one of them.
-    let bus_url = redis_url.split(',').next().unwrap_or_default().trim();
-    let bus = tokio::time::timeout(CONNECT_TIMEOUT, RedisEventBus::connect(bus_url, &config.redis_prefix))
-        .await
-        .map_err(late)?
-        .map_err(reach)?;
+    let bus = match config.redis_mode {
+        RedisMode::Standalone => RedisEventBus::connect(redis_url, &config.redis_prefix).boxed(),
+        RedisMode::Cluster => {
+            let seeds: Vec<String> = redis_url.split(',').map(str::trim).map(str::to_owned).collect();
+            async move { RedisEventBus::connect_cluster(&seeds, &config.redis_prefix).await }.boxed()
+        }
+    };
+    let bus = tokio::time::timeout(CONNECT_TIMEOUT, bus).await.map_err(late)?.map_err(reach)?;
     let redis_health = tokio::time::timeout(CONNECT_TIMEOUT, RedisHealth::connect(redis_url, config.redis_mode))
         .await
         .map_err(late)?

@@ -1,4 +1,5 @@
 //! Keeps this node's membership cache fresh from the bus, and off whenever the bus is not heard.
+//! It follows no room: the removals and deletions it needs are for everyone (`Audience::Everyone`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,7 +17,7 @@ const RESUBSCRIBE_AFTER: Duration = Duration::from_secs(1);
 pub async fn follow(cache: MembershipCache, bus: Arc<dyn EventBus>, mut stop: watch::Receiver<bool>) {
     loop {
         let mut events = match bus.subscribe().await {
-            Ok(stream) => stream,
+            Ok(subscription) => subscription.events,
             Err(e) => {
                 tracing::warn!(error = ?e, "cannot follow membership changes on the bus; every send asks the store");
                 tokio::select! {

@@ -1,5 +1,6 @@
 //! Keeps this node's list of revoked sessions fresh: at once from bus events, and from the
-//! store every few seconds for the events a bus reconnect or lag lost.
+//! store every few seconds for the events a bus reconnect or lag lost. Session ends are for
+//! everyone on the bus, so the subscription follows no room.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,7 +22,7 @@ pub async fn follow(accounts: Accounts, bus: Arc<dyn EventBus>, mut stop: watch:
     loop {
         if events.is_none() {
             match bus.subscribe().await {
-                Ok(stream) => events = Some(stream),
+                Ok(subscription) => events = Some(subscription.events),
                 Err(e) => {
                     tracing::warn!(error = ?e, "cannot follow session revocations on the bus; the store is read every few seconds")
                 }

@@ -1,16 +1,23 @@
-//! The embedded event bus: one process, so a tokio broadcast channel reaches every subscriber.
+//! The embedded event bus: one process, so a tokio broadcast channel reaches every subscriber,
+//! and each subscription lets through only the rooms it follows.
 
-use application::ports::{Delivery, EventBus, RoomEvent};
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use application::ports::{Audience, Delivery, EventBus, FollowedRooms, RoomEvent, Subscription};
 use async_trait::async_trait;
-use futures::stream::{BoxStream, StreamExt};
+use domain::RoomId;
+use futures::future::BoxFuture;
+use futures::stream::StreamExt;
+use parking_lot::Mutex;
 use tokio::sync::broadcast;
 use tokio_stream::wrappers::{errors::BroadcastStreamRecvError, BroadcastStream};
 
-/// Delivers each published event to every subscriber that exists at publish time. Clones share
-/// the one channel.
+/// Delivers each published event to every subscription that exists at publish time and that it
+/// is for. Clones share the one channel.
 #[derive(Clone)]
 pub struct InMemoryEventBus {
-    sender: broadcast::Sender<RoomEvent>,
+    sender: broadcast::Sender<(Audience, RoomEvent)>,
 }
 
 impl InMemoryEventBus {
@@ -30,24 +37,47 @@ impl Default for InMemoryEventBus {
     }
 }
 
+/// In one process every room is heard already: following is only a filter.
+#[derive(Default)]
+struct Followed(Mutex<HashSet<RoomId>>);
+
+impl FollowedRooms for Followed {
+    fn follow(&self, room: RoomId) -> BoxFuture<'static, anyhow::Result<()>> {
+        self.0.lock().insert(room);
+        Box::pin(std::future::ready(Ok(())))
+    }
+
+    fn unfollow(&self, room: RoomId) {
+        self.0.lock().remove(&room);
+    }
+}
+
 #[async_trait]
 impl EventBus for InMemoryEventBus {
     async fn publish(&self, event: RoomEvent) -> anyhow::Result<()> {
-        // Sending fails only when nobody subscribes; an event nobody listens for is not a failure.
-        let _ = self.sender.send(event);
+        for copy in event.addressed() {
+            // Sending fails only when nobody subscribes; an event nobody listens for is not a failure.
+            let _ = self.sender.send(copy);
+        }
         Ok(())
     }
 
-    async fn subscribe(&self) -> anyhow::Result<BoxStream<'static, Delivery>> {
-        let events = BroadcastStream::new(self.sender.subscribe()).map(|item| match item {
-            Ok(event) => Delivery::Event(event),
-            Err(BroadcastStreamRecvError::Lagged(skipped)) => {
-                // Clients catch up on messages through sync; the subscriber rebuilds the rest.
-                tracing::warn!(skipped, "event bus subscriber fell behind and missed events");
-                Delivery::Gap
-            }
+    async fn subscribe(&self) -> anyhow::Result<Subscription> {
+        let followed = Arc::new(Followed::default());
+        let filter = followed.clone();
+        let events = BroadcastStream::new(self.sender.subscribe()).filter_map(move |item| {
+            let delivery = match item {
+                Ok((Audience::Room(room), _)) if !filter.0.lock().contains(&room) => None,
+                Ok((_, event)) => Some(Delivery::Event(event)),
+                Err(BroadcastStreamRecvError::Lagged(skipped)) => {
+                    // Clients catch up on messages through sync; the subscriber rebuilds the rest.
+                    tracing::warn!(skipped, "event bus subscriber fell behind and missed events");
+                    Some(Delivery::Gap)
+                }
+            };
+            std::future::ready(delivery)
         });
-        Ok(events.boxed())
+        Ok(Subscription { events: events.boxed(), rooms: followed })
     }
 }
 
@@ -58,6 +88,7 @@ mod tests {
 
     use super::*;
     use application::contract::event_bus::room_deleted;
+    use futures::stream::BoxStream;
     use std::time::Duration;
 
     async fn next_within_a_second(events: &mut BoxStream<'static, Delivery>) -> Option<Delivery> {
@@ -77,7 +108,7 @@ mod tests {
         // Arrange
         let bus = InMemoryEventBus::default();
         bus.publish(room_deleted(1)).await.unwrap();
-        let mut events = bus.subscribe().await.unwrap();
+        let mut events = bus.subscribe().await.unwrap().events;
 
         // Act
         bus.publish(room_deleted(2)).await.unwrap();
@@ -91,7 +122,7 @@ mod tests {
     async fn a_lagging_subscriber_hears_a_gap_where_events_were_lost_and_keeps_receiving() {
         // Arrange
         let bus = InMemoryEventBus::new(2);
-        let mut events = bus.subscribe().await.unwrap();
+        let mut events = bus.subscribe().await.unwrap().events;
 
         // Act
         for n in 1..=5 {

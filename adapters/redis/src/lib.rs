@@ -17,7 +17,9 @@
 //! | `{P}archive:dead-slots` | set | slots whose dead-letter stream holds entries |
 //! | `{P}online:{user}` | hash, TTL | socket nodes holding the user's sockets → when that word lapses (ms) |
 //!
-//! Events go over the channel `{channel_prefix}events`. Only the archivers' sweep (every slot's
+//! Events go over per-room channels `{channel_prefix}room:{room}:events` (sharded on a cluster)
+//! and the control channel `{channel_prefix}control:events`; see `event_bus.rs`. Only the
+//! archivers' sweep (every slot's
 //! queue length, every few minutes) visits keys it was not told of, and it names them: no command
 //! here enumerates keys.
 

@@ -3,11 +3,12 @@
 //! Each assertion takes `node`, which opens another bus on the same fresh backend every time it is
 //! called: another node of a distributed bus, or another handle on the one channel of an embedded
 //! bus. An event must arrive within five seconds; "nothing more" means nothing within 300 ms.
+//! Room deletions are for everyone, typing is for one room: the two kinds of audience.
 
 use std::future::Future;
 use std::time::Duration;
 
-use crate::ports::{Delivery, EventBus, RoomEvent, SessionEndReason, SessionId, UserSummary};
+use crate::ports::{Delivery, EventBus, RoomEvent, SessionEndReason, SessionId, Subscription, UserSummary};
 use domain::{FileId, FileKind, FileMeta, FileName, Message, MessageBody, MessageId, MessageText, Seq};
 use futures::stream::{BoxStream, StreamExt};
 
@@ -17,6 +18,11 @@ type Events = BoxStream<'static, Delivery>;
 
 pub fn room_deleted(n: u128) -> RoomEvent {
     RoomEvent::RoomDeleted { room_id: room(n) }
+}
+
+/// An event for room `n`'s followers only.
+pub fn typing(n: u128) -> RoomEvent {
+    RoomEvent::Typing { room_id: room(n), user: summary(3) }
 }
 
 pub fn summary(n: u128) -> UserSummary {
@@ -66,7 +72,16 @@ pub fn every_variant() -> Vec<RoomEvent> {
 }
 
 async fn subscribe(bus: &impl EventBus) -> Events {
-    bus.subscribe().await.expect("subscribe")
+    bus.subscribe().await.expect("subscribe").events
+}
+
+/// A subscription following rooms `rooms`, heard by the time this returns.
+async fn following(bus: &impl EventBus, rooms: &[u128]) -> Subscription {
+    let subscription = bus.subscribe().await.expect("subscribe");
+    for n in rooms {
+        subscription.rooms.follow(room(*n)).await.expect("follow");
+    }
+    subscription
 }
 
 /// The next event; nothing is lost in these tests, so a gap fails them.
@@ -124,20 +139,97 @@ where
     }
 }
 
-pub async fn every_room_event_variant_arrives_unchanged<B, F>(node: impl Fn() -> F)
+pub async fn every_event_variant_arrives_unchanged_as_addressed<B, F>(node: impl Fn() -> F)
 where
     B: EventBus,
     F: Future<Output = B>,
 {
     let (a, b) = (node().await, node().await);
-    let mut elsewhere = subscribe(&b).await;
+    let mut elsewhere = following(&b, &[1, 2]).await;
     let sent = every_variant();
 
     for event in &sent {
         a.publish(event.clone()).await.expect("publish");
     }
 
-    assert_same_events(&next_n(&mut elsewhere, sent.len()).await, &sent);
+    // Presence in rooms 1 and 2 comes as one copy per room; in no room, not at all.
+    let expected: Vec<RoomEvent> = sent.into_iter().flat_map(RoomEvent::addressed).map(|(_, copy)| copy).collect();
+    let in_room_2 = RoomEvent::Presence { user_id: summary(3).id, online: true, rooms: vec![room(2)] };
+    assert!(expected.contains(&in_room_2), "presence is split by room: {expected:?}");
+    assert_same_events(&next_n(&mut elsewhere.events, expected.len()).await, &expected);
+}
+
+pub async fn a_rooms_events_reach_only_the_subscriptions_that_follow_it<B, F>(node: impl Fn() -> F)
+where
+    B: EventBus,
+    F: Future<Output = B>,
+{
+    let (a, b) = (node().await, node().await);
+    let mut in_1 = following(&a, &[1]).await;
+    let mut in_none = following(&a, &[]).await;
+    let mut in_2 = following(&b, &[2]).await;
+
+    for event in [typing(1), typing(2), typing(3), room_deleted(9)] {
+        b.publish(event).await.expect("publish");
+    }
+
+    // A room's events and those for everyone may interleave either way (different shards).
+    assert_same_events(&next_n(&mut in_1.events, 2).await, &[typing(1), room_deleted(9)]);
+    assert_same_events(&next_n(&mut in_2.events, 2).await, &[typing(2), room_deleted(9)]);
+    assert_eq!(next(&mut in_none.events).await, room_deleted(9));
+    for events in [&mut in_1.events, &mut in_2.events, &mut in_none.events] {
+        assert!(nothing_more_arrives(events).await, "nothing of rooms not followed");
+    }
+}
+
+pub async fn a_room_is_heard_once_following_it_resolves_and_no_longer_once_unfollowed<B, F>(node: impl Fn() -> F)
+where
+    B: EventBus,
+    F: Future<Output = B>,
+{
+    let (a, b) = (node().await, node().await);
+    let mut subscription = following(&b, &[]).await;
+
+    subscription.rooms.follow(room(1)).await.expect("follow");
+    a.publish(typing(1)).await.expect("publish");
+    let heard = next(&mut subscription.events).await;
+    subscription.rooms.unfollow(room(1));
+    a.publish(typing(1)).await.expect("publish");
+    a.publish(room_deleted(2)).await.expect("publish");
+
+    assert_eq!(heard, typing(1));
+    assert_eq!(next(&mut subscription.events).await, room_deleted(2), "room 1 no longer comes");
+}
+
+pub async fn one_subscription_unfollowing_a_room_leaves_another_on_the_node_following_it<B, F>(node: impl Fn() -> F)
+where
+    B: EventBus,
+    F: Future<Output = B>,
+{
+    let (a, b) = (node().await, node().await);
+    let leaving = following(&b, &[1]).await;
+    let mut staying = following(&b, &[1]).await;
+
+    leaving.rooms.unfollow(room(1));
+    drop(leaving);
+    a.publish(typing(1)).await.expect("publish");
+
+    assert_eq!(next(&mut staying.events).await, typing(1));
+}
+
+pub async fn following_a_room_again_after_unfollowing_it_hears_it_again<B, F>(node: impl Fn() -> F)
+where
+    B: EventBus,
+    F: Future<Output = B>,
+{
+    let (a, b) = (node().await, node().await);
+    let mut subscription = following(&b, &[1]).await;
+
+    subscription.rooms.unfollow(room(1));
+    subscription.rooms.follow(room(1)).await.expect("follow again");
+    a.publish(typing(1)).await.expect("publish");
+
+    assert_eq!(next(&mut subscription.events).await, typing(1));
 }
 
 /// The port's doc does not promise this yet, but presence and membership updates rely on it: a
@@ -149,14 +241,25 @@ where
 {
     let (a, b) = (node().await, node().await);
     let (mut here, mut elsewhere) = (subscribe(&a).await, subscribe(&b).await);
+    let (mut in_room_here, mut in_room_elsewhere) = (following(&a, &[1]).await, following(&b, &[1]).await);
     let sent: Vec<RoomEvent> = (1..=50).map(room_deleted).collect();
+    let in_room: Vec<RoomEvent> =
+        (1..=50).map(|n| RoomEvent::Typing { room_id: room(1), user: summary(100 + n) }).collect();
 
-    for event in &sent {
+    for (event, typed) in sent.iter().zip(&in_room) {
         a.publish(event.clone()).await.expect("publish");
+        a.publish(typed.clone()).await.expect("publish");
     }
 
     assert_eq!(next_n(&mut here, sent.len()).await, sent);
     assert_eq!(next_n(&mut elsewhere, sent.len()).await, sent);
+    // A room's events keep their order too; how they interleave with others' is not promised.
+    for subscription in [&mut in_room_here, &mut in_room_elsewhere] {
+        let heard = next_n(&mut subscription.events, 2 * sent.len()).await;
+        let (typed, deleted): (Vec<RoomEvent>, Vec<RoomEvent>) =
+            heard.into_iter().partition(|event| matches!(event, RoomEvent::Typing { .. }));
+        assert_eq!((typed, deleted), (in_room.clone(), sent.clone()));
+    }
 }
 
 pub async fn publishing_with_no_subscriber_succeeds<B, F>(node: impl Fn() -> F)
@@ -177,12 +280,13 @@ where
     F: Future<Output = B>,
 {
     let bus = node().await;
-    let (dropped, mut kept) = (subscribe(&bus).await, subscribe(&bus).await);
+    let (dropped, mut kept) = (following(&bus, &[1]).await, following(&bus, &[1]).await);
 
     drop(dropped);
+    bus.publish(typing(1)).await.expect("publish");
     bus.publish(room_deleted(1)).await.expect("publish");
 
-    assert_eq!(next(&mut kept).await, room_deleted(1));
+    assert_same_events(&next_n(&mut kept.events, 2).await, &[typing(1), room_deleted(1)]);
 }
 
 /// Hands `$generate!` this module and every `EventBus` behaviour in it, after the caller's
@@ -192,7 +296,11 @@ macro_rules! event_bus_contract {
     ($generate:ident ! ($($args:tt)*)) => {
         $generate!($($args)*; $crate::contract::event_bus;
         every_subscriber_on_every_node_receives_each_published_event_once,
-        every_room_event_variant_arrives_unchanged,
+        every_event_variant_arrives_unchanged_as_addressed,
+        a_rooms_events_reach_only_the_subscriptions_that_follow_it,
+        a_room_is_heard_once_following_it_resolves_and_no_longer_once_unfollowed,
+        one_subscription_unfollowing_a_room_leaves_another_on_the_node_following_it,
+        following_a_room_again_after_unfollowing_it_hears_it_again,
         events_from_one_publisher_arrive_in_the_order_published,
         publishing_with_no_subscriber_succeeds,
         dropping_one_subscription_leaves_the_others_receiving,

@@ -15,5 +15,6 @@ mod resilience;
 mod restart;
 mod resume;
 mod rooms;
+mod routing;
 mod socket;
 mod web;

@@ -1,15 +1,17 @@
 //! The node's registry of live sockets: which rooms each follows, and fan-out of bus events to them.
+//! The node follows a room on the bus while at least one of its sockets is in it.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use application::metrics::Metrics;
-use application::ports::{Delivery, RoomEvent, SessionId, UserSummary};
+use application::ports::{Delivery, FollowedRooms, RoomEvent, SessionId, UserSummary};
 use application::rooms::Rooms;
 use domain::{RoomId, UserId};
-use futures::{Stream, StreamExt};
+use futures::future::BoxFuture;
+use futures::{FutureExt, Stream, StreamExt};
 use parking_lot::Mutex;
 use tokio::sync::{watch, Notify};
 use tokio_tungstenite::tungstenite::Utf8Bytes;
@@ -122,7 +124,13 @@ pub struct Hub {
     /// Presence changes heard since the last flush, per room followed here: the net state of
     /// each user. A room that comes online at once costs each socket one frame, not one per member.
     presence: Mutex<HashMap<RoomId, HashMap<UserId, bool>>>,
+    /// The rooms the node's bus subscription follows: the keys of `State::rooms`, changed under
+    /// the state lock so the two never disagree. Unset until `attach` (and in unit tests).
+    bus: OnceLock<Arc<dyn FollowedRooms>>,
 }
+
+/// Resolves once the bus hears every room a socket follows.
+pub type Heard = BoxFuture<'static, anyhow::Result<()>>;
 
 /// Why no place was held for another socket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -144,7 +152,39 @@ impl Hub {
             no_sockets: Notify::new(),
             draining: AtomicBool::new(false),
             presence: Mutex::new(HashMap::new()),
+            bus: OnceLock::new(),
         })
+    }
+
+    /// From now on the rooms followed here are followed on the bus through `rooms`. Called once,
+    /// before the first socket registers; a second call is ignored.
+    pub fn attach(&self, rooms: Arc<dyn FollowedRooms>) {
+        let _ = self.bus.set(rooms);
+    }
+
+    /// `id` is in `room` now; the node follows the room on the bus from its first socket on.
+    fn enter(&self, rooms: &mut HashMap<RoomId, HashSet<u64>>, room: RoomId, id: u64) -> Option<Heard> {
+        rooms.entry(room).or_default().insert(id);
+        // Asked for every socket, not only the first: the room may not be heard yet.
+        self.bus.get().map(|bus| bus.follow(room))
+    }
+
+    /// `id` is no longer in `room`; the node stops following it with its last socket.
+    fn leave(&self, rooms: &mut HashMap<RoomId, HashSet<u64>>, room: RoomId, id: u64) {
+        if let Some(set) = rooms.get_mut(&room) {
+            set.remove(&id);
+            if set.is_empty() {
+                rooms.remove(&room);
+                self.forget(room);
+            }
+        }
+    }
+
+    /// No socket here is in `room` any more.
+    fn forget(&self, room: RoomId) {
+        if let Some(bus) = self.bus.get() {
+            bus.unfollow(room);
+        }
     }
 
     /// Whether shutdown has begun.
@@ -238,10 +278,11 @@ impl Hub {
     }
 
     /// The socket follows the rooms `loaded` read from the store, corrected by the joins and
-    /// leaves heard while it was read.
-    pub fn follow(&self, id: u64, loaded: Vec<RoomId>) {
+    /// leaves heard while it was read. The returned future resolves once the bus hears all of
+    /// them: a socket reads the log only after that, so no message falls between the two.
+    pub fn follow(&self, id: u64, loaded: Vec<RoomId>) -> Heard {
         let mut state = self.state.lock();
-        let Some(conn) = state.conns.get_mut(&id) else { return };
+        let Some(conn) = state.conns.get_mut(&id) else { return std::future::ready(Ok(())).boxed() };
         let heard = conn.loading.take().unwrap_or_default();
         let rooms: HashSet<RoomId> =
             loaded.into_iter().chain(heard.joined).filter(|room| !heard.left.contains(room)).collect();
@@ -249,16 +290,11 @@ impl Hub {
         conn.rooms.clone_from(&rooms);
         conn.resumed.retain(|room, _| rooms.contains(room));
         for room in dropped {
-            if let Some(set) = state.rooms.get_mut(&room) {
-                set.remove(&id);
-                if set.is_empty() {
-                    state.rooms.remove(&room);
-                }
-            }
+            self.leave(&mut state.rooms, room, id);
         }
-        for room in rooms {
-            state.rooms.entry(room).or_default().insert(id);
-        }
+        let followed: Vec<Heard> =
+            rooms.into_iter().filter_map(|room| self.enter(&mut state.rooms, room, id)).collect();
+        futures::future::try_join_all(followed).map(|heard| heard.map(drop)).boxed()
     }
 
     /// The read for `ids` failed: they keep the rooms they had.
@@ -281,12 +317,7 @@ impl Hub {
         let mut state = self.state.lock();
         let Some(conn) = state.conns.remove(&id) else { return false };
         for room in &conn.rooms {
-            if let Some(set) = state.rooms.get_mut(room) {
-                set.remove(&id);
-                if set.is_empty() {
-                    state.rooms.remove(room);
-                }
-            }
+            self.leave(&mut state.rooms, *room, id);
         }
         let last = match state.users.get_mut(&conn.user) {
             Some(set) => {
@@ -379,7 +410,8 @@ impl Hub {
             match rooms.subscriptions(user).await {
                 Ok(loaded) => {
                     for id in ids {
-                        self.follow(id, loaded.clone());
+                        // Not awaited: live delivery goes on while newly found rooms are followed.
+                        drop(self.follow(id, loaded.clone()));
                     }
                 }
                 Err(e) => {
@@ -632,7 +664,9 @@ impl Hub {
                     loading.joined.insert(room);
                 }
             }
-            state.rooms.entry(room).or_default().insert(id);
+            // Not awaited: a message sent in the instant before the bus hears the room is in
+            // the log, where the client finds it on its next sync.
+            drop(self.enter(&mut state.rooms, room, id));
         }
     }
 
@@ -648,18 +682,15 @@ impl Hub {
                     loading.left.insert(room);
                 }
             }
-            if let Some(set) = state.rooms.get_mut(&room) {
-                set.remove(&id);
-                if set.is_empty() {
-                    state.rooms.remove(&room);
-                }
-            }
+            self.leave(&mut state.rooms, room, id);
         }
     }
 
     fn drop_room(&self, room: RoomId) {
         let mut state = self.state.lock();
-        state.rooms.remove(&room);
+        if state.rooms.remove(&room).is_some() {
+            self.forget(room);
+        }
         // Every socket, not only the room's followers: one still reading its rooms may be about
         // to follow it.
         for conn in state.conns.values_mut() {
@@ -692,7 +723,7 @@ mod tests {
     /// A socket registered and following `rooms`, as the socket task leaves it.
     fn registered(hub: &Hub, user: UserId, session: SessionId, rooms: Vec<RoomId>) -> Registration {
         let registration = hub.register(user, session, false);
-        hub.follow(registration.id, rooms);
+        drop(hub.follow(registration.id, rooms));
         registration
     }
 
@@ -802,7 +833,7 @@ mod tests {
         // Arrange: a socket opened with ?resume, in rooms 7 and 8; 5 and 6 of room 7 come live.
         let hub = Hub::new(QUEUE, Duration::from_secs(2));
         let reg = hub.register(user(1), session(1), true);
-        hub.follow(reg.id, vec![room(7), room(8)]);
+        drop(hub.follow(reg.id, vec![room(7), room(8)]));
         hub.dispatch(message(room(7), 5));
         hub.dispatch(message(room(8), 1));
         hub.dispatch(message(room(7), 6));
@@ -829,7 +860,7 @@ mod tests {
     fn a_listener_that_never_speaks_gets_its_messages_once_64_kib_wait() {
         let hub = Hub::new(QUEUE, Duration::from_secs(2));
         let reg = hub.register(user(1), session(1), false);
-        hub.follow(reg.id, vec![room(7)]);
+        drop(hub.follow(reg.id, vec![room(7)]));
 
         let mut seq = 0;
         while seqs(&reg).is_empty() {
@@ -931,6 +962,54 @@ mod tests {
         assert_eq!(*phone.closing.borrow(), None);
     }
 
+    /// The rooms the hub follows on the bus, as a bus subscription would hold them.
+    #[derive(Default)]
+    struct BusRooms(Mutex<HashSet<RoomId>>);
+
+    impl FollowedRooms for BusRooms {
+        fn follow(&self, room: RoomId) -> Heard {
+            self.0.lock().insert(room);
+            std::future::ready(Ok(())).boxed()
+        }
+
+        fn unfollow(&self, room: RoomId) {
+            self.0.lock().remove(&room);
+        }
+    }
+
+    fn on_bus(bus: &BusRooms) -> Vec<RoomId> {
+        let mut rooms: Vec<RoomId> = bus.0.lock().iter().copied().collect();
+        rooms.sort_unstable();
+        rooms
+    }
+
+    #[test]
+    fn the_node_follows_a_room_on_the_bus_while_any_of_its_sockets_is_in_it() {
+        // Arrange: user 1 in room 7; user 2 in rooms 7 and 8.
+        let hub = Hub::new(QUEUE, Duration::from_secs(1));
+        let bus = Arc::new(BusRooms::default());
+        hub.attach(bus.clone());
+        let first = registered(&hub, user(1), session(1), vec![room(7)]);
+        let _second = registered(&hub, user(2), session(2), vec![room(7), room(8)]);
+        let both = on_bus(&bus);
+
+        // Act: the first socket goes, user 2 leaves room 7, room 8 is deleted, user 2 joins 9.
+        hub.unregister(first.id);
+        let one_left = on_bus(&bus);
+        hub.dispatch(left(room(7), 2));
+        let after_leaving = on_bus(&bus);
+        hub.dispatch(RoomEvent::RoomDeleted { room_id: room(8) });
+        let after_deletion = on_bus(&bus);
+        hub.dispatch(joined(room(9), 2));
+
+        // Assert
+        assert_eq!(both, [room(7), room(8)]);
+        assert_eq!(one_left, [room(7), room(8)], "user 2 is still in both");
+        assert_eq!(after_leaving, [room(8)]);
+        assert!(after_deletion.is_empty());
+        assert_eq!(on_bus(&bus), [room(9)]);
+    }
+
     fn left(room_id: RoomId, by: u128) -> RoomEvent {
         RoomEvent::MemberLeft { room_id, user: UserSummary { id: user(by), username: Username::new("bob").unwrap() } }
     }
@@ -948,7 +1027,7 @@ mod tests {
 
         // Act
         hub.dispatch(left(room(7), 1));
-        hub.follow(registration.id, stale_read);
+        drop(hub.follow(registration.id, stale_read));
 
         // Assert
         assert_eq!(hub.rooms_of(user(1)), vec![room(8)]);
@@ -960,7 +1039,7 @@ mod tests {
         let registration = hub.register(user(1), session(1), false);
 
         hub.dispatch(joined(room(9), 1));
-        hub.follow(registration.id, Vec::new());
+        drop(hub.follow(registration.id, Vec::new()));
 
         assert_eq!(hub.rooms_of(user(1)), vec![room(9)]);
     }
@@ -971,7 +1050,7 @@ mod tests {
         let registration = hub.register(user(1), session(1), false);
 
         hub.dispatch(RoomEvent::RoomDeleted { room_id: room(7) });
-        hub.follow(registration.id, vec![room(7)]);
+        drop(hub.follow(registration.id, vec![room(7)]));
 
         assert!(hub.rooms_of(user(1)).is_empty());
     }
@@ -985,7 +1064,7 @@ mod tests {
         // Act
         let ids = hub.reload_started(user(1));
         for id in ids {
-            hub.follow(id, vec![room(8)]);
+            drop(hub.follow(id, vec![room(8)]));
         }
         hub.dispatch(typing(room(7), 2));
         hub.dispatch(typing(room(8), 2));

@@ -58,6 +58,9 @@ const HOLE_READS: u32 = 3;
 /// the log: across nodes, a later message's event can overtake an earlier one's by a little.
 const GAP_GRACE: Duration = Duration::from_millis(100);
 
+/// How long a new socket waits for the bus to hear its rooms before it gives up.
+const FOLLOW_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// The largest frame the codec is handed: the guard cuts longer binary frames into fragments of
 /// this size, so the codec's read buffer never grows to an upload's size and stays so.
 const CODEC_FRAME_BYTES: usize = 64 << 10;
@@ -145,7 +148,9 @@ impl SocketApp {
         presence: Presence,
         metrics: Arc<Metrics>,
     ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
-        let events = bus.subscribe().await?;
+        let subscription = bus.subscribe().await?;
+        self.hub.attach(subscription.rooms);
+        let events = subscription.events;
         let hub = self.hub.clone();
         let (reconcile_every, presence_every) = (self.config.reconcile_every, self.config.presence_every);
         let presence_window = self.config.presence_window;
@@ -357,7 +362,21 @@ impl Connection {
                 return;
             }
         };
-        app.hub.follow(reg.id, rooms.clone());
+        // The bus hears the socket's rooms before `ready`, so whatever the client reads from the
+        // log after it, live delivery carries on from there.
+        match tokio::time::timeout(FOLLOW_TIMEOUT, app.hub.follow(reg.id, rooms.clone())).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::error!(error = ?e, "could not follow the socket's rooms on the bus");
+                app.hub.unregister(reg.id);
+                return;
+            }
+            Err(_) => {
+                tracing::error!("the bus did not follow the socket's rooms in time");
+                app.hub.unregister(reg.id);
+                return;
+            }
+        }
         state.metrics.socket_opened();
         let writer = Writer {
             outbox: reg.outbox.clone(),

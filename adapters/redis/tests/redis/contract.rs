@@ -95,3 +95,52 @@ mod presence {
 
     application::presence_contract!(redis_contract_tests!(|scope| presence_nodes(&scope)));
 }
+
+/// The seeds of the Redis Cluster under test (`CHAT_TEST_REDIS_CLUSTER_URL`, comma-separated);
+/// `None`, with a notice, where no cluster is given (scripts/test.sh always gives one).
+pub fn cluster_seeds() -> Option<Vec<String>> {
+    let seeds: Vec<String> = std::env::var("CHAT_TEST_REDIS_CLUSTER_URL")
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|seed| !seed.is_empty())
+        .map(str::to_owned)
+        .collect();
+    if seeds.is_empty() {
+        eprintln!("skipped: CHAT_TEST_REDIS_CLUSTER_URL is not set, so there is no Redis Cluster to test against");
+        return None;
+    }
+    Some(seeds)
+}
+
+/// Each call connects another node to the cluster under one fresh prefix.
+pub fn cluster_nodes(seeds: Vec<String>) -> impl Fn() -> BoxFuture<'static, RedisEventBus> {
+    let prefix = format!("test:{}:", uuid::Uuid::new_v4());
+    move || {
+        let (seeds, prefix) = (seeds.clone(), prefix.clone());
+        Box::pin(
+            async move { RedisEventBus::connect_cluster(&seeds, &prefix).await.expect("the cluster is reachable") },
+        )
+    }
+}
+
+/// As `redis_contract_tests!`, against the Redis Cluster, one test at a time.
+macro_rules! cluster_contract_tests {
+    (; $contract:path; $($name:ident),+ $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            #[ignore = "needs a Redis Cluster (CHAT_TEST_REDIS_CLUSTER_URL)"]
+            async fn $name() {
+                use $contract as contract;
+                let Some(seeds) = super::cluster_seeds() else { return };
+                let _guard = crate::support::BUS_TESTS.lock().await;
+                crate::support::init_logs();
+                contract::$name(super::cluster_nodes(seeds)).await;
+            }
+        )+
+    };
+}
+
+mod event_bus_on_a_cluster {
+    application::event_bus_contract!(cluster_contract_tests!());
+}
