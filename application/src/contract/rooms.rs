@@ -35,6 +35,7 @@ fn bumped(room: &Room) -> Room {
         room.id(),
         room.name().clone(),
         room.visibility(),
+        room.kind(),
         room.owner(),
         room.members().to_vec(),
         room.member_limit(),

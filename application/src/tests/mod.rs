@@ -8,3 +8,4 @@ mod membership;
 mod messaging;
 mod presence;
 mod rooms;
+mod search;
