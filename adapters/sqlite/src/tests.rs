@@ -74,6 +74,14 @@ mod message_archive {
     application::archive_contract!(contract_tests!(&*TestDb::new()));
 }
 
+mod message_search {
+    use application::contract_tests;
+
+    use super::TestDb;
+
+    application::search_contract!(contract_tests!(&*TestDb::new()));
+}
+
 mod file_catalog {
     use application::contract_tests;
 
