@@ -201,6 +201,19 @@ fn fts_match(search: &MessageSearch) -> String {
     phrases.join(" ")
 }
 
+/// The search statement: the FTS5 index finds the matching rows, by rowid; only those are
+/// filtered by room, cutoff and cursor, and sorted. `?1` match, `?2` rooms (JSON), `?3` cutoff,
+/// `?4` cursor id, `?5` limit.
+pub(crate) fn search_sql() -> String {
+    format!(
+        "SELECT {COLUMNS} FROM messages
+         WHERE rowid IN (SELECT rowid FROM messages_fts WHERE messages_fts MATCH ?1)
+           AND room_id IN (SELECT value FROM json_each(?2))
+           AND sent_at >= ?3 AND id < ?4
+         ORDER BY id DESC LIMIT ?5"
+    )
+}
+
 #[async_trait]
 impl MessageArchive for SqliteStore {
     async fn insert_batch(&self, messages: &[Message]) -> anyhow::Result<u64> {
@@ -291,14 +304,7 @@ impl MessageArchive for SqliteStore {
         let before = search.before.map_or_else(|| "~".to_owned(), |id| id_text(id.as_uuid()));
         let limit = i64::try_from(search.limit).unwrap_or(i64::MAX);
         self.run(move |conn| {
-            // The index finds the matching rows; only those are filtered and sorted.
-            let mut stmt = conn.prepare_cached(&format!(
-                "SELECT {COLUMNS} FROM messages
-                 WHERE rowid IN (SELECT rowid FROM messages_fts WHERE messages_fts MATCH ?1)
-                   AND room_id IN (SELECT value FROM json_each(?2))
-                   AND sent_at >= ?3 AND id < ?4
-                 ORDER BY id DESC LIMIT ?5"
-            ))?;
+            let mut stmt = conn.prepare_cached(&search_sql())?;
             let mut rows = stmt.query(params![matching, rooms, not_before, before, limit])?;
             let mut messages = Vec::new();
             while let Some(row) = rows.next()? {

@@ -372,3 +372,39 @@ mod durable_log {
         assert_eq!(stored.len(), 1);
     }
 }
+
+#[test]
+fn search_reads_the_full_text_index_and_never_scans_the_messages() {
+    let db = TestDb::new();
+    let conn = db.raw();
+
+    let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {}", crate::archive::search_sql())).unwrap();
+    let plan: Vec<String> = stmt
+        .query_map(rusqlite::params!["\"x\"", "[]", 0, "~", 10], |row| row.get::<_, String>(3))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+
+    assert!(plan.iter().any(|step| step.contains("VIRTUAL TABLE INDEX")), "{plan:#?}");
+    assert!(plan.iter().any(|step| step.starts_with("SEARCH messages USING INTEGER PRIMARY KEY")), "{plan:#?}");
+    assert!(!plan.iter().any(|step| step.starts_with("SCAN messages ") || step == "SCAN messages"), "{plan:#?}");
+}
+
+#[test]
+fn the_room_lists_unread_counts_read_a_room_seq_index_not_the_messages() {
+    let db = TestDb::new();
+    let conn = db.raw();
+    let sql = format!(
+        "EXPLAIN QUERY PLAN WITH ranges AS ({}) SELECT (SELECT COUNT(*) FROM (SELECT 1 FROM messages m
+         WHERE m.room_id = r.room AND m.seq > r.after AND m.seq < r.before AND m.sent_at >= r.not_before LIMIT 10))
+         FROM ranges r",
+        crate::archive::RANGES
+    );
+
+    let mut stmt = conn.prepare(&sql).unwrap();
+    let plan: Vec<String> =
+        stmt.query_map(["[]"], |row| row.get::<_, String>(3)).unwrap().map(Result::unwrap).collect();
+
+    assert!(plan.iter().any(|step| step.contains("USING INDEX messages_room") && step.contains("(room_id=? AND seq>?")), "{plan:#?}");
+    assert!(!plan.iter().any(|step| step.starts_with("SCAN m") || step.starts_with("SCAN messages")), "{plan:#?}");
+}
