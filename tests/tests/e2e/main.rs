@@ -6,14 +6,17 @@
 mod auth;
 mod backpressure;
 mod cors;
+mod dms;
 mod files;
 mod history;
 mod metrics;
 mod openapi;
 mod proxy;
+mod reads;
 mod resilience;
 mod restart;
 mod resume;
 mod rooms;
+mod search;
 mod socket;
 mod web;
