@@ -377,7 +377,7 @@ impl RoomsApi {
         state: Data<&AppState>,
         auth: BearerAuth,
         /// 1 to 200 characters, 1 to 16 words.
-        #[oai(validator(max_length = 400))]
+        #[oai(validator(max_length = 200))]
         q: Query<String>,
         /// Only this room.
         room_id: Query<Option<String>>,

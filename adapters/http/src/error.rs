@@ -698,6 +698,32 @@ mod tests {
     }
 
     #[test]
+    fn whatever_a_direct_room_refuses_is_one_409_direct_room() {
+        let refusals = [
+            Problem::from(InviteError::Direct),
+            Problem::from(RoomAccessError::Direct),
+            Problem::from(RemoveMemberError::Direct),
+            Problem::from(DeleteRoomError::Direct),
+        ];
+
+        for problem in refusals {
+            assert_eq!((problem.status, problem.code), (StatusCode::CONFLICT, "direct_room"), "{problem:?}");
+        }
+    }
+
+    #[test]
+    fn a_seq_past_the_last_message_is_a_400_naming_seq_and_a_store_without_search_a_503() {
+        let seq = Problem::from(ReadError::BeyondLast(domain::ReadMarkerError::BeyondLast { seq: 9, last: 3 }));
+        let search = Problem::from(SearchError::Unavailable);
+        let with_self = Problem::from(DirectError::WithSelf);
+
+        assert_eq!((seq.status, seq.code), (StatusCode::BAD_REQUEST, "invalid_seq"));
+        assert!(seq.message.starts_with("seq: "), "{seq:?}");
+        assert_eq!((search.status, search.code), (StatusCode::SERVICE_UNAVAILABLE, "search_unavailable"));
+        assert_eq!((with_self.status, with_self.code), (StatusCode::BAD_REQUEST, "direct_with_self"));
+    }
+
+    #[test]
     fn an_unknown_failure_says_nothing_of_its_cause() {
         let problem = Problem::from(SendError::Unknown(anyhow::anyhow!("disk full at /var/lib/chat")));
         assert_eq!((problem.status, problem.code), (StatusCode::INTERNAL_SERVER_ERROR, "internal"));
