@@ -405,6 +405,9 @@ fn the_room_lists_unread_counts_read_a_room_seq_index_not_the_messages() {
     let plan: Vec<String> =
         stmt.query_map(["[]"], |row| row.get::<_, String>(3)).unwrap().map(Result::unwrap).collect();
 
-    assert!(plan.iter().any(|step| step.contains("USING INDEX messages_room") && step.contains("(room_id=? AND seq>?")), "{plan:#?}");
+    assert!(
+        plan.iter().any(|step| step.contains("USING INDEX messages_room") && step.contains("(room_id=? AND seq>?")),
+        "{plan:#?}"
+    );
     assert!(!plan.iter().any(|step| step.starts_with("SCAN m") || step.starts_with("SCAN messages")), "{plan:#?}");
 }

@@ -8,7 +8,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::ports::{Appended, DedupeKey, MessageLog, NewMessage, Queued, RoomTail, SeqRange, Take, TailQuery};
+use crate::ports::{Appended, DedupeKey, MessageLog, NewMessage, Queued, RoomTail, SeqRange, TailQuery, Take};
 use domain::{
     ClientMsgId, FileId, FileKind, FileMeta, FileName, Message, MessageBody, MessageId, MessageText, RoomId, Sender,
     Seq,

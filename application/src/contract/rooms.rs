@@ -489,7 +489,8 @@ pub async fn concurrent_marks_leave_the_highest(repo: &impl RoomRepository) {
     let stored = room(1, Visibility::Public, user(1), &[user(2)]);
     repo.insert(&stored).await.expect("insert");
 
-    let outcomes = futures::future::join_all((1..=20).rev().map(|n| repo.mark_read(stored.id(), user(2), marker(n)))).await;
+    let outcomes =
+        futures::future::join_all((1..=20).rev().map(|n| repo.mark_read(stored.id(), user(2), marker(n)))).await;
 
     assert!(outcomes.iter().all(Result::is_ok), "{outcomes:?}");
     assert_eq!(repo.read_markers(user(2), &[stored.id()]).await.expect("markers"), vec![(stored.id(), marker(20))]);

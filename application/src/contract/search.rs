@@ -60,7 +60,8 @@ pub async fn only_the_given_rooms_and_unexpired_messages_are_found(archive: &imp
 
     let in_room_one = found(archive, &search("deploy", &[room(1)])).await;
     let in_both = found(archive, &search("deploy", &[room(1), room(2)])).await;
-    let unexpired = found(archive, &MessageSearch { not_before: Some(at(2_000)), ..search("deploy", &[room(1)]) }).await;
+    let unexpired =
+        found(archive, &MessageSearch { not_before: Some(at(2_000)), ..search("deploy", &[room(1)]) }).await;
 
     assert_eq!(in_room_one, [messages[1].clone(), messages[0].clone()]);
     assert_eq!(in_both, [messages[2].clone(), messages[1].clone(), messages[0].clone()], "ids descending");

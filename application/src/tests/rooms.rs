@@ -912,7 +912,10 @@ fn expect_my_rooms(ports: &mut Ports, rooms: Vec<Room>) {
 #[tokio::test]
 async fn my_room_list_shows_each_rooms_marker_unread_count_and_last_message_in_one_read_of_each_store() {
     let mut ports = Ports::default();
-    let (first, second) = (room(room_id(1), Visibility::Public, &alice(), &[&bob()]), room(room_id(2), Visibility::Public, &bob(), &[&alice()]));
+    let (first, second) = (
+        room(room_id(1), Visibility::Public, &alice(), &[&bob()]),
+        room(room_id(2), Visibility::Public, &bob(), &[&alice()]),
+    );
     expect_my_rooms(&mut ports, vec![first, second]);
     ports
         .rooms
@@ -943,7 +946,10 @@ async fn my_room_list_shows_each_rooms_marker_unread_count_and_last_message_in_o
     let list = ports.rooms().list_mine(&alice(), None, page(10)).await.expect("listed");
 
     let first = list.items[0].reading.clone().expect("a reading in my own list");
-    assert_eq!((first.marker, first.unread, first.last_message), (ReadMarker::restore(3), 4, Some(message(room_id(1), 7))));
+    assert_eq!(
+        (first.marker, first.unread, first.last_message),
+        (ReadMarker::restore(3), 4, Some(message(room_id(1), 7)))
+    );
     assert_eq!(list.items[0].last_seq, 7);
     let second = list.items[1].reading.clone().expect("a reading in my own list");
     assert_eq!((second.marker, second.unread, second.last_message), (ReadMarker::NONE, 0, None));
@@ -1016,7 +1022,12 @@ async fn opening_a_direct_room_that_exists_returns_it_with_the_other_user_and_op
     let mut ports = Ports::default();
     ports.users.expect_by_id().withf(|id| *id == bob().id).times(1).returning(|_| Ok(Some(bob())));
     let existing = direct(&bob(), &alice());
-    ports.rooms.expect_find_direct().withf(|p| *p == pair(&alice(), &bob())).times(1).return_once(move |_| Ok(Some(existing)));
+    ports
+        .rooms
+        .expect_find_direct()
+        .withf(|p| *p == pair(&alice(), &bob()))
+        .times(1)
+        .return_once(move |_| Ok(Some(existing)));
     ports.rooms.expect_insert_direct().never();
     ports.expect_no_event();
     ports.expect_details(1);
@@ -1042,7 +1053,13 @@ async fn opening_a_direct_room_the_first_time_stores_it_and_both_users_follow_it
     let mut order = Sequence::new();
     for user in [alice(), bob()] {
         let expected = RoomEvent::MemberJoined { room_id: id, user: summary(&user) };
-        ports.bus.expect_publish().withf(move |e| *e == expected).times(1).in_sequence(&mut order).returning(|_| Ok(()));
+        ports
+            .bus
+            .expect_publish()
+            .withf(move |e| *e == expected)
+            .times(1)
+            .in_sequence(&mut order)
+            .returning(|_| Ok(()));
     }
     ports.expect_details(1);
 
@@ -1059,7 +1076,12 @@ async fn when_the_other_side_opens_the_direct_room_first_its_room_is_returned() 
     ports.users.expect_by_id().times(1).returning(|_| Ok(Some(bob())));
     let mut order = Sequence::new();
     ports.rooms.expect_find_direct().times(1).in_sequence(&mut order).returning(|_| Ok(None));
-    ports.rooms.expect_insert_direct().times(1).in_sequence(&mut order).returning(|_| Err(InsertDirectError::Duplicate));
+    ports
+        .rooms
+        .expect_insert_direct()
+        .times(1)
+        .in_sequence(&mut order)
+        .returning(|_| Err(InsertDirectError::Duplicate));
     let winner = direct(&bob(), &alice());
     ports.rooms.expect_find_direct().times(1).in_sequence(&mut order).return_once(move |_| Ok(Some(winner)));
     ports.expect_no_event();

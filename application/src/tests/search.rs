@@ -64,8 +64,14 @@ async fn a_caller_in_no_room_finds_nothing_without_asking_the_archive() {
 async fn searching_a_room_one_is_not_in_is_not_found_or_forbidden_as_its_history_is() {
     let mut rooms = MockRoomRepository::new();
     rooms.expect_is_member().returning(|_, _| Ok(false));
-    rooms.expect_get().withf(|r| *r == room_id(1)).returning(|_| Ok(Some(room(room_id(1), Visibility::Private, &bob(), &[]))));
-    rooms.expect_get().withf(|r| *r == room_id(2)).returning(|_| Ok(Some(room(room_id(2), Visibility::Public, &bob(), &[]))));
+    rooms
+        .expect_get()
+        .withf(|r| *r == room_id(1))
+        .returning(|_| Ok(Some(room(room_id(1), Visibility::Private, &bob(), &[]))));
+    rooms
+        .expect_get()
+        .withf(|r| *r == room_id(2))
+        .returning(|_| Ok(Some(room(room_id(2), Visibility::Public, &bob(), &[]))));
     let mut archive = MockMessageArchive::new();
     archive.expect_search().never();
     let search = Search::new(Arc::new(rooms), Arc::new(archive), Arc::new(MockClock::new()));

@@ -70,7 +70,8 @@ async fn a_direct_room_cannot_be_joined_invited_to_left_or_deleted() {
     }
     let (status, kept) = app.get(&format!("/rooms/{room}"), &bob.access_token).await;
     assert_eq!(status, StatusCode::OK);
-    let members: Vec<&str> = kept["members"].as_array().unwrap().iter().map(|m| m["user_id"].as_str().unwrap()).collect();
+    let members: Vec<&str> =
+        kept["members"].as_array().unwrap().iter().map(|m| m["user_id"].as_str().unwrap()).collect();
     assert_eq!(members, [ada.id.as_str(), bob.id.as_str()]);
     let (status, _) = app.get(&format!("/rooms/{room}"), &carol.access_token).await;
     assert_eq!(status, StatusCode::NOT_FOUND);

@@ -78,7 +78,10 @@ async fn markers_only_move_forward_and_the_other_members_hear_each_move() {
 
     // Assert
     assert_eq!(first["last_read_seq"], 3);
-    assert_eq!(heard, json!({"type": "read", "room_id": room, "user": {"id": bob.id, "username": bob.username}, "seq": 3}));
+    assert_eq!(
+        heard,
+        json!({"type": "read", "room_id": room, "user": {"id": bob.id, "username": bob.username}, "seq": 3})
+    );
     assert_eq!(status, StatusCode::OK, "a lower seq is no error");
     assert_eq!(back["last_read_seq"], 3, "and moves nothing back");
     assert_eq!(heard_again["seq"], 4, "the socket's read frame moved it: {heard_again}");
@@ -144,7 +147,11 @@ async fn a_seq_past_the_last_message_or_a_room_one_is_not_in_is_refused_with_a_4
     assert!(past_body["message"].as_str().unwrap().starts_with("seq: "), "{past_body}");
     assert_eq!(stranger, StatusCode::NOT_FOUND);
     assert_eq!(negative, StatusCode::BAD_REQUEST, "{negative_body}");
-    assert_eq!((frame["code"].as_str(), frame["room_id"].as_str()), (Some("invalid_seq"), Some(room.as_str())), "{frame}");
+    assert_eq!(
+        (frame["code"].as_str(), frame["room_id"].as_str()),
+        (Some("invalid_seq"), Some(room.as_str())),
+        "{frame}"
+    );
     assert_eq!(owner_removes, StatusCode::NO_CONTENT);
     assert_eq!(removed, StatusCode::NOT_FOUND, "a removed member has no marker to move");
     assert_eq!(listed(&app, &ada, &room).await["unread_count"], 1, "ada never marked her own message read");
