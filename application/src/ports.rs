@@ -480,7 +480,8 @@ pub struct RoomTail {
     /// The highest seq given out.
     pub last_seq: Option<Seq>,
     /// The log holds every message of the room from this seq on (up to `last_seq`); older ones
-    /// are only in the archive. `None` when it holds none of them.
+    /// are only in the archive. `Some(Seq::FIRST)` when it holds them all, as a log that is the
+    /// archive does, for a room without messages too; `None` when it may hold none of them.
     pub holds_from: Option<Seq>,
     /// The newest message the log holds, sent at or after `not_before`.
     pub newest: Option<Message>,
@@ -674,7 +675,9 @@ pub trait MessageArchive: Send + Sync + 'static {
     async fn newest_in(&self, ranges: &[(RoomId, SeqRange)]) -> anyhow::Result<Vec<Option<Message>>>;
 
     /// Archived messages of `search.rooms` whose text holds every word of the query, newest
-    /// (highest id) first, at most `search.limit`. MUST use the store's full-text index, not a
+    /// first, at most `search.limit`: by id (UUIDv7, creation time), or in the order the store
+    /// took them in where that is how it keeps them (the embedded log commits in append order),
+    /// with `search.before` ending a page at the cursor message. MUST use the store's full-text index, not a
     /// scan, and MUST apply every bound of `search` in the query itself.
     ///
     /// # Errors

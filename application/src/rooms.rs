@@ -643,16 +643,18 @@ impl Rooms {
         let mut counts = Vec::new();
         let mut newest = Vec::new();
         for (i, (query, tail)) in queries.iter().zip(&tails).enumerate() {
-            let Some(last) = tail.last_seq else { continue };
-            // The archive holds what is below the log's first seq, and everything when the log
-            // holds nothing of the room.
-            let below = tail.holds_from.unwrap_or_else(|| last.next());
-            if below.get() > query.read.get() + 1 && tail.unread < UNREAD_CAP {
-                let range = SeqRange { after: Seq::new(query.read.get()), before: Some(below), not_before };
+            // The archive holds what is below the log's first seq; all of it when the log may
+            // hold nothing of the room (it lost its data, or it never kept this room).
+            let below = tail.holds_from;
+            let read = query.read.get();
+            let past_marker = tail.last_seq.is_none_or(|last| last.get() > read);
+            let reaches_below = below.is_none_or(|first| first.get() > read + 1);
+            if past_marker && reaches_below && tail.unread < UNREAD_CAP {
+                let range = SeqRange { after: Seq::new(read), before: below, not_before };
                 counts.push((i, (query.room, range)));
             }
-            if tail.newest.is_none() && below > Seq::FIRST {
-                newest.push((i, (query.room, SeqRange { after: None, before: Some(below), not_before })));
+            if tail.newest.is_none() && below.is_none_or(|first| first > Seq::FIRST) {
+                newest.push((i, (query.room, SeqRange { after: None, before: below, not_before })));
             }
         }
         if !counts.is_empty() {

@@ -201,16 +201,21 @@ fn fts_match(search: &MessageSearch) -> String {
     phrases.join(" ")
 }
 
-/// The search statement: the FTS5 index finds the matching rows, by rowid; only those are
-/// filtered by room, cutoff and cursor, and sorted. `?1` match, `?2` rooms (JSON), `?3` cutoff,
-/// `?4` cursor id, `?5` limit.
+/// The search statement. The FTS5 index hands out matching rows newest first (highest rowid: rows
+/// are inserted as they are committed) and the first `?5` that pass the filters end it, so a word
+/// found in every message costs no more than a rare one. `?1` match, `?2` rooms (JSON), `?3`
+/// cutoff, `?4` the cursor's message id or null (a cursor whose message is gone ends the search),
+/// `?5` limit.
 pub(crate) fn search_sql() -> String {
+    let columns: Vec<String> = COLUMNS.split(',').map(|column| format!("m.{}", column.trim())).collect();
     format!(
-        "SELECT {COLUMNS} FROM messages
-         WHERE rowid IN (SELECT rowid FROM messages_fts WHERE messages_fts MATCH ?1)
-           AND room_id IN (SELECT value FROM json_each(?2))
-           AND sent_at >= ?3 AND id < ?4
-         ORDER BY id DESC LIMIT ?5"
+        "SELECT {} FROM messages_fts f JOIN messages m ON m.rowid = f.rowid
+         WHERE messages_fts MATCH ?1
+           AND (?4 IS NULL OR f.rowid < (SELECT c.rowid FROM messages c WHERE c.id = ?4))
+           AND m.room_id IN (SELECT value FROM json_each(?2))
+           AND m.sent_at >= ?3
+         ORDER BY f.rowid DESC LIMIT ?5",
+        columns.join(", ")
     )
 }
 
@@ -300,8 +305,7 @@ impl MessageArchive for SqliteStore {
         let matching = fts_match(search);
         let rooms = json_id_list(search.rooms.iter().map(RoomId::as_uuid));
         let not_before = search.not_before.map_or(i64::MIN, millis);
-        // Every id text sorts before this one: no bound.
-        let before = search.before.map_or_else(|| "~".to_owned(), |id| id_text(id.as_uuid()));
+        let before = search.before.map(|id| id_text(id.as_uuid()));
         let limit = i64::try_from(search.limit).unwrap_or(i64::MAX);
         self.run(move |conn| {
             let mut stmt = conn.prepare_cached(&search_sql())?;

@@ -354,7 +354,8 @@ impl MessageLog for SqliteMessageLog {
                     let found: Option<String> = row.get("id")?;
                     let newest = found.map(|_| message_from_row(row)).transpose()?;
                     let unread = to_u64(row.get("unread")?)?;
-                    tails.push(RoomTail { room, last_seq, holds_from: last_seq.map(|_| Seq::FIRST), newest, unread });
+                    // The log is the archive: it holds every message there is.
+                    tails.push(RoomTail { room, last_seq, holds_from: Some(Seq::FIRST), newest, unread });
                 }
                 Ok(tails)
             })
