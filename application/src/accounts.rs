@@ -10,7 +10,7 @@ use secrecy::SecretString;
 use crate::ports::{
     AccessClaims, Clock, Consumed, CreateUserError, EventBus, HashError, IdGenerator, PasswordHasher, RefreshRecord,
     RefreshTokenStore, Revocation, RoomEvent, SessionEndReason, SessionId, StoredUser, TokenError, TokenService,
-    UserRepository,
+    UserRepository, UserSettings,
 };
 
 /// A valid registration: both fields passed the domain rules.
@@ -266,6 +266,23 @@ impl Accounts {
     /// `NotFound` when no such user exists.
     pub async fn lookup(&self, user: &UserRef) -> Result<User, LookupError> {
         find_user(self.users.as_ref(), user).await?.ok_or(LookupError::NotFound)
+    }
+
+    /// The caller's settings.
+    ///
+    /// # Errors
+    /// Only infrastructure failures.
+    pub async fn settings(&self, user: &User) -> anyhow::Result<UserSettings> {
+        self.users.settings(user.id).await
+    }
+
+    /// Replaces the caller's settings and returns them as stored.
+    ///
+    /// # Errors
+    /// Only infrastructure failures.
+    pub async fn update_settings(&self, user: &User, settings: UserSettings) -> anyhow::Result<UserSettings> {
+        anyhow::ensure!(self.users.update_settings(user.id, &settings).await?, "user {} is gone", user.id);
+        Ok(settings)
     }
 
     /// Notes a session another node ended, as its bus event announced.

@@ -11,6 +11,7 @@ pub mod metrics;
 pub mod ports;
 pub mod presence;
 pub mod rooms;
+pub mod search;
 
 pub use accounts::Accounts;
 pub use archive::Archiver;
@@ -18,6 +19,7 @@ pub use files::Files;
 pub use messaging::Messaging;
 pub use presence::Presence;
 pub use rooms::Rooms;
+pub use search::Search;
 
 #[cfg(test)]
 mod tests;

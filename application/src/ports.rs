@@ -2,8 +2,8 @@
 
 use async_trait::async_trait;
 use domain::{
-    ClientMsgId, FileId, FileMeta, Message, MessageBody, MessageId, Password, Room, RoomId, Sender, Seq, Timestamp,
-    User, UserId, Username,
+    ClientMsgId, DirectPair, FileId, FileMeta, Message, MessageBody, MessageId, Password, ReadMarker, Room, RoomId,
+    SearchQuery, Sender, Seq, Timestamp, User, UserId, Username,
 };
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
@@ -49,6 +49,31 @@ pub trait UserRepository: Send + Sync + 'static {
     /// # Errors
     /// Only storage failures; unknown ids are simply absent from the result.
     async fn by_ids(&self, ids: &[UserId]) -> anyhow::Result<Vec<User>>;
+
+    /// The user's settings; the defaults for a user who never changed them.
+    ///
+    /// # Errors
+    /// Only storage failures; an unknown user has the defaults.
+    async fn settings(&self, id: UserId) -> anyhow::Result<UserSettings>;
+
+    /// Replaces the user's settings; true when the user exists.
+    ///
+    /// # Errors
+    /// Only storage failures.
+    async fn update_settings(&self, id: UserId, settings: &UserSettings) -> anyhow::Result<bool>;
+}
+
+/// What a user chose about how the service treats them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UserSettings {
+    /// Whether the other members of a room are told how far this user has read it.
+    pub send_read_receipts: bool,
+}
+
+impl Default for UserSettings {
+    fn default() -> Self {
+        Self { send_read_receipts: true }
+    }
 }
 
 /// Identifies one login session: the family of refresh tokens that descend from one login.
@@ -215,6 +240,9 @@ pub enum MemberAddError {
     AlreadyMember,
     #[error("the room is full ({0} members)")]
     Full(u32),
+    /// A direct room never takes anyone in.
+    #[error("the room is a direct conversation")]
+    Direct,
     #[error(transparent)]
     Unknown(#[from] anyhow::Error),
 }
@@ -228,8 +256,36 @@ pub enum MemberRemoveError {
     /// The owner leaves through `update`, which hands the room on.
     #[error("the user owns the room")]
     Owner,
+    /// A direct room never lets anyone out.
+    #[error("the room is a direct conversation")]
+    Direct,
     #[error(transparent)]
     Unknown(#[from] anyhow::Error),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum InsertDirectError {
+    #[error("the two users already have a direct room")]
+    Duplicate,
+    #[error(transparent)]
+    Unknown(#[from] anyhow::Error),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum MarkReadError {
+    /// Not a member (or no such room): a marker belongs to a membership.
+    #[error("the user is not a member of the room")]
+    NotMember,
+    #[error(transparent)]
+    Unknown(#[from] anyhow::Error),
+}
+
+/// Where a member's read marker stands after a `mark_read`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MarkedRead {
+    pub marker: ReadMarker,
+    /// False when the marker already stood there or further: nothing was written.
+    pub moved: bool,
 }
 
 /// Keyset pagination over rooms ordered by id.
@@ -265,17 +321,17 @@ pub trait RoomRepository: Send + Sync + 'static {
     /// # Errors
     /// MUST be atomic against every other change of the room's members, on every node: however
     /// many run in parallel, the room never holds more members than its limit. MUST return
-    /// `NotFound` when the room is gone, `AlreadyMember` when `user` is a member, and `Full` with
-    /// the limit when the room holds that many; nothing is written then. `Unknown` for storage
-    /// failures.
+    /// `NotFound` when the room is gone, `Direct` when it is a direct room, `AlreadyMember` when
+    /// `user` is a member, and `Full` with the limit when the room holds that many; nothing is
+    /// written then. `Unknown` for storage failures.
     async fn add_member(&self, room: RoomId, user: UserId, joined_at: Timestamp) -> Result<(), MemberAddError>;
 
     /// Removes `user`, who is not the owner, and bumps the room's version.
     ///
     /// # Errors
     /// MUST be atomic as `add_member` is, and MUST return `NotFound` when the room is gone,
-    /// `NotMember` when `user` is not a member and `Owner` when `user` owns the room; nothing is
-    /// written then. `Unknown` for storage failures.
+    /// `Direct` when it is a direct room, `NotMember` when `user` is not a member and `Owner` when
+    /// `user` owns the room; nothing is written then. `Unknown` for storage failures.
     async fn remove_member(&self, room: RoomId, user: UserId) -> Result<(), MemberRemoveError>;
 
     /// How many members the room has, its owner included.
@@ -325,6 +381,36 @@ pub trait RoomRepository: Send + Sync + 'static {
     /// # Errors
     /// Only storage failures; an unknown room is `Ok(false)`.
     async fn is_member(&self, room: RoomId, user: UserId) -> anyhow::Result<bool>;
+
+    /// Stores a new direct room (`room.direct_pair()` is `Some`) with its two memberships.
+    ///
+    /// # Errors
+    /// MUST return `Duplicate` when a direct room of the same pair is stored, whichever of the two
+    /// opened it, and store nothing then; the check MUST be atomic with the insert (a unique key
+    /// on the pair), so of concurrent inserts for one pair exactly one succeeds.
+    async fn insert_direct(&self, room: &Room) -> Result<(), InsertDirectError>;
+
+    /// The direct room of `pair`, if one is stored.
+    ///
+    /// # Errors
+    /// Only storage failures.
+    async fn find_direct(&self, pair: DirectPair) -> anyhow::Result<Option<Room>>;
+
+    /// Moves `user`'s read marker in `room` to `marker`, unless it already stands there or
+    /// further: an atomic max, so of concurrent calls the highest wins whatever their order.
+    /// A marker starts at 0 when a membership begins, survives `update`, and goes with it.
+    ///
+    /// # Errors
+    /// MUST return `NotMember` when `user` is not a member of `room` (or the room is gone),
+    /// writing nothing.
+    async fn mark_read(&self, room: RoomId, user: UserId, marker: ReadMarker) -> Result<MarkedRead, MarkReadError>;
+
+    /// `user`'s read marker in each of `rooms` they belong to, in any order; rooms they do not
+    /// belong to are absent. One store query whatever the number of rooms.
+    ///
+    /// # Errors
+    /// Only storage failures.
+    async fn read_markers(&self, user: UserId, rooms: &[RoomId]) -> anyhow::Result<Vec<(RoomId, ReadMarker)>>;
 }
 
 /// A message before the log gives it its sequence number.
@@ -379,6 +465,51 @@ impl SeqRange {
 pub enum Take {
     Oldest(usize),
     Newest(usize),
+}
+
+/// What the room list asks the log of one room: how much is unread past `read`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TailQuery {
+    pub room: RoomId,
+    pub read: ReadMarker,
+}
+
+/// What the log knows of the end of one room.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoomTail {
+    pub room: RoomId,
+    /// The highest seq given out.
+    pub last_seq: Option<Seq>,
+    /// The log holds every message of the room from this seq on (up to `last_seq`); older ones
+    /// are only in the archive. `Some(Seq::FIRST)` when it holds them all, as a log that is the
+    /// archive does, for a room without messages too; `None` when it may hold none of them.
+    pub holds_from: Option<Seq>,
+    /// The newest message the log holds, sent at or after `not_before`.
+    pub newest: Option<Message>,
+    /// How many messages the log holds past the marker, at most the cap asked for.
+    pub unread: u64,
+}
+
+/// A search of the archive: every word in the text, in one of `rooms`, newest first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageSearch {
+    pub query: SearchQuery,
+    /// Only these rooms: the caller's, never empty.
+    pub rooms: Vec<RoomId>,
+    /// Only messages sent at or after this instant: older ones expired.
+    pub not_before: Option<Timestamp>,
+    /// Only messages whose id is lower: the last id of the previous page.
+    pub before: Option<MessageId>,
+    pub limit: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ArchiveSearchError {
+    /// The store cannot search text (no full-text index on this server); never a scan instead.
+    #[error("the message store has no full-text index")]
+    Unavailable,
+    #[error(transparent)]
+    Unknown(#[from] anyhow::Error),
 }
 
 /// A message handed to an archiver, with the receipt that acknowledges it.
@@ -474,6 +605,22 @@ pub trait MessageLog: Send + Sync + 'static {
     /// # Errors
     /// Only storage failures; a log that never sets messages aside answers 0.
     async fn dead_lettered(&self) -> anyhow::Result<u64>;
+
+    /// The end of each room in `rooms`, in the same order: for the room list, without a round
+    /// trip per room (one query, or one pipelined round trip).
+    ///
+    /// `unread` counts the messages the log holds past each marker, up to `cap`; `newest` and
+    /// `unread` leave out messages sent before `not_before` where the log can tell them apart
+    /// cheaply (a log that cannot MUST say so in its docs; `newest` never breaks this).
+    ///
+    /// # Errors
+    /// Only storage failures.
+    async fn tails(
+        &self,
+        rooms: &[TailQuery],
+        not_before: Option<Timestamp>,
+        cap: u64,
+    ) -> anyhow::Result<Vec<RoomTail>>;
 }
 
 #[cfg_attr(any(test, feature = "mocks"), automock)]
@@ -513,6 +660,32 @@ pub trait MessageArchive: Send + Sync + 'static {
     /// # Errors
     /// Only storage failures.
     async fn delete_room(&self, room: RoomId, limit: u32) -> anyhow::Result<u64>;
+
+    /// For each `(room, range)`, in the same order, how many archived messages of the room the
+    /// range admits (`not_before` included), at most `cap`. Each room at most once. One query for
+    /// all of them, never one per room.
+    ///
+    /// # Errors
+    /// Only storage failures.
+    async fn count_in(&self, ranges: &[(RoomId, SeqRange)], cap: u64) -> anyhow::Result<Vec<u64>>;
+
+    /// For each `(room, range)`, in the same order, the newest archived message of the room the
+    /// range admits (`not_before` included). Each room at most once. One query for all of them.
+    ///
+    /// # Errors
+    /// Only storage failures.
+    async fn newest_in(&self, ranges: &[(RoomId, SeqRange)]) -> anyhow::Result<Vec<Option<Message>>>;
+
+    /// Archived messages of `search.rooms` whose text holds every word of the query, newest
+    /// first, at most `search.limit`: by id (UUIDv7, creation time), or in the order the store
+    /// took them in where that is how it keeps them (the embedded log commits in append order),
+    /// with `search.before` ending a page at the cursor message. MUST use the store's full-text index, not a
+    /// scan, and MUST apply every bound of `search` in the query itself.
+    ///
+    /// # Errors
+    /// `Unavailable` when the store has no full-text index to use (a server that does not
+    /// support one); only storage failures otherwise.
+    async fn search(&self, search: &MessageSearch) -> Result<Vec<Message>, ArchiveSearchError>;
 }
 
 /// A stream of byte chunks, for uploads and downloads that are never held whole in memory.
@@ -698,6 +871,12 @@ pub enum RoomEvent {
     RoomDeleted {
         room_id: RoomId,
     },
+    /// A member's read marker moved forward; only for users who send read receipts.
+    Read {
+        room_id: RoomId,
+        user: UserSummary,
+        seq: Seq,
+    },
     Typing {
         room_id: RoomId,
         user: UserSummary,
@@ -733,7 +912,7 @@ impl RoomEvent {
     pub fn addressed(self) -> Vec<(Audience, RoomEvent)> {
         match self {
             Self::Message(ref message) => vec![(Audience::Room(message.room_id), self)],
-            Self::Typing { room_id, .. } => vec![(Audience::Room(room_id), self)],
+            Self::Typing { room_id, .. } | Self::Read { room_id, .. } => vec![(Audience::Room(room_id), self)],
             Self::Presence { user_id, online, rooms } => {
                 let mut seen = std::collections::HashSet::new();
                 rooms

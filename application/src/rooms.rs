@@ -1,4 +1,5 @@
-//! Room use cases: create, list, view, invite, join, leave, remove members, delete.
+//! Room use cases: create, list (with unread counts), view, invite, join, leave, remove members,
+//! delete; direct rooms; read markers.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -6,13 +7,15 @@ use std::sync::Arc;
 use crate::accounts::{find_user, UserRef};
 
 use domain::{
-    LeaveOutcome, MemberLimit, Room, RoomError, RoomId, RoomName, Seq, Standing, User, UserId, Username, Visibility,
+    DirectPair, LeaveOutcome, MemberLimit, Message, ReadMarker, RetentionPolicy, Room, RoomError, RoomId, RoomName,
+    Seq, Standing, User, UserId, Username, Visibility, UNREAD_CAP,
 };
 
 use crate::membership::MembershipCache;
 use crate::ports::{
-    Clock, EventBus, IdGenerator, MemberAddError, MemberRemoveError, MessageLog, RoomEvent, RoomPage, RoomRepository,
-    UpdateRoomError, UserRepository, UserSummary,
+    Clock, EventBus, IdGenerator, InsertDirectError, MarkReadError, MemberAddError, MemberRemoveError, MessageArchive,
+    MessageLog, RoomEvent, RoomPage, RoomRepository, RoomTail, SeqRange, TailQuery, UpdateRoomError, UserRepository,
+    UserSummary,
 };
 
 /// How many optimistic-update attempts a change of owner makes before giving up.
@@ -38,6 +41,27 @@ pub struct RoomDetails {
     pub room: Room,
     pub usernames: HashMap<UserId, Username>,
     pub last_seq: u64,
+    /// In a direct room, the other user, as the one asking sees it.
+    pub direct_with: Option<UserSummary>,
+    /// Where the one asking stands with the room's messages; in their own room list only.
+    pub reading: Option<Reading>,
+}
+
+/// How far a member has read a room, and what is past that.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reading {
+    pub marker: ReadMarker,
+    /// Messages past the marker, at most `UNREAD_CAP`.
+    pub unread: u64,
+    /// The newest message the member may still read (not expired).
+    pub last_message: Option<Message>,
+}
+
+/// A direct room, and whether this call opened it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenedDirect {
+    pub details: RoomDetails,
+    pub created: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,6 +99,32 @@ pub enum CreateRoomError {
 pub enum RoomAccessError {
     #[error("room not found")]
     NotFound,
+    /// Leaving a direct room: its two users stay.
+    #[error("a direct conversation cannot be left")]
+    Direct,
+    #[error(transparent)]
+    Unknown(#[from] anyhow::Error),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DirectError {
+    #[error("a direct conversation needs another user than yourself")]
+    WithSelf,
+    /// No such user; names the request field (`user_id` or `username`) that named them.
+    #[error("user not found")]
+    UnknownUser { field: &'static str },
+    #[error(transparent)]
+    Unknown(#[from] anyhow::Error),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("room not found")]
+    NotFound,
+    #[error("you are not a member of this room")]
+    Forbidden,
+    #[error("seq: {0}")]
+    BeyondLast(#[from] domain::ReadMarkerError),
     #[error(transparent)]
     Unknown(#[from] anyhow::Error),
 }
@@ -102,6 +152,8 @@ pub enum InviteError {
     AlreadyMember,
     #[error("the room is full ({0} members)")]
     Full(u32),
+    #[error("a direct conversation takes no other members")]
+    Direct,
     #[error(transparent)]
     Unknown(#[from] anyhow::Error),
 }
@@ -116,6 +168,8 @@ pub enum RemoveMemberError {
     NotMember,
     #[error("the owner cannot be removed")]
     CannotRemoveOwner,
+    #[error("a direct conversation keeps its two users")]
+    Direct,
     #[error(transparent)]
     Unknown(#[from] anyhow::Error),
 }
@@ -126,6 +180,8 @@ pub enum DeleteRoomError {
     NotFound,
     #[error("only the owner may delete the room")]
     Forbidden,
+    #[error("a direct conversation cannot be deleted")]
+    Direct,
     #[error(transparent)]
     Unknown(#[from] anyhow::Error),
 }
@@ -152,6 +208,11 @@ pub struct Rooms {
     member_limit: MemberLimit,
     /// This node's membership cache, told of every removal before the caller is answered.
     membership: Option<MembershipCache>,
+    /// Where the room list counts unread messages the log no longer holds; none when the log
+    /// holds every message (the embedded log is the archive).
+    archive: Option<Arc<dyn MessageArchive>>,
+    /// When set, expired messages are neither counted unread nor shown as a room's last message.
+    retention: Option<RetentionPolicy>,
 }
 
 impl Rooms {
@@ -164,7 +225,19 @@ impl Rooms {
         ids: Arc<dyn IdGenerator>,
         member_limit: MemberLimit,
     ) -> Self {
-        Self { rooms, users, log, bus, clock, ids, member_limit, membership: None }
+        Self { rooms, users, log, bus, clock, ids, member_limit, membership: None, archive: None, retention: None }
+    }
+
+    /// Counts unread messages in `archive` too, past what the log holds.
+    #[must_use]
+    pub fn with_archive(self, archive: Arc<dyn MessageArchive>) -> Self {
+        Self { archive: Some(archive), ..self }
+    }
+
+    /// Leaves messages past `retention` out of unread counts and last messages.
+    #[must_use]
+    pub fn with_retention(self, retention: RetentionPolicy) -> Self {
+        Self { retention: Some(retention), ..self }
     }
 
     /// Clears `cache` of every membership this use case ends.
@@ -204,7 +277,72 @@ impl Rooms {
         for user in &found {
             self.announce(RoomEvent::MemberJoined { room_id: id, user: user.into() }).await;
         }
-        Ok(self.details(room).await?)
+        Ok(self.details(room, actor.id).await?)
+    }
+
+    /// The one direct room of `actor` and `other`, opened on first use. Both opening it at once
+    /// get the same room: the store keeps one per pair, and the loser reads the winner's.
+    ///
+    /// # Errors
+    /// `WithSelf` for `actor` themselves, `UnknownUser` when `other` names nobody.
+    pub async fn open_direct(&self, actor: &User, other: UserRef) -> Result<OpenedDirect, DirectError> {
+        let user =
+            find_user(self.users.as_ref(), &other).await?.ok_or(DirectError::UnknownUser { field: other.field() })?;
+        let pair = DirectPair::new(actor.id, user.id).ok_or(DirectError::WithSelf)?;
+        if let Some(room) = self.rooms.find_direct(pair).await? {
+            return Ok(OpenedDirect { details: self.details(room, actor.id).await?, created: false });
+        }
+        let id = RoomId::from_uuid(self.ids.new_id());
+        let room = Room::direct(id, actor.id, user.id, self.clock.now()).ok_or(DirectError::WithSelf)?;
+        match self.rooms.insert_direct(&room).await {
+            Ok(()) => {
+                self.announce(RoomEvent::MemberJoined { room_id: id, user: actor.into() }).await;
+                self.announce(RoomEvent::MemberJoined { room_id: id, user: (&user).into() }).await;
+                Ok(OpenedDirect { details: self.details(room, actor.id).await?, created: true })
+            }
+            // The other side (or another device) opened it first: theirs is the one.
+            Err(InsertDirectError::Duplicate) => {
+                let winner = self.rooms.find_direct(pair).await?.ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "the direct room of {} and {} was refused as a duplicate, then not found",
+                        actor.id,
+                        user.id
+                    )
+                })?;
+                Ok(OpenedDirect { details: self.details(winner, actor.id).await?, created: false })
+            }
+            Err(InsertDirectError::Unknown(e)) => Err(DirectError::Unknown(e)),
+        }
+    }
+
+    /// Moves `actor`'s read marker in `room_id` forward to `seq`; a lower seq leaves it where it
+    /// is. The room's other members hear of a move, unless `actor` turned read receipts off.
+    ///
+    /// # Errors
+    /// `NotFound` or `Forbidden` as for history, `BeyondLast` for a seq past the room's last.
+    pub async fn mark_read(&self, actor: &User, room_id: RoomId, seq: u64) -> Result<ReadMarker, ReadError> {
+        if !self.rooms.is_member(room_id, actor.id).await? {
+            let standing = self.rooms.get(room_id).await?.map_or(Standing::Hidden, |room| room.standing(actor.id));
+            return Err(match standing {
+                Standing::Outsider => ReadError::Forbidden,
+                Standing::Member | Standing::Hidden => ReadError::NotFound,
+            });
+        }
+        let requested = ReadMarker::requested(seq, self.log.last_seq(room_id).await?)?;
+        let marked = match self.rooms.mark_read(room_id, actor.id, requested).await {
+            Ok(marked) => marked,
+            // Removed since the check: as if never a member.
+            Err(MarkReadError::NotMember) => return Err(ReadError::NotFound),
+            Err(MarkReadError::Unknown(e)) => return Err(ReadError::Unknown(e)),
+        };
+        if marked.moved {
+            if let Some(seq) = Seq::new(marked.marker.get()) {
+                if self.users.settings(actor.id).await?.send_read_receipts {
+                    self.announce(RoomEvent::Read { room_id, user: actor.into(), seq }).await;
+                }
+            }
+        }
+        Ok(marked.marker)
     }
 
     /// The rooms `actor` belongs to.
@@ -213,7 +351,7 @@ impl Rooms {
     /// Only infrastructure failures.
     pub async fn list_mine(&self, actor: &User, after: Option<RoomId>, size: PageSize) -> anyhow::Result<RoomList> {
         let rooms = self.rooms.list_for_member(actor.id, RoomPage { after, limit: size.get() + 1 }).await?;
-        self.page(rooms, size).await
+        self.page(rooms, size, Some(actor.id)).await
     }
 
     /// Public rooms, whoever asks.
@@ -222,7 +360,7 @@ impl Rooms {
     /// Only infrastructure failures.
     pub async fn list_public(&self, after: Option<RoomId>, size: PageSize) -> anyhow::Result<RoomList> {
         let rooms = self.rooms.list_public(RoomPage { after, limit: size.get() + 1 }).await?;
-        self.page(rooms, size).await
+        self.page(rooms, size, None).await
     }
 
     /// A room, for its members; public rooms are visible to anyone signed in.
@@ -234,7 +372,7 @@ impl Rooms {
         if room.standing(actor.id) == Standing::Hidden {
             return Err(RoomAccessError::NotFound);
         }
-        Ok(self.details(room).await?)
+        Ok(self.details(room, actor.id).await?)
     }
 
     /// Joins a public room; joining a room one is already in changes nothing.
@@ -244,7 +382,11 @@ impl Rooms {
     pub async fn join(&self, actor: &User, room_id: RoomId) -> Result<RoomDetails, JoinError> {
         let room = self.rooms.get(room_id).await?.ok_or(JoinError::NotFound)?;
         if room.is_member(actor.id) {
-            return Ok(self.details(room).await?);
+            return Ok(self.details(room, actor.id).await?);
+        }
+        // Nobody joins a direct room; to anyone else it does not exist.
+        if room.is_direct() {
+            return Err(JoinError::NotFound);
         }
         if room.visibility() == Visibility::Private {
             return Err(JoinError::Private);
@@ -253,11 +395,11 @@ impl Rooms {
             Ok(()) => self.announce(RoomEvent::MemberJoined { room_id, user: actor.into() }).await,
             // A join of the same user on another request won the race: nothing changes.
             Err(MemberAddError::AlreadyMember) => {}
-            Err(MemberAddError::NotFound) => return Err(JoinError::NotFound),
             Err(MemberAddError::Full(limit)) => return Err(JoinError::Full(limit)),
+            Err(MemberAddError::NotFound | MemberAddError::Direct) => return Err(JoinError::NotFound),
             Err(MemberAddError::Unknown(e)) => return Err(JoinError::Unknown(e)),
         }
-        Ok(self.details(self.rooms.get(room_id).await?.ok_or(JoinError::NotFound)?).await?)
+        Ok(self.details(self.rooms.get(room_id).await?.ok_or(JoinError::NotFound)?, actor.id).await?)
     }
 
     /// A member adds another user.
@@ -276,10 +418,11 @@ impl Rooms {
             MemberAddError::NotFound => InviteError::NotFound,
             MemberAddError::AlreadyMember => InviteError::AlreadyMember,
             MemberAddError::Full(limit) => InviteError::Full(limit),
+            MemberAddError::Direct => InviteError::Direct,
             MemberAddError::Unknown(e) => InviteError::Unknown(e),
         })?;
         self.announce(RoomEvent::MemberJoined { room_id, user: (&user).into() }).await;
-        Ok(self.details(self.rooms.get(room_id).await?.ok_or(InviteError::NotFound)?).await?)
+        Ok(self.details(self.rooms.get(room_id).await?.ok_or(InviteError::NotFound)?, actor.id).await?)
     }
 
     /// Leaves a room. An owner hands it on; the last member out deletes it.
@@ -294,11 +437,19 @@ impl Rooms {
                 return Ok(());
             }
             Err(MemberRemoveError::NotFound | MemberRemoveError::NotMember) => return Err(RoomAccessError::NotFound),
+            Err(MemberRemoveError::Direct) => return Err(RoomAccessError::Direct),
             Err(MemberRemoveError::Unknown(e)) => return Err(RoomAccessError::Unknown(e)),
             // The owner hands the room on, which rewrites the room as a whole.
             Err(MemberRemoveError::Owner) => {}
         }
-        let outcome = self.change(room_id, |room| room.leave(actor.id).map_err(|_| RoomAccessError::NotFound)).await;
+        let outcome = self
+            .change(room_id, |room| {
+                room.leave(actor.id).map_err(|e| match e {
+                    RoomError::Direct => RoomAccessError::Direct,
+                    _ => RoomAccessError::NotFound,
+                })
+            })
+            .await;
         match outcome {
             Ok((_, LeaveOutcome::Emptied)) => {
                 self.rooms.delete(room_id).await?;
@@ -328,6 +479,9 @@ impl Rooms {
         if !room.is_member(actor.id) {
             return Err(RemoveMemberError::NotFound);
         }
+        if room.is_direct() {
+            return Err(RemoveMemberError::Direct);
+        }
         if !room.is_owner(actor.id) {
             return Err(RemoveMemberError::Forbidden);
         }
@@ -335,6 +489,7 @@ impl Rooms {
             MemberRemoveError::NotFound => RemoveMemberError::NotFound,
             MemberRemoveError::NotMember => RemoveMemberError::NotMember,
             MemberRemoveError::Owner => RemoveMemberError::CannotRemoveOwner,
+            MemberRemoveError::Direct => RemoveMemberError::Direct,
             MemberRemoveError::Unknown(e) => RemoveMemberError::Unknown(e),
         })?;
         self.left(room_id, member);
@@ -354,6 +509,9 @@ impl Rooms {
         let room = self.rooms.get(room_id).await?.ok_or(DeleteRoomError::NotFound)?;
         if !room.is_member(actor.id) {
             return Err(DeleteRoomError::NotFound);
+        }
+        if room.is_direct() {
+            return Err(DeleteRoomError::Direct);
         }
         if !room.is_owner(actor.id) {
             return Err(DeleteRoomError::Forbidden);
@@ -424,21 +582,114 @@ impl Rooms {
         }
     }
 
-    async fn page(&self, mut rooms: Vec<Room>, size: PageSize) -> anyhow::Result<RoomList> {
+    /// A page of rooms in a constant number of store round trips, however many rooms it holds:
+    /// the members' names in one read, the viewer's markers in one, the log's tails in one, and
+    /// the archive only for rooms whose unread messages the log no longer holds (one more).
+    async fn page(&self, mut rooms: Vec<Room>, size: PageSize, viewer: Option<UserId>) -> anyhow::Result<RoomList> {
         let more = rooms.len() > size.get() as usize;
         rooms.truncate(size.get() as usize);
         let next_cursor = if more { rooms.last().map(Room::id) } else { None };
+        if rooms.is_empty() {
+            return Ok(RoomList { items: Vec::new(), next_cursor });
+        }
+        let mut ids: Vec<UserId> = rooms.iter().flat_map(|r| r.members().iter().map(|m| m.user_id)).collect();
+        ids.sort();
+        ids.dedup();
+        let names: HashMap<UserId, Username> =
+            self.users.by_ids(&ids).await?.into_iter().map(|u| (u.id, u.username)).collect();
+        let room_ids: Vec<RoomId> = rooms.iter().map(Room::id).collect();
+        let markers: HashMap<RoomId, ReadMarker> = match viewer {
+            Some(viewer) => self.rooms.read_markers(viewer, &room_ids).await?.into_iter().collect(),
+            None => HashMap::new(),
+        };
+        let queries: Vec<TailQuery> = room_ids
+            .iter()
+            .map(|&room| TailQuery { room, read: markers.get(&room).copied().unwrap_or_default() })
+            .collect();
+        let not_before = self.not_before();
+        let tails = self.log.tails(&queries, not_before, UNREAD_CAP).await?;
+        let readings = self.readings(&queries, tails.clone(), not_before).await?;
         let mut items = Vec::with_capacity(rooms.len());
-        for room in rooms {
-            items.push(self.details(room).await?);
+        for ((room, tail), reading) in rooms.into_iter().zip(tails).zip(readings) {
+            let usernames: HashMap<UserId, Username> = room
+                .members()
+                .iter()
+                .filter_map(|m| names.get(&m.user_id).map(|name| (m.user_id, name.clone())))
+                .collect();
+            let direct_with = viewer.and_then(|viewer| direct_with(&room, viewer, &usernames));
+            let reading = viewer.map(|_| reading);
+            let last_seq = tail.last_seq.map_or(0, Seq::get);
+            items.push(RoomDetails { room, usernames, last_seq, direct_with, reading });
         }
         Ok(RoomList { items, next_cursor })
     }
 
-    async fn details(&self, room: Room) -> anyhow::Result<RoomDetails> {
-        let ids: Vec<UserId> = room.members().iter().map(|m| m.user_id).collect();
-        let usernames = self.users.by_ids(&ids).await?.into_iter().map(|u| (u.id, u.username)).collect();
-        let last_seq = self.log.last_seq(room.id()).await?.map_or(0, Seq::get);
-        Ok(RoomDetails { room, usernames, last_seq })
+    /// Completes what the log said of each room from the archive, in one read for every room
+    /// whose unread messages (or newest message) the log no longer holds.
+    async fn readings(
+        &self,
+        queries: &[TailQuery],
+        tails: Vec<RoomTail>,
+        not_before: Option<domain::Timestamp>,
+    ) -> anyhow::Result<Vec<Reading>> {
+        let mut readings: Vec<Reading> = queries
+            .iter()
+            .zip(&tails)
+            .map(|(query, tail)| Reading { marker: query.read, unread: tail.unread, last_message: tail.newest.clone() })
+            .collect();
+        let Some(archive) = &self.archive else {
+            return Ok(readings);
+        };
+        let mut counts = Vec::new();
+        let mut newest = Vec::new();
+        for (i, (query, tail)) in queries.iter().zip(&tails).enumerate() {
+            // The archive holds what is below the log's first seq; all of it when the log may
+            // hold nothing of the room (it lost its data, or it never kept this room).
+            let below = tail.holds_from;
+            let read = query.read.get();
+            let past_marker = tail.last_seq.is_none_or(|last| last.get() > read);
+            let reaches_below = below.is_none_or(|first| first.get() > read + 1);
+            if past_marker && reaches_below && tail.unread < UNREAD_CAP {
+                let range = SeqRange { after: Seq::new(read), before: below, not_before };
+                counts.push((i, (query.room, range)));
+            }
+            if tail.newest.is_none() && below.is_none_or(|first| first > Seq::FIRST) {
+                newest.push((i, (query.room, SeqRange { after: None, before: below, not_before })));
+            }
+        }
+        if !counts.is_empty() {
+            let ranges: Vec<(RoomId, SeqRange)> = counts.iter().map(|(_, r)| *r).collect();
+            let found = archive.count_in(&ranges, UNREAD_CAP).await?;
+            for ((i, _), n) in counts.iter().zip(found) {
+                readings[*i].unread = ReadMarker::capped(readings[*i].unread + n);
+            }
+        }
+        if !newest.is_empty() {
+            let ranges: Vec<(RoomId, SeqRange)> = newest.iter().map(|(_, r)| *r).collect();
+            let found = archive.newest_in(&ranges).await?;
+            for ((i, _), message) in newest.iter().zip(found) {
+                readings[*i].last_message = message;
+            }
+        }
+        Ok(readings)
     }
+
+    fn not_before(&self) -> Option<domain::Timestamp> {
+        self.retention.map(|retention| retention.message_cutoff(self.clock.now()))
+    }
+
+    async fn details(&self, room: Room, viewer: UserId) -> anyhow::Result<RoomDetails> {
+        let ids: Vec<UserId> = room.members().iter().map(|m| m.user_id).collect();
+        let usernames: HashMap<UserId, Username> =
+            self.users.by_ids(&ids).await?.into_iter().map(|u| (u.id, u.username)).collect();
+        let last_seq = self.log.last_seq(room.id()).await?.map_or(0, Seq::get);
+        let direct_with = direct_with(&room, viewer, &usernames);
+        Ok(RoomDetails { room, usernames, last_seq, direct_with, reading: None })
+    }
+}
+
+/// The other user of a direct room, as `viewer` sees it.
+fn direct_with(room: &Room, viewer: UserId, usernames: &HashMap<UserId, Username>) -> Option<UserSummary> {
+    let peer = room.direct_pair()?.peer_of(viewer)?;
+    Some(UserSummary { id: peer, username: usernames.get(&peer)?.clone() })
 }

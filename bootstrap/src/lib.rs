@@ -108,7 +108,7 @@ impl Application {
         let secret = wiring::jwt_secret(&config)?;
         let metrics = Arc::new(Metrics::default());
         let backends = backends::connect(&config, kind, &metrics).await?;
-        let wiring::UseCases { accounts, rooms, files, messaging, presence, archiver, membership } =
+        let wiring::UseCases { accounts, rooms, files, messaging, presence, archiver, search, membership } =
             wiring::use_cases(&config, &backends, secret)?;
 
         let socket = SocketApp::new(wiring::socket_config(&config));
@@ -119,6 +119,7 @@ impl Application {
             messaging,
             presence,
             files,
+            search,
             health: Arc::new(readiness(&backends, &socket, kind)),
             limiter: Arc::new(adapter_http::LoginLimiter::new(LimiterConfig {
                 per_name: config.login_failures_per_name,

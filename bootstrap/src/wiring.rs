@@ -8,7 +8,7 @@ use application::archive::PurgePolicy;
 use application::files::FileLimits;
 use application::membership::{CacheLimits, MembershipCache};
 use application::ports::{Clock, IdGenerator};
-use application::{Accounts, Archiver, Files, Messaging, Presence, Rooms};
+use application::{Accounts, Archiver, Files, Messaging, Presence, Rooms, Search};
 use domain::{MemberLimit, RetentionPolicy};
 use secrecy::SecretString;
 
@@ -24,6 +24,7 @@ pub(crate) struct UseCases {
     pub messaging: Messaging,
     pub presence: Presence,
     pub archiver: Archiver,
+    pub search: Search,
     /// Shared by `rooms`, which clears it, and `messaging`, which reads it; fed by the bus.
     pub membership: MembershipCache,
 }
@@ -96,7 +97,10 @@ pub(crate) fn use_cases(config: &Config, backends: &Backends, secret: SecretStri
         ids.clone(),
         member_limit,
     )
+    .with_archive(backends.archive.clone())
+    .with_retention(retention)
     .with_membership_cache(membership.clone());
+    let search = Search::new(backends.rooms.clone(), backends.archive.clone(), clock.clone()).with_retention(retention);
     let files = Files::new(
         backends.file_store.clone(),
         backends.catalog.clone(),
@@ -127,7 +131,7 @@ pub(crate) fn use_cases(config: &Config, backends: &Backends, secret: SecretStri
         PurgePolicy { retention, batch: config.purge_batch },
     );
     let presence = Presence::new(backends.rooms.clone(), backends.presence.clone(), backends.bus.clone());
-    Ok(UseCases { accounts, rooms, files, messaging, presence, archiver, membership })
+    Ok(UseCases { accounts, rooms, files, messaging, presence, archiver, search, membership })
 }
 
 /// The socket's limits from the configuration; a binary frame may carry the largest file.

@@ -3,8 +3,10 @@
 pub mod file;
 pub mod message;
 pub mod password;
+pub mod read;
 pub mod retention;
 pub mod room;
+pub mod search;
 pub mod user;
 
 /// Every instant in the domain is UTC.
@@ -13,8 +15,13 @@ pub type Timestamp = chrono::DateTime<chrono::Utc>;
 pub use file::{sniff_document, sniff_image, FileId, FileKind, FileMeta, FileName, SNIFF_BYTES};
 pub use message::{ClientMsgId, Message, MessageBody, MessageId, MessageKind, MessageText, Sender, Seq};
 pub use password::{Password, PasswordError};
+pub use read::{ReadMarker, ReadMarkerError, UNREAD_CAP};
 pub use retention::RetentionPolicy;
-pub use room::{LeaveOutcome, Member, MemberLimit, Role, Room, RoomError, RoomId, RoomName, Standing, Visibility};
+pub use room::{
+    DirectPair, LeaveOutcome, Member, MemberLimit, Role, Room, RoomError, RoomId, RoomKind, RoomName, Standing,
+    Visibility,
+};
+pub use search::{SearchQuery, SearchQueryError};
 pub use user::{User, UserId, Username};
 
 /// Declares a UUID-backed identifier newtype with parsing and display.

@@ -77,6 +77,73 @@ impl Visibility {
     }
 }
 
+/// What a room is for: a group that members come and go from, or a direct conversation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RoomKind {
+    Group,
+    /// Exactly two users, for good: nobody joins, is invited, leaves or is removed.
+    Direct,
+}
+
+impl RoomKind {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Group => "group",
+            Self::Direct => "direct",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        match raw {
+            "group" => Some(Self::Group),
+            "direct" => Some(Self::Direct),
+            _ => None,
+        }
+    }
+}
+
+/// The two users of a direct room, lower id first: one key per pair, whoever opened it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct DirectPair {
+    low: UserId,
+    high: UserId,
+}
+
+impl DirectPair {
+    /// `None` for a user and themselves: a conversation needs two people.
+    pub fn new(a: UserId, b: UserId) -> Option<Self> {
+        match a.cmp(&b) {
+            std::cmp::Ordering::Less => Some(Self { low: a, high: b }),
+            std::cmp::Ordering::Greater => Some(Self { low: b, high: a }),
+            std::cmp::Ordering::Equal => None,
+        }
+    }
+
+    pub const fn low(self) -> UserId {
+        self.low
+    }
+
+    pub const fn high(self) -> UserId {
+        self.high
+    }
+
+    /// One string per pair, for a unique index: `{low}:{high}`.
+    pub fn key(self) -> String {
+        format!("{}:{}", self.low, self.high)
+    }
+
+    /// The other user of the pair, if `user` is one of them.
+    pub fn peer_of(self, user: UserId) -> Option<UserId> {
+        if user == self.low {
+            Some(self.high)
+        } else if user == self.high {
+            Some(self.low)
+        } else {
+            None
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Role {
     Owner,
@@ -139,6 +206,8 @@ pub enum RoomError {
     NotMember,
     #[error("the owner cannot be removed; the owner may leave or delete the room")]
     CannotRemoveOwner,
+    #[error("a direct conversation keeps its two users: nobody joins, leaves or is removed")]
+    Direct,
 }
 
 /// What happened when a member left.
@@ -159,6 +228,7 @@ pub struct Room {
     id: RoomId,
     name: RoomName,
     visibility: Visibility,
+    kind: RoomKind,
     owner: UserId,
     members: Vec<Member>,
     member_limit: MemberLimit,
@@ -181,6 +251,7 @@ impl Room {
             id,
             name,
             visibility,
+            kind: RoomKind::Group,
             owner,
             members: vec![Member { user_id: owner, role: Role::Owner, joined_at: created_at }],
             member_limit,
@@ -189,12 +260,36 @@ impl Room {
         }
     }
 
+    /// The name every direct room is stored under; clients show the other user's name instead.
+    pub const DIRECT_NAME: &'static str = "direct";
+
+    /// A direct conversation between `opener` (its owner) and `other`: private, for the two of
+    /// them only. `None` when they are the same user.
+    pub fn direct(id: RoomId, opener: UserId, other: UserId, created_at: Timestamp) -> Option<Self> {
+        DirectPair::new(opener, other)?;
+        Some(Self {
+            id,
+            name: RoomName(Self::DIRECT_NAME.to_owned()),
+            visibility: Visibility::Private,
+            kind: RoomKind::Direct,
+            owner: opener,
+            members: vec![
+                Member { user_id: opener, role: Role::Owner, joined_at: created_at },
+                Member { user_id: other, role: Role::Member, joined_at: created_at },
+            ],
+            member_limit: MemberLimit(2),
+            created_at,
+            version: 0,
+        })
+    }
+
     /// Rebuilds a room read back from storage. Members are sorted oldest first.
     #[allow(clippy::too_many_arguments)]
     pub fn restore(
         id: RoomId,
         name: RoomName,
         visibility: Visibility,
+        kind: RoomKind,
         owner: UserId,
         mut members: Vec<Member>,
         member_limit: MemberLimit,
@@ -202,7 +297,7 @@ impl Room {
         version: u64,
     ) -> Self {
         members.sort_by_key(|m| (m.joined_at, m.role != Role::Owner, m.user_id));
-        Self { id, name, visibility, owner, members, member_limit, created_at, version }
+        Self { id, name, visibility, kind, owner, members, member_limit, created_at, version }
     }
 
     pub fn id(&self) -> RoomId {
@@ -213,6 +308,22 @@ impl Room {
     }
     pub fn visibility(&self) -> Visibility {
         self.visibility
+    }
+    pub fn kind(&self) -> RoomKind {
+        self.kind
+    }
+    pub fn is_direct(&self) -> bool {
+        self.kind == RoomKind::Direct
+    }
+    /// The pair a direct room is between; `None` for a group.
+    pub fn direct_pair(&self) -> Option<DirectPair> {
+        if !self.is_direct() {
+            return None;
+        }
+        match self.members.as_slice() {
+            [a, b] => DirectPair::new(a.user_id, b.user_id),
+            _ => None,
+        }
     }
     pub fn owner(&self) -> UserId {
         self.owner
@@ -249,6 +360,9 @@ impl Room {
 
     /// Adds `user` as a plain member, within the member limit.
     pub fn add_member(&mut self, user: UserId, now: Timestamp) -> Result<(), RoomError> {
+        if self.is_direct() {
+            return Err(RoomError::Direct);
+        }
         if self.is_member(user) {
             return Err(RoomError::AlreadyMember);
         }
@@ -262,6 +376,9 @@ impl Room {
 
     /// Removes `user` on their own behalf. An owner hands the room to the longest-standing member.
     pub fn leave(&mut self, user: UserId) -> Result<LeaveOutcome, RoomError> {
+        if self.is_direct() {
+            return Err(RoomError::Direct);
+        }
         let index = self.position(user)?;
         self.members.remove(index);
         if self.owner != user {
@@ -279,6 +396,9 @@ impl Room {
 
     /// Removes another member; the owner cannot be removed this way.
     pub fn remove_member(&mut self, user: UserId) -> Result<(), RoomError> {
+        if self.is_direct() {
+            return Err(RoomError::Direct);
+        }
         if self.owner == user {
             return Err(RoomError::CannotRemoveOwner);
         }
@@ -427,6 +547,7 @@ mod tests {
             RoomId::from_uuid(uuid::Uuid::from_u128(5)),
             RoomName::new("x").unwrap(),
             Visibility::Private,
+            RoomKind::Group,
             user(1),
             members,
             MemberLimit::DEFAULT,
@@ -435,6 +556,44 @@ mod tests {
         );
         assert_eq!(room.members()[0].user_id, user(1));
         assert_eq!(room.version(), 3);
+    }
+
+    #[test]
+    fn a_direct_room_is_private_between_two_users_whoever_opened_it() {
+        let opened = Room::direct(RoomId::from_uuid(uuid::Uuid::from_u128(7)), user(2), user(1), t(0)).unwrap();
+
+        assert_eq!(opened.kind(), RoomKind::Direct);
+        assert_eq!(opened.visibility(), Visibility::Private);
+        assert_eq!(opened.members().len(), 2);
+        assert!(opened.is_owner(user(2)));
+        assert_eq!(opened.direct_pair(), DirectPair::new(user(1), user(2)));
+        assert_eq!(DirectPair::new(user(2), user(1)), DirectPair::new(user(1), user(2)));
+        assert_eq!(opened.direct_pair().unwrap().peer_of(user(1)), Some(user(2)));
+        assert_eq!(opened.direct_pair().unwrap().peer_of(user(3)), None);
+    }
+
+    #[test]
+    fn nobody_has_a_direct_room_with_themselves() {
+        assert_eq!(Room::direct(RoomId::from_uuid(uuid::Uuid::from_u128(7)), user(1), user(1), t(0)), None);
+        assert_eq!(DirectPair::new(user(1), user(1)), None);
+    }
+
+    #[test]
+    fn a_direct_room_takes_no_one_in_and_lets_no_one_out() {
+        let mut room = Room::direct(RoomId::from_uuid(uuid::Uuid::from_u128(7)), user(1), user(2), t(0)).unwrap();
+        let before = room.clone();
+
+        assert_eq!(room.add_member(user(3), t(1)), Err(RoomError::Direct));
+        assert_eq!(room.leave(user(2)), Err(RoomError::Direct));
+        assert_eq!(room.leave(user(1)), Err(RoomError::Direct));
+        assert_eq!(room.remove_member(user(2)), Err(RoomError::Direct));
+        assert_eq!(room, before);
+    }
+
+    #[test]
+    fn a_group_has_no_direct_pair() {
+        assert_eq!(room_of(1, 10).kind(), RoomKind::Group);
+        assert_eq!(room_of(1, 10).direct_pair(), None);
     }
 
     proptest! {

@@ -17,6 +17,7 @@ use crate::error::status::{
 use crate::error::{status::ANY, ApiError, Failure, Problem};
 use crate::state::AppState;
 use crate::strict::StrictJson;
+use application::ports::UserSettings;
 use poem::web::Data;
 
 #[derive(Tags)]
@@ -58,6 +59,20 @@ pub enum MeResponse {
     /// The signed-in user.
     #[oai(status = 200)]
     Ok(Json<UserDto>),
+}
+
+/// How the service treats you.
+#[derive(Debug, Object, serde::Serialize, serde::Deserialize)]
+pub struct SettingsDto {
+    /// Whether the other members of your rooms are told how far you have read (`read` events).
+    pub send_read_receipts: bool,
+}
+
+#[derive(ApiResponse)]
+pub enum SettingsResponse {
+    /// Your settings.
+    #[oai(status = 200)]
+    Ok(Json<SettingsDto>),
 }
 
 #[derive(ApiResponse)]
@@ -162,6 +177,26 @@ impl AccountsApi {
     async fn me(&self, auth: BearerAuth) -> Result<MeResponse, Failure<AUTHED>> {
         // Never fails here: the bearer check before it answers 401.
         Ok(MeResponse::Ok(Json(UserDto::from(&auth.0.user))))
+    }
+
+    /// Your settings
+    #[oai(path = "/users/me/settings", method = "get")]
+    async fn settings(&self, state: Data<&AppState>, auth: BearerAuth) -> Result<SettingsResponse, Failure<AUTHED>> {
+        let settings = state.accounts.settings(&auth.0.user).await?;
+        Ok(SettingsResponse::Ok(Json(SettingsDto { send_read_receipts: settings.send_read_receipts })))
+    }
+
+    /// Replace your settings
+    #[oai(path = "/users/me/settings", method = "put")]
+    async fn update_settings(
+        &self,
+        state: Data<&AppState>,
+        auth: BearerAuth,
+        body: StrictJson<SettingsDto>,
+    ) -> Result<SettingsResponse, Failure<{ AUTHED | JSON_BODY }>> {
+        let wanted = UserSettings { send_read_receipts: body.send_read_receipts };
+        let settings = state.accounts.update_settings(&auth.0.user, wanted).await?;
+        Ok(SettingsResponse::Ok(Json(SettingsDto { send_read_receipts: settings.send_read_receipts })))
     }
 
     /// Find a user by name

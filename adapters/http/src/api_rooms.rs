@@ -1,9 +1,11 @@
-//! Room routes: create, list, view, join, leave, members, delete, and message history.
+//! Room routes: create, list, view, join, leave, members, delete, direct rooms, read markers,
+//! message history and search.
 
 use application::accounts::UserRef;
 use application::messaging::{HistoryQuery, HISTORY_MAX};
-use application::rooms::{InviteError, NewRoom, PageSize};
-use domain::{RoomId, RoomName, UserId, Username};
+use application::rooms::{DirectError, InviteError, NewRoom, PageSize};
+use application::search::{SearchRequest, SEARCH_MAX};
+use domain::{MessageId, RoomId, RoomName, SearchQuery, UserId, Username};
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi, Tags};
@@ -11,8 +13,8 @@ use poem_openapi::{ApiResponse, Object, OpenApi, Tags};
 use crate::bearer::BearerAuth;
 use crate::declared::{Declared, Id, RoomNameRule, UsernameRule};
 use crate::dto::NoContent;
-use crate::dto::{MessageDto, MessagePageDto, RoomDto, RoomPageDto, VisibilityDto};
-use crate::error::status::{AUTHED, BAD_REQUEST, CONFLICT, FORBIDDEN, JSON_BODY, NOT_FOUND};
+use crate::dto::{MessageDto, MessagePageDto, RoomDto, RoomPageDto, SearchPageDto, VisibilityDto};
+use crate::error::status::{AUTHED, BAD_REQUEST, CONFLICT, FORBIDDEN, JSON_BODY, NOT_FOUND, UNAVAILABLE};
 use crate::error::{ApiError, Failure, Problem};
 use crate::state::AppState;
 use crate::strict::StrictJson;
@@ -29,6 +31,56 @@ enum Tag {
 const ROOMS_PAGE_MAX: u32 = 100;
 const ROOMS_PAGE_DEFAULT: u32 = 20;
 const HISTORY_DEFAULT: u32 = 50;
+const SEARCH_DEFAULT: u32 = 20;
+
+#[derive(Debug, Object, serde::Deserialize)]
+pub struct DirectRequest {
+    /// The id of the other user; give this or `username`.
+    #[oai(nullable)]
+    pub user_id: Option<Id>,
+    /// The name of the other user; give this or `user_id`.
+    #[oai(nullable)]
+    pub username: Option<Declared<UsernameRule>>,
+}
+
+#[derive(ApiResponse)]
+pub enum DirectResponse {
+    /// The direct room already existed.
+    #[oai(status = 200)]
+    Ok(Json<RoomDto>),
+    /// The direct room was opened by this request.
+    #[oai(status = 201)]
+    Created(Json<RoomDto>),
+}
+
+#[derive(Debug, Object, serde::Deserialize)]
+pub struct ReadRequest {
+    /// The highest seq read: at most the room's `last_seq`. A lower seq than the one stored
+    /// changes nothing.
+    pub seq: u64,
+}
+
+/// Where your read marker stands.
+#[derive(Debug, Object, serde::Serialize)]
+pub struct ReadMarkerDto {
+    pub room_id: String,
+    /// Never lower than before the request.
+    pub last_read_seq: u64,
+}
+
+#[derive(ApiResponse)]
+pub enum ReadResponse {
+    /// The marker, moved forward or where it already was.
+    #[oai(status = 200)]
+    Ok(Json<ReadMarkerDto>),
+}
+
+#[derive(ApiResponse)]
+pub enum SearchResponse {
+    /// Matching messages, newest first.
+    #[oai(status = 200)]
+    Ok(Json<SearchPageDto>),
+}
 
 #[derive(Debug, Object, serde::Deserialize)]
 pub struct CreateRoomRequest {
@@ -193,7 +245,7 @@ impl RoomsApi {
         state: Data<&AppState>,
         auth: BearerAuth,
         room_id: Path<Id>,
-    ) -> Result<NoContent, Failure<{ AUTHED | NOT_FOUND }>> {
+    ) -> Result<NoContent, Failure<{ AUTHED | NOT_FOUND | CONFLICT }>> {
         let room_id = parse_room(&room_id)?;
         state.rooms.leave(&auth.0.user, room_id).await?;
         Ok(NoContent::NoContent)
@@ -262,10 +314,95 @@ impl RoomsApi {
         state: Data<&AppState>,
         auth: BearerAuth,
         room_id: Path<Id>,
-    ) -> Result<NoContent, Failure<{ AUTHED | NOT_FOUND | FORBIDDEN }>> {
+    ) -> Result<NoContent, Failure<{ AUTHED | NOT_FOUND | FORBIDDEN | CONFLICT }>> {
         let room_id = parse_room(&room_id)?;
         state.rooms.delete(&auth.0.user, room_id).await?;
         Ok(NoContent::NoContent)
+    }
+
+    /// Open a direct room with another user, by `user_id` or by `username`
+    ///
+    /// There is one direct room per pair of users, opened on first use (201) and returned as it
+    /// is afterwards (200), whichever of the two asks. Nobody joins, is invited to, leaves or is
+    /// removed from a direct room (409 `direct_room`).
+    #[oai(path = "/dms", method = "post", tag = "Tag::Rooms")]
+    async fn open_direct(
+        &self,
+        state: Data<&AppState>,
+        auth: BearerAuth,
+        body: StrictJson<DirectRequest>,
+    ) -> Result<DirectResponse, Failure<{ AUTHED | JSON_BODY }>> {
+        let other = match (&body.user_id, &body.username) {
+            (Some(id), None) => UserRef::Id(parse_user(id)?),
+            // A name nobody can have is nobody's.
+            (None, Some(name)) => {
+                UserRef::Name(Username::new(name).map_err(|_| DirectError::UnknownUser { field: "username" })?)
+            }
+            _ => {
+                return Err(ApiError::bad_request("invalid_request", "give exactly one of user_id and username").into())
+            }
+        };
+        let opened = state.rooms.open_direct(&auth.0.user, other).await?;
+        let dto = Json(RoomDto::from(&opened.details));
+        Ok(if opened.created { DirectResponse::Created(dto) } else { DirectResponse::Ok(dto) })
+    }
+
+    /// Mark a room read up to a seq
+    ///
+    /// Markers only move forward. The room's other members get a `read` event on the socket,
+    /// unless you turned `send_read_receipts` off. The socket's `read` frame does the same.
+    #[oai(path = "/rooms/:room_id/read", method = "post", tag = "Tag::Rooms")]
+    async fn mark_read(
+        &self,
+        state: Data<&AppState>,
+        auth: BearerAuth,
+        room_id: Path<Id>,
+        body: StrictJson<ReadRequest>,
+    ) -> Result<ReadResponse, Failure<{ AUTHED | JSON_BODY | NOT_FOUND | FORBIDDEN }>> {
+        let room = parse_room(&room_id)?;
+        let marker = state.rooms.mark_read(&auth.0.user, room, body.seq).await?;
+        Ok(ReadResponse::Ok(Json(ReadMarkerDto { room_id: room.to_string(), last_read_seq: marker.get() })))
+    }
+
+    /// Search the messages of your rooms
+    ///
+    /// Messages whose text holds every word of `q` (letters and digits; case and accents do not
+    /// matter), in the rooms you belong to now, or in `room_id` only; newest first. Deleted and
+    /// expired messages are never found. A message is found once archived (at once embedded,
+    /// within the archive interval in the split deployment). 503 `search_unavailable` when the
+    /// message store has no full-text index.
+    #[oai(path = "/search", method = "get", tag = "Tag::Messages")]
+    async fn search(
+        &self,
+        state: Data<&AppState>,
+        auth: BearerAuth,
+        /// 1 to 200 characters, 1 to 16 words.
+        #[oai(validator(max_length = 200))]
+        q: Query<String>,
+        /// Only this room.
+        room_id: Query<Option<String>>,
+        /// `next_cursor` of the previous page.
+        cursor: Query<Option<String>>,
+        /// 1 to 50, default 20.
+        #[oai(validator(minimum(value = "1"), maximum(value = "50")))]
+        limit: Query<Option<u32>>,
+    ) -> Result<SearchResponse, Failure<{ AUTHED | BAD_REQUEST | NOT_FOUND | FORBIDDEN | UNAVAILABLE }>> {
+        let query = SearchQuery::new(&q).map_err(|e| ApiError::bad_request("invalid_query", e.to_string()))?;
+        let room = room_id.0.as_deref().map(parse_room).transpose()?;
+        let before = cursor
+            .0
+            .as_deref()
+            .map(|c| {
+                c.parse::<MessageId>()
+                    .map_err(|_| ApiError::bad_request("invalid_request", "cursor: not a cursor from this API"))
+            })
+            .transpose()?;
+        let limit = page_size(limit.0, SEARCH_DEFAULT, SEARCH_MAX)?;
+        let page = state.search.search(&auth.0.user, SearchRequest { query, room, before, limit }).await?;
+        Ok(SearchResponse::Ok(Json(SearchPageDto {
+            items: page.items.iter().map(MessageDto::from).collect(),
+            next_cursor: page.next_cursor.map(|id| id.to_string()),
+        })))
     }
 
     /// Page through a room's messages

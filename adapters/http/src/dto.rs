@@ -90,24 +90,67 @@ pub struct MemberDto {
     pub joined_at: String,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum, Serialize)]
+#[oai(rename_all = "lowercase", rename = "RoomKind")]
+#[serde(rename_all = "lowercase")]
+pub enum RoomKindDto {
+    /// Members come and go.
+    Group,
+    /// Two users, for good: nobody joins, is invited, leaves or is removed.
+    Direct,
+}
+
 #[derive(Debug, Clone, Object, Serialize)]
 pub struct RoomDto {
     pub id: String,
+    /// In a direct room, the other user's name.
     pub name: String,
     pub visibility: VisibilityDto,
+    pub kind: RoomKindDto,
+    /// In a direct room, the other user.
+    #[oai(skip_serializing_if_is_none)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub direct_with: Option<SenderDto>,
     pub owner_id: String,
     pub members: Vec<MemberDto>,
     pub created_at: String,
     /// The seq of the newest message, 0 when there is none.
     pub last_seq: u64,
+    /// In your room list: the highest seq you marked read, 0 before any.
+    #[oai(skip_serializing_if_is_none)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_read_seq: Option<u64>,
+    /// In your room list: messages past `last_read_seq`, at most 1000 (show "1000+").
+    #[oai(skip_serializing_if_is_none)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unread_count: Option<u64>,
+    /// In your room list: the newest message you may still read; absent when there is none.
+    #[oai(skip_serializing_if_is_none)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_message: Option<MessageDto>,
 }
 
 impl From<&RoomDetails> for RoomDto {
     fn from(d: &RoomDetails) -> Self {
         let room = &d.room;
+        let reading = d.reading.as_ref();
         Self {
             id: room.id().to_string(),
-            name: room.name().as_str().to_owned(),
+            name: d
+                .direct_with
+                .as_ref()
+                .map_or_else(|| room.name().as_str().to_owned(), |peer| peer.username.to_string()),
+            kind: match room.kind() {
+                domain::RoomKind::Group => RoomKindDto::Group,
+                domain::RoomKind::Direct => RoomKindDto::Direct,
+            },
+            direct_with: d
+                .direct_with
+                .as_ref()
+                .map(|peer| SenderDto { id: peer.id.to_string(), username: peer.username.to_string() }),
+            last_read_seq: reading.map(|r| r.marker.get()),
+            unread_count: reading.map(|r| r.unread),
+            last_message: reading.and_then(|r| r.last_message.as_ref()).map(MessageDto::from),
             visibility: room.visibility().into(),
             owner_id: room.owner().to_string(),
             members: room
@@ -223,6 +266,17 @@ impl From<&Message> for MessageDto {
             sent_at: rfc3339(m.sent_at),
         }
     }
+}
+
+/// A page of search results.
+#[derive(Debug, Clone, Object, Serialize)]
+pub struct SearchPageDto {
+    /// Newest first.
+    pub items: Vec<MessageDto>,
+    /// Pass as `cursor` to get the next page; absent on the last page.
+    #[oai(skip_serializing_if_is_none)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
 }
 
 #[derive(Debug, Clone, Object, Serialize)]

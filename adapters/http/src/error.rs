@@ -8,8 +8,10 @@ use application::messaging::{HistoryError, SendError, SendFileError};
 use application::ports::PutFileError;
 use application::presence::PresenceError;
 use application::rooms::{
-    CreateRoomError, DeleteRoomError, InviteError, JoinError, RemoveMemberError, RoomAccessError,
+    CreateRoomError, DeleteRoomError, DirectError, InviteError, JoinError, ReadError, RemoveMemberError,
+    RoomAccessError,
 };
+use application::search::SearchError;
 use poem::http::StatusCode;
 use poem::{IntoResponse, Response};
 use poem_openapi::payload::Json;
@@ -239,6 +241,11 @@ impl Problem {
         Self::new(StatusCode::FORBIDDEN, "forbidden", "you are not a member of this room")
     }
 
+    /// Anything a direct room refuses: joining, inviting, leaving, removing, deleting.
+    fn direct_room(e: impl std::fmt::Display) -> Self {
+        Self::new(StatusCode::CONFLICT, "direct_room", e.to_string())
+    }
+
     fn room_full(e: impl std::fmt::Display) -> Self {
         Self::new(StatusCode::CONFLICT, "room_full", e.to_string())
     }
@@ -393,6 +400,7 @@ impl From<RoomAccessError> for Problem {
     fn from(e: RoomAccessError) -> Self {
         match e {
             RoomAccessError::NotFound => Self::room_not_found(),
+            RoomAccessError::Direct => Self::direct_room(e),
             RoomAccessError::Unknown(e) => Self::internal(&e),
         }
     }
@@ -422,6 +430,7 @@ impl From<InviteError> for Problem {
                 Self::new(StatusCode::CONFLICT, "already_member", "the user is already a member")
             }
             InviteError::Full(_) => Self::room_full(e),
+            InviteError::Direct => Self::direct_room(e),
             InviteError::Unknown(e) => Self::internal(&e),
         }
     }
@@ -442,6 +451,7 @@ impl From<RemoveMemberError> for Problem {
                 "cannot_remove_owner",
                 "the owner cannot be removed; leave or delete the room",
             ),
+            RemoveMemberError::Direct => Self::direct_room(e),
             RemoveMemberError::Unknown(e) => Self::internal(&e),
         }
     }
@@ -454,7 +464,42 @@ impl From<DeleteRoomError> for Problem {
             DeleteRoomError::Forbidden => {
                 Self::new(StatusCode::FORBIDDEN, "forbidden", "only the owner may delete the room")
             }
+            DeleteRoomError::Direct => Self::direct_room(e),
             DeleteRoomError::Unknown(e) => Self::internal(&e),
+        }
+    }
+}
+
+impl From<DirectError> for Problem {
+    fn from(e: DirectError) -> Self {
+        match e {
+            DirectError::WithSelf => Self::new(StatusCode::BAD_REQUEST, "direct_with_self", e.to_string()),
+            DirectError::UnknownUser { field } => {
+                Self::new(StatusCode::BAD_REQUEST, "unknown_user", format!("{field}: no such user"))
+            }
+            DirectError::Unknown(e) => Self::internal(&e),
+        }
+    }
+}
+
+impl From<ReadError> for Problem {
+    fn from(e: ReadError) -> Self {
+        match e {
+            ReadError::NotFound => Self::room_not_found(),
+            ReadError::Forbidden => Self::not_a_member(),
+            ReadError::BeyondLast(_) => Self::new(StatusCode::BAD_REQUEST, "invalid_seq", e.to_string()),
+            ReadError::Unknown(e) => Self::internal(&e),
+        }
+    }
+}
+
+impl From<SearchError> for Problem {
+    fn from(e: SearchError) -> Self {
+        match e {
+            SearchError::NotFound => Self::room_not_found(),
+            SearchError::Forbidden => Self::not_a_member(),
+            SearchError::Unavailable => Self::new(StatusCode::SERVICE_UNAVAILABLE, "search_unavailable", e.to_string()),
+            SearchError::Unknown(e) => Self::internal(&e),
         }
     }
 }
@@ -572,6 +617,9 @@ api_error_via_problem!(
     InviteError,
     RemoveMemberError,
     DeleteRoomError,
+    DirectError,
+    ReadError,
+    SearchError,
     HistoryError,
     PresenceError,
     UploadError,
@@ -647,6 +695,32 @@ mod tests {
 
         assert_eq!((rest.status, rest.code), (StatusCode::PAYLOAD_TOO_LARGE, "quota_exceeded"));
         assert_eq!(socket, rest);
+    }
+
+    #[test]
+    fn whatever_a_direct_room_refuses_is_one_409_direct_room() {
+        let refusals = [
+            Problem::from(InviteError::Direct),
+            Problem::from(RoomAccessError::Direct),
+            Problem::from(RemoveMemberError::Direct),
+            Problem::from(DeleteRoomError::Direct),
+        ];
+
+        for problem in refusals {
+            assert_eq!((problem.status, problem.code), (StatusCode::CONFLICT, "direct_room"), "{problem:?}");
+        }
+    }
+
+    #[test]
+    fn a_seq_past_the_last_message_is_a_400_naming_seq_and_a_store_without_search_a_503() {
+        let seq = Problem::from(ReadError::BeyondLast(domain::ReadMarkerError::BeyondLast { seq: 9, last: 3 }));
+        let search = Problem::from(SearchError::Unavailable);
+        let with_self = Problem::from(DirectError::WithSelf);
+
+        assert_eq!((seq.status, seq.code), (StatusCode::BAD_REQUEST, "invalid_seq"));
+        assert!(seq.message.starts_with("seq: "), "{seq:?}");
+        assert_eq!((search.status, search.code), (StatusCode::SERVICE_UNAVAILABLE, "search_unavailable"));
+        assert_eq!((with_self.status, with_self.code), (StatusCode::BAD_REQUEST, "direct_with_self"));
     }
 
     #[test]

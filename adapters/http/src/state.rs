@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use application::ports::HealthCheck;
-use application::{Accounts, Files, Messaging, Presence, Rooms};
+use application::{Accounts, Files, Messaging, Presence, Rooms, Search};
 
 use crate::limiter::LoginLimiter;
 use application::metrics::Metrics;
@@ -15,6 +15,7 @@ pub struct AppState {
     pub messaging: Messaging,
     pub presence: Presence,
     pub files: Files,
+    pub search: Search,
     /// Every adapter in use, checked by `/health/ready`.
     pub health: Arc<Vec<Arc<dyn HealthCheck>>>,
     pub limiter: Arc<LoginLimiter>,

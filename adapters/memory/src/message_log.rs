@@ -5,7 +5,9 @@ use std::ops::Bound;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use application::ports::{AppendError, Appended, DedupeKey, MessageLog, NewMessage, Queued, SeqRange, Take};
+use application::ports::{
+    AppendError, Appended, DedupeKey, MessageLog, NewMessage, Queued, RoomTail, SeqRange, TailQuery, Take,
+};
 use async_trait::async_trait;
 use domain::{Message, MessageId, RoomId, Seq};
 use parking_lot::Mutex;
@@ -250,6 +252,41 @@ impl MessageLog for InMemoryMessageLog {
     async fn dead_lettered(&self) -> anyhow::Result<u64> {
         // Nothing is ever set aside here: an entry stays queued until acknowledged.
         Ok(0)
+    }
+
+    async fn tails(
+        &self,
+        rooms: &[TailQuery],
+        not_before: Option<domain::Timestamp>,
+        cap: u64,
+    ) -> anyhow::Result<Vec<RoomTail>> {
+        let state = self.state.lock();
+        let admitted = |message: &&Message| not_before.is_none_or(|cutoff| message.sent_at >= cutoff);
+        let tails = rooms
+            .iter()
+            .map(|query| {
+                let Some(log) = state.rooms.get(&query.room) else {
+                    return RoomTail { room: query.room, last_seq: None, holds_from: None, newest: None, unread: 0 };
+                };
+                let lower = Seq::new(query.read.get()).map_or(Bound::Unbounded, Bound::Excluded);
+                let unread = log
+                    .cache
+                    .range((lower, Bound::Unbounded))
+                    .map(|(_, cached)| &cached.message)
+                    .filter(admitted)
+                    .take(usize::try_from(cap).unwrap_or(usize::MAX))
+                    .count();
+                RoomTail {
+                    room: query.room,
+                    last_seq: log.last,
+                    // The cache keeps every seq from its first on: it only ever trims its oldest.
+                    holds_from: log.cache.keys().next().copied(),
+                    newest: log.cache.values().rev().map(|cached| &cached.message).find(admitted).cloned(),
+                    unread: unread as u64,
+                }
+            })
+            .collect();
+        Ok(tails)
     }
 
     async fn oldest_unarchived(&self) -> anyhow::Result<Option<domain::Timestamp>> {

@@ -3,7 +3,7 @@
 use std::collections::HashSet;
 
 use anyhow::Context;
-use application::ports::{MessageArchive, SeqRange, Take};
+use application::ports::{ArchiveSearchError, MessageArchive, MessageSearch, SeqRange, Take};
 use async_trait::async_trait;
 use bson::{doc, Document};
 use domain::{
@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use crate::codec::{
     date, delete_oldest, id_text, limit, parse_id, saturating_i64, timestamp, to_i64, to_u64, DUPLICATE_KEY,
 };
-use crate::schema::MESSAGES;
+use crate::schema::{is_text_unsupported, MESSAGES};
 use crate::MongoStore;
 
 #[derive(Serialize, Deserialize)]
@@ -117,6 +117,47 @@ impl MessageDoc {
             sent_at: timestamp(self.sent_at),
         })
     }
+}
+
+/// The filter of one room's range, bounds saturated as `fetch` does.
+fn range_filter(room: RoomId, range: &SeqRange) -> Document {
+    let mut filter = doc! { "room_id": id_text(room.as_uuid()) };
+    let mut seq = Document::new();
+    if let Some(after) = range.after {
+        seq.insert("$gt", saturating_i64(after.get()));
+    }
+    if let Some(before) = range.before {
+        seq.insert("$lt", saturating_i64(before.get()));
+    }
+    if !seq.is_empty() {
+        filter.insert("seq", seq);
+    }
+    if let Some(not_before) = range.not_before {
+        filter.insert("sent_at", doc! { "$gte": date(not_before) });
+    }
+    filter
+}
+
+/// What search leaves out besides expiry: deleted messages (a tombstone's `deleted_at`, absent on
+/// live ones).
+fn not_deleted() -> Document {
+    doc! { "deleted_at": null }
+}
+
+/// The `$text` query of a search, every word a quoted phrase, so all must occur; the words are
+/// letters and digits only, so none reaches the query language.
+pub(crate) fn search_filter(search: &MessageSearch) -> Document {
+    let phrases: Vec<String> = search.query.words().iter().map(|word| format!("\"{word}\"")).collect();
+    let rooms: Vec<String> = search.rooms.iter().map(|r| id_text(r.as_uuid())).collect();
+    let mut filter = doc! { "$text": { "$search": phrases.join(" ") }, "room_id": { "$in": rooms } };
+    filter.extend(not_deleted());
+    if let Some(not_before) = search.not_before {
+        filter.insert("sent_at", doc! { "$gte": date(not_before) });
+    }
+    if let Some(before) = search.before {
+        filter.insert("_id", doc! { "$lt": id_text(before.as_uuid()) });
+    }
+    filter
 }
 
 fn seq_from(raw: i64) -> anyhow::Result<Seq> {
@@ -252,5 +293,103 @@ impl MessageArchive for MongoStore {
 
     async fn delete_room(&self, room: RoomId, limit_to: u32) -> anyhow::Result<u64> {
         delete_oldest(&self.messages(), doc! { "room_id": id_text(room.as_uuid()) }, "seq", limit_to).await
+    }
+
+    /// One aggregation for every range: MongoDB counts each room's range through the
+    /// `(room_id, seq)` index, without the cap (a `$group` cannot stop early); the cap applies after.
+    async fn count_in(&self, ranges: &[(RoomId, SeqRange)], cap: u64) -> anyhow::Result<Vec<u64>> {
+        if ranges.is_empty() {
+            return Ok(Vec::new());
+        }
+        let branches: Vec<Document> = ranges.iter().map(|(room, range)| range_filter(*room, range)).collect();
+        let pipeline =
+            [doc! { "$match": { "$or": branches } }, doc! { "$group": { "_id": "$room_id", "n": { "$sum": 1_i64 } } }];
+        let groups: Vec<Document> = self.messages().aggregate(pipeline).await?.try_collect().await?;
+        let mut counts = std::collections::HashMap::new();
+        for group in &groups {
+            let room = group.get_str("_id").context("a count has no room id")?;
+            let n = match group.get("n") {
+                Some(bson::Bson::Int64(n)) => *n,
+                Some(bson::Bson::Int32(n)) => i64::from(*n),
+                other => anyhow::bail!("room {room} has a count of {other:?}"),
+            };
+            counts.insert(room.to_owned(), to_u64(n)?);
+        }
+        Ok(ranges.iter().map(|(room, _)| counts.get(&id_text(room.as_uuid())).copied().unwrap_or(0).min(cap)).collect())
+    }
+
+    /// One aggregation for every range: the newest message of each room's range.
+    async fn newest_in(&self, ranges: &[(RoomId, SeqRange)]) -> anyhow::Result<Vec<Option<Message>>> {
+        if ranges.is_empty() {
+            return Ok(Vec::new());
+        }
+        let branches: Vec<Document> = ranges.iter().map(|(room, range)| range_filter(*room, range)).collect();
+        let pipeline = [
+            doc! { "$match": { "$or": branches } },
+            doc! { "$sort": { "room_id": 1, "seq": -1 } },
+            doc! { "$group": { "_id": "$room_id", "newest": { "$first": "$$ROOT" } } },
+        ];
+        let groups: Vec<Document> = self.messages().aggregate(pipeline).await?.try_collect().await?;
+        let mut newest = std::collections::HashMap::new();
+        for group in groups {
+            let room = group.get_str("_id").context("a newest message has no room id")?.to_owned();
+            let message: MessageDoc =
+                bson::from_document(group.get_document("newest").context("no newest message")?.clone())?;
+            newest.insert(room, message.into_message()?);
+        }
+        Ok(ranges.iter().map(|(room, _)| newest.remove(&id_text(room.as_uuid()))).collect())
+    }
+
+    async fn search(&self, search: &MessageSearch) -> Result<Vec<Message>, ArchiveSearchError> {
+        if !self.supports_text_search() {
+            return Err(ArchiveSearchError::Unavailable);
+        }
+        if search.limit == 0 || search.rooms.is_empty() {
+            return Ok(Vec::new());
+        }
+        let found =
+            self.messages().find(search_filter(search)).sort(doc! { "_id": -1 }).limit(limit(search.limit)).await;
+        let docs: Vec<MessageDoc> = match found {
+            Ok(cursor) => cursor.try_collect().await.map_err(anyhow::Error::from)?,
+            Err(e) if is_text_unsupported(&e) => return Err(ArchiveSearchError::Unavailable),
+            Err(e) => return Err(anyhow::Error::from(e).context("searching messages").into()),
+        };
+        Ok(docs.into_iter().map(MessageDoc::into_message).collect::<anyhow::Result<Vec<_>>>()?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use application::ports::MessageSearch;
+    use bson::doc;
+    use domain::{MessageId, RoomId, SearchQuery};
+
+    use super::search_filter;
+
+    #[test]
+    fn a_search_is_one_text_query_of_quoted_words_bounded_to_the_rooms_the_cutoff_and_the_cursor() {
+        let room = RoomId::from_uuid(uuid::Uuid::from_u128(1));
+        let before = MessageId::from_uuid(uuid::Uuid::from_u128(9));
+        let cutoff = chrono::DateTime::from_timestamp_millis(1_700_000_000_000).expect("in range");
+        let search = MessageSearch {
+            query: SearchQuery::new("Release \"notes\" $where").expect("valid"),
+            rooms: vec![room],
+            not_before: Some(cutoff),
+            before: Some(before),
+            limit: 10,
+        };
+
+        let filter = search_filter(&search);
+
+        assert_eq!(
+            filter,
+            doc! {
+                "$text": { "$search": "\"release\" \"notes\" \"where\"" },
+                "room_id": { "$in": [room.to_string()] },
+                "deleted_at": null,
+                "sent_at": { "$gte": bson::DateTime::from_millis(1_700_000_000_000) },
+                "_id": { "$lt": before.to_string() },
+            }
+        );
     }
 }

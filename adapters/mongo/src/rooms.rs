@@ -1,10 +1,16 @@
-//! `RoomRepository` on MongoDB: room documents with a version, memberships in their own collection.
+//! `RoomRepository` on MongoDB: room documents with a version, memberships in their own collection
+//! (each with its member's read marker), direct rooms unique per pair.
 
 use anyhow::Context;
-use application::ports::{MemberAddError, MemberRemoveError, RoomPage, RoomRepository, UpdateRoomError};
+use application::ports::{
+    InsertDirectError, MarkReadError, MarkedRead, MemberAddError, MemberRemoveError, RoomPage, RoomRepository,
+    UpdateRoomError,
+};
 use async_trait::async_trait;
 use bson::{doc, Bson, Document};
-use domain::{Member, MemberLimit, Role, Room, RoomId, RoomName, Timestamp, UserId, Visibility};
+use domain::{
+    DirectPair, Member, MemberLimit, ReadMarker, Role, Room, RoomId, RoomKind, RoomName, Timestamp, UserId, Visibility,
+};
 use futures::{FutureExt, TryStreamExt};
 use mongodb::{ClientSession, Collection};
 use serde::{Deserialize, Serialize};
@@ -20,6 +26,12 @@ struct RoomDoc {
     id: String,
     name: String,
     visibility: String,
+    /// `group` or `direct`; rooms stored before direct rooms existed are groups.
+    #[serde(default = "group")]
+    kind: String,
+    /// `{low}:{high}` user ids of a direct room, under a unique sparse index; absent for a group.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    direct_key: Option<String>,
     owner_id: String,
     member_limit: i64,
     created_at: bson::DateTime,
@@ -34,12 +46,19 @@ struct RoomDoc {
     members: Vec<MembershipDoc>,
 }
 
+fn group() -> String {
+    RoomKind::Group.as_str().to_owned()
+}
+
 #[derive(Serialize, Deserialize)]
 struct MembershipDoc {
     room_id: String,
     user_id: String,
     role: String,
     joined_at: bson::DateTime,
+    /// The member's read marker; only ever raised, with `$max`.
+    #[serde(default)]
+    last_read_seq: i64,
 }
 
 impl RoomDoc {
@@ -48,6 +67,8 @@ impl RoomDoc {
             id: id_text(room.id().as_uuid()),
             name: room.name().as_str().to_owned(),
             visibility: room.visibility().as_str().to_owned(),
+            kind: room.kind().as_str().to_owned(),
+            direct_key: room.direct_pair().map(DirectPair::key),
             owner_id: id_text(room.owner().as_uuid()),
             member_limit: i64::from(room.member_limit().get()),
             created_at: date(room.created_at()),
@@ -66,6 +87,7 @@ impl RoomDoc {
             RoomName::new(&self.name).with_context(|| format!("room {id} has an invalid name {:?}", self.name))?,
             Visibility::parse(&self.visibility)
                 .with_context(|| format!("room {id} has an unknown visibility {:?}", self.visibility))?,
+            RoomKind::parse(&self.kind).with_context(|| format!("room {id} has an unknown kind {:?}", self.kind))?,
             parse_id(&self.owner_id)?,
             members,
             u32::try_from(limit)
@@ -88,6 +110,7 @@ impl MembershipDoc {
                 user_id: id_text(m.user_id.as_uuid()),
                 role: m.role.as_str().to_owned(),
                 joined_at: date(m.joined_at),
+                last_read_seq: 0,
             })
             .collect()
     }
@@ -149,8 +172,23 @@ impl RoomWrite {
         if swapped.matched_count == 0 {
             return Ok(false);
         }
-        in_session!(session, self.memberships.delete_many(doc! { "room_id": &room.id }))?;
-        self.insert_members(session).await?;
+        // Memberships that stay are updated in place, so their read markers stay with them.
+        let kept: Vec<&str> = self.members.iter().map(|m| m.user_id.as_str()).collect();
+        in_session!(session, self.memberships.delete_many(doc! { "room_id": &room.id, "user_id": { "$nin": kept } }))?;
+        for member in &self.members {
+            in_session!(
+                session,
+                self.memberships
+                    .update_one(
+                        doc! { "room_id": &member.room_id, "user_id": &member.user_id },
+                        doc! {
+                            "$set": { "role": &member.role, "joined_at": member.joined_at },
+                            "$setOnInsert": { "last_read_seq": 0_i64 },
+                        },
+                    )
+                    .upsert(true)
+            )?;
+        }
         Ok(true)
     }
 
@@ -175,6 +213,7 @@ enum Added {
     NoRoom,
     AlreadyMember,
     Full(i64),
+    Direct,
     /// The stored room has no usable member limit.
     Corrupt,
 }
@@ -184,11 +223,14 @@ impl MemberAdd {
         let member = &self.member;
         let room = in_session!(
             session,
-            self.rooms.find_one(doc! { "_id": &member.room_id }).projection(doc! { "member_limit": 1 })
+            self.rooms.find_one(doc! { "_id": &member.room_id }).projection(doc! { "member_limit": 1, "kind": 1 })
         )?;
         let Some(room) = room else {
             return Ok(Added::NoRoom);
         };
+        if room.get_str("kind") == Ok(RoomKind::Direct.as_str()) {
+            return Ok(Added::Direct);
+        }
         let limit = match room.get("member_limit") {
             Some(Bson::Int64(n)) => *n,
             Some(Bson::Int32(n)) => i64::from(*n),
@@ -238,15 +280,18 @@ impl MemberRemove {
         mut session: Option<&mut ClientSession>,
     ) -> mongodb::error::Result<Result<(), MemberRemoveError>> {
         let mine = doc! { "room_id": &self.room_id, "user_id": &self.user_id };
+        let room =
+            in_session!(session, self.rooms.find_one(doc! { "_id": &self.room_id }).projection(doc! { "kind": 1 }))?;
+        let Some(room) = room else {
+            return Ok(Err(MemberRemoveError::NotFound));
+        };
+        if room.get_str("kind") == Ok(RoomKind::Direct.as_str()) {
+            return Ok(Err(MemberRemoveError::Direct));
+        }
         // Only a plain member: the owner's membership has the owner's role.
         let plain = doc! { "room_id": &self.room_id, "user_id": &self.user_id, "role": Role::Member.as_str() };
         let deleted = in_session!(session, self.memberships.delete_one(plain))?;
         if deleted.deleted_count == 0 {
-            let room =
-                in_session!(session, self.rooms.find_one(doc! { "_id": &self.room_id }).projection(doc! { "_id": 1 }))?;
-            if room.is_none() {
-                return Ok(Err(MemberRemoveError::NotFound));
-            }
             let kept = in_session!(session, self.memberships.find_one(mine))?;
             return Ok(Err(if kept.is_some() { MemberRemoveError::Owner } else { MemberRemoveError::NotMember }));
         }
@@ -351,6 +396,7 @@ impl RoomRepository for MongoStore {
                 user_id: id_text(user.as_uuid()),
                 role: Role::Member.as_str().to_owned(),
                 joined_at: date(joined_at),
+                last_read_seq: 0,
             },
         };
         match self.write_together(add, |session, add| add.run(session).boxed()).await {
@@ -358,6 +404,7 @@ impl RoomRepository for MongoStore {
             Ok(Added::NoRoom) => Err(MemberAddError::NotFound),
             Ok(Added::AlreadyMember) => Err(MemberAddError::AlreadyMember),
             Ok(Added::Full(limit)) => Err(MemberAddError::Full(u32::try_from(limit).unwrap_or(u32::MAX))),
+            Ok(Added::Direct) => Err(MemberAddError::Direct),
             Ok(Added::Corrupt) => Err(anyhow::anyhow!("room {room} has no valid member limit").into()),
             Err(e) if is_duplicate_key(&e) => Err(MemberAddError::AlreadyMember),
             Err(e) => Err(anyhow::Error::from(e).context(format!("adding a member to room {room}")).into()),
@@ -468,5 +515,60 @@ impl RoomRepository for MongoStore {
             .projection(doc! { "_id": 1 })
             .await?;
         Ok(found.is_some())
+    }
+
+    async fn insert_direct(&self, room: &Room) -> Result<(), InsertDirectError> {
+        let write = self.room_write(RoomDoc::of(room)?, MembershipDoc::all_of(room));
+        match self.write_together(write, |session, write| write.insert(session).boxed()).await {
+            Ok(()) => Ok(()),
+            Err(e) if is_duplicate_key(&e) => Err(InsertDirectError::Duplicate),
+            Err(e) => Err(anyhow::Error::from(e).context(format!("inserting direct room {}", room.id())).into()),
+        }
+    }
+
+    async fn find_direct(&self, pair: DirectPair) -> anyhow::Result<Option<Room>> {
+        let pipeline = [doc! { "$match": { "direct_key": pair.key() } }, join_members()];
+        let cursor = self.rooms().aggregate(pipeline).with_type::<RoomDoc>().await?;
+        Ok(self.rooms_from(cursor).await?.into_iter().next())
+    }
+
+    async fn mark_read(&self, room: RoomId, user: UserId, marker: ReadMarker) -> Result<MarkedRead, MarkReadError> {
+        let seq = to_i64(marker.get())?;
+        // `$max` is atomic on the one document: of concurrent marks the highest wins.
+        let before = self
+            .memberships()
+            .clone_with_type::<Document>()
+            .find_one_and_update(
+                doc! { "room_id": id_text(room.as_uuid()), "user_id": id_text(user.as_uuid()) },
+                doc! { "$max": { "last_read_seq": seq } },
+            )
+            .projection(doc! { "last_read_seq": 1 })
+            .await
+            .map_err(anyhow::Error::from)?
+            .ok_or(MarkReadError::NotMember)?;
+        let was = match before.get("last_read_seq") {
+            Some(Bson::Int64(n)) => *n,
+            Some(Bson::Int32(n)) => i64::from(*n),
+            _ => 0,
+        };
+        Ok(MarkedRead { marker: ReadMarker::restore(to_u64(was.max(seq))?), moved: seq > was })
+    }
+
+    async fn read_markers(&self, user: UserId, rooms: &[RoomId]) -> anyhow::Result<Vec<(RoomId, ReadMarker)>> {
+        let mut markers = Vec::with_capacity(rooms.len());
+        // In chunks, as `by_ids` asks: SecantusDB's `$in` is quadratic in the list.
+        for chunk in rooms.chunks(50) {
+            let ids: Vec<String> = chunk.iter().map(|r| id_text(r.as_uuid())).collect();
+            let docs: Vec<MembershipDoc> = self
+                .memberships()
+                .find(doc! { "user_id": id_text(user.as_uuid()), "room_id": { "$in": ids } })
+                .await?
+                .try_collect()
+                .await?;
+            for membership in docs {
+                markers.push((parse_id(&membership.room_id)?, ReadMarker::restore(to_u64(membership.last_read_seq)?)));
+            }
+        }
+        Ok(markers)
     }
 }

@@ -26,6 +26,49 @@ fn index(name: &str, keys: Document, unique: bool) -> IndexModel {
     IndexModel::builder().keys(keys).options(options).build()
 }
 
+// ---- Issue 16: direct rooms (unique pair key) and message search (text index) ----
+
+/// Unique over the rooms that have a `direct_key`: a second direct room for a pair is refused
+/// with a duplicate key, atomically, which is how concurrent opens end with one room.
+fn direct_key_index() -> IndexModel {
+    let options =
+        IndexOptions::builder().name("direct_key_unique".to_owned()).unique(Some(true)).sparse(Some(true)).build();
+    IndexModel::builder().keys(doc! { "direct_key": 1 }).options(options).build()
+}
+
+/// The text index message search uses. `none`: no stemming and no stop words, in any language,
+/// as the embedded FTS5 index does.
+pub(crate) fn text_index() -> IndexModel {
+    let options = IndexOptions::builder().name(TEXT_INDEX.to_owned()).default_language(Some("none".to_owned())).build();
+    IndexModel::builder().keys(doc! { "text": "text" }).options(options).build()
+}
+
+pub(crate) const TEXT_INDEX: &str = "text_search";
+
+/// Creates the messages' text index; false when the server has no text indexes (SecantusDB
+/// answers `CannotCreateIndex`), so search answers that it is unavailable instead of scanning.
+pub(crate) async fn ensure_text_index(db: &Database) -> anyhow::Result<bool> {
+    match db.collection::<Document>(MESSAGES).create_index(text_index()).await {
+        Ok(_) => Ok(true),
+        Err(e) if is_text_unsupported(&e) => {
+            tracing::warn!(
+                error = %e,
+                "this MongoDB-compatible server has no text indexes; message search is unavailable"
+            );
+            Ok(false)
+        }
+        Err(e) => Err(e).context("creating the text index of messages"),
+    }
+}
+
+/// The server does not do text search: `CannotCreateIndex` (67) for the index, `BadValue` (2) or
+/// `IndexNotFound` (27) for a `$text` query.
+pub(crate) fn is_text_unsupported(error: &mongodb::error::Error) -> bool {
+    matches!(error.kind.as_ref(), mongodb::error::ErrorKind::Command(e) if [2, 27, 67].contains(&e.code))
+}
+
+// ---- end of issue 16 ----
+
 /// An index whose documents MongoDB deletes once the date in `field` has passed.
 fn expiry_index(name: &str, field: &str) -> IndexModel {
     let options = IndexOptions::builder().name(name.to_owned()).expire_after(std::time::Duration::ZERO).build();
@@ -41,7 +84,11 @@ pub(crate) fn indexes(collection: &str) -> Vec<IndexModel> {
         REVOKED_SESSIONS => {
             vec![index("revoked_at", doc! { "revoked_at": 1 }, false), expiry_index("expires_at_ttl", "expires_at")]
         }
-        ROOMS => vec![index("visibility_id", doc! { "visibility": 1, "_id": 1 }, false)],
+        ROOMS => vec![
+            index("visibility_id", doc! { "visibility": 1, "_id": 1 }, false),
+            // Issue 16: one direct room per pair of users; group rooms have no key (sparse).
+            direct_key_index(),
+        ],
         MEMBERSHIPS => vec![
             index("room_user_unique", doc! { "room_id": 1, "user_id": 1 }, true),
             index("user_room", doc! { "user_id": 1, "room_id": 1 }, false),

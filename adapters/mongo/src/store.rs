@@ -36,6 +36,8 @@ struct Inner {
     /// A standalone server does not; there, a room and its memberships are written one after the
     /// other, and a reader or a crash in between can see the room with some memberships missing.
     transactions: bool,
+    /// Whether the server took the messages' text index: search runs only then, never as a scan.
+    text_search: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for MongoStore {
@@ -93,7 +95,14 @@ impl MongoStore {
                 "MongoDB is a standalone server without transactions; room updates are not atomic"
             );
         }
-        let store = Self { inner: Arc::new(Inner { db: client.database(&name), client, transactions }) };
+        let store = Self {
+            inner: Arc::new(Inner {
+                db: client.database(&name),
+                client,
+                transactions,
+                text_search: std::sync::atomic::AtomicBool::new(false),
+            }),
+        };
         store.ensure_indexes().await.with_context(|| format!("preparing MongoDB database {name} at {hosts}"))?;
         tracing::info!(%hosts, database = %name, transactions, "connected to MongoDB");
         Ok(store)
@@ -105,7 +114,15 @@ impl MongoStore {
     /// # Errors
     /// When the server is unreachable, or an index of the same name exists with other keys or options.
     pub async fn ensure_indexes(&self) -> anyhow::Result<()> {
-        schema::ensure_indexes(&self.inner.db).await
+        schema::ensure_indexes(&self.inner.db).await?;
+        let text = schema::ensure_text_index(&self.inner.db).await?;
+        self.inner.text_search.store(text, std::sync::atomic::Ordering::Release);
+        Ok(())
+    }
+
+    /// Whether the server keeps a text index of messages, so search can run.
+    pub fn supports_text_search(&self) -> bool {
+        self.inner.text_search.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// The name of the database in use.

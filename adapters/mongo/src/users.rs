@@ -1,7 +1,7 @@
 //! `UserRepository` on MongoDB: usernames are unique regardless of case through a lowercased key.
 
 use anyhow::Context;
-use application::ports::{CreateUserError, StoredUser, UserRepository};
+use application::ports::{CreateUserError, StoredUser, UserRepository, UserSettings};
 use async_trait::async_trait;
 use bson::doc;
 use futures::TryStreamExt;
@@ -23,6 +23,9 @@ struct UserDoc {
     username_key: String,
     password_hash: String,
     created_at: bson::DateTime,
+    /// Absent until the user first changes their settings: the default then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    send_read_receipts: Option<bool>,
 }
 
 fn username_key(username: &Username) -> String {
@@ -37,6 +40,7 @@ impl UserDoc {
             username_key: username_key(&stored.user.username),
             password_hash: stored.password_hash.clone(),
             created_at: date(stored.user.created_at),
+            send_read_receipts: None,
         }
     }
 
@@ -95,5 +99,28 @@ impl UserRepository for MongoStore {
             }
         }
         Ok(users)
+    }
+
+    async fn settings(&self, id: UserId) -> anyhow::Result<UserSettings> {
+        let found = self
+            .users()
+            .clone_with_type::<bson::Document>()
+            .find_one(doc! { "_id": id_text(id.as_uuid()) })
+            .projection(doc! { "send_read_receipts": 1 })
+            .await?;
+        let defaults = UserSettings::default();
+        let receipts = found.and_then(|d| d.get_bool("send_read_receipts").ok());
+        Ok(UserSettings { send_read_receipts: receipts.unwrap_or(defaults.send_read_receipts) })
+    }
+
+    async fn update_settings(&self, id: UserId, settings: &UserSettings) -> anyhow::Result<bool> {
+        let updated = self
+            .users()
+            .update_one(
+                doc! { "_id": id_text(id.as_uuid()) },
+                doc! { "$set": { "send_read_receipts": settings.send_read_receipts } },
+            )
+            .await?;
+        Ok(updated.matched_count > 0)
     }
 }

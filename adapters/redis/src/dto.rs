@@ -47,6 +47,7 @@ pub(crate) enum EventDto {
     MemberLeft { room_id: String, user: UserDto },
     RoomDeleted { room_id: String },
     Typing { room_id: String, user: UserDto },
+    Read { room_id: String, user: UserDto, seq: u64 },
     Presence { user_id: String, online: bool, rooms: Vec<String> },
     SessionEnded { user_id: String, session_id: String, reason: String },
 }
@@ -172,6 +173,9 @@ impl From<&RoomEvent> for EventDto {
                 Self::MemberLeft { room_id: room_id.to_string(), user: UserDto::from_summary(user) }
             }
             RoomEvent::RoomDeleted { room_id } => Self::RoomDeleted { room_id: room_id.to_string() },
+            RoomEvent::Read { room_id, user, seq } => {
+                Self::Read { room_id: room_id.to_string(), user: UserDto::from_summary(user), seq: seq.get() }
+            }
             RoomEvent::Typing { room_id, user } => {
                 Self::Typing { room_id: room_id.to_string(), user: UserDto::from_summary(user) }
             }
@@ -200,6 +204,11 @@ impl EventDto {
                 RoomEvent::MemberLeft { room_id: room_id_from_str(&room_id)?, user: user.into_summary()? }
             }
             Self::RoomDeleted { room_id } => RoomEvent::RoomDeleted { room_id: room_id_from_str(&room_id)? },
+            Self::Read { room_id, user, seq } => RoomEvent::Read {
+                room_id: room_id_from_str(&room_id)?,
+                user: user.into_summary()?,
+                seq: Seq::new(seq).context("a read event's seq starts at 1")?,
+            },
             Self::Typing { room_id, user } => {
                 RoomEvent::Typing { room_id: room_id_from_str(&room_id)?, user: user.into_summary()? }
             }
@@ -299,6 +308,7 @@ mod tests {
             RoomEvent::MemberLeft { room_id, user: user.clone() },
             RoomEvent::RoomDeleted { room_id },
             RoomEvent::Typing { room_id, user: user.clone() },
+            RoomEvent::Read { room_id, user: user.clone(), seq: Seq::new(9).expect("positive") },
             RoomEvent::Presence { user_id: user.id, online: true, rooms: vec![room_id, room_id] },
             RoomEvent::SessionEnded {
                 user_id: user.id,

@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use application::metrics::Metrics;
-use application::ports::{AppendError, Appended, DedupeKey, MessageLog, NewMessage, Queued, SeqRange, Take};
+use application::ports::{
+    AppendError, Appended, DedupeKey, MessageLog, NewMessage, Queued, RoomTail, SeqRange, TailQuery, Take,
+};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use domain::{Message, RoomId, Seq, Timestamp};
@@ -552,6 +554,61 @@ impl RedisMessageLog {
         Ok(queued)
     }
 
+    /// Four reads per room, all in one pipelined round trip: the counter, the lowest and newest
+    /// cached entries, and how many cached entries lie past the marker. The cache is not indexed
+    /// by `sent_at`, so the count leaves out expired messages only when the newest one expired
+    /// (then all have); `newest` is never an expired message.
+    async fn tails_once(
+        &self,
+        rooms: &[TailQuery],
+        not_before: Option<Timestamp>,
+        cap: u64,
+    ) -> anyhow::Result<Vec<RoomTail>> {
+        if rooms.is_empty() {
+            return Ok(Vec::new());
+        }
+        // One pipeline per room, all in flight together: a room's keys share a slot, but on a
+        // cluster different rooms' do not.
+        type Reply = (Option<u64>, Vec<(String, f64)>, Vec<String>, u64);
+        let pipes: Vec<redis::Pipeline> = rooms
+            .iter()
+            .map(|query| {
+                let cache = self.keys.cache(query.room);
+                let mut pipe = redis::pipe();
+                pipe.get(self.keys.seq(query.room));
+                pipe.cmd("ZRANGE").arg(&cache).arg(0).arg(0).arg("WITHSCORES");
+                pipe.cmd("ZREVRANGE").arg(&cache).arg(0).arg(0);
+                pipe.cmd("ZCOUNT").arg(&cache).arg(format!("({}", query.read.get())).arg("+inf");
+                pipe
+            })
+            .collect();
+        let replies: Vec<Reply> = futures::stream::iter(pipes)
+            .map(|pipe| {
+                let mut conn = self.conn.clone();
+                async move { pipe.query_async::<Reply>(&mut conn).await.context("reading the ends of rooms") }
+            })
+            .buffered(SLOT_CONCURRENCY)
+            .try_collect()
+            .await?;
+        anyhow::ensure!(replies.len() == rooms.len(), "Redis answered {} of {} rooms", replies.len(), rooms.len());
+        let mut tails = Vec::with_capacity(rooms.len());
+        for (query, (last, lowest, newest, count)) in rooms.iter().zip(replies) {
+            let newest = newest.first().map(|json| decode_message(json)).transpose()?;
+            let live = newest.filter(|m| not_before.is_none_or(|cutoff| m.sent_at >= cutoff));
+            let unread = if live.is_some() { count.min(cap) } else { 0 };
+            tails.push(RoomTail {
+                room: query.room,
+                last_seq: last.and_then(Seq::new),
+                // Scores are seqs, far below where an f64 loses integers.
+                #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+                holds_from: lowest.first().and_then(|(_, score)| Seq::new(*score as u64)),
+                newest: live,
+                unread,
+            });
+        }
+        Ok(tails)
+    }
+
     async fn oldest_unarchived_once(&self) -> anyhow::Result<Option<Timestamp>> {
         RedisMessageLog::oldest_unarchived(self).await
     }
@@ -668,6 +725,15 @@ impl MessageLog for RedisMessageLog {
 
     async fn ack(&self, receipts: &[String]) -> anyhow::Result<()> {
         self.timed("ack", once_more("ack", || self.ack_once(receipts))).await
+    }
+
+    async fn tails(
+        &self,
+        rooms: &[TailQuery],
+        not_before: Option<Timestamp>,
+        cap: u64,
+    ) -> anyhow::Result<Vec<RoomTail>> {
+        self.timed("tails", once_more("tails", || self.tails_once(rooms, not_before, cap))).await
     }
 }
 

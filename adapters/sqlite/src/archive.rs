@@ -1,7 +1,7 @@
 //! `MessageArchive` on SQLite: idempotent batch inserts, seq-range reads and retention purges.
 
 use anyhow::Context;
-use application::ports::{MessageArchive, SeqRange, Take};
+use application::ports::{ArchiveSearchError, MessageArchive, MessageSearch, SeqRange, Take};
 use async_trait::async_trait;
 use domain::{
     FileKind, FileMeta, FileName, Message, MessageBody, MessageKind, MessageText, RoomId, Sender, Seq, Timestamp,
@@ -9,7 +9,9 @@ use domain::{
 };
 use rusqlite::{params, Row, TransactionBehavior};
 
-use crate::codec::{delete_oldest_before, id_text, millis, parse_id, saturating_i64, timestamp, to_i64, to_u64};
+use crate::codec::{
+    delete_oldest_before, id_text, json_id_list, millis, parse_id, saturating_i64, timestamp, to_i64, to_u64,
+};
 use crate::SqliteStore;
 
 const COLUMNS: &str = "id, room_id, seq, sender_id, sender_username, kind, text,
@@ -43,7 +45,7 @@ fn body_from_row(row: &Row<'_>) -> anyhow::Result<MessageBody> {
     Ok(body)
 }
 
-fn message_from_row(row: &Row<'_>) -> anyhow::Result<Message> {
+pub(crate) fn message_from_row(row: &Row<'_>) -> anyhow::Result<Message> {
     let id: String = row.get("id")?;
     let room_id: String = row.get("room_id")?;
     let sender_id: String = row.get("sender_id")?;
@@ -129,6 +131,94 @@ pub(crate) fn message_by_id(conn: &rusqlite::Connection, id: &str) -> anyhow::Re
     rows.next()?.map(message_from_row).transpose()
 }
 
+/// Ranges of several rooms as one JSON array for `json_each`: `[[room, after, before, not_before]]`,
+/// in order, open bounds saturated. Ids and integers only, so nothing needs escaping.
+pub(crate) fn ranges_json(ranges: &[(RoomId, SeqRange)]) -> String {
+    let items: Vec<String> = ranges
+        .iter()
+        .map(|(room, range)| {
+            format!(
+                "[\"{}\",{},{},{}]",
+                id_text(room.as_uuid()),
+                range.after.map_or(0, |s| saturating_i64(s.get())),
+                range.before.map_or(i64::MAX, |s| saturating_i64(s.get())),
+                range.not_before.map_or(i64::MIN, millis),
+            )
+        })
+        .collect();
+    format!("[{}]", items.join(","))
+}
+
+/// The ranges of `ranges_json` as rows `(i, room, after, before, not_before)`, `i` their position.
+pub(crate) const RANGES: &str = "SELECT CAST(key AS INTEGER) AS i, json_extract(value, '$[0]') AS room,
+            json_extract(value, '$[1]') AS after, json_extract(value, '$[2]') AS before,
+            json_extract(value, '$[3]') AS not_before
+     FROM json_each(?1)";
+
+/// How many messages of each range there are, up to `cap`: each count reads at most `cap`
+/// entries of the `(room_id, seq)` index, so a room with a large backlog costs no more.
+pub(crate) fn count_in(conn: &rusqlite::Connection, json: &str, cap: u64) -> anyhow::Result<Vec<u64>> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "WITH ranges AS ({RANGES})
+         SELECT (SELECT COUNT(*) FROM (
+                    SELECT 1 FROM messages m
+                    WHERE m.room_id = r.room AND m.seq > r.after AND m.seq < r.before AND m.sent_at >= r.not_before
+                    LIMIT ?2))
+         FROM ranges r ORDER BY r.i"
+    ))?;
+    let mut rows = stmt.query(params![json, saturating_i64(cap)])?;
+    let mut counts = Vec::new();
+    while let Some(row) = rows.next()? {
+        counts.push(to_u64(row.get(0)?)?);
+    }
+    Ok(counts)
+}
+
+/// The newest message of each range, if any.
+pub(crate) fn newest_in(conn: &rusqlite::Connection, json: &str) -> anyhow::Result<Vec<Option<Message>>> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "WITH ranges AS ({RANGES})
+         SELECT m.* FROM ranges r
+         LEFT JOIN messages m ON m.rowid = (
+             SELECT n.rowid FROM messages n
+             WHERE n.room_id = r.room AND n.seq > r.after AND n.seq < r.before AND n.sent_at >= r.not_before
+             ORDER BY n.seq DESC LIMIT 1)
+         ORDER BY r.i"
+    ))?;
+    let mut rows = stmt.query(params![json])?;
+    let mut newest = Vec::new();
+    while let Some(row) = rows.next()? {
+        let found: Option<String> = row.get("id")?;
+        newest.push(found.map(|_| message_from_row(row)).transpose()?);
+    }
+    Ok(newest)
+}
+
+/// An FTS5 query that every word must match, each quoted as a phrase: the words hold letters
+/// and digits only, so no input reaches FTS5's own syntax.
+fn fts_match(search: &MessageSearch) -> String {
+    let phrases: Vec<String> = search.query.words().iter().map(|word| format!("\"{word}\"")).collect();
+    phrases.join(" ")
+}
+
+/// The search statement. The FTS5 index hands out matching rows newest first (highest rowid: rows
+/// are inserted as they are committed) and the first `?5` that pass the filters end it, so a word
+/// found in every message costs no more than a rare one. `?1` match, `?2` rooms (JSON), `?3`
+/// cutoff, `?4` the cursor's message id or null (a cursor whose message is gone ends the search),
+/// `?5` limit.
+pub(crate) fn search_sql() -> String {
+    let columns: Vec<String> = COLUMNS.split(',').map(|column| format!("m.{}", column.trim())).collect();
+    format!(
+        "SELECT {} FROM messages_fts f JOIN messages m ON m.rowid = f.rowid
+         WHERE messages_fts MATCH ?1
+           AND (?4 IS NULL OR f.rowid < (SELECT c.rowid FROM messages c WHERE c.id = ?4))
+           AND m.room_id IN (SELECT value FROM json_each(?2))
+           AND m.sent_at >= ?3
+         ORDER BY f.rowid DESC LIMIT ?5",
+        columns.join(", ")
+    )
+}
+
 #[async_trait]
 impl MessageArchive for SqliteStore {
     async fn insert_batch(&self, messages: &[Message]) -> anyhow::Result<u64> {
@@ -199,5 +289,34 @@ impl MessageArchive for SqliteStore {
             Ok(deleted as u64)
         })
         .await
+    }
+
+    async fn count_in(&self, ranges: &[(RoomId, SeqRange)], cap: u64) -> anyhow::Result<Vec<u64>> {
+        let json = ranges_json(ranges);
+        self.run(move |conn| count_in(conn, &json, cap)).await
+    }
+
+    async fn newest_in(&self, ranges: &[(RoomId, SeqRange)]) -> anyhow::Result<Vec<Option<Message>>> {
+        let json = ranges_json(ranges);
+        self.run(move |conn| newest_in(conn, &json)).await
+    }
+
+    async fn search(&self, search: &MessageSearch) -> Result<Vec<Message>, ArchiveSearchError> {
+        let matching = fts_match(search);
+        let rooms = json_id_list(search.rooms.iter().map(RoomId::as_uuid));
+        let not_before = search.not_before.map_or(i64::MIN, millis);
+        let before = search.before.map(|id| id_text(id.as_uuid()));
+        let limit = i64::try_from(search.limit).unwrap_or(i64::MAX);
+        self.run(move |conn| {
+            let mut stmt = conn.prepare_cached(&search_sql())?;
+            let mut rows = stmt.query(params![matching, rooms, not_before, before, limit])?;
+            let mut messages = Vec::new();
+            while let Some(row) = rows.next()? {
+                messages.push(message_from_row(row)?);
+            }
+            Ok::<_, anyhow::Error>(messages)
+        })
+        .await
+        .map_err(ArchiveSearchError::Unknown)
     }
 }

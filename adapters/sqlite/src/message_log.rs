@@ -7,15 +7,16 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use application::ports::{
-    AppendError, Appended, DedupeKey, MessageArchive, MessageLog, NewMessage, Queued, SeqRange, Take,
+    AppendError, Appended, DedupeKey, MessageArchive, MessageLog, NewMessage, Queued, RoomTail, SeqRange, TailQuery,
+    Take,
 };
 use async_trait::async_trait;
 use domain::{Message, RoomId, Seq, Timestamp};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::archive::{insert_message, message_by_id};
-use crate::codec::{id_text, millis, to_i64, to_u64};
+use crate::archive::{insert_message, message_by_id, message_from_row, ranges_json, RANGES};
+use crate::codec::{id_text, millis, saturating_i64, to_i64, to_u64};
 use crate::SqliteStore;
 
 /// Appends waiting for the writer; a full queue makes senders wait, so memory stays bounded.
@@ -310,5 +311,54 @@ impl MessageLog for SqliteMessageLog {
 
     async fn dead_lettered(&self) -> anyhow::Result<u64> {
         Ok(0)
+    }
+
+    /// Every message is here (the log is the archive): the whole page is one statement, each
+    /// room's count and newest message read from the `(room_id, seq)` index.
+    async fn tails(
+        &self,
+        rooms: &[TailQuery],
+        not_before: Option<Timestamp>,
+        cap: u64,
+    ) -> anyhow::Result<Vec<RoomTail>> {
+        let unread: Vec<(RoomId, SeqRange)> = rooms
+            .iter()
+            .map(|q| (q.room, SeqRange { after: Seq::new(q.read.get()), before: None, not_before }))
+            .collect();
+        let json = ranges_json(&unread);
+        let ids: Vec<RoomId> = rooms.iter().map(|q| q.room).collect();
+        self.store
+            .run(move |conn| {
+                let mut stmt = conn.prepare_cached(&format!(
+                    "WITH ranges AS ({RANGES})
+                     SELECT MAX(COALESCE((SELECT last_seq FROM room_seqs WHERE room_id = r.room), 0),
+                                COALESCE((SELECT MAX(seq) FROM messages WHERE room_id = r.room), 0)) AS last_seq,
+                            (SELECT COUNT(*) FROM (
+                                SELECT 1 FROM messages u
+                                WHERE u.room_id = r.room AND u.seq > r.after AND u.sent_at >= r.not_before
+                                LIMIT ?2)) AS unread,
+                            m.*
+                     FROM ranges r
+                     LEFT JOIN messages m ON m.rowid = (
+                         SELECT n.rowid FROM messages n
+                         WHERE n.room_id = r.room AND n.sent_at >= r.not_before
+                         ORDER BY n.seq DESC LIMIT 1)
+                     ORDER BY r.i"
+                ))?;
+                let mut rows = stmt.query(params![json, saturating_i64(cap)])?;
+                let mut tails = Vec::with_capacity(ids.len());
+                let mut ids = ids.into_iter();
+                while let Some(row) = rows.next()? {
+                    let room = ids.next().context("more tails than rooms asked for")?;
+                    let last_seq = Seq::new(to_u64(row.get("last_seq")?)?);
+                    let found: Option<String> = row.get("id")?;
+                    let newest = found.map(|_| message_from_row(row)).transpose()?;
+                    let unread = to_u64(row.get("unread")?)?;
+                    // The log is the archive: it holds every message there is.
+                    tails.push(RoomTail { room, last_seq, holds_from: Some(Seq::FIRST), newest, unread });
+                }
+                Ok(tails)
+            })
+            .await
     }
 }

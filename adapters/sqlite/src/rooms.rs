@@ -1,12 +1,18 @@
-//! `RoomRepository` on SQLite: rooms with their memberships, optimistic versioning and keyset pages.
+//! `RoomRepository` on SQLite: rooms with their memberships, optimistic versioning and keyset pages,
+//! direct rooms unique per pair, and read markers on the memberships.
 
 use anyhow::Context;
-use application::ports::{MemberAddError, MemberRemoveError, RoomPage, RoomRepository, UpdateRoomError};
+use application::ports::{
+    InsertDirectError, MarkReadError, MarkedRead, MemberAddError, MemberRemoveError, RoomPage, RoomRepository,
+    UpdateRoomError,
+};
 use async_trait::async_trait;
-use domain::{Member, MemberLimit, Role, Room, RoomId, RoomName, Timestamp, UserId, Visibility};
-use rusqlite::{params, OptionalExtension, Row, Rows, Transaction, TransactionBehavior};
+use domain::{
+    DirectPair, Member, MemberLimit, ReadMarker, Role, Room, RoomId, RoomKind, RoomName, Timestamp, UserId, Visibility,
+};
+use rusqlite::{params, ErrorCode, OptionalExtension, Row, Rows, Transaction, TransactionBehavior};
 
-use crate::codec::{id_text, millis, parse_id, timestamp, to_i64, to_u64};
+use crate::codec::{id_text, json_id_list, millis, parse_id, timestamp, to_i64, to_u64};
 use crate::SqliteStore;
 
 /// Reads rooms with their members in one statement: `{page}` is a query over `rooms` that picks the
@@ -14,7 +20,7 @@ use crate::SqliteStore;
 fn rooms_with_members(page: &str) -> String {
     format!(
         "WITH page AS ({page})
-         SELECT page.id AS room_id, page.name, page.visibility, page.owner_id, page.member_limit,
+         SELECT page.id AS room_id, page.name, page.visibility, page.kind, page.owner_id, page.member_limit,
                 page.created_at, page.version,
                 m.user_id AS member_id, m.role AS member_role, m.joined_at AS member_joined_at
          FROM page LEFT JOIN room_members m ON m.room_id = page.id
@@ -28,6 +34,7 @@ struct PartialRoom {
     id: RoomId,
     name: RoomName,
     visibility: Visibility,
+    kind: RoomKind,
     owner: UserId,
     member_limit: MemberLimit,
     created_at: Timestamp,
@@ -41,11 +48,13 @@ impl PartialRoom {
         let visibility: String = row.get("visibility")?;
         let owner: String = row.get("owner_id")?;
         let limit: i64 = row.get("member_limit")?;
+        let kind: String = row.get("kind")?;
         Ok(Self {
             id: parse_id(&raw_id)?,
             name: RoomName::new(&name).with_context(|| format!("room {raw_id} has an invalid name {name:?}"))?,
             visibility: Visibility::parse(&visibility)
                 .with_context(|| format!("room {raw_id} has an unknown visibility {visibility:?}"))?,
+            kind: RoomKind::parse(&kind).with_context(|| format!("room {raw_id} has an unknown kind {kind:?}"))?,
             owner: parse_id(&owner)?,
             member_limit: u32::try_from(limit)
                 .ok()
@@ -63,6 +72,7 @@ impl PartialRoom {
             self.id,
             self.name,
             self.visibility,
+            self.kind,
             self.owner,
             self.members,
             self.member_limit,
@@ -104,11 +114,19 @@ fn collect_rooms(mut rows: Rows<'_>) -> anyhow::Result<Vec<Room>> {
     Ok(rooms)
 }
 
+/// Makes the stored memberships those of `room`. Memberships that stay are updated in place, so
+/// their read markers stay with them.
 fn write_members(tx: &Transaction<'_>, room: &Room) -> anyhow::Result<()> {
     let room_id = id_text(room.id().as_uuid());
-    tx.execute("DELETE FROM room_members WHERE room_id = ?1", [&room_id])?;
-    let mut insert =
-        tx.prepare_cached("INSERT INTO room_members (room_id, user_id, role, joined_at) VALUES (?1, ?2, ?3, ?4)")?;
+    let kept = json_id_list(room.members().iter().map(|m| m.user_id.as_uuid()));
+    tx.execute(
+        "DELETE FROM room_members WHERE room_id = ?1 AND user_id NOT IN (SELECT value FROM json_each(?2))",
+        params![room_id, kept],
+    )?;
+    let mut insert = tx.prepare_cached(
+        "INSERT INTO room_members (room_id, user_id, role, joined_at) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (room_id, user_id) DO UPDATE SET role = excluded.role, joined_at = excluded.joined_at",
+    )?;
     for member in room.members() {
         insert.execute(params![
             room_id,
@@ -132,6 +150,37 @@ fn bump_version(tx: &Transaction<'_>, room_id: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn is_unique_violation(error: &rusqlite::Error) -> bool {
+    matches!(
+        error,
+        rusqlite::Error::SqliteFailure(e, _)
+            if e.code == ErrorCode::ConstraintViolation && e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+    )
+}
+
+/// Inserts a room and its members in one transaction.
+fn insert_room(conn: &mut rusqlite::Connection, room: &Room) -> anyhow::Result<()> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    tx.execute(
+        "INSERT INTO rooms (id, name, visibility, kind, direct_key, owner_id, member_limit, created_at, version)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        params![
+            id_text(room.id().as_uuid()),
+            room.name().as_str(),
+            room.visibility().as_str(),
+            room.kind().as_str(),
+            room.direct_pair().map(DirectPair::key),
+            id_text(room.owner().as_uuid()),
+            room.member_limit().get(),
+            millis(room.created_at()),
+            to_i64(room.version())?,
+        ],
+    )?;
+    write_members(&tx, room)?;
+    tx.commit()?;
+    Ok(())
+}
+
 /// The lowest possible cursor: every id text sorts after the empty string.
 fn cursor(page: RoomPage) -> String {
     page.after.map(|id| id_text(id.as_uuid())).unwrap_or_default()
@@ -141,26 +190,7 @@ fn cursor(page: RoomPage) -> String {
 impl RoomRepository for SqliteStore {
     async fn insert(&self, room: &Room) -> anyhow::Result<()> {
         let room = room.clone();
-        self.run(move |conn| {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            tx.execute(
-                "INSERT INTO rooms (id, name, visibility, owner_id, member_limit, created_at, version)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                params![
-                    id_text(room.id().as_uuid()),
-                    room.name().as_str(),
-                    room.visibility().as_str(),
-                    id_text(room.owner().as_uuid()),
-                    room.member_limit().get(),
-                    millis(room.created_at()),
-                    to_i64(room.version())?,
-                ],
-            )?;
-            write_members(&tx, &room)?;
-            tx.commit()?;
-            Ok(())
-        })
-        .await
+        self.run(move |conn| insert_room(conn, &room)).await
     }
 
     async fn get(&self, id: RoomId) -> anyhow::Result<Option<Room>> {
@@ -211,13 +241,18 @@ impl RoomRepository for SqliteStore {
             // IMMEDIATE takes the write lock before the count, so no other writer adds in between.
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(anyhow::Error::from)?;
             let (room_id, user_id) = (id_text(room.as_uuid()), id_text(user.as_uuid()));
-            let limit: Option<i64> = tx
-                .query_row("SELECT member_limit FROM rooms WHERE id = ?1", [&room_id], |row| row.get(0))
+            let room: Option<(i64, String)> = tx
+                .query_row("SELECT member_limit, kind FROM rooms WHERE id = ?1", [&room_id], |row| {
+                    Ok((row.get(0)?, row.get(1)?))
+                })
                 .optional()
                 .map_err(anyhow::Error::from)?;
-            let Some(limit) = limit else {
+            let Some((limit, kind)) = room else {
                 return Err(MemberAddError::NotFound);
             };
+            if kind == RoomKind::Direct.as_str() {
+                return Err(MemberAddError::Direct);
+            }
             if is_member(&tx, &room_id, &user_id)? {
                 return Err(MemberAddError::AlreadyMember);
             }
@@ -243,13 +278,16 @@ impl RoomRepository for SqliteStore {
         self.run(move |conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(anyhow::Error::from)?;
             let (room_id, user_id) = (id_text(room.as_uuid()), id_text(user.as_uuid()));
-            let owner: Option<String> = tx
-                .query_row("SELECT owner_id FROM rooms WHERE id = ?1", [&room_id], |row| row.get(0))
+            let room: Option<(String, String)> = tx
+                .query_row("SELECT owner_id, kind FROM rooms WHERE id = ?1", [&room_id], |row| {
+                    Ok((row.get(0)?, row.get(1)?))
+                })
                 .optional()
                 .map_err(anyhow::Error::from)?;
-            match owner {
+            match room {
                 None => return Err(MemberRemoveError::NotFound),
-                Some(owner) if owner == user_id => return Err(MemberRemoveError::Owner),
+                Some((_, kind)) if kind == RoomKind::Direct.as_str() => return Err(MemberRemoveError::Direct),
+                Some((owner, _)) if owner == user_id => return Err(MemberRemoveError::Owner),
                 Some(_) => {}
             }
             let removed = tx
@@ -355,5 +393,66 @@ impl RoomRepository for SqliteStore {
 
     async fn is_member(&self, room: RoomId, user: UserId) -> anyhow::Result<bool> {
         self.run(move |conn| is_member(conn, &id_text(room.as_uuid()), &id_text(user.as_uuid()))).await
+    }
+
+    async fn insert_direct(&self, room: &Room) -> Result<(), InsertDirectError> {
+        let room = room.clone();
+        self.run(move |conn| match insert_room(conn, &room) {
+            Ok(()) => Ok(()),
+            Err(e) if e.downcast_ref::<rusqlite::Error>().is_some_and(is_unique_violation) => {
+                Err(InsertDirectError::Duplicate)
+            }
+            Err(e) => Err(e.context("inserting a direct room").into()),
+        })
+        .await
+    }
+
+    async fn find_direct(&self, pair: DirectPair) -> anyhow::Result<Option<Room>> {
+        self.run(move |conn| {
+            let mut stmt = conn.prepare_cached(&rooms_with_members("SELECT * FROM rooms WHERE direct_key = ?1"))?;
+            let rooms = collect_rooms(stmt.query([pair.key()])?)?;
+            Ok(rooms.into_iter().next())
+        })
+        .await
+    }
+
+    async fn mark_read(&self, room: RoomId, user: UserId, marker: ReadMarker) -> Result<MarkedRead, MarkReadError> {
+        self.run(move |conn| {
+            let (room_id, user_id) = (id_text(room.as_uuid()), id_text(user.as_uuid()));
+            let seq = to_i64(marker.get())?;
+            // The one connection serialises this with every other write: the max is atomic.
+            let moved = conn
+                .prepare_cached(
+                    "UPDATE room_members SET last_read_seq = ?3
+                     WHERE room_id = ?1 AND user_id = ?2 AND last_read_seq < ?3",
+                )
+                .and_then(|mut stmt| stmt.execute(params![room_id, user_id, seq]))
+                .map_err(anyhow::Error::from)?
+                > 0;
+            let stored: Option<i64> = conn
+                .prepare_cached("SELECT last_read_seq FROM room_members WHERE room_id = ?1 AND user_id = ?2")
+                .and_then(|mut stmt| stmt.query_row(params![room_id, user_id], |row| row.get(0)).optional())
+                .map_err(anyhow::Error::from)?;
+            let stored = stored.ok_or(MarkReadError::NotMember)?;
+            Ok(MarkedRead { marker: ReadMarker::restore(to_u64(stored)?), moved })
+        })
+        .await
+    }
+
+    async fn read_markers(&self, user: UserId, rooms: &[RoomId]) -> anyhow::Result<Vec<(RoomId, ReadMarker)>> {
+        let list = json_id_list(rooms.iter().map(RoomId::as_uuid));
+        self.run(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT room_id, last_read_seq FROM room_members
+                 WHERE user_id = ?1 AND room_id IN (SELECT value FROM json_each(?2))",
+            )?;
+            let mut rows = stmt.query(params![id_text(user.as_uuid()), list])?;
+            let mut markers = Vec::new();
+            while let Some(row) = rows.next()? {
+                markers.push((parse_id(&row.get::<_, String>(0)?)?, ReadMarker::restore(to_u64(row.get(1)?)?)));
+            }
+            Ok(markers)
+        })
+        .await
     }
 }

@@ -3,8 +3,17 @@
 use rusqlite::{Connection, TransactionBehavior};
 
 /// Migration `n` (1-based) is `MIGRATIONS[n - 1]`. Append new ones; never edit one that has shipped.
-const MIGRATIONS: &[&str] =
-    &[V1_INITIAL, V2_FILE_TOMBSTONES, V3_DURABLE_LOG, V4_QUOTA_HOLDS, V5_SESSION_EXPIRY, V6_DELETED_ROOMS];
+const MIGRATIONS: &[&str] = &[
+    V1_INITIAL,
+    V2_FILE_TOMBSTONES,
+    V3_DURABLE_LOG,
+    V4_QUOTA_HOLDS,
+    V5_SESSION_EXPIRY,
+    V6_DELETED_ROOMS,
+    // Issue 16: direct rooms, read markers, search.
+    V7_DIRECT_ROOMS_AND_READ_MARKERS,
+    V8_MESSAGE_SEARCH,
+];
 
 /// The schema version this build writes.
 #[cfg(test)]
@@ -156,6 +165,43 @@ CREATE INDEX deleted_rooms_deleted_at ON deleted_rooms (deleted_at, room_id);
 CREATE INDEX messages_room ON messages (room_id, seq);
 CREATE INDEX files_room ON files (room_id) WHERE purged_at IS NULL;
 ";
+
+// ---- Issue 16: direct rooms, read markers and receipts, message search (migrations 7 and 8) ----
+
+// A direct room is a room of kind `direct` whose `direct_key` names its pair of users (lower id
+// first); the unique index makes a second room for the same pair fail, which is how concurrent
+// opens from both sides end with one room. A member's read marker lives on the membership, so it
+// goes with it; a user's choice about read receipts lives on the user.
+const V7_DIRECT_ROOMS_AND_READ_MARKERS: &str = "
+ALTER TABLE rooms ADD COLUMN kind TEXT NOT NULL DEFAULT 'group';
+ALTER TABLE rooms ADD COLUMN direct_key TEXT;
+CREATE UNIQUE INDEX rooms_direct_key ON rooms (direct_key) WHERE direct_key IS NOT NULL;
+ALTER TABLE room_members ADD COLUMN last_read_seq INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE users ADD COLUMN send_read_receipts INTEGER NOT NULL DEFAULT 1;
+";
+
+// Full-text search over message text with FTS5, as an external-content index of `messages` kept
+// in step by triggers (every row is indexed, a file message as an empty text), so a message is
+// searchable once committed and gone from the index once deleted or purged. `unicode61` folds
+// case and diacritics, in any script.
+const V8_MESSAGE_SEARCH: &str = "
+CREATE VIRTUAL TABLE messages_fts USING fts5(
+    text, content = 'messages', content_rowid = 'rowid', tokenize = 'unicode61 remove_diacritics 2'
+);
+INSERT INTO messages_fts (messages_fts) VALUES ('rebuild');
+CREATE TRIGGER messages_fts_insert AFTER INSERT ON messages BEGIN
+    INSERT INTO messages_fts (rowid, text) VALUES (new.rowid, new.text);
+END;
+CREATE TRIGGER messages_fts_delete AFTER DELETE ON messages BEGIN
+    INSERT INTO messages_fts (messages_fts, rowid, text) VALUES ('delete', old.rowid, old.text);
+END;
+CREATE TRIGGER messages_fts_update AFTER UPDATE OF text ON messages BEGIN
+    INSERT INTO messages_fts (messages_fts, rowid, text) VALUES ('delete', old.rowid, old.text);
+    INSERT INTO messages_fts (rowid, text) VALUES (new.rowid, new.text);
+END;
+";
+
+// ---- end of issue 16 ----
 
 /// The first migration alone, to build a database as an older build left it.
 #[cfg(test)]

@@ -74,6 +74,14 @@ mod message_archive {
     application::archive_contract!(contract_tests!(&*TestDb::new()));
 }
 
+mod message_search {
+    use application::contract_tests;
+
+    use super::TestDb;
+
+    application::search_contract!(contract_tests!(&*TestDb::new()));
+}
+
 mod file_catalog {
     use application::contract_tests;
 
@@ -363,4 +371,146 @@ mod durable_log {
         let stored = log.fetch(room(1), SeqRange::default(), Take::Oldest(100)).await.unwrap();
         assert_eq!(stored.len(), 1);
     }
+}
+
+#[test]
+fn search_reads_the_full_text_index_and_never_scans_the_messages() {
+    let db = TestDb::new();
+    let conn = db.raw();
+
+    let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {}", crate::archive::search_sql())).unwrap();
+    let plan: Vec<String> = stmt
+        .query_map(rusqlite::params!["\"x\"", "[]", 0, "some-id", 10], |row| row.get::<_, String>(3))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+
+    assert!(plan.iter().any(|step| step.starts_with("SCAN f VIRTUAL TABLE INDEX")), "{plan:#?}");
+    assert!(plan.iter().any(|step| step.starts_with("SEARCH m USING INTEGER PRIMARY KEY")), "{plan:#?}");
+    assert!(!plan.iter().any(|step| step.contains("TEMP B-TREE")), "no sort: the index gives the order {plan:#?}");
+    assert!(!plan.iter().any(|step| step.starts_with("SCAN m") || step.starts_with("SCAN messages")), "{plan:#?}");
+}
+
+#[test]
+fn the_room_lists_unread_counts_read_a_room_seq_index_not_the_messages() {
+    let db = TestDb::new();
+    let conn = db.raw();
+    let sql = format!(
+        "EXPLAIN QUERY PLAN WITH ranges AS ({}) SELECT (SELECT COUNT(*) FROM (SELECT 1 FROM messages m
+         WHERE m.room_id = r.room AND m.seq > r.after AND m.seq < r.before AND m.sent_at >= r.not_before LIMIT 10))
+         FROM ranges r",
+        crate::archive::RANGES
+    );
+
+    let mut stmt = conn.prepare(&sql).unwrap();
+    let plan: Vec<String> =
+        stmt.query_map(["[]"], |row| row.get::<_, String>(3)).unwrap().map(Result::unwrap).collect();
+
+    assert!(
+        plan.iter().any(|step| step.contains("USING INDEX messages_room") && step.contains("(room_id=? AND seq>?")),
+        "{plan:#?}"
+    );
+    assert!(!plan.iter().any(|step| step.starts_with("SCAN m") || step.starts_with("SCAN messages")), "{plan:#?}");
+}
+
+/// The figure in docs/benchmarks.md (issue 16): search and the room list's tails over 100 000
+/// messages, measured at the store (no HTTP). Run it optimised, on its own:
+/// `cargo test --release -p adapter-sqlite -- --ignored --nocapture search_and_room_list_latency`
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a benchmark: minutes in a debug build"]
+async fn search_and_room_list_latency_over_100k_messages() {
+    use application::ports::{MessageLog, MessageSearch, TailQuery};
+    use domain::{Message, MessageBody, MessageId, MessageText, ReadMarker, RoomId, SearchQuery, Sender, Seq, UserId};
+    use std::time::{Duration, Instant};
+
+    const ROOMS: u64 = 10;
+    const PER_ROOM: u64 = 10_000;
+    const VOCABULARY: u64 = 5_000;
+    let db = TestDb::new();
+    // A fixed pseudo-random sequence, so every run searches the same text.
+    let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = move || {
+        state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        state >> 33
+    };
+    let rooms: Vec<RoomId> = (1..=ROOMS).map(|n| RoomId::from_uuid(uuid::Uuid::from_u128(u128::from(n)))).collect();
+    let sender =
+        Sender { id: UserId::from_uuid(uuid::Uuid::from_u128(7)), username: domain::Username::new("bench").unwrap() };
+    let started = chrono::Utc::now() - chrono::Duration::days(1);
+    let fill = Instant::now();
+    for seq in 1..=PER_ROOM {
+        let batch: Vec<Message> = rooms
+            .iter()
+            .enumerate()
+            .map(|(r, room)| {
+                let words: Vec<String> = (0..8).map(|_| format!("w{}", next() % VOCABULARY)).collect();
+                let n = seq * ROOMS + r as u64;
+                Message {
+                    id: MessageId::from_uuid(uuid::Uuid::from_u128(u128::from(n) << 64)),
+                    room_id: *room,
+                    seq: Seq::new(seq).unwrap(),
+                    sender: sender.clone(),
+                    body: MessageBody::Text(MessageText::new(&format!("common {}", words.join(" "))).unwrap()),
+                    sent_at: started + chrono::Duration::milliseconds(i64::try_from(n).unwrap()),
+                }
+            })
+            .collect();
+        db.insert_batch(&batch).await.unwrap();
+    }
+    let fill = fill.elapsed();
+    let log = crate::SqliteMessageLog::start(db.store.clone(), Duration::from_secs(60)).unwrap();
+
+    let measure = |label: &str, mut samples: Vec<Duration>| {
+        samples.sort();
+        let at = |q: f64| samples[((samples.len() as f64 * q) as usize).min(samples.len() - 1)];
+        println!(
+            "{label}: {} runs, p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+            samples.len(),
+            at(0.50).as_secs_f64() * 1e3,
+            at(0.99).as_secs_f64() * 1e3,
+            samples[samples.len() - 1].as_secs_f64() * 1e3
+        );
+    };
+    let search = |words: String| MessageSearch {
+        query: SearchQuery::new(&words).unwrap(),
+        rooms: rooms.clone(),
+        not_before: Some(started),
+        before: None,
+        limit: 21,
+    };
+    let mut rare = Vec::new();
+    let mut hits = 0;
+    for _ in 0..1000 {
+        let query = search(format!("w{}", next() % VOCABULARY));
+        let t = Instant::now();
+        hits += db.search(&query).await.unwrap().len();
+        rare.push(t.elapsed());
+    }
+    let mut two = Vec::new();
+    for _ in 0..1000 {
+        let query = search(format!("w{} w{}", next() % VOCABULARY, next() % VOCABULARY));
+        let t = Instant::now();
+        db.search(&query).await.unwrap();
+        two.push(t.elapsed());
+    }
+    let mut common = Vec::new();
+    for _ in 0..100 {
+        let t = Instant::now();
+        assert_eq!(db.search(&search("common".to_owned())).await.unwrap().len(), 21);
+        common.push(t.elapsed());
+    }
+    let mut tails = Vec::new();
+    for _ in 0..1000 {
+        let queries: Vec<TailQuery> =
+            rooms.iter().map(|&room| TailQuery { room, read: ReadMarker::restore(next() % PER_ROOM) }).collect();
+        let t = Instant::now();
+        log.tails(&queries, Some(started), domain::UNREAD_CAP).await.unwrap();
+        tails.push(t.elapsed());
+    }
+    println!("filled {} messages in {:.1} s", ROOMS * PER_ROOM, fill.as_secs_f64());
+    measure("search, one word in ~160 messages (first page of 20)", rare);
+    println!("  {hits} results in all");
+    measure("search, two such words", two);
+    measure("search, a word in every message (first page of 20)", common);
+    measure("room list tails, 10 rooms, unread up to 1000 each", tails);
 }

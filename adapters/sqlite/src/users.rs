@@ -1,10 +1,10 @@
 //! `UserRepository` on SQLite: usernames are unique regardless of case through a lowercased key.
 
 use anyhow::Context;
-use application::ports::{CreateUserError, StoredUser, UserRepository};
+use application::ports::{CreateUserError, StoredUser, UserRepository, UserSettings};
 use async_trait::async_trait;
 use domain::{User, UserId, Username};
-use rusqlite::{params, ErrorCode, Row};
+use rusqlite::{params, ErrorCode, OptionalExtension, Row};
 
 use crate::codec::{id_text, json_id_list, millis, parse_id, timestamp};
 use crate::SqliteStore;
@@ -94,6 +94,28 @@ impl UserRepository for SqliteStore {
                 users.push(user_from_row(row)?);
             }
             Ok(users)
+        })
+        .await
+    }
+
+    async fn settings(&self, id: UserId) -> anyhow::Result<UserSettings> {
+        self.run(move |conn| {
+            let receipts: Option<bool> = conn
+                .prepare_cached("SELECT send_read_receipts FROM users WHERE id = ?1")?
+                .query_row([id_text(id.as_uuid())], |row| row.get(0))
+                .optional()?;
+            Ok(receipts.map_or_else(UserSettings::default, |send_read_receipts| UserSettings { send_read_receipts }))
+        })
+        .await
+    }
+
+    async fn update_settings(&self, id: UserId, settings: &UserSettings) -> anyhow::Result<bool> {
+        let settings = *settings;
+        self.run(move |conn| {
+            let updated = conn
+                .prepare_cached("UPDATE users SET send_read_receipts = ?2 WHERE id = ?1")?
+                .execute(params![id_text(id.as_uuid()), settings.send_read_receipts])?;
+            Ok(updated > 0)
         })
         .await
     }

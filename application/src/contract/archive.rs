@@ -177,6 +177,56 @@ pub async fn deleting_a_room_deletes_its_messages_in_batches_and_no_other_rooms(
     assert_eq!(seqs(&archive.fetch(room(2), EVERYTHING, Take::Oldest(10)).await.expect("fetch")), vec![1, 2]);
 }
 
+// ---- Issue 16: what the room list asks of the archive ----
+
+pub async fn count_in_counts_each_range_up_to_the_cap_in_the_order_asked(archive: &impl MessageArchive) {
+    archive_seqs(archive, 1, 1..=6).await;
+    archive_seqs(archive, 2, 1..=3).await;
+    let ranges = [
+        (room(2), SeqRange { after: Some(seq(1)), ..EVERYTHING }),
+        (room(1), SeqRange { after: Some(seq(2)), before: Some(seq(6)), not_before: None }),
+        (room(3), EVERYTHING),
+    ];
+
+    let counted = archive.count_in(&ranges, 10).await.expect("count_in");
+    let capped = archive.count_in(&ranges, 2).await.expect("count_in");
+    let none = archive.count_in(&[], 10).await.expect("count_in");
+
+    assert_eq!(counted, [2, 3, 0]);
+    assert_eq!(capped, [2, 2, 0]);
+    assert!(none.is_empty());
+}
+
+pub async fn count_in_and_newest_in_leave_out_expired_messages(archive: &impl MessageArchive) {
+    archive_seqs(archive, 1, 1..=6).await;
+    let live_from = SeqRange { not_before: Some(at(4_000)), ..EVERYTHING };
+    let all_expired = SeqRange { not_before: Some(at(60_000)), ..EVERYTHING };
+
+    let counted = archive.count_in(&[(room(1), live_from)], 10).await.expect("count_in");
+    let newest = archive.newest_in(&[(room(1), all_expired)]).await.expect("newest_in");
+
+    assert_eq!(counted, [3], "seqs 4 to 6 were sent at or after the cutoff");
+    assert_eq!(newest, [None]);
+}
+
+pub async fn newest_in_gives_each_ranges_newest_message_in_the_order_asked(archive: &impl MessageArchive) {
+    archive_seqs(archive, 1, 1..=6).await;
+    archive_seqs(archive, 2, 1..=3).await;
+
+    let newest = archive
+        .newest_in(&[
+            (room(1), SeqRange { before: Some(seq(5)), ..EVERYTHING }),
+            (room(3), EVERYTHING),
+            (room(2), EVERYTHING),
+        ])
+        .await
+        .expect("newest_in");
+
+    assert_eq!(newest, [Some(text_message(1, 4)), None, Some(text_message(2, 3))]);
+}
+
+// ---- end of issue 16 ----
+
 /// Hands `$generate!` this module and every `MessageArchive` behaviour in it, after the caller's
 /// arguments: `application::archive_contract!(contract_tests!(&*fresh_adapter()))`.
 #[macro_export]
@@ -192,6 +242,9 @@ macro_rules! archive_contract {
         last_seqs_reports_the_highest_seq_per_room,
         purge_deletes_at_most_the_limit_and_only_older_messages,
         deleting_a_room_deletes_its_messages_in_batches_and_no_other_rooms,
+        count_in_counts_each_range_up_to_the_cap_in_the_order_asked,
+        count_in_and_newest_in_leave_out_expired_messages,
+        newest_in_gives_each_ranges_newest_message_in_the_order_asked,
         );
     };
 }

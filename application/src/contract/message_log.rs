@@ -8,7 +8,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::ports::{Appended, DedupeKey, MessageLog, NewMessage, Queued, SeqRange, Take};
+use crate::ports::{Appended, DedupeKey, MessageLog, NewMessage, Queued, SeqRange, TailQuery, Take};
 use domain::{
     ClientMsgId, FileId, FileKind, FileMeta, FileName, Message, MessageBody, MessageId, MessageText, RoomId, Sender,
     Seq,
@@ -454,6 +454,46 @@ pub async fn oldest_unarchived_is_when_the_oldest_unacked_message_was_appended(l
     assert_eq!(drained, None);
 }
 
+// ---- Issue 16: the room list's tails ----
+
+fn tail_query(room: RoomId, read: u64) -> TailQuery {
+    TailQuery { room, read: domain::ReadMarker::restore(read) }
+}
+
+pub async fn tails_count_past_each_marker_and_give_the_newest_message_in_the_order_asked(log: &impl MessageLog) {
+    let appended = append_texts(log, room(1), 5).await;
+
+    let tails = log.tails(&[tail_query(room(2), 0), tail_query(room(1), 2)], None, 1000).await.expect("tails");
+
+    let empty = &tails[0];
+    assert_eq!((empty.room, empty.last_seq, empty.newest.as_ref(), empty.unread), (room(2), None, None, 0));
+    let tail = &tails[1];
+    assert_eq!((tail.room, tail.last_seq, tail.unread), (room(1), Some(seq(5)), 3));
+    assert_eq!(tail.newest.as_ref(), appended.last());
+    assert!(tail.holds_from.is_some_and(|from| from <= seq(3)), "it counted 3 to 5, so it holds them: {tail:?}");
+}
+
+pub async fn tails_stop_counting_at_the_cap(log: &impl MessageLog) {
+    append_texts(log, room(1), 5).await;
+
+    let tails = log.tails(&[tail_query(room(1), 0)], None, 2).await.expect("tails");
+
+    assert_eq!(tails[0].unread, 2);
+    assert_eq!(tails[0].last_seq, Some(seq(5)));
+}
+
+pub async fn tails_never_give_an_expired_message_as_the_newest(log: &impl MessageLog) {
+    append_texts(log, room(1), 3).await;
+    let everything_expired = now() + chrono::Duration::hours(1);
+
+    let tails = log.tails(&[tail_query(room(1), 0)], Some(everything_expired), 1000).await.expect("tails");
+
+    assert_eq!((tails[0].newest.as_ref(), tails[0].unread), (None, 0));
+    assert_eq!(tails[0].last_seq, Some(seq(3)), "seqs given out still count");
+}
+
+// ---- end of issue 16 ----
+
 /// Hands `$generate!` this module and every `MessageLog` behaviour that any log must have, after
 /// the caller's arguments: `application::message_log_contract!(contract_tests!(&log()))`.
 #[macro_export]
@@ -471,6 +511,9 @@ macro_rules! message_log_contract {
         a_fetch_applies_the_retention_cutoff_before_it_counts,
         an_empty_or_inverted_range_returns_nothing,
         raise_seq_moves_the_next_seq_past_it_and_never_lowers_it,
+        tails_count_past_each_marker_and_give_the_newest_message_in_the_order_asked,
+        tails_stop_counting_at_the_cap,
+        tails_never_give_an_expired_message_as_the_newest,
         );
     };
 }

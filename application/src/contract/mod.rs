@@ -15,6 +15,7 @@ pub mod files;
 pub mod message_log;
 pub mod presence;
 pub mod rooms;
+pub mod search;
 pub mod tokens;
 pub mod users;
 

@@ -1,7 +1,9 @@
 //! The `RoomRepository` contract.
 
-use crate::ports::{MemberAddError, MemberRemoveError, RoomPage, RoomRepository, UpdateRoomError};
-use domain::{MemberLimit, Room, RoomId, RoomName, UserId, Visibility};
+use crate::ports::{
+    InsertDirectError, MarkReadError, MemberAddError, MemberRemoveError, RoomPage, RoomRepository, UpdateRoomError,
+};
+use domain::{DirectPair, MemberLimit, ReadMarker, Room, RoomId, RoomName, UserId, Visibility};
 
 use super::{at, uuid};
 
@@ -35,6 +37,7 @@ fn bumped(room: &Room) -> Room {
         room.id(),
         room.name().clone(),
         room.visibility(),
+        room.kind(),
         room.owner(),
         room.members().to_vec(),
         room.member_limit(),
@@ -365,6 +368,136 @@ pub async fn the_member_count_follows_an_update_and_includes_the_owner(repo: &im
     assert_eq!(added, 8, "the limit of 10 counts from the updated members");
 }
 
+// ---- Issue 16: direct rooms and read markers ----
+
+/// The direct room numbered `n` that `opener` opened with `other`.
+pub fn direct(n: u128, opener: UserId, other: UserId) -> Room {
+    Room::direct(RoomId::from_uuid(uuid(1_000 + n)), opener, other, at(1_000)).expect("two users")
+}
+
+fn marker(n: u64) -> ReadMarker {
+    ReadMarker::restore(n)
+}
+
+pub async fn a_direct_room_reads_back_by_its_pair_whoever_asks(repo: &impl RoomRepository) {
+    let stored = direct(1, user(2), user(1));
+    repo.insert(&room(2, Visibility::Private, user(1), &[user(2)])).await.expect("a group of the same two");
+
+    repo.insert_direct(&stored).await.expect("insert_direct");
+
+    let pair = DirectPair::new(user(1), user(2)).expect("two users");
+    assert_eq!(repo.find_direct(pair).await.expect("find"), Some(stored.clone()));
+    assert_eq!(repo.get(stored.id()).await.expect("get"), Some(stored));
+    assert_eq!(repo.find_direct(DirectPair::new(user(1), user(3)).expect("two")).await.expect("find"), None);
+}
+
+pub async fn a_second_direct_room_for_a_pair_is_a_duplicate_and_stores_nothing(repo: &impl RoomRepository) {
+    let first = direct(1, user(1), user(2));
+    repo.insert_direct(&first).await.expect("insert_direct");
+
+    let outcome = repo.insert_direct(&direct(2, user(2), user(1))).await;
+
+    assert!(matches!(outcome, Err(InsertDirectError::Duplicate)), "got {outcome:?}");
+    assert_eq!(repo.get(direct(2, user(2), user(1)).id()).await.expect("get"), None);
+    assert_eq!(repo.room_ids_for_member(user(2)).await.expect("room ids"), vec![first.id()]);
+}
+
+pub async fn concurrent_direct_inserts_for_one_pair_store_one_room(repo: &impl RoomRepository) {
+    let outcomes = futures::future::join_all((1..=8).map(|n| {
+        let (opener, other) = if n % 2 == 0 { (user(1), user(2)) } else { (user(2), user(1)) };
+        let room = direct(n, opener, other);
+        async move { repo.insert_direct(&room).await }
+    }))
+    .await;
+
+    let stored = outcomes.iter().filter(|o| o.is_ok()).count();
+    let duplicates = outcomes.iter().filter(|o| matches!(o, Err(InsertDirectError::Duplicate))).count();
+    assert_eq!((stored, duplicates), (1, 7));
+    assert_eq!(repo.room_ids_for_member(user(1)).await.expect("room ids").len(), 1);
+    assert_eq!(repo.room_ids_for_member(user(2)).await.expect("room ids").len(), 1);
+}
+
+pub async fn a_direct_room_takes_nobody_in_and_lets_nobody_out(repo: &impl RoomRepository) {
+    let stored = direct(1, user(1), user(2));
+    repo.insert_direct(&stored).await.expect("insert_direct");
+
+    let add = repo.add_member(stored.id(), user(3), at(5_000)).await;
+    let remove = repo.remove_member(stored.id(), user(2)).await;
+
+    assert!(matches!(add, Err(MemberAddError::Direct)), "got {add:?}");
+    assert!(matches!(remove, Err(MemberRemoveError::Direct)), "got {remove:?}");
+    assert_eq!(repo.get(stored.id()).await.expect("get"), Some(stored));
+}
+
+pub async fn a_read_marker_starts_at_zero_and_only_moves_forward(repo: &impl RoomRepository) {
+    let stored = room(1, Visibility::Public, user(1), &[user(2)]);
+    repo.insert(&stored).await.expect("insert");
+    let before = repo.read_markers(user(2), &[stored.id()]).await.expect("markers");
+
+    let forward = repo.mark_read(stored.id(), user(2), marker(5)).await.expect("mark");
+    let backward = repo.mark_read(stored.id(), user(2), marker(3)).await.expect("mark");
+    let same = repo.mark_read(stored.id(), user(2), marker(5)).await.expect("mark");
+
+    assert_eq!(before, vec![(stored.id(), marker(0))]);
+    assert_eq!((forward.marker, forward.moved), (marker(5), true));
+    assert_eq!((backward.marker, backward.moved), (marker(5), false), "a lower seq is a no-op");
+    assert_eq!((same.marker, same.moved), (marker(5), false));
+    assert_eq!(repo.read_markers(user(2), &[stored.id()]).await.expect("markers"), vec![(stored.id(), marker(5))]);
+    assert_eq!(repo.read_markers(user(1), &[stored.id()]).await.expect("markers"), vec![(stored.id(), marker(0))]);
+}
+
+pub async fn markers_belong_to_memberships(repo: &impl RoomRepository) {
+    let mine = room(1, Visibility::Public, user(1), &[user(2)]);
+    let theirs = room(2, Visibility::Public, user(3), &[]);
+    repo.insert(&mine).await.expect("insert");
+    repo.insert(&theirs).await.expect("insert");
+    repo.mark_read(mine.id(), user(2), marker(4)).await.expect("mark");
+
+    let stranger = repo.mark_read(theirs.id(), user(2), marker(1)).await;
+    let nowhere = repo.mark_read(RoomId::from_uuid(uuid(404)), user(2), marker(1)).await;
+    let listed = repo.read_markers(user(2), &[mine.id(), theirs.id(), RoomId::from_uuid(uuid(404))]).await;
+    repo.remove_member(mine.id(), user(2)).await.expect("remove");
+    repo.add_member(mine.id(), user(2), at(9_000)).await.expect("back again");
+
+    assert!(matches!(stranger, Err(MarkReadError::NotMember)), "got {stranger:?}");
+    assert!(matches!(nowhere, Err(MarkReadError::NotMember)), "got {nowhere:?}");
+    assert_eq!(listed.expect("markers"), vec![(mine.id(), marker(4))], "only rooms the user is in");
+    assert_eq!(
+        repo.read_markers(user(2), &[mine.id()]).await.expect("markers"),
+        vec![(mine.id(), marker(0))],
+        "a new membership starts from 0"
+    );
+}
+
+pub async fn a_read_marker_survives_a_change_of_owner(repo: &impl RoomRepository) {
+    let stored = room(1, Visibility::Public, user(1), &[user(2), user(3)]);
+    repo.insert(&stored).await.expect("insert");
+    repo.mark_read(stored.id(), user(2), marker(7)).await.expect("mark");
+    repo.mark_read(stored.id(), user(3), marker(2)).await.expect("mark");
+    let mut changed = repo.get(stored.id()).await.expect("get").expect("stored");
+    changed.leave(user(1)).expect("the owner leaves");
+
+    repo.update(&changed).await.expect("update");
+
+    let mut markers = repo.read_markers(user(2), &[stored.id()]).await.expect("markers");
+    markers.extend(repo.read_markers(user(3), &[stored.id()]).await.expect("markers"));
+    assert_eq!(markers, vec![(stored.id(), marker(7)), (stored.id(), marker(2))]);
+    assert_eq!(repo.get(stored.id()).await.expect("get").map(|r| r.owner()), Some(user(2)));
+}
+
+pub async fn concurrent_marks_leave_the_highest(repo: &impl RoomRepository) {
+    let stored = room(1, Visibility::Public, user(1), &[user(2)]);
+    repo.insert(&stored).await.expect("insert");
+
+    let outcomes =
+        futures::future::join_all((1..=20).rev().map(|n| repo.mark_read(stored.id(), user(2), marker(n)))).await;
+
+    assert!(outcomes.iter().all(Result::is_ok), "{outcomes:?}");
+    assert_eq!(repo.read_markers(user(2), &[stored.id()]).await.expect("markers"), vec![(stored.id(), marker(20))]);
+}
+
+// ---- end of issue 16 ----
+
 /// Hands `$generate!` this module and every `RoomRepository` behaviour in it, after the caller's
 /// arguments: `application::rooms_contract!(contract_tests!(&*fresh_adapter()))`.
 #[macro_export]
@@ -392,6 +525,14 @@ macro_rules! rooms_contract {
         a_removal_frees_a_place_for_the_next_member,
         an_update_from_a_copy_read_before_an_add_is_a_conflict,
         the_member_count_follows_an_update_and_includes_the_owner,
+        a_direct_room_reads_back_by_its_pair_whoever_asks,
+        a_second_direct_room_for_a_pair_is_a_duplicate_and_stores_nothing,
+        concurrent_direct_inserts_for_one_pair_store_one_room,
+        a_direct_room_takes_nobody_in_and_lets_nobody_out,
+        a_read_marker_starts_at_zero_and_only_moves_forward,
+        markers_belong_to_memberships,
+        a_read_marker_survives_a_change_of_owner,
+        concurrent_marks_leave_the_highest,
         );
     };
 }

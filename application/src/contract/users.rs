@@ -1,6 +1,6 @@
 //! The `UserRepository` contract.
 
-use crate::ports::{CreateUserError, StoredUser, UserRepository};
+use crate::ports::{CreateUserError, StoredUser, UserRepository, UserSettings};
 use domain::{User, UserId, Username};
 
 use super::{at, uuid};
@@ -84,6 +84,24 @@ pub async fn by_ids_finds_every_user_of_a_long_list(repo: &impl UserRepository) 
     assert_eq!(found, asked[..150]);
 }
 
+pub async fn settings_start_at_the_defaults_and_keep_what_was_stored(repo: &impl UserRepository) {
+    let alice = stored_user(1, "Alice");
+    let bob = stored_user(2, "Bob");
+    repo.create(&alice).await.expect("create");
+    repo.create(&bob).await.expect("create");
+    let before = repo.settings(alice.user.id).await.expect("settings");
+
+    let stored = repo.update_settings(alice.user.id, &UserSettings { send_read_receipts: false }).await;
+    let unknown = repo.update_settings(UserId::from_uuid(uuid(404)), &UserSettings::default()).await;
+
+    assert_eq!(before, UserSettings { send_read_receipts: true });
+    assert!(stored.expect("update"), "alice exists");
+    assert!(!unknown.expect("update"), "nobody is 404");
+    assert_eq!(repo.settings(alice.user.id).await.expect("settings"), UserSettings { send_read_receipts: false });
+    assert_eq!(repo.settings(bob.user.id).await.expect("settings"), UserSettings::default(), "only alice changed");
+    assert_eq!(repo.by_id(alice.user.id).await.expect("by_id"), Some(alice.user), "the user is unchanged");
+}
+
 /// Hands `$generate!` this module and every `UserRepository` behaviour in it, after the caller's
 /// arguments: `application::users_contract!(contract_tests!(&*fresh_adapter()))`.
 #[macro_export]
@@ -96,6 +114,7 @@ macro_rules! users_contract {
         unknown_users_are_absent_not_errors,
         by_ids_returns_only_the_users_that_exist,
         by_ids_finds_every_user_of_a_long_list,
+        settings_start_at_the_defaults_and_keep_what_was_stored,
         );
     };
 }

@@ -102,6 +102,7 @@ pub fn next_version(room: &Room) -> Room {
         room.id(),
         room.name().clone(),
         room.visibility(),
+        room.kind(),
         room.owner(),
         room.members().to_vec(),
         room.member_limit(),

@@ -9,3 +9,4 @@ mod messaging;
 mod presence;
 mod rooms;
 mod routing;
+mod search;

@@ -2,22 +2,23 @@
 
 use std::sync::Arc;
 
-use domain::{MemberLimit, Room, RoomId, RoomName, User, UserId, Username, Visibility};
+use domain::{DirectPair, MemberLimit, ReadMarker, Room, RoomId, RoomName, User, UserId, Username, Visibility};
 use mockall::Sequence;
 
 use super::fixtures::{
-    alice, bob, carol, dave, fixed_clock, generated_id, member_ids, next_version, now, room, room_id, seq,
+    alice, bob, carol, dave, fixed_clock, generated_id, member_ids, message, next_version, now, room, room_id, seq,
     sequential_ids, summary, user, user_id,
 };
 use crate::accounts::UserRef;
 use crate::membership::{CacheLimits, MembershipCache};
 use crate::ports::{
-    MemberAddError, MemberRemoveError, MockClock, MockEventBus, MockIdGenerator, MockMessageLog, MockRoomRepository,
-    MockUserRepository, RoomEvent, RoomPage, StoredUser, UpdateRoomError,
+    InsertDirectError, MarkReadError, MarkedRead, MemberAddError, MemberRemoveError, MockClock, MockEventBus,
+    MockIdGenerator, MockMessageArchive, MockMessageLog, MockRoomRepository, MockUserRepository, RoomEvent, RoomPage,
+    RoomTail, SeqRange, StoredUser, TailQuery, UpdateRoomError, UserSettings,
 };
 use crate::rooms::{
-    CreateRoomError, DeleteRoomError, InviteError, JoinError, NewRoom, PageSize, RemoveMemberError, RoomAccessError,
-    Rooms,
+    CreateRoomError, DeleteRoomError, DirectError, InviteError, JoinError, NewRoom, PageSize, ReadError,
+    RemoveMemberError, RoomAccessError, Rooms,
 };
 
 /// Every port of `Rooms` as a mock without expectations: any call a test did not expect fails it.
@@ -62,6 +63,27 @@ impl Ports {
     fn expect_details(&mut self, times: usize) {
         self.users.expect_by_ids().times(times).returning(|ids| Ok(directory(ids)));
         self.log.expect_last_seq().times(times).returning(|_| Ok(Some(seq(7))));
+    }
+
+    /// Expects one page of rooms to be shown: one names read for the whole page, the viewer's
+    /// markers (when a viewer lists their own rooms) and the log's tails, each once.
+    fn expect_page(&mut self, with_markers: bool) {
+        self.users.expect_by_ids().times(1).returning(|ids| Ok(directory(ids)));
+        if with_markers {
+            self.rooms.expect_read_markers().times(1).returning(|_, _| Ok(Vec::new()));
+        }
+        self.log.expect_tails().times(1).returning(|queries, _, _| {
+            Ok(queries
+                .iter()
+                .map(|q| RoomTail {
+                    room: q.room,
+                    last_seq: Some(seq(7)),
+                    holds_from: Some(seq(1)),
+                    newest: None,
+                    unread: 0,
+                })
+                .collect())
+        });
     }
 
     fn expect_no_details(&mut self) {
@@ -241,7 +263,7 @@ async fn listing_my_rooms_gives_a_cursor_when_one_more_room_exists_than_the_page
         .withf(|user, page| *user == alice().id && *page == RoomPage { after: None, limit: 3 })
         .times(1)
         .returning(|_, _| Ok(rooms_numbered(1..=3)));
-    ports.expect_details(2);
+    ports.expect_page(true);
 
     let list = ports.rooms().list_mine(&alice(), None, page(2)).await.expect("listed");
 
@@ -258,7 +280,7 @@ async fn the_last_page_of_my_rooms_has_no_cursor() {
         .withf(|_, page| *page == RoomPage { after: Some(room_id(2)), limit: 3 })
         .times(1)
         .returning(|_, _| Ok(rooms_numbered(3..=4)));
-    ports.expect_details(2);
+    ports.expect_page(true);
 
     let list = ports.rooms().list_mine(&alice(), Some(room_id(2)), page(2)).await.expect("listed");
 
@@ -275,7 +297,7 @@ async fn listing_public_rooms_gives_a_cursor_when_one_more_room_exists_than_the_
         .withf(|page| *page == RoomPage { after: Some(room_id(1)), limit: 3 })
         .times(1)
         .returning(|_| Ok(rooms_numbered(2..=4)));
-    ports.expect_details(2);
+    ports.expect_page(false);
 
     let list = ports.rooms().list_public(Some(room_id(1)), page(2)).await.expect("listed");
 
@@ -287,7 +309,7 @@ async fn listing_public_rooms_gives_a_cursor_when_one_more_room_exists_than_the_
 async fn the_last_page_of_public_rooms_has_no_cursor() {
     let mut ports = Ports::default();
     ports.rooms.expect_list_public().times(1).returning(|_| Ok(rooms_numbered(1..=1)));
-    ports.expect_details(1);
+    ports.expect_page(false);
 
     let list = ports.rooms().list_public(None, page(2)).await.expect("listed");
 
@@ -867,4 +889,347 @@ async fn a_removal_clears_this_nodes_membership_cache_before_it_is_acknowledged(
 
     // Assert: the next send asks the store, without waiting for the bus.
     assert!(!cache.is_member(general(), bob().id).await.expect("lookup"));
+}
+
+// --- room list: unread counts and last messages ---
+
+fn tail(room: RoomId, last: u64, holds_from: u64, newest: Option<u64>, unread: u64) -> RoomTail {
+    RoomTail {
+        room,
+        last_seq: Some(seq(last)),
+        holds_from: Some(seq(holds_from)),
+        newest: newest.map(|n| message(room, n)),
+        unread,
+    }
+}
+
+/// `rooms` listed for alice in one page.
+fn expect_my_rooms(ports: &mut Ports, rooms: Vec<Room>) {
+    ports.rooms.expect_list_for_member().times(1).return_once(move |_, _| Ok(rooms));
+    ports.users.expect_by_ids().times(1).returning(|ids| Ok(directory(ids)));
+}
+
+#[tokio::test]
+async fn my_room_list_shows_each_rooms_marker_unread_count_and_last_message_in_one_read_of_each_store() {
+    let mut ports = Ports::default();
+    let (first, second) = (
+        room(room_id(1), Visibility::Public, &alice(), &[&bob()]),
+        room(room_id(2), Visibility::Public, &bob(), &[&alice()]),
+    );
+    expect_my_rooms(&mut ports, vec![first, second]);
+    ports
+        .rooms
+        .expect_read_markers()
+        .withf(|user, rooms| *user == alice().id && rooms == [room_id(1), room_id(2)])
+        .times(1)
+        .returning(|_, _| Ok(vec![(room_id(1), ReadMarker::restore(3))]));
+    ports
+        .log
+        .expect_tails()
+        .withf(|queries, not_before, cap| {
+            queries
+                == [
+                    TailQuery { room: room_id(1), read: ReadMarker::restore(3) },
+                    TailQuery { room: room_id(2), read: ReadMarker::NONE },
+                ]
+                && not_before.is_none()
+                && *cap == 1000
+        })
+        .times(1)
+        .returning(|_, _, _| {
+            Ok(vec![
+                tail(room_id(1), 7, 1, Some(7), 4),
+                RoomTail { room: room_id(2), last_seq: None, holds_from: None, newest: None, unread: 0 },
+            ])
+        });
+
+    let list = ports.rooms().list_mine(&alice(), None, page(10)).await.expect("listed");
+
+    let first = list.items[0].reading.clone().expect("a reading in my own list");
+    assert_eq!(
+        (first.marker, first.unread, first.last_message),
+        (ReadMarker::restore(3), 4, Some(message(room_id(1), 7)))
+    );
+    assert_eq!(list.items[0].last_seq, 7);
+    let second = list.items[1].reading.clone().expect("a reading in my own list");
+    assert_eq!((second.marker, second.unread, second.last_message), (ReadMarker::NONE, 0, None));
+    assert_eq!(list.items[1].last_seq, 0);
+}
+
+#[tokio::test]
+async fn unread_messages_the_log_no_longer_holds_are_counted_in_the_archive_in_one_read_for_the_page() {
+    let mut ports = Ports::default();
+    expect_my_rooms(&mut ports, rooms_numbered(1..=2));
+    ports
+        .rooms
+        .expect_read_markers()
+        .returning(|_, _| Ok(vec![(room_id(1), ReadMarker::restore(10)), (room_id(2), ReadMarker::restore(10))]));
+    ports.log.expect_tails().times(1).returning(|_, _, _| {
+        // Room 1: the log holds 401 to 500; room 2: the log alone already reaches the cap.
+        Ok(vec![tail(room_id(1), 500, 401, Some(500), 100), tail(room_id(2), 3000, 1001, Some(3000), 1000)])
+    });
+    let mut archive = MockMessageArchive::new();
+    archive
+        .expect_count_in()
+        .withf(|ranges, cap| {
+            ranges == [(room_id(1), SeqRange { after: Some(seq(10)), before: Some(seq(401)), not_before: None })]
+                && *cap == 1000
+        })
+        .times(1)
+        .returning(|_, _| Ok(vec![390]));
+    archive.expect_newest_in().never();
+
+    let list = ports.rooms().with_archive(Arc::new(archive)).list_mine(&alice(), None, page(10)).await.expect("listed");
+
+    let unread: Vec<u64> = list.items.iter().map(|d| d.reading.as_ref().expect("reading").unread).collect();
+    assert_eq!(unread, [490, 1000]);
+}
+
+#[tokio::test]
+async fn a_room_whose_log_holds_none_of_its_messages_takes_its_last_message_from_the_archive() {
+    let mut ports = Ports::default();
+    expect_my_rooms(&mut ports, rooms_numbered(1..=1));
+    ports.rooms.expect_read_markers().returning(|_, _| Ok(vec![(room_id(1), ReadMarker::restore(5))]));
+    ports.log.expect_tails().returning(|_, _, _| {
+        Ok(vec![RoomTail { room: room_id(1), last_seq: Some(seq(5)), holds_from: None, newest: None, unread: 0 }])
+    });
+    let mut archive = MockMessageArchive::new();
+    archive.expect_count_in().never();
+    archive
+        .expect_newest_in()
+        .withf(|ranges| ranges == [(room_id(1), SeqRange { after: None, before: None, not_before: None })])
+        .times(1)
+        .returning(|_| Ok(vec![Some(message(room_id(1), 5))]));
+
+    let list = ports.rooms().with_archive(Arc::new(archive)).list_mine(&alice(), None, page(10)).await.expect("listed");
+
+    let reading = list.items[0].reading.clone().expect("reading");
+    assert_eq!((reading.unread, reading.last_message), (0, Some(message(room_id(1), 5))));
+}
+
+// --- direct rooms ---
+
+fn direct(a: &User, b: &User) -> Room {
+    Room::direct(room_id(9), a.id, b.id, now()).expect("two users")
+}
+
+fn pair(a: &User, b: &User) -> DirectPair {
+    DirectPair::new(a.id, b.id).expect("two users")
+}
+
+#[tokio::test]
+async fn opening_a_direct_room_that_exists_returns_it_with_the_other_user_and_opens_nothing() {
+    let mut ports = Ports::default();
+    ports.users.expect_by_id().withf(|id| *id == bob().id).times(1).returning(|_| Ok(Some(bob())));
+    let existing = direct(&bob(), &alice());
+    ports
+        .rooms
+        .expect_find_direct()
+        .withf(|p| *p == pair(&alice(), &bob()))
+        .times(1)
+        .return_once(move |_| Ok(Some(existing)));
+    ports.rooms.expect_insert_direct().never();
+    ports.expect_no_event();
+    ports.expect_details(1);
+
+    let opened = ports.rooms().open_direct(&alice(), UserRef::Id(bob().id)).await.expect("opened");
+
+    assert!(!opened.created);
+    assert_eq!(opened.details.direct_with, Some(summary(&bob())));
+}
+
+#[tokio::test]
+async fn opening_a_direct_room_the_first_time_stores_it_and_both_users_follow_it() {
+    let mut ports = Ports { clock: fixed_clock(1), ids: sequential_ids(1), ..Ports::default() };
+    ports.users.expect_by_id().times(1).returning(|_| Ok(Some(bob())));
+    ports.rooms.expect_find_direct().times(1).returning(|_| Ok(None));
+    ports
+        .rooms
+        .expect_insert_direct()
+        .withf(|room| room.direct_pair() == Some(pair(&alice(), &bob())) && room.is_owner(alice().id))
+        .times(1)
+        .returning(|_| Ok(()));
+    let id = RoomId::from_uuid(generated_id(1));
+    let mut order = Sequence::new();
+    for user in [alice(), bob()] {
+        let expected = RoomEvent::MemberJoined { room_id: id, user: summary(&user) };
+        ports
+            .bus
+            .expect_publish()
+            .withf(move |e| *e == expected)
+            .times(1)
+            .in_sequence(&mut order)
+            .returning(|_| Ok(()));
+    }
+    ports.expect_details(1);
+
+    let opened = ports.rooms().open_direct(&alice(), UserRef::Id(bob().id)).await.expect("opened");
+
+    assert!(opened.created);
+    assert_eq!(opened.details.room.id(), id);
+    assert_eq!(opened.details.direct_with, Some(summary(&bob())));
+}
+
+#[tokio::test]
+async fn when_the_other_side_opens_the_direct_room_first_its_room_is_returned() {
+    let mut ports = Ports { clock: fixed_clock(1), ids: sequential_ids(1), ..Ports::default() };
+    ports.users.expect_by_id().times(1).returning(|_| Ok(Some(bob())));
+    let mut order = Sequence::new();
+    ports.rooms.expect_find_direct().times(1).in_sequence(&mut order).returning(|_| Ok(None));
+    ports
+        .rooms
+        .expect_insert_direct()
+        .times(1)
+        .in_sequence(&mut order)
+        .returning(|_| Err(InsertDirectError::Duplicate));
+    let winner = direct(&bob(), &alice());
+    ports.rooms.expect_find_direct().times(1).in_sequence(&mut order).return_once(move |_| Ok(Some(winner)));
+    ports.expect_no_event();
+    ports.expect_details(1);
+
+    let opened = ports.rooms().open_direct(&alice(), UserRef::Id(bob().id)).await.expect("opened");
+
+    assert!(!opened.created);
+    assert_eq!(opened.details.room.id(), room_id(9));
+    assert!(opened.details.room.is_owner(bob().id), "the winner's room, as bob opened it");
+}
+
+#[tokio::test]
+async fn a_direct_room_with_oneself_or_with_nobody_is_refused() {
+    let mut ports = Ports::default();
+    ports.users.expect_by_id().times(1).returning(|_| Ok(Some(alice())));
+    ports.users.expect_by_username().times(1).returning(|_| Ok(None));
+    ports.rooms.expect_find_direct().never();
+    ports.rooms.expect_insert_direct().never();
+    let rooms = ports.rooms();
+
+    let with_self = rooms.open_direct(&alice(), UserRef::Id(alice().id)).await;
+    let with_nobody = rooms.open_direct(&alice(), UserRef::Name(Username::new("ghost").expect("valid"))).await;
+
+    assert!(matches!(with_self, Err(DirectError::WithSelf)), "got {with_self:?}");
+    assert!(matches!(with_nobody, Err(DirectError::UnknownUser { field: "username" })), "got {with_nobody:?}");
+}
+
+#[tokio::test]
+async fn nobody_is_invited_to_leaves_or_is_removed_from_a_direct_room_and_it_cannot_be_deleted() {
+    let mut ports = Ports { clock: fixed_clock(1), ..Ports::default() };
+    ports.users.expect_by_id().returning(|_| Ok(Some(carol())));
+    ports.rooms.expect_is_member().returning(|_, _| Ok(true));
+    ports.rooms.expect_add_member().times(1).returning(|_, _, _| Err(MemberAddError::Direct));
+    ports.rooms.expect_remove_member().times(1).returning(|_, _| Err(MemberRemoveError::Direct));
+    let dm = direct(&alice(), &bob());
+    ports.rooms.expect_get().returning(move |_| Ok(Some(dm.clone())));
+    ports.rooms.expect_delete().never();
+    ports.expect_no_update();
+    ports.expect_no_event();
+    let rooms = ports.rooms();
+
+    let invite = rooms.invite(&alice(), room_id(9), UserRef::Id(carol().id)).await;
+    let leave = rooms.leave(&bob(), room_id(9)).await;
+    let remove = rooms.remove_member(&alice(), room_id(9), bob().id).await;
+    let delete = rooms.delete(&alice(), room_id(9)).await;
+    let join = rooms.join(&carol(), room_id(9)).await;
+
+    assert!(matches!(invite, Err(InviteError::Direct)), "got {invite:?}");
+    assert!(matches!(leave, Err(RoomAccessError::Direct)), "got {leave:?}");
+    assert!(matches!(remove, Err(RemoveMemberError::Direct)), "got {remove:?}");
+    assert!(matches!(delete, Err(DeleteRoomError::Direct)), "got {delete:?}");
+    assert!(matches!(join, Err(JoinError::NotFound)), "a direct room does not exist for others: {join:?}");
+}
+
+// --- read markers ---
+
+fn expect_member(ports: &mut Ports, member: bool) {
+    ports.rooms.expect_is_member().times(1).returning(move |_, _| Ok(member));
+}
+
+fn expect_marked(ports: &mut Ports, requested: u64, stored: u64, moved: bool) {
+    ports
+        .rooms
+        .expect_mark_read()
+        .withf(move |room, user, marker| (*room, *user, marker.get()) == (general(), alice().id, requested))
+        .times(1)
+        .returning(move |_, _, _| Ok(MarkedRead { marker: ReadMarker::restore(stored), moved }));
+}
+
+#[tokio::test]
+async fn marking_a_room_read_moves_the_marker_and_tells_the_room() {
+    let mut ports = Ports::default();
+    expect_member(&mut ports, true);
+    ports.log.expect_last_seq().times(1).returning(|_| Ok(Some(seq(9))));
+    expect_marked(&mut ports, 5, 5, true);
+    ports.users.expect_settings().times(1).returning(|_| Ok(UserSettings::default()));
+    ports.expect_event(RoomEvent::Read { room_id: general(), user: summary(&alice()), seq: seq(5) });
+
+    let marker = ports.rooms().mark_read(&alice(), general(), 5).await.expect("marked");
+
+    assert_eq!(marker, ReadMarker::restore(5));
+}
+
+#[tokio::test]
+async fn a_lower_seq_leaves_the_marker_where_it_was_and_tells_no_one() {
+    let mut ports = Ports::default();
+    expect_member(&mut ports, true);
+    ports.log.expect_last_seq().returning(|_| Ok(Some(seq(9))));
+    expect_marked(&mut ports, 2, 8, false);
+    ports.users.expect_settings().never();
+    ports.expect_no_event();
+
+    let marker = ports.rooms().mark_read(&alice(), general(), 2).await.expect("no error");
+
+    assert_eq!(marker, ReadMarker::restore(8));
+}
+
+#[tokio::test]
+async fn a_reader_who_turned_read_receipts_off_moves_the_marker_unannounced() {
+    let mut ports = Ports::default();
+    expect_member(&mut ports, true);
+    ports.log.expect_last_seq().returning(|_| Ok(Some(seq(9))));
+    expect_marked(&mut ports, 9, 9, true);
+    ports.users.expect_settings().times(1).returning(|_| Ok(UserSettings { send_read_receipts: false }));
+    ports.expect_no_event();
+
+    let marker = ports.rooms().mark_read(&alice(), general(), 9).await.expect("marked");
+
+    assert_eq!(marker, ReadMarker::restore(9));
+}
+
+#[tokio::test]
+async fn a_seq_past_the_rooms_last_message_is_refused_and_writes_nothing() {
+    let mut ports = Ports::default();
+    expect_member(&mut ports, true);
+    ports.log.expect_last_seq().returning(|_| Ok(Some(seq(9))));
+    ports.rooms.expect_mark_read().never();
+    ports.expect_no_event();
+
+    let result = ports.rooms().mark_read(&alice(), general(), 10).await;
+
+    assert!(matches!(result, Err(ReadError::BeyondLast(_))), "got {result:?}");
+    assert!(result.unwrap_err().to_string().starts_with("seq: "), "the message names the field");
+}
+
+#[tokio::test]
+async fn a_non_member_cannot_mark_a_private_room_read_and_is_told_it_is_not_found() {
+    let mut ports = Ports::default();
+    expect_member(&mut ports, false);
+    ports.expect_get(room(general(), Visibility::Private, &bob(), &[]));
+    ports.log.expect_last_seq().never();
+    ports.rooms.expect_mark_read().never();
+
+    let result = ports.rooms().mark_read(&alice(), general(), 1).await;
+
+    assert!(matches!(result, Err(ReadError::NotFound)), "got {result:?}");
+}
+
+#[tokio::test]
+async fn a_member_removed_between_the_check_and_the_mark_is_told_the_room_is_not_found() {
+    let mut ports = Ports::default();
+    expect_member(&mut ports, true);
+    ports.log.expect_last_seq().returning(|_| Ok(Some(seq(9))));
+    ports.rooms.expect_mark_read().times(1).returning(|_, _, _| Err(MarkReadError::NotMember));
+    ports.expect_no_event();
+
+    let result = ports.rooms().mark_read(&alice(), general(), 3).await;
+
+    assert!(matches!(result, Err(ReadError::NotFound)), "got {result:?}");
 }

@@ -327,11 +327,15 @@ async fn the_spec_states_the_limits_the_server_enforces() {
                 assert_eq!(param["schema"]["format"], "uuid", "{name}: {}", param["name"]);
             }
             if param["name"] == "limit" {
+                let max = if name == "GET /search" { 50.0 } else { 100.0 };
                 assert_eq!(
                     (param["schema"]["minimum"].as_f64(), param["schema"]["maximum"].as_f64()),
-                    (Some(1.0), Some(100.0)),
+                    (Some(1.0), Some(max)),
                     "{name}"
                 );
+            }
+            if name == "GET /search" && param["name"] == "q" {
+                assert_eq!(param["schema"]["maxLength"], 200, "{name}");
             }
         }
     }

@@ -50,7 +50,8 @@ async fn creating_a_room_returns_201_with_members_by_name_and_last_seq_zero() {
     // Assert
     assert_eq!(status, StatusCode::CREATED, "{room}");
     let fields = e2e::field_names(&room);
-    assert_eq!(fields, ["created_at", "id", "last_seq", "members", "name", "owner_id", "visibility"]);
+    assert_eq!(fields, ["created_at", "id", "kind", "last_seq", "members", "name", "owner_id", "visibility"]);
+    assert_eq!(room["kind"], "group");
     assert_eq!(room["name"], "tea");
     assert_eq!(room["visibility"], "private");
     assert_eq!(room["owner_id"], ada.id.as_str());

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use adapter_mongo::MongoStore;
 use application::messaging::{HistoryQuery, HISTORY_MAX};
-use application::ports::{MessageArchive, MessageLog, SeqRange, Take};
+use application::ports::{ArchiveSearchError, MessageArchive, MessageLog, MessageSearch, SeqRange, Take};
 use application::rooms::PageSize;
 use application::Messaging;
 use domain::{Message, RoomId, Timestamp, User};
@@ -85,6 +85,43 @@ impl MessageArchive for ArchiveReadLate {
         Self: 'async_trait,
     {
         self.inner.delete_room(room, limit)
+    }
+
+    fn count_in<'life0, 'life1, 'async_trait>(
+        &'life0 self,
+        ranges: &'life1 [(RoomId, SeqRange)],
+        cap: u64,
+    ) -> Answer<'async_trait, Vec<u64>>
+    where
+        'life0: 'async_trait,
+        'life1: 'async_trait,
+        Self: 'async_trait,
+    {
+        self.inner.count_in(ranges, cap)
+    }
+
+    fn newest_in<'life0, 'life1, 'async_trait>(
+        &'life0 self,
+        ranges: &'life1 [(RoomId, SeqRange)],
+    ) -> Answer<'async_trait, Vec<Option<Message>>>
+    where
+        'life0: 'async_trait,
+        'life1: 'async_trait,
+        Self: 'async_trait,
+    {
+        self.inner.newest_in(ranges)
+    }
+
+    fn search<'life0, 'life1, 'async_trait>(
+        &'life0 self,
+        search: &'life1 MessageSearch,
+    ) -> Pin<Box<dyn Future<Output = Result<Vec<Message>, ArchiveSearchError>> + Send + 'async_trait>>
+    where
+        'life0: 'async_trait,
+        'life1: 'async_trait,
+        Self: 'async_trait,
+    {
+        self.inner.search(search)
     }
 }
 

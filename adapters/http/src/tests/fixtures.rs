@@ -6,9 +6,9 @@ use application::files::FileLimits;
 use application::ports::{
     AccessClaims, MemberAddError, MemberRemoveError, MockClock, MockEventBus, MockFileCatalog, MockFileStore,
     MockHealthCheck, MockIdGenerator, MockMessageArchive, MockMessageLog, MockPasswordHasher, MockPresenceRegistry,
-    MockRefreshTokenStore, MockRoomRepository, MockTokenService, MockUserRepository, SessionId,
+    MockRefreshTokenStore, MockRoomRepository, MockTokenService, MockUserRepository, RoomTail, SessionId,
 };
-use application::{Accounts, Files, Messaging, Presence, Rooms};
+use application::{Accounts, Files, Messaging, Presence, Rooms, Search};
 use chrono::{Duration, TimeZone, Utc};
 use domain::{
     MemberLimit, Message, MessageBody, MessageId, MessageText, RetentionPolicy, Room, RoomError, RoomId, RoomName,
@@ -164,11 +164,15 @@ impl Ports {
         self.rooms.expect_add_member().withf(move |asked, _, _| *asked == id).returning(move |_, user, at| {
             added.lock().add_member(user, at).map_err(|e| match e {
                 RoomError::Full(limit) => MemberAddError::Full(limit),
+                RoomError::Direct => MemberAddError::Direct,
                 _ => MemberAddError::AlreadyMember,
             })
         });
         self.rooms.expect_remove_member().withf(move |asked, _| *asked == id).returning(move |_, user| {
             let mut room = stored.lock();
+            if room.is_direct() {
+                return Err(MemberRemoveError::Direct);
+            }
             if !room.is_member(user) {
                 return Err(MemberRemoveError::NotMember);
             }
@@ -183,6 +187,14 @@ impl Ports {
             .expect_by_ids()
             .returning(move |ids| Ok(known.iter().filter(|u| ids.contains(&u.id)).cloned().collect()));
         self.log.expect_last_seq().returning(|_| Ok(None));
+        // The room list: no markers, no messages.
+        self.rooms.expect_read_markers().returning(|_, _| Ok(Vec::new()));
+        self.log.expect_tails().returning(|queries, _, _| {
+            Ok(queries
+                .iter()
+                .map(|q| RoomTail { room: q.room, last_seq: None, holds_from: None, newest: None, unread: 0 })
+                .collect())
+        });
     }
 
     pub fn client(self) -> TestClient<BoxEndpoint<'static, Response>> {
@@ -220,7 +232,9 @@ impl Ports {
             retention,
         );
         let presence = Presence::new(rooms.clone(), Arc::new(self.presence), bus.clone());
-        let messaging = Messaging::new(rooms, log, Arc::new(self.archive), bus.clone(), files.clone(), clock, ids);
+        let archive = Arc::new(self.archive);
+        let search = Search::new(rooms.clone(), archive.clone(), clock.clone());
+        let messaging = Messaging::new(rooms, log, archive, bus.clone(), files.clone(), clock, ids);
         let health = self.health.into_iter().map(|h| Arc::new(h) as Arc<dyn application::ports::HealthCheck>).collect();
         let state = AppState {
             accounts,
@@ -228,6 +242,7 @@ impl Ports {
             messaging,
             presence,
             files,
+            search,
             health: Arc::new(health),
             limiter: self.limiter,
             metrics: Arc::new(Metrics::default()),

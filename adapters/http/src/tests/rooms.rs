@@ -66,6 +66,7 @@ mod create {
                 "id": GENERATED.to_string(),
                 "name": "general",
                 "visibility": "private",
+                "kind": "group",
                 "owner_id": ada().id.to_string(),
                 "members": [
                     {"user_id": ada().id.to_string(), "username": "ada", "role": "owner", "joined_at": "2023-11-14T22:13:20.000Z"},

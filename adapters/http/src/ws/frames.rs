@@ -29,6 +29,11 @@ pub enum ClientFrame {
     Typing {
         room_id: String,
     },
+    /// "I have read this room up to this seq": moves the read marker, as `POST /rooms/{id}/read`.
+    Read {
+        room_id: String,
+        seq: u64,
+    },
     Ping,
 }
 
@@ -119,6 +124,12 @@ pub enum ServerFrame<'a> {
     RoomDeleted {
         room_id: String,
     },
+    /// A member read the room up to `seq` (sent only for users who send read receipts).
+    Read {
+        room_id: String,
+        user: UserRef,
+        seq: u64,
+    },
     /// A room's presence changes over one window, net: each user at most once, in one list.
     Presence {
         room_id: String,
@@ -162,6 +173,14 @@ mod tests {
             file_id: None,
         };
         assert_eq!(frame, expected);
+    }
+
+    #[test]
+    fn a_read_frame_parses_and_needs_a_seq() {
+        let frame = parse_text(r#"{"type":"read","room_id":"r","seq":7}"#).unwrap();
+        assert_eq!(frame, ClientFrame::Read { room_id: "r".into(), seq: 7 });
+        assert!(parse_text(r#"{"type":"read","room_id":"r"}"#).is_err());
+        assert!(parse_text(r#"{"type":"read","room_id":"r","seq":-1}"#).is_err());
     }
 
     #[test]
@@ -212,7 +231,7 @@ mod tests {
         }
 
         #[test]
-        fn arbitrary_json_like_text_never_panics_the_parser(raw in r#"\{"type":"(send|sync|typing|ping)"(,"[a-z_]{1,12}":("[^"]{0,8}"|[0-9]{1,20}|null|\[\]))*\}"#) {
+        fn arbitrary_json_like_text_never_panics_the_parser(raw in r#"\{"type":"(send|sync|typing|read|ping)"(,"[a-z_]{1,12}":("[^"]{0,8}"|[0-9]{1,20}|null|\[\]))*\}"#) {
             let _ = parse_text(&raw);
         }
 

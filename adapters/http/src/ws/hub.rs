@@ -453,6 +453,11 @@ impl Hub {
                 let frame = ServerFrame::Typing { room_id: room_id.to_string(), user: user_ref(&user) };
                 self.to_room(room_id, Some(user.id), &frame);
             }
+            // To the reader's own other sockets too: their unread counts follow.
+            RoomEvent::Read { room_id, user, seq } => {
+                let frame = ServerFrame::Read { room_id: room_id.to_string(), user: user_ref(&user), seq: seq.get() };
+                self.to_room(room_id, None, &frame);
+            }
             RoomEvent::Presence { user_id, online, rooms } => {
                 let followed: Vec<RoomId> = {
                     let state = self.state.lock();

@@ -599,6 +599,15 @@ impl Connection {
                 }
                 self.resume(rooms.into_iter().collect()).await
             }
+            ClientFrame::Read { room_id, seq } => {
+                let Some(room) = parse_room(&room_id) else {
+                    return self.problem(Problem::room_not_found(), None, Some(&room_id)).await;
+                };
+                match self.state.rooms.mark_read(&user, room, seq).await {
+                    Ok(_) => true,
+                    Err(e) => self.problem(e.into(), None, Some(&room_id)).await,
+                }
+            }
             ClientFrame::Typing { room_id } => {
                 let Some(room) = parse_room(&room_id) else {
                     return self.problem(Problem::room_not_found(), None, Some(&room_id)).await;
