@@ -56,12 +56,17 @@ end
 ";
 
 /// KEYS: seq, cache, pending, archive stream, counters marker, [dedupe]. ARGV: message JSON without
-/// seq, room id, dedupe TTL in seconds. Returns `{1, json}` when created, `{0, json}` for a known
-/// dedupe key, and `{2, ''}`, storing nothing, when the counters marker is gone: Redis lost its
-/// data, and with it the counters, which must be raised from the archive before any seq is given.
+/// seq, room id, dedupe TTL in seconds, and for a change that alters its cached target: the
+/// target's seq, the seq the change must get, the target's cached JSON, and its JSON with the
+/// change applied. Returns `{1, json}` when created, `{0, json}` for a known dedupe key, `{2, ''}`,
+/// storing nothing, when the counters marker is gone: Redis lost its data, and with it the
+/// counters, which must be raised from the archive before any seq is given; and `{3, ''}`, storing
+/// nothing, when the change was computed against a target or a seq that another append has since
+/// changed: the caller reads them again and retries.
 ///
 /// The seq is spliced into the JSON as its first field (`{"seq":N,` + the rest), so the stored
-/// message is complete and exact without decoding and re-encoding it in Lua.
+/// message is complete and exact without decoding and re-encoding it in Lua; for the same reason
+/// the changed target comes whole from the caller, which applies the change as every store does.
 const APPEND: &str = r#"
 if redis.call('EXISTS', KEYS[5]) == 0 then return {2, ''} end
 local dedupe = KEYS[6]
@@ -69,8 +74,17 @@ if dedupe then
   local original = redis.call('GET', dedupe)
   if original then return {0, original} end
 end
+local target = ARGV[4]
+if target then
+  if tonumber(redis.call('GET', KEYS[1]) or '0') + 1 ~= tonumber(ARGV[5]) then return {3, ''} end
+  if redis.call('ZRANGEBYSCORE', KEYS[2], target, target)[1] ~= ARGV[6] then return {3, ''} end
+end
 local seq = string.format('%d', redis.call('INCR', KEYS[1]))
 local message = '{"seq":' .. seq .. ',' .. string.sub(ARGV[1], 2)
+if target then
+  redis.call('ZREM', KEYS[2], ARGV[6])
+  redis.call('ZADD', KEYS[2], target, ARGV[7])
+end
 redis.call('ZADD', KEYS[2], seq, message)
 redis.call('ZADD', KEYS[3], seq, seq)
 redis.call('XADD', KEYS[4], '*', 'room', ARGV[2], 'seq', seq, 'msg', message)

@@ -10,11 +10,11 @@ use application::ports::{
     AppendError, Appended, DedupeKey, MessageArchive, MessageLog, NewMessage, Queued, SeqRange, Take,
 };
 use async_trait::async_trait;
-use domain::{Message, RoomId, Seq, Timestamp};
+use domain::{Message, MessageState, RoomId, Seq, Timestamp};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::archive::{insert_message, message_by_id};
+use crate::archive::{insert_entry, message_by_id};
 use crate::codec::{id_text, millis, to_i64, to_u64};
 use crate::SqliteStore;
 
@@ -191,8 +191,10 @@ fn append_group(
             sender: new.sender.clone(),
             body: new.body.clone(),
             sent_at: new.sent_at,
+            state: MessageState::default(),
         };
-        anyhow::ensure!(insert_message(&tx, &message)? == 1, "message id {} is already stored", message.id);
+        // A change is applied to its target in the same transaction.
+        anyhow::ensure!(insert_entry(&tx, &message, false)? == 1, "message id {} is already stored", message.id);
         if let Some(key) = dedupe {
             remember(&tx, key, &message)?;
         }

@@ -3,8 +3,15 @@
 use rusqlite::{Connection, TransactionBehavior};
 
 /// Migration `n` (1-based) is `MIGRATIONS[n - 1]`. Append new ones; never edit one that has shipped.
-const MIGRATIONS: &[&str] =
-    &[V1_INITIAL, V2_FILE_TOMBSTONES, V3_DURABLE_LOG, V4_QUOTA_HOLDS, V5_SESSION_EXPIRY, V6_DELETED_ROOMS];
+const MIGRATIONS: &[&str] = &[
+    V1_INITIAL,
+    V2_FILE_TOMBSTONES,
+    V3_DURABLE_LOG,
+    V4_QUOTA_HOLDS,
+    V5_SESSION_EXPIRY,
+    V6_DELETED_ROOMS,
+    V7_MESSAGE_CHANGES,
+];
 
 /// The schema version this build writes.
 #[cfg(test)]
@@ -155,6 +162,54 @@ CREATE TABLE deleted_rooms (
 CREATE INDEX deleted_rooms_deleted_at ON deleted_rooms (deleted_at, room_id);
 CREATE INDEX messages_room ON messages (room_id, seq);
 CREATE INDEX files_room ON files (room_id) WHERE purged_at IS NULL;
+";
+
+// Edits, deletes and reactions are entries of the log with seqs of their own, in `messages` with
+// the kinds 'edit', 'delete' and 'reaction': `target_seq` names the message they change, and
+// `edit_text`, `emoji` and `reaction_added` say how. Their `text` is always null, so anything that
+// reads `text` (search) sees content only. The message they change is updated in place: an edit
+// replaces `text` and sets `edited_at` (and `edit_seq`, the edit shown); a delete sets `deleted_at`
+// and clears `text` and the file columns, keeping the kind as a tombstone; `reactions` holds the
+// JSON array of each user's newest reaction change per emoji. SQLite cannot change a CHECK
+// constraint, so the table is built anew.
+const V7_MESSAGE_CHANGES: &str = "
+CREATE TABLE messages_v7 (
+    id              TEXT    NOT NULL PRIMARY KEY,
+    room_id         TEXT    NOT NULL,
+    seq             INTEGER NOT NULL,
+    sender_id       TEXT    NOT NULL,
+    sender_username TEXT    NOT NULL,
+    kind            TEXT    NOT NULL CHECK (kind IN ('text', 'image', 'file', 'edit', 'delete', 'reaction')),
+    text            TEXT,
+    file_id         TEXT,
+    file_name       TEXT,
+    file_size       INTEGER,
+    content_type    TEXT,
+    file_kind       TEXT,
+    expires_at      INTEGER,
+    sent_at         INTEGER NOT NULL,
+    target_seq      INTEGER,
+    edit_text       TEXT,
+    emoji           TEXT,
+    reaction_added  INTEGER,
+    edited_at       INTEGER,
+    edit_seq        INTEGER,
+    deleted_at      INTEGER,
+    reactions       TEXT,
+    CHECK ((kind IN ('edit', 'delete', 'reaction')) = (target_seq IS NOT NULL)),
+    CHECK (text IS NULL OR kind = 'text')
+) STRICT;
+INSERT INTO messages_v7 (id, room_id, seq, sender_id, sender_username, kind, text, file_id, file_name, file_size,
+                         content_type, file_kind, expires_at, sent_at)
+SELECT id, room_id, seq, sender_id, sender_username, kind, text, file_id, file_name, file_size,
+       content_type, file_kind, expires_at, sent_at
+FROM messages;
+DROP TABLE messages;
+ALTER TABLE messages_v7 RENAME TO messages;
+CREATE UNIQUE INDEX messages_room_seq ON messages (room_id, seq);
+CREATE INDEX messages_sent_at ON messages (sent_at);
+CREATE INDEX messages_room ON messages (room_id, seq);
+CREATE INDEX messages_changes ON messages (room_id, target_seq, seq) WHERE target_seq IS NOT NULL;
 ";
 
 /// The first migration alone, to build a database as an older build left it.

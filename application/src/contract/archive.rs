@@ -29,6 +29,7 @@ pub fn message(room_n: u128, n: u64, body: MessageBody) -> Message {
         sender: Sender { id: UserId::from_uuid(uuid(7)), username: Username::new("sender").expect("valid") },
         body,
         sent_at: at(i64::try_from(n).expect("small") * 1_000),
+        state: Default::default(),
     }
 }
 
@@ -52,7 +53,7 @@ async fn archive_seqs(archive: &impl MessageArchive, room_n: u128, seqs: impl In
     archive.insert_batch(&batch).await.expect("insert_batch");
 }
 
-const EVERYTHING: SeqRange = SeqRange { after: None, before: None, not_before: None };
+const EVERYTHING: SeqRange = SeqRange { after: None, before: None, not_before: None, content_only: false };
 
 pub async fn archived_messages_read_back_exactly(archive: &impl MessageArchive) {
     let batch = vec![
@@ -81,8 +82,13 @@ pub async fn a_retried_archive_batch_stores_nothing_twice(archive: &impl Message
 pub async fn oldest_take_returns_the_lowest_seqs_in_the_range(archive: &impl MessageArchive) {
     archive_seqs(archive, 1, (1..=10).rev()).await;
 
-    let page =
-        archive.fetch(room(1), SeqRange { after: Some(seq(2)), before: None, not_before: None }, Take::Oldest(3)).await;
+    let page = archive
+        .fetch(
+            room(1),
+            SeqRange { after: Some(seq(2)), before: None, not_before: None, content_only: false },
+            Take::Oldest(3),
+        )
+        .await;
 
     assert_eq!(seqs(&page.expect("fetch")), vec![3, 4, 5]);
 }
@@ -91,8 +97,13 @@ pub async fn newest_take_returns_the_highest_seqs_in_ascending_order(archive: &i
     archive_seqs(archive, 1, 1..=10).await;
 
     let latest = archive.fetch(room(1), EVERYTHING, Take::Newest(3)).await.expect("fetch");
-    let earlier =
-        archive.fetch(room(1), SeqRange { after: None, before: Some(seq(8)), not_before: None }, Take::Newest(3)).await;
+    let earlier = archive
+        .fetch(
+            room(1),
+            SeqRange { after: None, before: Some(seq(8)), not_before: None, content_only: false },
+            Take::Newest(3),
+        )
+        .await;
 
     assert_eq!(seqs(&latest), vec![8, 9, 10]);
     assert_eq!(seqs(&earlier.expect("fetch")), vec![5, 6, 7]);
@@ -101,7 +112,7 @@ pub async fn newest_take_returns_the_highest_seqs_in_ascending_order(archive: &i
 pub async fn fetch_bounds_are_exclusive_and_rooms_do_not_mix(archive: &impl MessageArchive) {
     archive_seqs(archive, 1, 1..=5).await;
     archive_seqs(archive, 2, 1..=5).await;
-    let inner = SeqRange { after: Some(seq(1)), before: Some(seq(5)), not_before: None };
+    let inner = SeqRange { after: Some(seq(1)), before: Some(seq(5)), not_before: None, content_only: false };
 
     let oldest = archive.fetch(room(1), inner, Take::Oldest(100)).await.expect("fetch");
     let newest = archive.fetch(room(1), inner, Take::Newest(100)).await.expect("fetch");

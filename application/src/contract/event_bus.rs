@@ -33,6 +33,7 @@ pub fn every_variant() -> Vec<RoomEvent> {
         sender: sender(1),
         body,
         sent_at: now(),
+        state: Default::default(),
     };
     let file = FileMeta {
         id: FileId::from_uuid(uuid::Uuid::now_v7()),

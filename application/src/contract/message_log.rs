@@ -44,7 +44,15 @@ pub fn dedupe(sender: &Sender, client_msg_id: &str) -> DedupeKey {
 
 /// `new` as the log should store it under `seq`.
 fn stored(new: NewMessage, seq: Seq) -> Message {
-    Message { id: new.id, room_id: new.room_id, seq, sender: new.sender, body: new.body, sent_at: new.sent_at }
+    Message {
+        id: new.id,
+        room_id: new.room_id,
+        seq,
+        sender: new.sender,
+        body: new.body,
+        sent_at: new.sent_at,
+        state: Default::default(),
+    }
 }
 
 fn created(appended: Appended) -> Message {
@@ -207,8 +215,13 @@ pub async fn oldest_take_returns_the_lowest_seqs_after_the_lower_bound(log: &imp
     append_texts(log, room(1), 10).await;
 
     let first = log.fetch(room(1), SeqRange::default(), Take::Oldest(3)).await.expect("fetch");
-    let after =
-        log.fetch(room(1), SeqRange { after: Some(seq(4)), before: None, not_before: None }, Take::Oldest(3)).await;
+    let after = log
+        .fetch(
+            room(1),
+            SeqRange { after: Some(seq(4)), before: None, not_before: None, content_only: false },
+            Take::Oldest(3),
+        )
+        .await;
 
     assert_eq!(seqs(&first), [1, 2, 3]);
     assert_eq!(seqs(&after.expect("fetch")), [5, 6, 7]);
@@ -218,8 +231,13 @@ pub async fn newest_take_returns_the_highest_seqs_in_ascending_order(log: &impl 
     append_texts(log, room(1), 10).await;
 
     let latest = log.fetch(room(1), SeqRange::default(), Take::Newest(3)).await.expect("fetch");
-    let earlier =
-        log.fetch(room(1), SeqRange { after: None, before: Some(seq(8)), not_before: None }, Take::Newest(3)).await;
+    let earlier = log
+        .fetch(
+            room(1),
+            SeqRange { after: None, before: Some(seq(8)), not_before: None, content_only: false },
+            Take::Newest(3),
+        )
+        .await;
 
     assert_eq!(seqs(&latest), [8, 9, 10]);
     assert_eq!(seqs(&earlier.expect("fetch")), [5, 6, 7]);
@@ -228,7 +246,7 @@ pub async fn newest_take_returns_the_highest_seqs_in_ascending_order(log: &impl 
 pub async fn fetch_bounds_are_exclusive_and_rooms_do_not_mix(log: &impl MessageLog) {
     append_texts(log, room(1), 10).await;
     append_texts(log, room(2), 5).await;
-    let inner = SeqRange { after: Some(seq(3)), before: Some(seq(7)), not_before: None };
+    let inner = SeqRange { after: Some(seq(3)), before: Some(seq(7)), not_before: None, content_only: false };
 
     let oldest = log.fetch(room(1), inner, Take::Oldest(100)).await.expect("fetch");
     let newest = log.fetch(room(1), inner, Take::Newest(100)).await.expect("fetch");
@@ -286,6 +304,7 @@ pub async fn an_empty_or_inverted_range_returns_nothing(log: &impl MessageLog) {
         after: Some(seq(after)),
         before: Some(seq(before)),
         not_before: None,
+        content_only: false,
     });
 
     for range in ranges {

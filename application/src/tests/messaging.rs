@@ -115,7 +115,15 @@ fn holding(held: RangeInclusive<u64>) -> impl FnMut(RoomId, SeqRange, Take) -> a
 
 /// What the log stores for a new message: the same message with the next seq.
 fn stored(new: NewMessage, n: u64) -> Message {
-    Message { id: new.id, room_id: new.room_id, seq: seq(n), sender: new.sender, body: new.body, sent_at: new.sent_at }
+    Message {
+        id: new.id,
+        room_id: new.room_id,
+        seq: seq(n),
+        sender: new.sender,
+        body: new.body,
+        sent_at: new.sent_at,
+        state: Default::default(),
+    }
 }
 
 fn seqs(messages: &[Message]) -> Vec<u64> {
@@ -523,7 +531,7 @@ async fn syncing_after_seq_zero_starts_from_the_first_message() {
     let mut ports = Ports::default();
     ports.expect_membership(true);
     ports.log.expect_last_seq().times(1).returning(|_| Ok(Some(seq(8))));
-    let from_start = SeqRange { after: None, before: Some(seq(9)), not_before: None };
+    let from_start = SeqRange { after: None, before: Some(seq(9)), not_before: None, content_only: false };
     ports.log.expect_fetch().withf(move |_, range, _| *range == from_start).times(1).returning(holding(5..=8));
     ports.archive.expect_fetch().withf(move |_, range, _| *range == from_start).times(1).returning(holding(1..=6));
 
