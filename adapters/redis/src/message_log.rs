@@ -322,12 +322,14 @@ impl RedisMessageLog {
             let exhausted = raw.len() < chunk;
             for json in &raw {
                 let message = decode_message(json)?;
+                // Within the seq bounds, as read: admitted unless expired or, when asked, a change.
+                let admitted = range.admits(&message);
                 if newest {
                     range.before = Some(message.seq);
                 } else {
                     range.after = Some(message.seq);
                 }
-                if range.admits(&message) {
+                if admitted {
                     messages.push(message);
                     if messages.len() == limit {
                         break;

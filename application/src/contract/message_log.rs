@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use crate::ports::{Appended, DedupeKey, MessageLog, NewMessage, Queued, SeqRange, Take};
 use domain::{
-    ClientMsgId, FileId, FileKind, FileMeta, FileName, Message, MessageBody, MessageId, MessageText, RoomId, Sender,
-    Seq,
+    Change, ClientMsgId, Emoji, FileId, FileKind, FileMeta, FileName, Message, MessageBody, MessageId, MessageKind,
+    MessageText, RoomId, Sender, Seq,
 };
 
 use super::{now, room, sender};
@@ -466,6 +466,86 @@ pub async fn oldest_unarchived_is_when_the_oldest_unacked_message_was_appended(l
     assert_eq!(drained, None);
 }
 
+/// A change to message `target` of `room` by `sender`, with a new id, made now.
+pub fn change_of(room: RoomId, sender: &Sender, change: Change) -> NewMessage {
+    NewMessage { body: MessageBody::Change(change), ..new_message(room, sender, "unused") }
+}
+
+pub fn edit_of(target: u64, text: &str) -> Change {
+    Change::Edit { target: seq(target), text: MessageText::new(text).expect("fixture texts are valid") }
+}
+
+pub fn reaction(target: u64, emoji: &str, added: bool) -> Change {
+    Change::React { target: seq(target), emoji: Emoji::new(emoji).expect("fixture emojis are valid"), added }
+}
+
+pub async fn a_change_is_an_entry_of_its_own_and_its_cached_target_shows_it(log: &impl MessageLog) {
+    let [original] = append_texts(log, room(1), 1).await.try_into().expect("one message");
+
+    let edit = created(log.append(change_of(room(1), &sender(1), edit_of(1, "edited")), None).await.expect("append"));
+    let reacted = change_of(room(1), &sender(2), reaction(1, "👍", true));
+    let reaction = created(log.append(reacted, None).await.expect("append"));
+
+    assert_eq!((edit.seq, reaction.seq), (seq(2), seq(3)), "a change takes the room's next seq");
+    let mut expected = original;
+    assert!(expected.apply(&edit) && expected.apply(&reaction));
+    assert_eq!(everything(log, room(1)).await, [expected.clone(), edit, reaction], "every entry, in seq order");
+    let content = SeqRange { content_only: true, ..SeqRange::default() };
+    assert_eq!(log.fetch(room(1), content, Take::Oldest(10)).await.expect("fetch"), [expected]);
+}
+
+pub async fn a_deleted_message_is_cached_as_a_tombstone(log: &impl MessageLog) {
+    append_texts(log, room(1), 1).await;
+
+    let delete = change_of(room(1), &sender(1), Change::Delete { target: seq(1) });
+    let delete = created(log.append(delete, None).await.expect("append"));
+
+    let cached = everything(log, room(1)).await;
+    assert_eq!(cached[0].body, MessageBody::Removed(MessageKind::Text));
+    assert_eq!(cached[0].state.deleted_at, Some(delete.sent_at));
+    assert_eq!(cached[1], delete);
+}
+
+pub async fn a_resent_change_is_stored_once(log: &impl MessageLog) {
+    append_texts(log, room(1), 1).await;
+    let edit = change_of(room(1), &sender(1), edit_of(1, "edited once"));
+
+    let first = created(log.append(edit.clone(), Some(dedupe(&sender(1), "e-1"))).await.expect("append"));
+    let again = log.append(edit, Some(dedupe(&sender(1), "e-1"))).await.expect("append");
+
+    assert_eq!(again, Appended::Duplicate(first));
+    assert_eq!(seqs(&everything(log, room(1)).await), [1, 2]);
+    assert_eq!(log.last_seq(room(1)).await.expect("last_seq"), Some(seq(2)));
+}
+
+pub async fn content_only_leaves_changes_out_before_take_counts(log: &impl MessageLog) {
+    append_texts(log, room(1), 2).await;
+    for n in 0..3 {
+        let edit = change_of(room(1), &sender(1), edit_of(2, &format!("edit {n}")));
+        log.append(edit, None).await.expect("append");
+    }
+    append_texts(log, room(1), 1).await;
+    let content = SeqRange { content_only: true, ..SeqRange::default() };
+
+    let newest = log.fetch(room(1), content, Take::Newest(2)).await.expect("fetch");
+    let oldest = log.fetch(room(1), SeqRange { after: Some(seq(1)), ..content }, Take::Oldest(2)).await.expect("fetch");
+
+    assert_eq!(seqs(&newest), [2, 6]);
+    assert_eq!(seqs(&oldest), [2, 6]);
+    assert_eq!(newest[0].body, text("edit 2"), "the newest edit shows");
+}
+
+/// For a log that queues messages for an archiver: changes are queued as their own entries, and
+/// the message they change stays queued as it was sent, for the archive to apply them to.
+pub async fn changes_are_queued_as_entries_and_their_target_as_sent(log: &impl MessageLog) {
+    let sent = append_texts(log, room(1), 1).await;
+    let edit = created(log.append(change_of(room(1), &sender(1), edit_of(1, "edited")), None).await.expect("append"));
+
+    let queued = log.claim_batch("archiver", 10).await.expect("claim");
+
+    assert_eq!(queued_messages(&queued), [sent[0].clone(), edit]);
+}
+
 /// Hands `$generate!` this module and every `MessageLog` behaviour that any log must have, after
 /// the caller's arguments: `application::message_log_contract!(contract_tests!(&log()))`.
 #[macro_export]
@@ -483,6 +563,10 @@ macro_rules! message_log_contract {
         a_fetch_applies_the_retention_cutoff_before_it_counts,
         an_empty_or_inverted_range_returns_nothing,
         raise_seq_moves_the_next_seq_past_it_and_never_lowers_it,
+        a_change_is_an_entry_of_its_own_and_its_cached_target_shows_it,
+        a_deleted_message_is_cached_as_a_tombstone,
+        a_resent_change_is_stored_once,
+        content_only_leaves_changes_out_before_take_counts,
         );
     };
 }
@@ -518,6 +602,7 @@ macro_rules! archive_queue_contract {
         acked_entries_leave_the_queue_and_the_rest_stay,
         unknown_receipts_are_ignored,
         the_cache_never_trims_an_unarchived_message,
+        changes_are_queued_as_entries_and_their_target_as_sent,
         oldest_unarchived_is_when_the_oldest_unacked_message_was_appended,
         forgetting_a_room_drops_its_cache_and_counter_but_not_its_queued_entries,
         );

@@ -6,6 +6,7 @@
 mod auth;
 mod backpressure;
 mod cors;
+mod edits;
 mod files;
 mod history;
 mod metrics;
