@@ -85,7 +85,7 @@ pub(crate) enum BodyDto {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub(crate) enum EventDto {
-    Message { message: MessageDto },
+    Message { message: Box<MessageDto> },
     MemberJoined { room_id: String, user: UserDto },
     MemberLeft { room_id: String, user: UserDto },
     RoomDeleted { room_id: String },
@@ -273,7 +273,7 @@ fn user_id_from_str(raw: &str) -> anyhow::Result<UserId> {
 impl From<&RoomEvent> for EventDto {
     fn from(event: &RoomEvent) -> Self {
         match event {
-            RoomEvent::Message(message) => Self::Message { message: MessageDto::from_message(message) },
+            RoomEvent::Message(message) => Self::Message { message: Box::new(MessageDto::from_message(message)) },
             RoomEvent::MemberJoined { room_id, user } => {
                 Self::MemberJoined { room_id: room_id.to_string(), user: UserDto::from_summary(user) }
             }

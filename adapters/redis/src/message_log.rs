@@ -184,7 +184,7 @@ struct ChangedTarget {
 
 /// What one run of the append script did.
 enum Append {
-    Done(Appended),
+    Done(Box<Appended>),
     CountersLost,
     /// The change's target or the room's seq moved on since they were read: nothing was stored.
     Moved,
@@ -221,7 +221,7 @@ impl RedisMessageLog {
                 None => None,
             };
             match self.append_with(&message, dedupe.as_ref(), target.as_ref()).await? {
-                Append::Done(appended) => return Ok(Some(appended)),
+                Append::Done(appended) => return Ok(Some(*appended)),
                 Append::CountersLost => return Ok(None),
                 Append::Moved => continue,
             }
@@ -290,8 +290,8 @@ impl RedisMessageLog {
         let (outcome, stored): (i64, String) =
             invocation.invoke_async(&mut conn).await.context("appending a message to Redis")?;
         Ok(match outcome {
-            1 => Append::Done(Appended::Created(decode_message(&stored)?)),
-            0 => Append::Done(Appended::Duplicate(decode_message(&stored)?)),
+            1 => Append::Done(Box::new(Appended::Created(decode_message(&stored)?))),
+            0 => Append::Done(Box::new(Appended::Duplicate(decode_message(&stored)?))),
             3 => Append::Moved,
             _ => Append::CountersLost,
         })
