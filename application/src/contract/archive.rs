@@ -285,6 +285,17 @@ pub async fn a_deleted_message_is_archived_as_a_tombstone_of_its_kind(archive: &
     assert!(!archive.apply_change(&edit_after).await.expect("apply"), "nothing changes a deleted message");
 }
 
+pub async fn concurrent_changes_to_one_archived_message_all_stick(archive: &impl MessageArchive) {
+    archive.insert_batch(&[text_message(1, 1)]).await.expect("insert");
+    let reactions: Vec<Message> = (2..=13).map(|n| change(1, n, u128::from(n), react(1, "👍", true))).collect();
+
+    let applied = futures::future::join_all(reactions.iter().map(|r| archive.apply_change(r))).await;
+
+    assert!(applied.into_iter().all(|a| a.expect("apply")), "each changed the message");
+    let shown = archive.fetch(room(1), CONTENT, Take::Oldest(1)).await.expect("fetch");
+    assert_eq!(shown[0].reactions()[0].count(), reactions.len());
+}
+
 /// Hands `$generate!` this module and every `MessageArchive` behaviour in it, after the caller's
 /// arguments: `application::archive_contract!(contract_tests!(&*fresh_adapter()))`.
 #[macro_export]
@@ -305,6 +316,7 @@ macro_rules! archive_contract {
         changes_repeated_or_out_of_order_apply_once_and_the_newest_edit_wins,
         apply_change_changes_an_archived_target_and_stores_no_entry,
         a_deleted_message_is_archived_as_a_tombstone_of_its_kind,
+        concurrent_changes_to_one_archived_message_all_stick,
         );
     };
 }

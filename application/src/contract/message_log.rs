@@ -535,6 +535,21 @@ pub async fn content_only_leaves_changes_out_before_take_counts(log: &impl Messa
     assert_eq!(newest[0].body, text("edit 2"), "the newest edit shows");
 }
 
+pub async fn concurrent_changes_to_one_message_all_reach_its_cached_copy(log: &impl MessageLog) {
+    append_texts(log, room(1), 1).await;
+    let reactions = (2..=13_u128).map(|user| {
+        let react = change_of(room(1), &sender(user), reaction(1, "👍", true));
+        async move { created(log.append(react, None).await.expect("append")) }
+    });
+
+    let appended = futures::future::join_all(reactions).await;
+
+    let cached = everything(log, room(1)).await;
+    let users = &cached[0].reactions()[0].users;
+    assert_eq!(users.len(), appended.len(), "every reaction sticks: {users:?}");
+    assert_eq!(seqs(&cached), (1..=13).collect::<Vec<_>>());
+}
+
 /// For a log that queues messages for an archiver: changes are queued as their own entries, and
 /// the message they change stays queued as it was sent, for the archive to apply them to.
 pub async fn changes_are_queued_as_entries_and_their_target_as_sent(log: &impl MessageLog) {
@@ -567,6 +582,7 @@ macro_rules! message_log_contract {
         a_deleted_message_is_cached_as_a_tombstone,
         a_resent_change_is_stored_once,
         content_only_leaves_changes_out_before_take_counts,
+        concurrent_changes_to_one_message_all_reach_its_cached_copy,
         );
     };
 }
