@@ -279,6 +279,15 @@ impl Files {
         Ok(Download { file, bytes })
     }
 
+    /// Makes a file expire now, as when the message that shared it is deleted: downloads answer
+    /// `Gone` from here on, and the next purge deletes its bytes. True when it was live.
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub(crate) async fn expire(&self, id: FileId) -> anyhow::Result<bool> {
+        self.catalog.expire(id, self.clock.now()).await
+    }
+
     /// Removes bytes and catalog entry of a file that will not be used after all.
     pub(crate) async fn discard(&self, id: FileId) {
         if let Err(e) = self.catalog.delete(id).await {

@@ -1,12 +1,13 @@
-//! Messaging use cases: send text and files, typing, history and reconnect sync.
+//! Messaging use cases: send text and files, edit, delete and react, typing, history and
+//! reconnect sync.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use domain::{
-    ClientMsgId, FileId, FileName, Message, MessageBody, MessageId, MessageText, RetentionPolicy, RoomId, Sender, Seq,
-    Standing, User,
+    Change, ChangeRefusal, ClientMsgId, Emoji, FileId, FileName, Message, MessageBody, MessageId, MessageText,
+    RetentionPolicy, RoomId, Sender, Seq, Standing, User,
 };
 
 use crate::files::{AttachError, Files, Upload, UploadError};
@@ -73,6 +74,58 @@ impl From<SendError> for SendFileError {
     }
 }
 
+/// A change to the message with seq `seq` of `room_id`, by its sender (edit), its sender or the
+/// room's owner (delete), or any member (reactions).
+#[derive(Debug, Clone)]
+pub struct ChangeRequest {
+    pub room_id: RoomId,
+    pub seq: u64,
+    pub client_msg_id: Option<ClientMsgId>,
+    pub what: Wanted,
+}
+
+/// What a `ChangeRequest` asks for.
+#[derive(Debug, Clone)]
+pub enum Wanted {
+    Edit(MessageText),
+    Delete,
+    React { emoji: Emoji, added: bool },
+}
+
+/// What a change did: the message as it is now, and the change entry the log stored for it
+/// (`None` when there was nothing to change: a reaction already there, or already taken back).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Changed {
+    pub message: Message,
+    pub change: Option<Message>,
+    /// The change entry was stored before, under the same client message id.
+    pub duplicate: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ChangeError {
+    #[error("room not found")]
+    NotFound,
+    #[error("you are not a member of this room")]
+    Forbidden,
+    #[error("message not found")]
+    MessageNotFound,
+    #[error(transparent)]
+    Refused(ChangeRefusal),
+    #[error(transparent)]
+    Unknown(#[from] anyhow::Error),
+}
+
+impl From<SendError> for ChangeError {
+    fn from(e: SendError) -> Self {
+        match e {
+            SendError::NotFound => Self::NotFound,
+            SendError::Forbidden => Self::Forbidden,
+            SendError::Unknown(e) => Self::Unknown(e),
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum HistoryError {
     #[error("room not found")]
@@ -123,6 +176,8 @@ pub struct Messaging {
     recovery: Arc<CounterRecovery>,
     /// Answers "is a member" without the store for most sends; none means always ask the store.
     membership: Option<MembershipCache>,
+    /// How long after sending the sender may edit a text message.
+    edit_window: chrono::TimeDelta,
 }
 
 /// Serialises counter recoveries on this node, and counts them so a waiter can tell that the one
@@ -154,7 +209,15 @@ impl Messaging {
             retention: None,
             recovery: Arc::default(),
             membership: None,
+            edit_window: Message::DEFAULT_EDIT_WINDOW,
         }
+    }
+
+    /// How long after sending the sender may edit a message (24 hours unless set).
+    #[must_use]
+    pub fn with_edit_window(self, window: std::time::Duration) -> Self {
+        let edit_window = chrono::TimeDelta::from_std(window).unwrap_or(chrono::TimeDelta::MAX);
+        Self { edit_window, ..self }
     }
 
     /// Checks a sender's membership in `cache` first; the cache must be the one `Rooms` clears.
@@ -228,6 +291,80 @@ impl Messaging {
         Ok(self.append(actor, room_id, client_msg_id, MessageBody::File(meta)).await?)
     }
 
+    /// Edits, deletes or reacts to a message: checks the rules against the message as it is,
+    /// appends the change as an entry of its own (with its own seq, deduplicated by the client
+    /// message id as a send is), applies it to the archived message at once, and tells the room.
+    /// Deleting a file message makes its file expire, so the purge deletes the bytes.
+    ///
+    /// # Errors
+    /// `NotFound` for an unknown room, `Forbidden` for a non-member, `MessageNotFound` for a seq
+    /// that is no message of the room (a change entry, expired, or never sent), `Refused` when a
+    /// rule of `Message::check_edit`, `check_delete` or `check_react` says no.
+    pub async fn change(&self, actor: &User, request: ChangeRequest) -> Result<Changed, ChangeError> {
+        let room_id = request.room_id;
+        self.ensure_member(actor, room_id).await?;
+        let target = self.message_at(room_id, request.seq).await?;
+        let change = match request.what {
+            Wanted::Edit(text) => {
+                target.check_edit(actor.id, self.clock.now(), self.edit_window).map_err(ChangeError::Refused)?;
+                Change::Edit { target: target.seq, text }
+            }
+            Wanted::Delete => {
+                let owner = actor.id != target.sender.id && self.owns(actor, room_id).await?;
+                target.check_delete(actor.id, owner).map_err(ChangeError::Refused)?;
+                Change::Delete { target: target.seq }
+            }
+            Wanted::React { emoji, added } => {
+                if target.has_reaction(actor.id, &emoji) == added {
+                    if target.is_deleted() {
+                        return Err(ChangeError::Refused(ChangeRefusal::Deleted));
+                    }
+                    return Ok(Changed { message: target, change: None, duplicate: false });
+                }
+                if added {
+                    target.check_react(&emoji).map_err(ChangeError::Refused)?;
+                }
+                Change::React { target: target.seq, emoji, added }
+            }
+        };
+        let sent = self.store(actor, room_id, request.client_msg_id, MessageBody::Change(change)).await?;
+        let entry = sent.message;
+        // The log applied it to a cached copy; an archived one is changed here, before the room
+        // hears of it, not only once the worker archives the entry. Best effort: the worker
+        // applies it again either way.
+        if let Err(e) = self.archive.apply_change(&entry).await {
+            tracing::warn!(error = %e, room_id = %room_id, seq = %entry.seq, "could not apply a change to the archive yet");
+        }
+        if !sent.duplicate {
+            self.publish(&entry).await;
+        }
+        if let (MessageBody::File(meta), Some(Change::Delete { .. })) = (&target.body, entry.body.change()) {
+            if let Err(e) = self.files.expire(meta.id).await {
+                tracing::warn!(error = %e, file_id = %meta.id, "could not expire the file of a deleted message");
+            }
+        }
+        let message = if sent.duplicate {
+            self.message_at(room_id, request.seq).await?
+        } else {
+            let mut message = target;
+            message.apply(&entry);
+            message
+        };
+        Ok(Changed { message, change: Some(entry), duplicate: sent.duplicate })
+    }
+
+    /// The message with seq `seq` of `room_id` as history shows it now.
+    async fn message_at(&self, room_id: RoomId, seq: u64) -> Result<Message, ChangeError> {
+        let seq = Seq::new(seq).ok_or(ChangeError::MessageNotFound)?;
+        let range = SeqRange { content_only: true, ..SeqRange::only(seq) };
+        let page = self.read(room_id, range, Take::Oldest(1)).await?;
+        page.items.into_iter().find(|m| m.seq == seq).ok_or(ChangeError::MessageNotFound)
+    }
+
+    async fn owns(&self, actor: &User, room_id: RoomId) -> anyhow::Result<bool> {
+        Ok(self.rooms.get(room_id).await?.is_some_and(|room| room.owner() == actor.id))
+    }
+
     /// Tells the room's other connections that `actor` is typing. Nothing is stored.
     ///
     /// # Errors
@@ -238,7 +375,9 @@ impl Messaging {
         Ok(())
     }
 
-    /// A page of a room's messages, hot cache and archive merged, each message once, by seq.
+    /// A page of a room's messages, hot cache and archive merged, each message once, by seq, as
+    /// changes left it: edited text, deleted ones as tombstones, reactions. Change entries are not
+    /// items of their own, so a page is full of messages.
     /// Without `after` it pages backwards from the newest (or from `before`); with it, forwards.
     /// Expired messages are left out as if already purged: pages stay full of live ones.
     ///
@@ -254,6 +393,7 @@ impl Messaging {
         let range = SeqRange {
             after: query.after.and_then(Seq::new),
             before: query.before.map(|b| Seq::new(b).unwrap_or(Seq::FIRST)),
+            content_only: true,
             ..SeqRange::default()
         };
         let limit = query.limit.get() as usize;
@@ -261,7 +401,8 @@ impl Messaging {
         Ok(self.read(room_id, range, take).await?)
     }
 
-    /// Everything after `after_seq` (0 for the start), oldest first, at most `SYNC_MAX` at a time.
+    /// Every entry after `after_seq` (0 for the start), oldest first, at most `SYNC_MAX` at a
+    /// time: messages as changes left them, and the change entries themselves, each once.
     ///
     /// # Errors
     /// `NotFound` unless `actor` is a member.
@@ -359,7 +500,9 @@ impl Messaging {
         Ok(self.rooms.get(room_id).await?.map_or(Standing::Hidden, |room| room.standing(actor.id)))
     }
 
-    async fn append(
+    /// Gives a new entry its seq in the log; a resend with a known client message id finds the
+    /// entry it stored before.
+    async fn store(
         &self,
         actor: &User,
         room_id: RoomId,
@@ -381,18 +524,37 @@ impl Messaging {
             }
             other => other,
         };
-        match appended.map_err(|e| match e {
-            AppendError::CountersLost => anyhow::anyhow!("the message log lost its counters again during recovery"),
-            AppendError::Unknown(e) => e,
-        })? {
-            Appended::Duplicate(message) => Ok(Sent { message, duplicate: true }),
-            Appended::Created(message) => {
-                // Delivery is best effort: the message is stored, and sync recovers what was missed.
-                if let Err(e) = self.bus.publish(RoomEvent::Message(message.clone())).await {
-                    tracing::warn!(error = %e, room_id = %room_id, "could not publish message");
-                }
-                Ok(Sent { message, duplicate: false })
-            }
+        Ok(
+            match appended.map_err(|e| match e {
+                AppendError::CountersLost => anyhow::anyhow!("the message log lost its counters again during recovery"),
+                AppendError::Unknown(e) => e,
+            })? {
+                Appended::Duplicate(message) => Sent { message, duplicate: true },
+                Appended::Created(message) => Sent { message, duplicate: false },
+            },
+        )
+    }
+
+    /// Tells the room about a new entry. Delivery is best effort: the entry is stored, and sync
+    /// recovers what was missed.
+    async fn publish(&self, message: &Message) {
+        if let Err(e) = self.bus.publish(RoomEvent::Message(message.clone())).await {
+            tracing::warn!(error = %e, room_id = %message.room_id, "could not publish message");
         }
+    }
+
+    /// Stores a new entry and, unless it was a resend, tells the room.
+    async fn append(
+        &self,
+        actor: &User,
+        room_id: RoomId,
+        client_msg_id: Option<ClientMsgId>,
+        body: MessageBody,
+    ) -> anyhow::Result<Sent> {
+        let sent = self.store(actor, room_id, client_msg_id, body).await?;
+        if !sent.duplicate {
+            self.publish(&sent.message).await;
+        }
+        Ok(sent)
     }
 }

@@ -446,6 +446,10 @@ pub struct SeqRange {
     /// has not deleted them yet. A bound of the fetch itself, not a filter of its answer, so a
     /// page taken from a room whose oldest messages expired is still full.
     pub not_before: Option<Timestamp>,
+    /// Only text, image and file messages (deleted ones too, as tombstones), not the change
+    /// entries: what history shows. A bound of the fetch, as `not_before` is. Without it every
+    /// entry comes, as `sync` replays them.
+    pub content_only: bool,
 }
 
 impl SeqRange {
@@ -456,7 +460,14 @@ impl SeqRange {
 
     /// Whether a fetch of this range may return `message` (its room aside).
     pub fn admits(&self, message: &Message) -> bool {
-        self.contains(message.seq) && self.not_before.is_none_or(|t| message.sent_at >= t)
+        self.contains(message.seq)
+            && self.not_before.is_none_or(|t| message.sent_at >= t)
+            && (!self.content_only || message.body.kind().is_content())
+    }
+
+    /// Exactly the one entry with seq `seq`.
+    pub fn only(seq: Seq) -> Self {
+        Self { after: Seq::new(seq.get() - 1), before: Some(seq.next()), ..Self::default() }
     }
 }
 
@@ -533,7 +544,9 @@ pub enum AppendError {
 #[async_trait]
 pub trait MessageLog: Send + Sync + 'static {
     /// Gives the message the room's next seq and stores it in the hot cache and the archive
-    /// queue, all or nothing.
+    /// queue, all or nothing. A change entry (`MessageBody::Change`) is stored the same way, and
+    /// in the same step applied (`Message::apply`) to its target in the hot cache when the target
+    /// is there, so that a fetch never returns the target without a change it returns.
     ///
     /// # Errors
     /// With a `dedupe` key seen before, MUST store nothing and return `Duplicate` with the original
@@ -550,7 +563,7 @@ pub trait MessageLog: Send + Sync + 'static {
     async fn counters_recovered(&self) -> anyhow::Result<()>;
 
     /// Cached messages of `room` within `range`, ascending by seq: the oldest or newest that
-    /// `take` asks for among those `range` admits.
+    /// `take` asks for among those `range` admits. Each message as its cached changes left it.
     ///
     /// MUST apply every bound of `range`, `not_before` included, before `take` counts: with
     /// messages sent before `not_before` at the start of the room, `Take::Oldest(n)` still
@@ -628,9 +641,27 @@ pub trait MessageLog: Send + Sync + 'static {
 pub trait MessageArchive: Send + Sync + 'static {
     /// Stores the messages; ones whose id is already stored are skipped. Returns how many were new.
     ///
+    /// A change entry is stored like any other, and applied (`Message::apply`) to its target
+    /// when the archive holds it, whether the entry is new or was stored before (a crash may
+    /// have come between the two). A message stored after changes to it were archived gets them
+    /// applied as it is stored. So the archive shows each message with every archived change
+    /// to it, whatever order, batches and repeats the entries came in.
+    ///
     /// # Errors
-    /// Only storage failures. MUST be idempotent: a retried batch stores nothing twice.
+    /// Only storage failures. MUST be idempotent: a retried batch stores nothing twice, and
+    /// applies nothing twice.
     async fn insert_batch(&self, messages: &[Message]) -> anyhow::Result<u64>;
+
+    /// Applies the change entry `change` (`MessageBody::Change`) to its target, when the archive
+    /// holds the target, without storing the entry itself; true when the target changed. The use
+    /// case calls it right after appending a change, so that history reading an archived target
+    /// shows the change at once rather than once the entry is archived.
+    ///
+    /// # Errors
+    /// Only storage failures. MUST be idempotent and atomic against every other change of the
+    /// same target, on every node: `insert_batch` applies the entry again later, changing
+    /// nothing.
+    async fn apply_change(&self, change: &Message) -> anyhow::Result<bool>;
 
     /// Archived messages of `room` within `range`, ascending by seq: the oldest or newest that
     /// `take` asks for among those `range` admits.
@@ -786,6 +817,14 @@ pub trait FileCatalog: Send + Sync + 'static {
     /// # Errors
     /// Only storage failures.
     async fn attach(&self, id: FileId, expires_at: Timestamp, now: Timestamp) -> anyhow::Result<bool>;
+
+    /// Makes the file expire at `now`, if it is live, so the purge deletes its bytes and
+    /// downloads answer `Gone`, as when the message that shared it is deleted; true when it was
+    /// live. MUST leave a purged or already expired file as it is.
+    ///
+    /// # Errors
+    /// Only storage failures.
+    async fn expire(&self, id: FileId, now: Timestamp) -> anyhow::Result<bool>;
 
     /// Makes every live file of `room` expire at `now`, so the purge deletes its bytes and
     /// downloads answer `Gone`; returns how many. MUST touch no other room.
@@ -965,6 +1004,9 @@ pub trait PresenceRegistry: Send + Sync + 'static {
 }
 
 /// What a bus subscription yields.
+// Boxing the event would cost an allocation per delivered event to save bytes only on the rare
+// `Gap`; deliveries are moved one at a time through a stream, never stored in bulk.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Delivery {
     Event(RoomEvent),

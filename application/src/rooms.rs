@@ -650,11 +650,11 @@ impl Rooms {
             let past_marker = tail.last_seq.is_none_or(|last| last.get() > read);
             let reaches_below = below.is_none_or(|first| first.get() > read + 1);
             if past_marker && reaches_below && tail.unread < UNREAD_CAP {
-                let range = SeqRange { after: Seq::new(read), before: below, not_before };
+                let range = SeqRange { after: Seq::new(read), before: below, not_before, content_only: true };
                 counts.push((i, (query.room, range)));
             }
             if tail.newest.is_none() && below.is_none_or(|first| first > Seq::FIRST) {
-                newest.push((i, (query.room, SeqRange { after: None, before: below, not_before })));
+                newest.push((i, (query.room, SeqRange { after: None, before: below, not_before, content_only: true })));
             }
         }
         if !counts.is_empty() {

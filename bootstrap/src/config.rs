@@ -69,6 +69,8 @@ pub struct Config {
     pub quota_hold: Duration,
     /// How long a file uploaded with `POST /files` waits for a message before the purge deletes it.
     pub unattached_file: Duration,
+    /// How long after sending its sender may edit a text message.
+    pub message_edit_window: Duration,
     pub retention_messages_days: i64,
     pub retention_images_days: i64,
     pub retention_files_days: i64,
@@ -134,6 +136,7 @@ pub const VARIABLES: &[(&str, &str)] = &[
     ("CHAT_USER_QUOTA_BYTES", "1073741824"),
     ("CHAT_QUOTA_HOLD_SECS", "900"),
     ("CHAT_UNATTACHED_FILE_SECS", "3600"),
+    ("CHAT_MESSAGE_EDIT_WINDOW_SECS", "86400"),
     ("CHAT_RETENTION_MESSAGES_DAYS", "30"),
     ("CHAT_RETENTION_IMAGES_DAYS", "14"),
     ("CHAT_RETENTION_FILES_DAYS", "28"),
@@ -340,6 +343,9 @@ impl Config {
             unattached_file: Duration::from_secs(
                 s.positive("CHAT_UNATTACHED_FILE_SECS", "a positive number of seconds")?,
             ),
+            message_edit_window: Duration::from_secs(
+                s.positive("CHAT_MESSAGE_EDIT_WINDOW_SECS", "a positive number of seconds")?,
+            ),
             retention_messages_days: s.positive("CHAT_RETENTION_MESSAGES_DAYS", "a positive number of days")?,
             retention_images_days: s.positive("CHAT_RETENTION_IMAGES_DAYS", "a positive number of days")?,
             retention_files_days: s.positive("CHAT_RETENTION_FILES_DAYS", "a positive number of days")?,
@@ -411,6 +417,9 @@ mod tests {
         assert!(config.jwt_secret.is_none());
         assert_eq!(config.room_member_limit, 100);
         assert_eq!(config.access_token_ttl, Duration::from_secs(900));
+        assert_eq!(config.message_edit_window, Duration::from_secs(24 * 60 * 60));
+        let short = Config::from_vars(vars(&[("CHAT_MESSAGE_EDIT_WINDOW_SECS", "60")])).unwrap();
+        assert_eq!(short.message_edit_window, Duration::from_secs(60));
     }
 
     #[test]

@@ -120,6 +120,7 @@ pub(crate) fn use_cases(config: &Config, backends: &Backends, secret: SecretStri
         ids,
     )
     .with_retention(retention)
+    .with_edit_window(config.message_edit_window)
     .with_membership_cache(membership.clone());
     let archiver = Archiver::new(
         backends.log.clone(),

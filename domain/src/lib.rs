@@ -3,6 +3,7 @@
 pub mod file;
 pub mod message;
 pub mod password;
+pub mod reaction;
 pub mod read;
 pub mod retention;
 pub mod room;
@@ -13,8 +14,12 @@ pub mod user;
 pub type Timestamp = chrono::DateTime<chrono::Utc>;
 
 pub use file::{sniff_document, sniff_image, FileId, FileKind, FileMeta, FileName, SNIFF_BYTES};
-pub use message::{ClientMsgId, Message, MessageBody, MessageId, MessageKind, MessageText, Sender, Seq};
+pub use message::{
+    Change, ChangeRefusal, ClientMsgId, Message, MessageBody, MessageId, MessageKind, MessageState, MessageText,
+    Sender, Seq,
+};
 pub use password::{Password, PasswordError};
+pub use reaction::{Emoji, EmojiError, Reaction, ReactionMark};
 pub use read::{ReadMarker, ReadMarkerError, UNREAD_CAP};
 pub use retention::RetentionPolicy;
 pub use room::{

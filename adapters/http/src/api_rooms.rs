@@ -1,17 +1,17 @@
 //! Room routes: create, list, view, join, leave, members, delete, direct rooms, read markers,
-//! message history and search.
+//! message history, search, and editing, deleting and reacting to messages.
 
 use application::accounts::UserRef;
-use application::messaging::{HistoryQuery, HISTORY_MAX};
+use application::messaging::{ChangeRequest, HistoryQuery, Wanted, HISTORY_MAX};
 use application::rooms::{DirectError, InviteError, NewRoom, PageSize};
 use application::search::{SearchRequest, SEARCH_MAX};
-use domain::{MessageId, RoomId, RoomName, SearchQuery, UserId, Username};
+use domain::{ClientMsgId, Emoji, MessageId, MessageText, RoomId, RoomName, SearchQuery, User, UserId, Username};
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi, Tags};
 
 use crate::bearer::BearerAuth;
-use crate::declared::{Declared, Id, RoomNameRule, UsernameRule};
+use crate::declared::{ClientMsgIdRule, Declared, EmojiRule, Id, MessageTextRule, RoomNameRule, UsernameRule};
 use crate::dto::NoContent;
 use crate::dto::{MessageDto, MessagePageDto, RoomDto, RoomPageDto, SearchPageDto, VisibilityDto};
 use crate::error::status::{AUTHED, BAD_REQUEST, CONFLICT, FORBIDDEN, JSON_BODY, NOT_FOUND, UNAVAILABLE};
@@ -24,7 +24,7 @@ use poem::web::Data;
 enum Tag {
     /// Rooms and membership.
     Rooms,
-    /// Message history.
+    /// Message history, and editing, deleting and reacting to messages.
     Messages,
 }
 
@@ -115,6 +115,23 @@ pub struct InviteRequest {
     /// The name of the user to add; give this or `user_id`.
     #[oai(nullable)]
     pub username: Option<Declared<UsernameRule>>,
+}
+
+#[derive(Debug, Object, serde::Deserialize)]
+pub struct EditRequest {
+    /// The new text: 1 to 4000 characters after trimming; newline and tab are the only control
+    /// characters allowed.
+    pub text: Declared<MessageTextRule>,
+    /// Makes a retried edit store nothing twice, as `client_msg_id` does for a send; optional.
+    #[oai(nullable)]
+    pub client_msg_id: Option<Declared<ClientMsgIdRule>>,
+}
+
+#[derive(ApiResponse)]
+pub enum MessageResponse {
+    /// The message as the change left it.
+    #[oai(status = 200)]
+    Ok(Json<MessageDto>),
 }
 
 #[derive(ApiResponse)]
@@ -433,6 +450,120 @@ impl RoomsApi {
             has_more: page.has_more,
         })))
     }
+
+    /// Edit a message
+    ///
+    /// Gives your text message new text, within the edit window after sending (24 hours unless
+    /// the server says otherwise: `edit_window_passed` after it). The edit is stored as an entry
+    /// with a seq of its own, which every socket in the room gets as `message_edited`; history
+    /// shows the new text and `edited_at`. `403` for someone else's message, `409` with
+    /// `message_deleted` for a deleted one and `not_editable` for a file.
+    #[oai(path = "/rooms/:room_id/messages/:seq", method = "patch", tag = "Tag::Messages")]
+    async fn edit(
+        &self,
+        state: Data<&AppState>,
+        auth: BearerAuth,
+        room_id: Path<Id>,
+        /// The seq of the message.
+        #[oai(validator(minimum(value = "1")))]
+        seq: Path<u64>,
+        body: StrictJson<EditRequest>,
+    ) -> Result<MessageResponse, Failure<{ AUTHED | JSON_BODY | NOT_FOUND | FORBIDDEN | CONFLICT }>> {
+        let text =
+            MessageText::new(&body.text).map_err(|e| ApiError::bad_request("invalid_request", format!("text: {e}")))?;
+        let client_msg_id = body
+            .0
+            .client_msg_id
+            .as_deref()
+            .map(ClientMsgId::new)
+            .transpose()
+            .map_err(|e| ApiError::bad_request("invalid_request", format!("client_msg_id: {e}")))?;
+        let changed = Self::change(&state, &auth.0.user, &room_id, seq.0, client_msg_id, Wanted::Edit(text)).await?;
+        Ok(MessageResponse::Ok(Json(MessageDto::from(&changed.message))))
+    }
+
+    /// Delete a message
+    ///
+    /// Your own message, or any message of a room you own. It stays in history as a tombstone
+    /// (`deleted_at`, no `text`, no `file`, no reactions), and every socket in the room gets
+    /// `message_deleted`. A file it shared is deleted too: its download answers `410`. `409` with
+    /// `message_deleted` when it already is.
+    #[oai(path = "/rooms/:room_id/messages/:seq", method = "delete", tag = "Tag::Messages")]
+    async fn delete_message(
+        &self,
+        state: Data<&AppState>,
+        auth: BearerAuth,
+        room_id: Path<Id>,
+        /// The seq of the message.
+        #[oai(validator(minimum(value = "1")))]
+        seq: Path<u64>,
+    ) -> Result<NoContent, Failure<{ AUTHED | BAD_REQUEST | NOT_FOUND | FORBIDDEN | CONFLICT }>> {
+        Self::change(&state, &auth.0.user, &room_id, seq.0, None, Wanted::Delete).await?;
+        Ok(NoContent::NoContent)
+    }
+
+    /// React to a message
+    ///
+    /// Adds your reaction `emoji` (one emoji sequence, 1 to 32 characters, percent-encoded in the
+    /// path) to a message; nothing changes when it is there already. A message has at most 20
+    /// different emojis: `409` with `too_many_reactions` past that. Every socket in the room gets
+    /// `reaction_added`.
+    #[oai(path = "/rooms/:room_id/messages/:seq/reactions/:emoji", method = "put", tag = "Tag::Messages")]
+    async fn react(
+        &self,
+        state: Data<&AppState>,
+        auth: BearerAuth,
+        room_id: Path<Id>,
+        /// The seq of the message.
+        #[oai(validator(minimum(value = "1")))]
+        seq: Path<u64>,
+        emoji: Path<Declared<EmojiRule>>,
+    ) -> Result<MessageResponse, Failure<{ AUTHED | BAD_REQUEST | NOT_FOUND | FORBIDDEN | CONFLICT }>> {
+        let emoji = parse_emoji(&emoji)?;
+        let what = Wanted::React { emoji, added: true };
+        let changed = Self::change(&state, &auth.0.user, &room_id, seq.0, None, what).await?;
+        Ok(MessageResponse::Ok(Json(MessageDto::from(&changed.message))))
+    }
+
+    /// Take back a reaction
+    ///
+    /// Removes your reaction `emoji` from a message; nothing changes when it is not there. Every
+    /// socket in the room gets `reaction_removed`.
+    #[oai(path = "/rooms/:room_id/messages/:seq/reactions/:emoji", method = "delete", tag = "Tag::Messages")]
+    async fn unreact(
+        &self,
+        state: Data<&AppState>,
+        auth: BearerAuth,
+        room_id: Path<Id>,
+        /// The seq of the message.
+        #[oai(validator(minimum(value = "1")))]
+        seq: Path<u64>,
+        emoji: Path<Declared<EmojiRule>>,
+    ) -> Result<MessageResponse, Failure<{ AUTHED | BAD_REQUEST | NOT_FOUND | FORBIDDEN | CONFLICT }>> {
+        let emoji = parse_emoji(&emoji)?;
+        let what = Wanted::React { emoji, added: false };
+        let changed = Self::change(&state, &auth.0.user, &room_id, seq.0, None, what).await?;
+        Ok(MessageResponse::Ok(Json(MessageDto::from(&changed.message))))
+    }
+}
+
+impl RoomsApi {
+    async fn change(
+        state: &AppState,
+        actor: &User,
+        room_id: &str,
+        seq: u64,
+        client_msg_id: Option<ClientMsgId>,
+        what: Wanted,
+    ) -> Result<application::messaging::Changed, ApiError> {
+        let room_id = parse_room(room_id)?;
+        let request = ChangeRequest { room_id, seq, client_msg_id, what };
+        Ok(state.messaging.change(actor, request).await?)
+    }
+}
+
+fn parse_emoji(raw: &str) -> Result<Emoji, ApiError> {
+    Emoji::new(raw).map_err(|e| ApiError::bad_request("invalid_emoji", format!("emoji: {e}")))
 }
 
 /// A room id that does not parse names no room.

@@ -131,6 +131,39 @@ impl Rule for RoomNameRule {
     const HARD_MAX_CHARS: usize = 1024;
 }
 
+/// `domain::MessageText`: 1 to 4000 characters after trimming.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageTextRule;
+
+impl Rule for MessageTextRule {
+    fn schema() -> MetaSchema {
+        string_of_length(1, domain::MessageText::MAX_CHARS)
+    }
+    const HARD_MAX_CHARS: usize = 16 * 1024;
+}
+
+/// `domain::Emoji`: one emoji sequence of 1 to 32 characters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EmojiRule;
+
+impl Rule for EmojiRule {
+    fn schema() -> MetaSchema {
+        string_of_length(1, domain::Emoji::MAX_CHARS)
+    }
+    const HARD_MAX_CHARS: usize = 256;
+}
+
+/// `domain::ClientMsgId`: 1 to 64 characters, no control characters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientMsgIdRule;
+
+impl Rule for ClientMsgIdRule {
+    fn schema() -> MetaSchema {
+        string_of_length(1, domain::ClientMsgId::MAX_CHARS)
+    }
+    const HARD_MAX_CHARS: usize = 256;
+}
+
 /// A user, room or file id: a UUID.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IdRule;

@@ -3,7 +3,7 @@
 use application::accounts::TokenPair;
 use application::rooms::{RoomDetails, RoomList};
 use chrono::SecondsFormat;
-use domain::{FileMeta, Message, MessageBody, Timestamp, User};
+use domain::{Change, FileMeta, Message, MessageBody, MessageKind, Timestamp, User};
 use poem_openapi::{ApiResponse, Enum, Object};
 use secrecy::ExposeSecret;
 use serde::Serialize;
@@ -226,6 +226,16 @@ pub enum MessageKindDto {
     File,
 }
 
+/// One emoji on a message: who reacted with it, earliest first.
+#[derive(Debug, Clone, Object, Serialize)]
+pub struct ReactionDto {
+    pub emoji: String,
+    /// How many users reacted with it: the length of `users`.
+    pub count: u64,
+    /// The ids of the users who reacted with it, earliest first.
+    pub users: Vec<String>,
+}
+
 /// A chat message, as both the REST API and the socket protocol show it.
 #[derive(Debug, Clone, Object, Serialize)]
 pub struct MessageDto {
@@ -234,36 +244,65 @@ pub struct MessageDto {
     pub seq: u64,
     pub sender: SenderDto,
     pub kind: MessageKindDto,
+    /// The current text of a text message: the edited one once edited; absent once deleted.
     #[oai(skip_serializing_if_is_none)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub text: Option<String>,
+    /// Absent once deleted.
     #[oai(skip_serializing_if_is_none)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub file: Option<FileDto>,
     pub sent_at: String,
+    /// When the text was last edited; absent when never.
+    #[oai(skip_serializing_if_is_none)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub edited_at: Option<String>,
+    /// When the message was deleted: it is a tombstone, with no `text` and no `file`.
+    #[oai(skip_serializing_if_is_none)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deleted_at: Option<String>,
+    /// Each emoji reacted with, in the order of its first reaction; absent when none.
+    #[oai(skip_serializing_if_is_empty)]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub reactions: Vec<ReactionDto>,
+}
+
+/// How clients show a message of this kind; a change entry is never shown as a message.
+fn kind_dto(kind: MessageKind) -> MessageKindDto {
+    match kind {
+        MessageKind::Image => MessageKindDto::Image,
+        MessageKind::File => MessageKindDto::File,
+        MessageKind::Text | MessageKind::Edit | MessageKind::Delete | MessageKind::Reaction => MessageKindDto::Text,
+    }
 }
 
 impl From<&Message> for MessageDto {
     fn from(m: &Message) -> Self {
-        let (kind, text, file) = match &m.body {
-            MessageBody::Text(t) => (MessageKindDto::Text, Some(t.as_str().to_owned()), None),
-            MessageBody::File(meta) => {
-                let kind = match meta.kind {
-                    domain::FileKind::Image => MessageKindDto::Image,
-                    domain::FileKind::File => MessageKindDto::File,
-                };
-                (kind, None, Some(FileDto::new(meta)))
-            }
+        let (text, file) = match &m.body {
+            MessageBody::Text(t) => (Some(t.as_str().to_owned()), None),
+            MessageBody::File(meta) => (None, Some(FileDto::new(meta))),
+            MessageBody::Removed(_) | MessageBody::Change(_) => (None, None),
         };
         Self {
             id: m.id.to_string(),
             room_id: m.room_id.to_string(),
             seq: m.seq.get(),
             sender: SenderDto { id: m.sender.id.to_string(), username: m.sender.username.to_string() },
-            kind,
+            kind: kind_dto(m.body.kind()),
             text,
             file,
             sent_at: rfc3339(m.sent_at),
+            edited_at: m.state.edited_at.map(rfc3339),
+            deleted_at: m.state.deleted_at.map(rfc3339),
+            reactions: m
+                .reactions()
+                .iter()
+                .map(|r| ReactionDto {
+                    emoji: r.emoji.to_string(),
+                    count: r.count() as u64,
+                    users: r.users.iter().map(ToString::to_string).collect(),
+                })
+                .collect(),
         }
     }
 }
@@ -277,6 +316,69 @@ pub struct SearchPageDto {
     #[oai(skip_serializing_if_is_none)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub next_cursor: Option<String>,
+}
+
+/// A change entry as the socket replays it: which message of the room it changes, who made it,
+/// when, and how. The frame's `type` says what it is: `message_edited`, `message_deleted`,
+/// `reaction_added` or `reaction_removed`.
+#[derive(Debug, Clone, Serialize)]
+pub struct ChangeDto {
+    pub room_id: String,
+    /// The change's own seq, which `sync` and `resume` count as any message's.
+    pub seq: u64,
+    /// The seq of the message it changes.
+    pub target_seq: u64,
+    /// Who made the change.
+    pub user: SenderDto,
+    /// When it was made: `edited_at` or `deleted_at` of the message from then on.
+    pub at: String,
+    /// An edit's new text.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+    /// A reaction's emoji.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub emoji: Option<String>,
+}
+
+/// Which change a `ChangeDto` is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChangeKind {
+    Edited,
+    Deleted,
+    ReactionAdded,
+    ReactionRemoved,
+}
+
+impl ChangeDto {
+    /// What a change entry is, and its shape; `None` for a message.
+    pub fn of(m: &Message) -> Option<(ChangeKind, Self)> {
+        let change = m.body.change()?;
+        let mut dto = Self {
+            room_id: m.room_id.to_string(),
+            seq: m.seq.get(),
+            target_seq: change.target().get(),
+            user: SenderDto { id: m.sender.id.to_string(), username: m.sender.username.to_string() },
+            at: rfc3339(m.sent_at),
+            text: None,
+            emoji: None,
+        };
+        let kind = match change {
+            Change::Edit { text, .. } => {
+                dto.text = Some(text.as_str().to_owned());
+                ChangeKind::Edited
+            }
+            Change::Delete { .. } => ChangeKind::Deleted,
+            Change::React { emoji, added, .. } => {
+                dto.emoji = Some(emoji.as_str().to_owned());
+                if *added {
+                    ChangeKind::ReactionAdded
+                } else {
+                    ChangeKind::ReactionRemoved
+                }
+            }
+        };
+        Some((kind, dto))
+    }
 }
 
 #[derive(Debug, Clone, Object, Serialize)]

@@ -4,7 +4,7 @@
 use crate::multipart::FormError;
 use application::accounts::{AuthError, LoginError, LogoutError, LookupError, RefreshError, RegisterError};
 use application::files::{DownloadError, UploadError};
-use application::messaging::{HistoryError, SendError, SendFileError};
+use application::messaging::{ChangeError, HistoryError, SendError, SendFileError};
 use application::ports::PutFileError;
 use application::presence::PresenceError;
 use application::rooms::{
@@ -396,6 +396,28 @@ impl From<CreateRoomError> for Problem {
     }
 }
 
+impl From<ChangeError> for Problem {
+    fn from(e: ChangeError) -> Self {
+        use domain::ChangeRefusal;
+        match e {
+            ChangeError::NotFound => Self::room_not_found(),
+            ChangeError::Forbidden => Self::not_a_member(),
+            ChangeError::MessageNotFound => Self::new(StatusCode::NOT_FOUND, "not_found", "seq: message not found"),
+            ChangeError::Refused(refusal) => {
+                let (status, code) = match refusal {
+                    ChangeRefusal::NotSender | ChangeRefusal::NotSenderOrOwner => (StatusCode::FORBIDDEN, "forbidden"),
+                    ChangeRefusal::NotEditable => (StatusCode::CONFLICT, "not_editable"),
+                    ChangeRefusal::Deleted => (StatusCode::CONFLICT, "message_deleted"),
+                    ChangeRefusal::WindowPassed => (StatusCode::CONFLICT, "edit_window_passed"),
+                    ChangeRefusal::TooManyReactions => (StatusCode::CONFLICT, "too_many_reactions"),
+                };
+                Self::new(status, code, format!("seq: {refusal}"))
+            }
+            ChangeError::Unknown(e) => Self::internal(&e),
+        }
+    }
+}
+
 impl From<RoomAccessError> for Problem {
     fn from(e: RoomAccessError) -> Self {
         match e {
@@ -605,6 +627,7 @@ macro_rules! api_error_via_problem {
 
 api_error_via_problem!(
     anyhow::Error,
+    ChangeError,
     AuthError,
     RegisterError,
     LoginError,

@@ -20,6 +20,8 @@ const ROUTES: &[(&str, &str)] = &[
     ("/rooms/:room_id/members", "POST"),
     ("/rooms/:room_id/members/:user_id", "DELETE"),
     ("/rooms/:room_id/messages", "GET"),
+    ("/rooms/:room_id/messages/:seq", "PATCH, DELETE"),
+    ("/rooms/:room_id/messages/:seq/reactions/:emoji", "PUT, DELETE"),
     ("/rooms/:room_id/presence", "GET"),
     ("/rooms/:room_id/read", "POST"),
     ("/dms", "POST"),

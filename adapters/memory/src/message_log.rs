@@ -9,7 +9,7 @@ use application::ports::{
     AppendError, Appended, DedupeKey, MessageLog, NewMessage, Queued, RoomTail, SeqRange, TailQuery, Take,
 };
 use async_trait::async_trait;
-use domain::{Message, MessageId, RoomId, Seq};
+use domain::{Message, MessageId, MessageState, RoomId, Seq};
 use parking_lot::Mutex;
 
 /// A message log for a single node. Everything sits behind one lock, so each operation is atomic.
@@ -147,7 +147,14 @@ impl MessageLog for InMemoryMessageLog {
             sender: message.sender,
             body: message.body,
             sent_at: message.sent_at,
+            state: MessageState::default(),
         };
+        // A change reaches its cached target in the same step, as the port asks.
+        if let Some(change) = stored.body.change() {
+            if let Some(target) = room.cache.get_mut(&change.target()) {
+                target.message.apply(&stored);
+            }
+        }
         room.cache.insert(seq, Cached { message: stored.clone(), archived: false });
         room.trim(self.cache_per_room);
 
@@ -180,12 +187,9 @@ impl MessageLog for InMemoryMessageLog {
         };
         let lower = range.after.map_or(Bound::Unbounded, Bound::Excluded);
         let upper = range.before.map_or(Bound::Unbounded, Bound::Excluded);
-        // Retention filters while scanning, before `take` counts.
-        let within = log
-            .cache
-            .range((lower, upper))
-            .map(|(_, cached)| &cached.message)
-            .filter(|message| range.not_before.is_none_or(|cutoff| message.sent_at >= cutoff));
+        // Retention and the content-only bound filter while scanning, before `take` counts.
+        let within =
+            log.cache.range((lower, upper)).map(|(_, cached)| &cached.message).filter(|message| range.admits(message));
         let messages = match take {
             Take::Oldest(n) => within.take(n).cloned().collect(),
             Take::Newest(n) => {

@@ -1,14 +1,15 @@
-//! `MessageArchive` on MongoDB: idempotent unordered batch inserts, seq-range reads and purges.
+//! `MessageArchive` on MongoDB: idempotent unordered batch inserts that apply changes, seq-range
+//! reads and purges.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 
 use anyhow::Context;
 use application::ports::{ArchiveSearchError, MessageArchive, MessageSearch, SeqRange, Take};
 use async_trait::async_trait;
 use bson::{doc, Document};
 use domain::{
-    FileKind, FileMeta, FileName, Message, MessageBody, MessageKind, MessageText, RoomId, Sender, Seq, Timestamp,
-    Username,
+    Change, Emoji, FileKind, FileMeta, FileName, Message, MessageBody, MessageKind, MessageState, MessageText,
+    ReactionMark, RoomId, Sender, Seq, Timestamp, Username,
 };
 use futures::TryStreamExt;
 use mongodb::error::{ErrorKind, IndexedWriteError};
@@ -21,6 +22,13 @@ use crate::codec::{
 use crate::schema::{is_text_unsupported, MESSAGES};
 use crate::MongoStore;
 
+/// How often applying a change to a message is tried while other changes to it keep winning.
+const APPLY_ATTEMPTS: usize = 16;
+
+/// A message or a change entry. A change has `target_seq` and no `text`: `text` is only ever the
+/// current text of a text message, replaced in place by an edit and removed by a delete, so that
+/// anything reading `text` (a text index) sees content only. A deleted message keeps its `kind`
+/// and gets `deleted_at`, and loses `text` and `file`.
 #[derive(Serialize, Deserialize)]
 struct MessageDoc {
     /// The message id: a retried batch collides on it and is skipped.
@@ -31,13 +39,34 @@ struct MessageDoc {
     sender_id: String,
     /// Kept so history renders without a user lookup, as the domain's `Sender` does.
     sender_username: String,
-    /// `text`, `image` or `file`, as clients show it.
+    /// `text`, `image` or `file`, as clients show it; `edit`, `delete` or `reaction` for a change.
     kind: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     text: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     file: Option<AttachmentDoc>,
     sent_at: bson::DateTime,
+    /// A change: the seq of the message it changes, and how.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    target_seq: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    edit_text: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    emoji: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    added: Option<bool>,
+    /// A message: what changes made of it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    edited_at: Option<bson::DateTime>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    edit_seq: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    deleted_at: Option<bson::DateTime>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    reactions: Vec<MarkDoc>,
+    /// Bumped by every change applied, so two changes of one message never overwrite each other.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    rev: Option<i64>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -50,22 +79,45 @@ struct AttachmentDoc {
     expires_at: bson::DateTime,
 }
 
+/// One user's newest reaction change with one emoji.
+#[derive(Serialize, Deserialize)]
+struct MarkDoc {
+    emoji: String,
+    user: String,
+    seq: i64,
+    added: bool,
+}
+
 impl MessageDoc {
     fn of(message: &Message) -> anyhow::Result<Self> {
-        let (text, file) = match &message.body {
-            MessageBody::Text(text) => (Some(text.as_str().to_owned()), None),
-            MessageBody::File(meta) => (
-                None,
-                Some(AttachmentDoc {
+        let (mut text, mut file) = (None, None);
+        let (mut target_seq, mut edit_text, mut emoji, mut added) = (None, None, None, None);
+        match &message.body {
+            MessageBody::Text(t) => text = Some(t.as_str().to_owned()),
+            MessageBody::File(meta) => {
+                file = Some(AttachmentDoc {
                     id: id_text(meta.id.as_uuid()),
                     name: meta.name.as_str().to_owned(),
                     size: to_i64(meta.size)?,
                     content_type: meta.content_type.clone(),
                     kind: meta.kind.as_str().to_owned(),
                     expires_at: date(meta.expires_at),
-                }),
-            ),
-        };
+                });
+            }
+            MessageBody::Removed(_) => {}
+            MessageBody::Change(change) => {
+                target_seq = Some(to_i64(change.target().get())?);
+                match change {
+                    Change::Edit { text, .. } => edit_text = Some(text.as_str().to_owned()),
+                    Change::Delete { .. } => {}
+                    Change::React { emoji: e, added: a, .. } => {
+                        emoji = Some(e.as_str().to_owned());
+                        added = Some(*a);
+                    }
+                }
+            }
+        }
+        let state = &message.state;
         Ok(Self {
             id: id_text(message.id.as_uuid()),
             room_id: id_text(message.room_id.as_uuid()),
@@ -76,13 +128,53 @@ impl MessageDoc {
             text,
             file,
             sent_at: date(message.sent_at),
+            target_seq,
+            edit_text,
+            emoji,
+            added,
+            edited_at: state.edited_at.map(date),
+            edit_seq: state.edit_seq.map(|s| to_i64(s.get())).transpose()?,
+            deleted_at: state.deleted_at.map(date),
+            reactions: state
+                .reactions
+                .iter()
+                .map(|m| {
+                    Ok(MarkDoc {
+                        emoji: m.emoji.as_str().to_owned(),
+                        user: id_text(m.user.as_uuid()),
+                        seq: to_i64(m.seq.get())?,
+                        added: m.added,
+                    })
+                })
+                .collect::<anyhow::Result<_>>()?,
+            rev: None,
         })
     }
 
     fn body(&self) -> anyhow::Result<MessageBody> {
-        if self.kind == MessageKind::Text.as_str() {
-            let text = self.text.as_deref().context("a text message has no text")?;
-            return Ok(MessageBody::Text(MessageText::new(text).context("stored message text is invalid")?));
+        let kind = MessageKind::parse(&self.kind).with_context(|| format!("unknown message kind {:?}", self.kind))?;
+        if kind.is_content() && self.deleted_at.is_some() {
+            return Ok(MessageBody::Removed(kind));
+        }
+        let target = || -> anyhow::Result<Seq> { seq_from(self.target_seq.context("a change has no target")?) };
+        match kind {
+            MessageKind::Text => {
+                let text = self.text.as_deref().context("a text message has no text")?;
+                return Ok(MessageBody::Text(MessageText::new(text).context("stored message text is invalid")?));
+            }
+            MessageKind::Edit => {
+                let text = self.edit_text.as_deref().context("an edit has no text")?;
+                let text = MessageText::new(text).context("stored edit text is invalid")?;
+                return Ok(MessageBody::Change(Change::Edit { target: target()?, text }));
+            }
+            MessageKind::Delete => return Ok(MessageBody::Change(Change::Delete { target: target()? })),
+            MessageKind::Reaction => {
+                let emoji = Emoji::new(self.emoji.as_deref().context("a reaction has no emoji")?)
+                    .context("stored emoji is invalid")?;
+                let added = self.added.context("a reaction has no direction")?;
+                return Ok(MessageBody::Change(Change::React { target: target()?, emoji, added }));
+            }
+            MessageKind::Image | MessageKind::File => {}
         }
         let file = self.file.as_ref().context("a file message has no attachment")?;
         let body = MessageBody::File(FileMeta {
@@ -94,7 +186,7 @@ impl MessageDoc {
             expires_at: timestamp(file.expires_at),
         });
         anyhow::ensure!(
-            body.kind().as_str() == self.kind,
+            body.kind() == kind,
             "message kind {:?} does not match its file kind {:?}",
             self.kind,
             file.kind
@@ -102,10 +194,31 @@ impl MessageDoc {
         Ok(body)
     }
 
+    fn state(&self) -> anyhow::Result<MessageState> {
+        Ok(MessageState {
+            edited_at: self.edited_at.map(timestamp),
+            edit_seq: self.edit_seq.map(seq_from).transpose()?,
+            deleted_at: self.deleted_at.map(timestamp),
+            reactions: self
+                .reactions
+                .iter()
+                .map(|m| {
+                    Ok(ReactionMark {
+                        emoji: Emoji::new(&m.emoji).context("stored emoji is invalid")?,
+                        user: parse_id(&m.user)?,
+                        seq: seq_from(m.seq)?,
+                        added: m.added,
+                    })
+                })
+                .collect::<anyhow::Result<_>>()?,
+        })
+    }
+
     fn into_message(self) -> anyhow::Result<Message> {
         let id = &self.id;
         Ok(Message {
             body: self.body().with_context(|| format!("message {id} is corrupt"))?,
+            state: self.state().with_context(|| format!("message {id} is corrupt"))?,
             id: parse_id(id)?,
             room_id: parse_id(&self.room_id)?,
             seq: seq_from(self.seq)?,
@@ -119,7 +232,8 @@ impl MessageDoc {
     }
 }
 
-/// The filter of one room's range, bounds saturated as `fetch` does.
+/// The messages of `room` that `range` admits. Bounds past what BSON holds saturate: no stored
+/// seq is that high, so "after" matches nothing and "before" everything, as with wider integers.
 fn range_filter(room: RoomId, range: &SeqRange) -> Document {
     let mut filter = doc! { "room_id": id_text(room.as_uuid()) };
     let mut seq = Document::new();
@@ -134,6 +248,10 @@ fn range_filter(room: RoomId, range: &SeqRange) -> Document {
     }
     if let Some(not_before) = range.not_before {
         filter.insert("sent_at", doc! { "$gte": date(not_before) });
+    }
+    if range.content_only {
+        let content: Vec<&str> = MessageKind::CONTENT.iter().map(|k| k.as_str()).collect();
+        filter.insert("kind", doc! { "$in": content });
     }
     filter
 }
@@ -180,6 +298,53 @@ impl MongoStore {
         self.db().collection(MESSAGES)
     }
 
+    /// Applies `change` to the stored message `target` of its room, compare-and-swap on the
+    /// message's `rev`, so that changes applied at once by several workers all stick.
+    async fn apply_to(&self, target: Seq, change: &Message) -> anyhow::Result<bool> {
+        let room = id_text(change.room_id.as_uuid());
+        let filter = doc! { "room_id": &room, "seq": to_i64(target.get())? };
+        for _ in 0..APPLY_ATTEMPTS {
+            let Some(stored) = self.messages().find_one(filter.clone()).await? else { return Ok(false) };
+            let rev = stored.rev;
+            let mut message = stored.into_message()?;
+            if !message.apply(change) {
+                return Ok(false);
+            }
+            let mut replacement = MessageDoc::of(&message)?;
+            replacement.rev = Some(rev.unwrap_or(0) + 1);
+            let current = match rev {
+                Some(rev) => doc! { "_id": &replacement.id, "rev": rev },
+                None => doc! { "_id": &replacement.id, "rev": { "$exists": false } },
+            };
+            if self.messages().replace_one(current, &replacement).await?.matched_count == 1 {
+                return Ok(true);
+            }
+        }
+        anyhow::bail!("message {target} of room {room} kept changing while a change was applied to it")
+    }
+
+    /// Applies to each message of `messages` the changes to it archived before it was.
+    async fn fold_archived_changes(&self, messages: &[&Message]) -> anyhow::Result<()> {
+        let mut by_room: BTreeMap<String, Vec<i64>> = BTreeMap::new();
+        for message in messages {
+            by_room.entry(id_text(message.room_id.as_uuid())).or_default().push(to_i64(message.seq.get())?);
+        }
+        if by_room.is_empty() {
+            return Ok(());
+        }
+        let any_of: Vec<Document> =
+            by_room.iter().map(|(room, seqs)| doc! { "room_id": room, "target_seq": { "$in": seqs } }).collect();
+        let changes: Vec<MessageDoc> =
+            self.messages().find(doc! { "$or": any_of }).sort(doc! { "seq": 1 }).await?.try_collect().await?;
+        for change in changes {
+            let change = change.into_message()?;
+            if let Some(target) = change.body.change().map(Change::target) {
+                self.apply_to(target, &change).await?;
+            }
+        }
+        Ok(())
+    }
+
     /// Confirms that every message refused as a duplicate is stored under its own id. A duplicate on
     /// the `(room_id, seq)` index with a new id is a different message claiming a taken seq: a real
     /// inconsistency that must fail the batch rather than silently drop a message.
@@ -219,20 +384,39 @@ impl MessageArchive for MongoStore {
         }
         let docs = messages.iter().map(MessageDoc::of).collect::<anyhow::Result<Vec<_>>>()?;
         // Unordered, so one message already stored does not stop the rest of the batch.
-        let error = match self.messages().insert_many(&docs).ordered(false).await {
-            Ok(inserted) => return Ok(inserted.inserted_ids.len() as u64),
-            Err(error) => error,
+        let inserted = match self.messages().insert_many(&docs).ordered(false).await {
+            Ok(inserted) => inserted.inserted_ids.len() as u64,
+            Err(error) => {
+                let Some(duplicates) = only_duplicates(&error) else {
+                    return Err(anyhow::Error::new(error).context("archiving a batch of messages"));
+                };
+                let refused = duplicates
+                    .iter()
+                    .map(|e| docs.get(e.index).context("a write error names no message of the batch"))
+                    .collect::<anyhow::Result<Vec<_>>>()?;
+                let skipped = refused.len();
+                self.ensure_already_stored(refused).await?;
+                (docs.len() - skipped) as u64
+            }
         };
-        let Some(duplicates) = only_duplicates(&error) else {
-            return Err(anyhow::Error::new(error).context("archiving a batch of messages"));
-        };
-        let refused = duplicates
-            .iter()
-            .map(|e| docs.get(e.index).context("a write error names no message of the batch"))
-            .collect::<anyhow::Result<Vec<_>>>()?;
-        let skipped = refused.len();
-        self.ensure_already_stored(refused).await?;
-        Ok((docs.len() - skipped) as u64)
+        // Stored first, then applied: a worker archiving a message at the same time as another
+        // archives a change to it finds the change, or the other finds the message. Repeats,
+        // already stored or not, are applied again: a crash may have come before it was.
+        let contents: Vec<&Message> = messages.iter().filter(|m| m.body.change().is_none()).collect();
+        self.fold_archived_changes(&contents).await?;
+        for change in messages {
+            if let Some(target) = change.body.change().map(Change::target) {
+                self.apply_to(target, change).await?;
+            }
+        }
+        Ok(inserted)
+    }
+
+    async fn apply_change(&self, change: &Message) -> anyhow::Result<bool> {
+        match change.body.change() {
+            Some(c) => self.apply_to(c.target(), change).await,
+            None => Ok(false),
+        }
     }
 
     async fn fetch(&self, room: RoomId, range: SeqRange, take: Take) -> anyhow::Result<Vec<Message>> {
@@ -243,22 +427,7 @@ impl MessageArchive for MongoStore {
         if count == 0 {
             return Ok(Vec::new());
         }
-        let mut seq = Document::new();
-        // Bounds past what BSON holds saturate: no stored seq is that high, so "after" matches
-        // nothing and "before" everything, as they would with wider integers.
-        if let Some(after) = range.after {
-            seq.insert("$gt", saturating_i64(after.get()));
-        }
-        if let Some(before) = range.before {
-            seq.insert("$lt", saturating_i64(before.get()));
-        }
-        let mut filter = doc! { "room_id": id_text(room.as_uuid()) };
-        if !seq.is_empty() {
-            filter.insert("seq", seq);
-        }
-        if let Some(not_before) = range.not_before {
-            filter.insert("sent_at", doc! { "$gte": date(not_before) });
-        }
+        let filter = range_filter(room, &range);
         let docs: Vec<MessageDoc> = self
             .messages()
             .find(filter)

@@ -210,6 +210,17 @@ impl FileCatalog for MongoStore {
         Ok(attached.matched_count > 0)
     }
 
+    async fn expire(&self, id: FileId, now: Timestamp) -> anyhow::Result<bool> {
+        let expired = self
+            .files()
+            .update_one(
+                doc! { "_id": id_text(id.as_uuid()), "purged_at": null, "expires_at": { "$gt": date(now) } },
+                doc! { "$set": { "expires_at": date(now) } },
+            )
+            .await?;
+        Ok(expired.modified_count > 0)
+    }
+
     async fn expire_room(&self, room: RoomId, now: Timestamp) -> anyhow::Result<u64> {
         let expired = self
             .files()

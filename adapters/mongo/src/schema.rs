@@ -102,6 +102,8 @@ pub(crate) fn indexes(collection: &str) -> Vec<IndexModel> {
         MESSAGES => vec![
             index("room_seq_unique", doc! { "room_id": 1, "seq": 1 }, true),
             index("sent_at", doc! { "sent_at": 1 }, false),
+            // The changes archived for a message, found when the message is archived after them.
+            index("room_target", doc! { "room_id": 1, "target_seq": 1 }, false),
         ],
         // The purge finds expired live entries (`purged_at: null`) and old tombstones separately.
         FILES => vec![

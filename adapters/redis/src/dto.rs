@@ -4,8 +4,8 @@ use anyhow::{anyhow, Context};
 use application::ports::{RoomEvent, SessionEndReason, SessionId, UserSummary};
 use chrono::{DateTime, SecondsFormat, Utc};
 use domain::{
-    FileId, FileKind, FileMeta, FileName, Message, MessageBody, MessageId, MessageText, RoomId, Sender, Seq, Timestamp,
-    UserId, Username,
+    Change, Emoji, FileId, FileKind, FileMeta, FileName, Message, MessageBody, MessageId, MessageKind, MessageState,
+    MessageText, ReactionMark, RoomId, Sender, Seq, Timestamp, UserId, Username,
 };
 use serde::{Deserialize, Serialize};
 
@@ -23,6 +23,24 @@ pub(crate) struct MessageDto {
     pub body: BodyDto,
     /// RFC 3339 with as many fractional digits as needed, so the instant round-trips exactly.
     pub sent_at: String,
+    /// What changes made of the message; absent for a message as sent and for a change entry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub edited_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub edit_seq: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deleted_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reactions: Vec<MarkDto>,
+}
+
+/// One user's newest reaction change with one emoji.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct MarkDto {
+    pub emoji: String,
+    pub user: String,
+    pub seq: u64,
+    pub added: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -34,15 +52,40 @@ pub(crate) struct UserDto {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub(crate) enum BodyDto {
-    Text { text: String },
-    File { file_id: String, name: String, size: u64, content_type: String, kind: String, expires_at: String },
+    Text {
+        text: String,
+    },
+    File {
+        file_id: String,
+        name: String,
+        size: u64,
+        content_type: String,
+        kind: String,
+        expires_at: String,
+    },
+    /// A deleted message: its kind only.
+    Removed {
+        kind: String,
+    },
+    Edit {
+        target: u64,
+        text: String,
+    },
+    Delete {
+        target: u64,
+    },
+    React {
+        target: u64,
+        emoji: String,
+        added: bool,
+    },
 }
 
 /// Every `RoomEvent` variant; unknown types from a newer node fail to decode and are skipped.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub(crate) enum EventDto {
-    Message { message: MessageDto },
+    Message { message: Box<MessageDto> },
     MemberJoined { room_id: String, user: UserDto },
     MemberLeft { room_id: String, user: UserDto },
     RoomDeleted { room_id: String },
@@ -80,14 +123,52 @@ impl MessageDto {
             sender: UserDto { id: sender.id.to_string(), username: sender.username.as_str().to_owned() },
             body: BodyDto::from(body),
             sent_at: timestamp_to_string(sent_at),
+            edited_at: None,
+            edit_seq: None,
+            deleted_at: None,
+            reactions: Vec::new(),
         }
     }
 
     pub fn from_message(message: &Message) -> Self {
+        let state = &message.state;
         Self {
             seq: Some(message.seq.get()),
+            edited_at: state.edited_at.map(timestamp_to_string),
+            edit_seq: state.edit_seq.map(Seq::get),
+            deleted_at: state.deleted_at.map(timestamp_to_string),
+            reactions: state
+                .reactions
+                .iter()
+                .map(|m| MarkDto {
+                    emoji: m.emoji.as_str().to_owned(),
+                    user: m.user.to_string(),
+                    seq: m.seq.get(),
+                    added: m.added,
+                })
+                .collect(),
             ..Self::unsequenced(message.id, message.room_id, &message.sender, &message.body, message.sent_at)
         }
+    }
+
+    fn state(&self) -> anyhow::Result<MessageState> {
+        Ok(MessageState {
+            edited_at: self.edited_at.as_deref().map(timestamp_from_str).transpose()?,
+            edit_seq: self.edit_seq.map(seq_from).transpose()?,
+            deleted_at: self.deleted_at.as_deref().map(timestamp_from_str).transpose()?,
+            reactions: self
+                .reactions
+                .iter()
+                .map(|m| {
+                    Ok(ReactionMark {
+                        emoji: Emoji::new(&m.emoji).with_context(|| format!("bad emoji {:?}", m.emoji))?,
+                        user: UserId::from_uuid(uuid_from_str(&m.user)?),
+                        seq: seq_from(m.seq)?,
+                        added: m.added,
+                    })
+                })
+                .collect::<anyhow::Result<_>>()?,
+        })
     }
 
     pub fn into_message(self) -> anyhow::Result<Message> {
@@ -101,6 +182,7 @@ impl MessageDto {
                 id: UserId::from_uuid(uuid_from_str(&self.sender.id)?),
                 username: self.sender.username()?,
             },
+            state: self.state()?,
             body: self.body.into_body()?,
             sent_at: timestamp_from_str(&self.sent_at)?,
         })
@@ -133,8 +215,20 @@ impl From<&MessageBody> for BodyDto {
                 kind: meta.kind.as_str().to_owned(),
                 expires_at: timestamp_to_string(meta.expires_at),
             },
+            MessageBody::Removed(kind) => Self::Removed { kind: kind.as_str().to_owned() },
+            MessageBody::Change(Change::Edit { target, text }) => {
+                Self::Edit { target: target.get(), text: text.as_str().to_owned() }
+            }
+            MessageBody::Change(Change::Delete { target }) => Self::Delete { target: target.get() },
+            MessageBody::Change(Change::React { target, emoji, added }) => {
+                Self::React { target: target.get(), emoji: emoji.as_str().to_owned(), added: *added }
+            }
         }
     }
+}
+
+fn seq_from(raw: u64) -> anyhow::Result<Seq> {
+    Seq::new(raw).ok_or_else(|| anyhow!("seq 0 is not a seq"))
 }
 
 impl BodyDto {
@@ -149,6 +243,21 @@ impl BodyDto {
                 content_type,
                 kind: FileKind::parse(&kind).ok_or_else(|| anyhow!("bad file kind {kind:?}"))?,
                 expires_at: timestamp_from_str(&expires_at)?,
+            }),
+            Self::Removed { kind } => MessageBody::Removed(
+                MessageKind::parse(&kind)
+                    .filter(|k| k.is_content())
+                    .ok_or_else(|| anyhow!("bad removed kind {kind:?}"))?,
+            ),
+            Self::Edit { target, text } => MessageBody::Change(Change::Edit {
+                target: seq_from(target)?,
+                text: MessageText::new(&text).context("bad edit text")?,
+            }),
+            Self::Delete { target } => MessageBody::Change(Change::Delete { target: seq_from(target)? }),
+            Self::React { target, emoji, added } => MessageBody::Change(Change::React {
+                target: seq_from(target)?,
+                emoji: Emoji::new(&emoji).with_context(|| format!("bad emoji {emoji:?}"))?,
+                added,
             }),
         })
     }
@@ -165,7 +274,7 @@ fn user_id_from_str(raw: &str) -> anyhow::Result<UserId> {
 impl From<&RoomEvent> for EventDto {
     fn from(event: &RoomEvent) -> Self {
         match event {
-            RoomEvent::Message(message) => Self::Message { message: MessageDto::from_message(message) },
+            RoomEvent::Message(message) => Self::Message { message: Box::new(MessageDto::from_message(message)) },
             RoomEvent::MemberJoined { room_id, user } => {
                 Self::MemberJoined { room_id: room_id.to_string(), user: UserDto::from_summary(user) }
             }
@@ -253,6 +362,7 @@ mod tests {
             sender: sender(),
             body,
             sent_at: at(1_700_000_000, 123_456_789),
+            state: MessageState::default(),
         }
     }
 
@@ -278,6 +388,30 @@ mod tests {
             expires_at: at(1_800_000_000, 0),
         }));
         assert_eq!(round_trip(&original), original);
+    }
+
+    #[test]
+    fn changes_tombstones_and_state_round_trip() {
+        let target = Seq::new(7).expect("nonzero");
+        let emoji = Emoji::new("👍").expect("valid");
+        let bodies = [
+            MessageBody::Removed(MessageKind::Image),
+            MessageBody::Change(Change::Edit { target, text: MessageText::new("new").expect("valid") }),
+            MessageBody::Change(Change::Delete { target }),
+            MessageBody::Change(Change::React { target, emoji: emoji.clone(), added: false }),
+        ];
+        for body in bodies {
+            let original = message(body);
+            assert_eq!(round_trip(&original), original);
+        }
+        let mut edited = message(MessageBody::Text(MessageText::new("x").expect("valid")));
+        edited.state = MessageState {
+            edited_at: Some(at(1_700_000_001, 5)),
+            edit_seq: Seq::new(50),
+            deleted_at: None,
+            reactions: vec![ReactionMark { emoji, user: sender().id, seq: target, added: true }],
+        };
+        assert_eq!(round_trip(&edited), edited);
     }
 
     #[test]

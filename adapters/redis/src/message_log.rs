@@ -13,7 +13,7 @@ use application::ports::{
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use domain::{Message, RoomId, Seq, Timestamp};
+use domain::{Message, MessageState, RoomId, Seq, Timestamp};
 use futures::{StreamExt, TryStreamExt};
 use parking_lot::Mutex;
 use redis::{AsyncCommands, RedisError};
@@ -355,6 +355,25 @@ fn parse_receipt(receipt: &str) -> Option<(u16, RoomId, &str)> {
     (is_entry_id(entry) && room_slot(room) == slot).then_some((slot, room, entry))
 }
 
+/// How often a change is tried while other appends keep moving its target or the room's seq on.
+const CHANGE_ATTEMPTS: usize = 50;
+
+/// A change's cached target: as read, and as the change leaves it when it gets the seq `next`.
+struct ChangedTarget {
+    seq: Seq,
+    next: Seq,
+    before: String,
+    after: String,
+}
+
+/// What one run of the append script did.
+enum Append {
+    Done(Box<Appended>),
+    CountersLost,
+    /// The change's target or the room's seq moved on since they were read: nothing was stored.
+    Moved,
+}
+
 /// The consumer group (or the whole stream) is gone, e.g. after Redis restarted without its data.
 fn is_missing_group(e: &RedisError) -> bool {
     e.code() == Some("NOGROUP") || e.to_string().contains("NOGROUP")
@@ -377,8 +396,63 @@ fn bound(seq: Option<Seq>, open: &str) -> String {
 
 /// Single attempts; the `MessageLog` impl below retries the ones that are safe to repeat.
 impl RedisMessageLog {
-    /// `None` when the counters are lost: nothing was stored.
+    /// `None` when the counters are lost: nothing was stored. A change whose cached target moved
+    /// on while it was applied is tried again, against the target as it is then.
     async fn append_once(&self, message: NewMessage, dedupe: Option<DedupeKey>) -> anyhow::Result<Option<Appended>> {
+        for _ in 0..CHANGE_ATTEMPTS {
+            let target = match message.body.change() {
+                Some(change) => self.changed_target(&message, change.target()).await?,
+                None => None,
+            };
+            match self.append_with(&message, dedupe.as_ref(), target.as_ref()).await? {
+                Append::Done(appended) => return Ok(Some(*appended)),
+                Append::CountersLost => return Ok(None),
+                Append::Moved => continue,
+            }
+        }
+        anyhow::bail!("the message a change applies to kept changing in the cache; giving up")
+    }
+
+    /// The cached target of a change, and what the change makes of it should it get the room's
+    /// next seq; `None` when the target is not cached or the change leaves it as it is.
+    async fn changed_target(&self, message: &NewMessage, target: Seq) -> anyhow::Result<Option<ChangedTarget>> {
+        let room = message.room_id;
+        let mut conn = self.conn.clone();
+        let (cached, last): (Vec<String>, Option<u64>) = redis::pipe()
+            .atomic()
+            .cmd("ZRANGEBYSCORE")
+            .arg(self.keys.cache(room))
+            .arg(target.get())
+            .arg(target.get())
+            .get(self.keys.seq(room))
+            .query_async(&mut conn)
+            .await
+            .context("reading the target of a change")?;
+        let Some(before) = cached.into_iter().next() else { return Ok(None) };
+        let next = Seq::new(last.unwrap_or(0) + 1).context("seqs start at 1")?;
+        let change = Message {
+            id: message.id,
+            room_id: room,
+            seq: next,
+            sender: message.sender.clone(),
+            body: message.body.clone(),
+            sent_at: message.sent_at,
+            state: MessageState::default(),
+        };
+        let mut changed = decode_message(&before)?;
+        if !changed.apply(&change) {
+            return Ok(None);
+        }
+        let after = serde_json::to_string(&MessageDto::from_message(&changed)).context("encoding a message")?;
+        Ok(Some(ChangedTarget { seq: target, next, before, after }))
+    }
+
+    async fn append_with(
+        &self,
+        message: &NewMessage,
+        dedupe: Option<&DedupeKey>,
+        target: Option<&ChangedTarget>,
+    ) -> anyhow::Result<Append> {
         let room = message.room_id;
         let slot = room_slot(room);
         let dto = MessageDto::unsequenced(message.id, room, &message.sender, &message.body, message.sent_at);
@@ -395,18 +469,23 @@ impl RedisMessageLog {
         }
         let mut cmd = evalsha(&self.scripts.append, &keys);
         cmd.arg(json).arg(room.to_string()).arg(self.dedupe_ttl.as_secs().max(1)).arg(ARCHIVE_GROUP);
+        if let Some(target) = target {
+            cmd.arg(target.seq.get()).arg(target.next.get()).arg(&target.before).arg(&target.after);
+        }
         // A duplicate waits too: its original's own wait may have failed.
         let (outcome, stored, queued): (i64, String, u64) =
             self.waiting(&cmd, Some(&self.scripts.append)).await.context("appending a message to Redis")?;
-        if outcome == 2 {
-            return Ok(None);
+        match outcome {
+            2 => return Ok(Append::CountersLost),
+            3 => return Ok(Append::Moved),
+            _ => {}
         }
         // A duplicate says so too: its original may have failed right before it did.
         if queued == 1 || outcome == 0 {
-            self.mark_ready(slot).await?;
+            self.mark_ready(room_slot(room)).await?;
         }
         let message = decode_message(&stored)?;
-        Ok(Some(if outcome == 1 { Appended::Created(message) } else { Appended::Duplicate(message) }))
+        Ok(Append::Done(Box::new(if outcome == 1 { Appended::Created(message) } else { Appended::Duplicate(message) })))
     }
 
     async fn fetch_once(&self, room: RoomId, range: SeqRange, take: Take) -> anyhow::Result<Vec<Message>> {
@@ -415,28 +494,33 @@ impl RedisMessageLog {
             Take::Newest(n) => (n, true),
         };
         let mut messages = Vec::new();
-        // Seq bounds are score bounds, but `sent_at` sits inside the JSON: retention filters here,
+        // Seq bounds are score bounds, but `sent_at` and the kind sit inside the JSON: retention
+        // and the content-only bound filter here,
         // chunk by chunk, until `take` is met or the range is exhausted. Each chunk starts past the
         // last seq seen, not at an offset, so a trim between chunks cannot shift one past a
         // message; whatever a trim removes is already in the archive, which is read after this.
         let mut range = range;
         while messages.len() < limit {
             let wanted = limit - messages.len();
-            let chunk = match range.not_before {
-                // Some of what is read may have expired: read ahead rather than one more time.
-                Some(_) => wanted.clamp(FETCH_CHUNK_MIN, FETCH_CHUNK_MAX),
-                None => wanted.min(FETCH_CHUNK_MAX),
+            let chunk = if range.not_before.is_some() || range.content_only {
+                // Some of what is read may have expired, or be changes: read ahead rather than
+                // one more time.
+                wanted.clamp(FETCH_CHUNK_MIN, FETCH_CHUNK_MAX)
+            } else {
+                wanted.min(FETCH_CHUNK_MAX)
             };
             let raw = self.cache_range(room, range, newest, chunk).await?;
             let exhausted = raw.len() < chunk;
             for json in &raw {
                 let message = decode_message(json)?;
+                // Within the seq bounds, as read: admitted unless expired or, when asked, a change.
+                let admitted = range.admits(&message);
                 if newest {
                     range.before = Some(message.seq);
                 } else {
                     range.after = Some(message.seq);
                 }
-                if range.not_before.is_none_or(|cutoff| message.sent_at >= cutoff) {
+                if admitted {
                     messages.push(message);
                     if messages.len() == limit {
                         break;

@@ -53,14 +53,18 @@ end
 ";
 
 /// KEYS: seq, cache, pending, the slot's archive stream, the slot's counters marker, [dedupe].
-/// ARGV: message JSON without seq, room id, dedupe TTL in seconds, consumer group. Returns
-/// `{1, json, queued}` when created (`queued`: the stream's length after it), `{0, json, 0}` for a
-/// known dedupe key (whose TTL starts again), and `{2, '', 0}`, storing nothing, when the counters marker is gone: the node
-/// lost its data, and with it the counters, which must be raised from the archive before any seq
-/// is given.
+/// ARGV: message JSON without seq, room id, dedupe TTL in seconds, consumer group, and for a change
+/// that alters its cached target: the target's seq, the seq the change must get, the target's
+/// cached JSON, and its JSON with the change applied. Returns `{1, json, queued}` when created
+/// (`queued`: the stream's length after it), `{0, json, 0}` for a known dedupe key (whose TTL
+/// starts again), `{2, '', 0}`, storing nothing, when the counters marker is gone: the node lost
+/// its data, and with it the counters, which must be raised from the archive before any seq is
+/// given; and `{3, '', 0}`, storing nothing, when the change was computed against a target or a
+/// seq that another append has since changed: the caller reads them again and retries.
 ///
 /// The seq is spliced into the JSON as its first field (`{"seq":N,` + the rest), so the stored
-/// message is complete and exact without decoding and re-encoding it in Lua.
+/// message is complete and exact without decoding and re-encoding it in Lua; for the same reason
+/// the changed target comes whole from the caller, which applies the change as every store does.
 const APPEND: &str = r#"
 if redis.call('EXISTS', KEYS[5]) == 0 then return {2, '', 0} end
 local dedupe = KEYS[6]
@@ -72,8 +76,17 @@ if dedupe then
     return {0, original, 0}
   end
 end
+local target = ARGV[5]
+if target then
+  if tonumber(redis.call('GET', KEYS[1]) or '0') + 1 ~= tonumber(ARGV[6]) then return {3, '', 0} end
+  if redis.call('ZRANGEBYSCORE', KEYS[2], target, target)[1] ~= ARGV[7] then return {3, '', 0} end
+end
 local seq = string.format('%d', redis.call('INCR', KEYS[1]))
 local message = '{"seq":' .. seq .. ',' .. string.sub(ARGV[1], 2)
+if target then
+  redis.call('ZREM', KEYS[2], ARGV[7])
+  redis.call('ZADD', KEYS[2], target, ARGV[8])
+end
 redis.call('ZADD', KEYS[2], seq, message)
 redis.call('ZADD', KEYS[3], seq, seq)
 if redis.call('EXISTS', KEYS[4]) == 0 then

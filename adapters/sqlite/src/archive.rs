@@ -1,13 +1,14 @@
-//! `MessageArchive` on SQLite: idempotent batch inserts, seq-range reads and retention purges.
+//! `MessageArchive` on SQLite: idempotent batch inserts that apply changes, seq-range reads and
+//! retention purges.
 
 use anyhow::Context;
 use application::ports::{ArchiveSearchError, MessageArchive, MessageSearch, SeqRange, Take};
 use async_trait::async_trait;
 use domain::{
-    FileKind, FileMeta, FileName, Message, MessageBody, MessageKind, MessageText, RoomId, Sender, Seq, Timestamp,
-    Username,
+    Change, Emoji, FileKind, FileMeta, FileName, Message, MessageBody, MessageKind, MessageState, MessageText,
+    ReactionMark, RoomId, Sender, Seq, Timestamp, Username,
 };
-use rusqlite::{params, Row, TransactionBehavior};
+use rusqlite::{params, OptionalExtension, Row, TransactionBehavior};
 
 use crate::codec::{
     delete_oldest_before, id_text, json_id_list, millis, parse_id, saturating_i64, timestamp, to_i64, to_u64,
@@ -15,17 +16,40 @@ use crate::codec::{
 use crate::SqliteStore;
 
 const COLUMNS: &str = "id, room_id, seq, sender_id, sender_username, kind, text,
-                       file_id, file_name, file_size, content_type, file_kind, expires_at, sent_at";
+                       file_id, file_name, file_size, content_type, file_kind, expires_at, sent_at,
+                       target_seq, edit_text, emoji, reaction_added, edited_at, edit_seq, deleted_at, reactions";
 
 fn seq_from(raw: i64) -> anyhow::Result<Seq> {
     Seq::new(to_u64(raw)?).with_context(|| format!("stored seq {raw} is not positive"))
 }
 
 fn body_from_row(row: &Row<'_>) -> anyhow::Result<MessageBody> {
-    let kind: String = row.get("kind")?;
-    if kind == MessageKind::Text.as_str() {
-        let text: String = row.get::<_, Option<String>>("text")?.context("a text message has no text")?;
-        return Ok(MessageBody::Text(MessageText::new(&text).context("stored message text is invalid")?));
+    let raw_kind: String = row.get("kind")?;
+    let kind = MessageKind::parse(&raw_kind).with_context(|| format!("unknown message kind {raw_kind:?}"))?;
+    if kind.is_content() && row.get::<_, Option<i64>>("deleted_at")?.is_some() {
+        return Ok(MessageBody::Removed(kind));
+    }
+    let target = || -> anyhow::Result<Seq> {
+        seq_from(row.get::<_, Option<i64>>("target_seq")?.context("a change has no target")?)
+    };
+    match kind {
+        MessageKind::Text => {
+            let text: String = row.get::<_, Option<String>>("text")?.context("a text message has no text")?;
+            return Ok(MessageBody::Text(MessageText::new(&text).context("stored message text is invalid")?));
+        }
+        MessageKind::Edit => {
+            let text: String = row.get::<_, Option<String>>("edit_text")?.context("an edit has no text")?;
+            let text = MessageText::new(&text).context("stored edit text is invalid")?;
+            return Ok(MessageBody::Change(Change::Edit { target: target()?, text }));
+        }
+        MessageKind::Delete => return Ok(MessageBody::Change(Change::Delete { target: target()? })),
+        MessageKind::Reaction => {
+            let emoji: String = row.get::<_, Option<String>>("emoji")?.context("a reaction has no emoji")?;
+            let emoji = Emoji::new(&emoji).context("stored emoji is invalid")?;
+            let added = row.get::<_, Option<bool>>("reaction_added")?.context("a reaction has no direction")?;
+            return Ok(MessageBody::Change(Change::React { target: target()?, emoji, added }));
+        }
+        MessageKind::Image | MessageKind::File => {}
     }
     let file_id: String = row.get::<_, Option<String>>("file_id")?.context("a file message has no file id")?;
     let name: String = row.get::<_, Option<String>>("file_name")?.context("a file message has no file name")?;
@@ -41,8 +65,58 @@ fn body_from_row(row: &Row<'_>) -> anyhow::Result<MessageBody> {
         expires_at: timestamp(expires_at)?,
     };
     let body = MessageBody::File(meta);
-    anyhow::ensure!(body.kind().as_str() == kind, "message kind {kind:?} does not match its file kind {file_kind:?}");
+    anyhow::ensure!(body.kind() == kind, "message kind {raw_kind:?} does not match its file kind {file_kind:?}");
     Ok(body)
+}
+
+fn optional_timestamp(raw: Option<i64>) -> anyhow::Result<Option<Timestamp>> {
+    raw.map(timestamp).transpose()
+}
+
+fn state_from_row(row: &Row<'_>) -> anyhow::Result<MessageState> {
+    let reactions = match row.get::<_, Option<String>>("reactions")? {
+        Some(json) => marks_from_json(&json)?,
+        None => Vec::new(),
+    };
+    Ok(MessageState {
+        edited_at: optional_timestamp(row.get("edited_at")?)?,
+        edit_seq: row.get::<_, Option<i64>>("edit_seq")?.map(seq_from).transpose()?,
+        deleted_at: optional_timestamp(row.get("deleted_at")?)?,
+        reactions,
+    })
+}
+
+/// The reaction marks as a JSON array of `{"emoji", "user", "seq", "added"}`; null when none.
+fn marks_to_json(marks: &[ReactionMark]) -> Option<String> {
+    if marks.is_empty() {
+        return None;
+    }
+    let array: Vec<serde_json::Value> = marks
+        .iter()
+        .map(|m| {
+            serde_json::json!({
+                "emoji": m.emoji.as_str(), "user": id_text(m.user.as_uuid()), "seq": m.seq.get(), "added": m.added,
+            })
+        })
+        .collect();
+    Some(serde_json::Value::Array(array).to_string())
+}
+
+fn marks_from_json(json: &str) -> anyhow::Result<Vec<ReactionMark>> {
+    let array: Vec<serde_json::Value> = serde_json::from_str(json).context("stored reactions are not a JSON array")?;
+    array
+        .iter()
+        .map(|mark| {
+            let field = |name: &str| mark.get(name).with_context(|| format!("a stored reaction has no {name}"));
+            Ok(ReactionMark {
+                emoji: Emoji::new(field("emoji")?.as_str().context("emoji is not a string")?)
+                    .context("stored emoji is invalid")?,
+                user: parse_id(field("user")?.as_str().context("user is not a string")?)?,
+                seq: Seq::new(field("seq")?.as_u64().context("seq is not a number")?).context("seq is 0")?,
+                added: field("added")?.as_bool().context("added is not a boolean")?,
+            })
+        })
+        .collect()
 }
 
 pub(crate) fn message_from_row(row: &Row<'_>) -> anyhow::Result<Message> {
@@ -52,6 +126,7 @@ pub(crate) fn message_from_row(row: &Row<'_>) -> anyhow::Result<Message> {
     let username: String = row.get("sender_username")?;
     Ok(Message {
         body: body_from_row(row).with_context(|| format!("message {id} is corrupt"))?,
+        state: state_from_row(row).with_context(|| format!("message {id} is corrupt"))?,
         id: parse_id(&id)?,
         room_id: parse_id(&room_id)?,
         seq: seq_from(row.get("seq")?)?,
@@ -64,9 +139,10 @@ pub(crate) fn message_from_row(row: &Row<'_>) -> anyhow::Result<Message> {
     })
 }
 
-/// The file columns of a message, all null for text.
-struct FileColumns {
-    id: Option<String>,
+/// The columns of a message's body that may change: text, or the file, both null once deleted.
+struct Content {
+    text: Option<String>,
+    file_id: Option<String>,
     name: Option<String>,
     size: Option<i64>,
     content_type: Option<String>,
@@ -74,54 +150,164 @@ struct FileColumns {
     expires_at: Option<i64>,
 }
 
-impl FileColumns {
+impl Content {
     fn of(body: &MessageBody) -> anyhow::Result<Self> {
+        let none = Self {
+            text: None,
+            file_id: None,
+            name: None,
+            size: None,
+            content_type: None,
+            kind: None,
+            expires_at: None,
+        };
         Ok(match body {
-            MessageBody::Text(_) => {
-                Self { id: None, name: None, size: None, content_type: None, kind: None, expires_at: None }
-            }
+            MessageBody::Text(text) => Self { text: Some(text.as_str().to_owned()), ..none },
             MessageBody::File(meta) => Self {
-                id: Some(id_text(meta.id.as_uuid())),
+                file_id: Some(id_text(meta.id.as_uuid())),
                 name: Some(meta.name.as_str().to_owned()),
                 size: Some(to_i64(meta.size)?),
                 content_type: Some(meta.content_type.clone()),
                 kind: Some(meta.kind.as_str()),
                 expires_at: Some(millis(meta.expires_at)),
+                ..none
             },
+            MessageBody::Removed(_) | MessageBody::Change(_) => none,
         })
     }
 }
 
-/// Inserts one message; returns 1 when stored, 0 when its id is already there. Only a repeated id
+/// The columns of a change entry, all null for a message.
+struct ChangeColumns {
+    target: Option<i64>,
+    edit_text: Option<String>,
+    emoji: Option<String>,
+    added: Option<bool>,
+}
+
+impl ChangeColumns {
+    fn of(body: &MessageBody) -> anyhow::Result<Self> {
+        let mut columns = Self { target: None, edit_text: None, emoji: None, added: None };
+        if let Some(change) = body.change() {
+            columns.target = Some(to_i64(change.target().get())?);
+            match change {
+                Change::Edit { text, .. } => columns.edit_text = Some(text.as_str().to_owned()),
+                Change::Delete { .. } => {}
+                Change::React { emoji, added, .. } => {
+                    columns.emoji = Some(emoji.as_str().to_owned());
+                    columns.added = Some(*added);
+                }
+            }
+        }
+        Ok(columns)
+    }
+}
+
+/// Inserts one entry; returns 1 when stored, 0 when its id is already there. Only a repeated id
 /// is skipped: the same seq under another id is a real inconsistency and fails, rather than
 /// silently dropping a message.
-pub(crate) fn insert_message(conn: &rusqlite::Connection, message: &Message) -> anyhow::Result<usize> {
+///
+/// A change entry is then applied to its target, new or not. With `fold`, a message new here gets
+/// the changes to it already stored applied: an archive may get them first; the log never does.
+pub(crate) fn insert_entry(conn: &rusqlite::Connection, message: &Message, fold: bool) -> anyhow::Result<usize> {
     let mut insert = conn.prepare_cached(&format!(
         "INSERT INTO messages ({COLUMNS})
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14,
+                 ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22)
          ON CONFLICT (id) DO NOTHING"
     ))?;
-    let text = match &message.body {
-        MessageBody::Text(text) => Some(text.as_str()),
-        MessageBody::File(_) => None,
-    };
-    let file = FileColumns::of(&message.body)?;
-    Ok(insert.execute(params![
+    let content = Content::of(&message.body)?;
+    let change = ChangeColumns::of(&message.body)?;
+    let state = &message.state;
+    let inserted = insert.execute(params![
         id_text(message.id.as_uuid()),
         id_text(message.room_id.as_uuid()),
         to_i64(message.seq.get())?,
         id_text(message.sender.id.as_uuid()),
         message.sender.username.as_str(),
         message.body.kind().as_str(),
-        text,
-        file.id,
-        file.name,
-        file.size,
-        file.content_type,
-        file.kind,
-        file.expires_at,
+        content.text,
+        content.file_id,
+        content.name,
+        content.size,
+        content.content_type,
+        content.kind,
+        content.expires_at,
         millis(message.sent_at),
-    ])?)
+        change.target,
+        change.edit_text,
+        change.emoji,
+        change.added,
+        state.edited_at.map(millis),
+        state.edit_seq.map(|s| to_i64(s.get())).transpose()?,
+        state.deleted_at.map(millis),
+        marks_to_json(&state.reactions),
+    ])?;
+    if message.body.change().is_some() {
+        apply_change(conn, message)?;
+    } else if fold && inserted == 1 {
+        fold_changes(conn, message)?;
+    }
+    Ok(inserted)
+}
+
+/// Applies the change entry to its stored target; true when the target changed.
+pub(crate) fn apply_change(conn: &rusqlite::Connection, change: &Message) -> anyhow::Result<bool> {
+    let Some(target) = change.body.change().map(Change::target) else { return Ok(false) };
+    let mut select = conn.prepare_cached(&format!("SELECT {COLUMNS} FROM messages WHERE room_id = ?1 AND seq = ?2"))?;
+    let stored = select
+        .query_row(params![id_text(change.room_id.as_uuid()), to_i64(target.get())?], |row| Ok(message_from_row(row)))
+        .optional()?
+        .transpose()?;
+    let Some(mut message) = stored else { return Ok(false) };
+    if !message.apply(change) {
+        return Ok(false);
+    }
+    update_state(conn, &message)?;
+    Ok(true)
+}
+
+/// Applies every stored change to `message`, which was just stored, in seq order.
+fn fold_changes(conn: &rusqlite::Connection, message: &Message) -> anyhow::Result<()> {
+    let mut select = conn.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM messages WHERE room_id = ?1 AND target_seq = ?2 ORDER BY seq"
+    ))?;
+    let mut rows = select.query(params![id_text(message.room_id.as_uuid()), to_i64(message.seq.get())?])?;
+    let mut folded = message.clone();
+    let mut changed = false;
+    while let Some(row) = rows.next()? {
+        changed |= folded.apply(&message_from_row(row)?);
+    }
+    if changed {
+        update_state(conn, &folded)?;
+    }
+    Ok(())
+}
+
+/// Writes what changes may change of a stored message: its content and its state.
+fn update_state(conn: &rusqlite::Connection, message: &Message) -> anyhow::Result<()> {
+    let content = Content::of(&message.body)?;
+    let state = &message.state;
+    conn.prepare_cached(
+        "UPDATE messages SET text = ?2, file_id = ?3, file_name = ?4, file_size = ?5, content_type = ?6,
+                file_kind = ?7, expires_at = ?8, edited_at = ?9, edit_seq = ?10, deleted_at = ?11, reactions = ?12
+         WHERE id = ?1",
+    )?
+    .execute(params![
+        id_text(message.id.as_uuid()),
+        content.text,
+        content.file_id,
+        content.name,
+        content.size,
+        content.content_type,
+        content.kind,
+        content.expires_at,
+        state.edited_at.map(millis),
+        state.edit_seq.map(|s| to_i64(s.get())).transpose()?,
+        state.deleted_at.map(millis),
+        marks_to_json(&state.reactions),
+    ])?;
+    Ok(())
 }
 
 /// The message stored under `id`, if any.
@@ -163,6 +349,7 @@ pub(crate) fn count_in(conn: &rusqlite::Connection, json: &str, cap: u64) -> any
          SELECT (SELECT COUNT(*) FROM (
                     SELECT 1 FROM messages m
                     WHERE m.room_id = r.room AND m.seq > r.after AND m.seq < r.before AND m.sent_at >= r.not_before
+                      AND m.kind IN ('text', 'image', 'file')
                     LIMIT ?2))
          FROM ranges r ORDER BY r.i"
     ))?;
@@ -182,6 +369,7 @@ pub(crate) fn newest_in(conn: &rusqlite::Connection, json: &str) -> anyhow::Resu
          LEFT JOIN messages m ON m.rowid = (
              SELECT n.rowid FROM messages n
              WHERE n.room_id = r.room AND n.seq > r.after AND n.seq < r.before AND n.sent_at >= r.not_before
+              AND n.kind IN ('text', 'image', 'file')
              ORDER BY n.seq DESC LIMIT 1)
          ORDER BY r.i"
     ))?;
@@ -227,10 +415,21 @@ impl MessageArchive for SqliteStore {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let mut inserted = 0_u64;
             for message in &messages {
-                inserted += insert_message(&tx, message)? as u64;
+                inserted += insert_entry(&tx, message, true)? as u64;
             }
             tx.commit()?;
             Ok(inserted)
+        })
+        .await
+    }
+
+    async fn apply_change(&self, change: &Message) -> anyhow::Result<bool> {
+        let change = change.clone();
+        self.run(move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let changed = apply_change(&tx, &change)?;
+            tx.commit()?;
+            Ok(changed)
         })
         .await
     }
@@ -248,9 +447,12 @@ impl MessageArchive for SqliteStore {
             let mut stmt = conn.prepare_cached(&format!(
                 "SELECT {COLUMNS} FROM messages
                  WHERE room_id = ?1 AND seq > ?2 AND seq < ?3 AND sent_at >= ?4
+                   AND (?6 = 0 OR target_seq IS NULL)
                  ORDER BY seq {order} LIMIT ?5"
             ))?;
-            let mut rows = stmt.query(params![id_text(room.as_uuid()), after, before, not_before, limit])?;
+            let content_only = range.content_only;
+            let mut rows =
+                stmt.query(params![id_text(room.as_uuid()), after, before, not_before, limit, content_only])?;
             let mut messages = Vec::new();
             while let Some(row) = rows.next()? {
                 messages.push(message_from_row(row)?);

@@ -134,6 +134,17 @@ impl FileCatalog for SqliteStore {
         .await
     }
 
+    async fn expire(&self, id: FileId, now: Timestamp) -> anyhow::Result<bool> {
+        self.run(move |conn| {
+            let expired = conn.execute(
+                "UPDATE files SET expires_at = ?2 WHERE id = ?1 AND purged_at IS NULL AND expires_at > ?2",
+                params![id_text(id.as_uuid()), millis(now)],
+            )?;
+            Ok(expired > 0)
+        })
+        .await
+    }
+
     async fn expire_room(&self, room: RoomId, now: Timestamp) -> anyhow::Result<u64> {
         self.run(move |conn| {
             let expired = conn.execute(

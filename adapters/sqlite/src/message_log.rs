@@ -11,11 +11,11 @@ use application::ports::{
     Take,
 };
 use async_trait::async_trait;
-use domain::{Message, RoomId, Seq, Timestamp};
+use domain::{Message, MessageState, RoomId, Seq, Timestamp};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::archive::{insert_message, message_by_id, message_from_row, ranges_json, RANGES};
+use crate::archive::{insert_entry, message_by_id, message_from_row, ranges_json, RANGES};
 use crate::codec::{id_text, millis, saturating_i64, to_i64, to_u64};
 use crate::SqliteStore;
 
@@ -192,8 +192,10 @@ fn append_group(
             sender: new.sender.clone(),
             body: new.body.clone(),
             sent_at: new.sent_at,
+            state: MessageState::default(),
         };
-        anyhow::ensure!(insert_message(&tx, &message)? == 1, "message id {} is already stored", message.id);
+        // A change is applied to its target in the same transaction.
+        anyhow::ensure!(insert_entry(&tx, &message, false)? == 1, "message id {} is already stored", message.id);
         if let Some(key) = dedupe {
             remember(&tx, key, &message)?;
         }
@@ -323,7 +325,7 @@ impl MessageLog for SqliteMessageLog {
     ) -> anyhow::Result<Vec<RoomTail>> {
         let unread: Vec<(RoomId, SeqRange)> = rooms
             .iter()
-            .map(|q| (q.room, SeqRange { after: Seq::new(q.read.get()), before: None, not_before }))
+            .map(|q| (q.room, SeqRange { after: Seq::new(q.read.get()), before: None, not_before, content_only: true }))
             .collect();
         let json = ranges_json(&unread);
         let ids: Vec<RoomId> = rooms.iter().map(|q| q.room).collect();
@@ -336,12 +338,14 @@ impl MessageLog for SqliteMessageLog {
                             (SELECT COUNT(*) FROM (
                                 SELECT 1 FROM messages u
                                 WHERE u.room_id = r.room AND u.seq > r.after AND u.sent_at >= r.not_before
+                                  AND u.kind IN ('text', 'image', 'file')
                                 LIMIT ?2)) AS unread,
                             m.*
                      FROM ranges r
                      LEFT JOIN messages m ON m.rowid = (
                          SELECT n.rowid FROM messages n
                          WHERE n.room_id = r.room AND n.sent_at >= r.not_before
+                           AND n.kind IN ('text', 'image', 'file')
                          ORDER BY n.seq DESC LIMIT 1)
                      ORDER BY r.i"
                 ))?;

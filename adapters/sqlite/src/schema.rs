@@ -10,9 +10,10 @@ const MIGRATIONS: &[&str] = &[
     V4_QUOTA_HOLDS,
     V5_SESSION_EXPIRY,
     V6_DELETED_ROOMS,
+    V7_MESSAGE_CHANGES,
     // Issue 16: direct rooms, read markers, search.
-    V7_DIRECT_ROOMS_AND_READ_MARKERS,
-    V8_MESSAGE_SEARCH,
+    V8_DIRECT_ROOMS_AND_READ_MARKERS,
+    V9_MESSAGE_SEARCH,
 ];
 
 /// The schema version this build writes.
@@ -166,13 +167,61 @@ CREATE INDEX messages_room ON messages (room_id, seq);
 CREATE INDEX files_room ON files (room_id) WHERE purged_at IS NULL;
 ";
 
-// ---- Issue 16: direct rooms, read markers and receipts, message search (migrations 7 and 8) ----
+// Edits, deletes and reactions are entries of the log with seqs of their own, in `messages` with
+// the kinds 'edit', 'delete' and 'reaction': `target_seq` names the message they change, and
+// `edit_text`, `emoji` and `reaction_added` say how. Their `text` is always null, so anything that
+// reads `text` (search) sees content only. The message they change is updated in place: an edit
+// replaces `text` and sets `edited_at` (and `edit_seq`, the edit shown); a delete sets `deleted_at`
+// and clears `text` and the file columns, keeping the kind as a tombstone; `reactions` holds the
+// JSON array of each user's newest reaction change per emoji. SQLite cannot change a CHECK
+// constraint, so the table is built anew.
+const V7_MESSAGE_CHANGES: &str = "
+CREATE TABLE messages_v7 (
+    id              TEXT    NOT NULL PRIMARY KEY,
+    room_id         TEXT    NOT NULL,
+    seq             INTEGER NOT NULL,
+    sender_id       TEXT    NOT NULL,
+    sender_username TEXT    NOT NULL,
+    kind            TEXT    NOT NULL CHECK (kind IN ('text', 'image', 'file', 'edit', 'delete', 'reaction')),
+    text            TEXT,
+    file_id         TEXT,
+    file_name       TEXT,
+    file_size       INTEGER,
+    content_type    TEXT,
+    file_kind       TEXT,
+    expires_at      INTEGER,
+    sent_at         INTEGER NOT NULL,
+    target_seq      INTEGER,
+    edit_text       TEXT,
+    emoji           TEXT,
+    reaction_added  INTEGER,
+    edited_at       INTEGER,
+    edit_seq        INTEGER,
+    deleted_at      INTEGER,
+    reactions       TEXT,
+    CHECK ((kind IN ('edit', 'delete', 'reaction')) = (target_seq IS NOT NULL)),
+    CHECK (text IS NULL OR kind = 'text')
+) STRICT;
+INSERT INTO messages_v7 (id, room_id, seq, sender_id, sender_username, kind, text, file_id, file_name, file_size,
+                         content_type, file_kind, expires_at, sent_at)
+SELECT id, room_id, seq, sender_id, sender_username, kind, text, file_id, file_name, file_size,
+       content_type, file_kind, expires_at, sent_at
+FROM messages;
+DROP TABLE messages;
+ALTER TABLE messages_v7 RENAME TO messages;
+CREATE UNIQUE INDEX messages_room_seq ON messages (room_id, seq);
+CREATE INDEX messages_sent_at ON messages (sent_at);
+CREATE INDEX messages_room ON messages (room_id, seq);
+CREATE INDEX messages_changes ON messages (room_id, target_seq, seq) WHERE target_seq IS NOT NULL;
+";
+
+// ---- Issue 16: direct rooms, read markers and receipts, message search (migrations 8 and 9) ----
 
 // A direct room is a room of kind `direct` whose `direct_key` names its pair of users (lower id
 // first); the unique index makes a second room for the same pair fail, which is how concurrent
 // opens from both sides end with one room. A member's read marker lives on the membership, so it
 // goes with it; a user's choice about read receipts lives on the user.
-const V7_DIRECT_ROOMS_AND_READ_MARKERS: &str = "
+const V8_DIRECT_ROOMS_AND_READ_MARKERS: &str = "
 ALTER TABLE rooms ADD COLUMN kind TEXT NOT NULL DEFAULT 'group';
 ALTER TABLE rooms ADD COLUMN direct_key TEXT;
 CREATE UNIQUE INDEX rooms_direct_key ON rooms (direct_key) WHERE direct_key IS NOT NULL;
@@ -184,7 +233,7 @@ ALTER TABLE users ADD COLUMN send_read_receipts INTEGER NOT NULL DEFAULT 1;
 // in step by triggers (every row is indexed, a file message as an empty text), so a message is
 // searchable once committed and gone from the index once deleted or purged. `unicode61` folds
 // case and diacritics, in any script.
-const V8_MESSAGE_SEARCH: &str = "
+const V9_MESSAGE_SEARCH: &str = "
 CREATE VIRTUAL TABLE messages_fts USING fts5(
     text, content = 'messages', content_rowid = 'rowid', tokenize = 'unicode61 remove_diacritics 2'
 );

@@ -452,6 +452,7 @@ async fn search_and_room_list_latency_over_100k_messages() {
                     sender: sender.clone(),
                     body: MessageBody::Text(MessageText::new(&format!("common {}", words.join(" "))).unwrap()),
                     sent_at: started + chrono::Duration::milliseconds(i64::try_from(n).unwrap()),
+                    state: domain::MessageState::default(),
                 }
             })
             .collect();

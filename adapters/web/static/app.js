@@ -277,11 +277,58 @@ function messageItem(m) {
     body.append(img);
   } else if (m.file) {
     body.append(downloadLink(m.file));
+  } else if (m.deleted_at) {
+    body.className = 'text deleted';
+    body.textContent = 'message deleted';
   } else {
     body.textContent = m.text;
   }
+  if (m.edited_at && !m.deleted_at) {
+    const edited = document.createElement('span');
+    edited.className = 'edited';
+    edited.textContent = ' (edited)';
+    body.append(edited);
+  }
   li.append(body);
+  if (m.reactions && m.reactions.length) {
+    const reactions = document.createElement('div');
+    reactions.className = 'reactions';
+    reactions.textContent = m.reactions.map((r) => `${r.emoji} ${r.count}`).join('  ');
+    li.append(reactions);
+  }
   return li;
+}
+
+/** A `message_edited`, `message_deleted`, `reaction_added` or `reaction_removed` frame: the
+ * change to the message `target_seq`, applied as history would show it. Replaying one again
+ * (after a resume) changes nothing. */
+function applyChange(frame) {
+  const entry = rooms.get(frame.room_id);
+  const m = entry && entry.messages.get(frame.target_seq);
+  if (!m || m.deleted_at) return;
+  if (frame.type === 'message_edited') {
+    m.text = frame.text;
+    m.edited_at = frame.at;
+  } else if (frame.type === 'message_deleted') {
+    delete m.text;
+    delete m.file;
+    delete m.reactions;
+    m.deleted_at = frame.at;
+  } else {
+    const reactions = (m.reactions || []).map((r) => ({ ...r, users: [...r.users] }));
+    let reaction = reactions.find((r) => r.emoji === frame.emoji);
+    if (frame.type === 'reaction_added') {
+      if (!reaction) {
+        reaction = { emoji: frame.emoji, count: 0, users: [] };
+        reactions.push(reaction);
+      }
+      if (!reaction.users.includes(frame.user.id)) reaction.users.push(frame.user.id);
+    } else if (reaction) {
+      reaction.users = reaction.users.filter((id) => id !== frame.user.id);
+    }
+    m.reactions = reactions.filter((r) => r.users.length).map((r) => ({ ...r, count: r.users.length }));
+  }
+  if (frame.room_id === current) scheduleRender();
 }
 
 function imageUrl(file) {
@@ -367,6 +414,11 @@ function onFrame(frame) {
       return store(frame.message);
     case 'message':
       return store(frame.message);
+    case 'message_edited':
+    case 'message_deleted':
+    case 'reaction_added':
+    case 'reaction_removed':
+      return applyChange(frame);
     case 'synced':
       return;
     case 'typing':

@@ -2,8 +2,8 @@
 
 use crate::ports::{MessageArchive, SeqRange, Take};
 use domain::{
-    FileId, FileKind, FileMeta, FileName, Message, MessageBody, MessageId, MessageText, RoomId, Sender, Seq, UserId,
-    Username,
+    Change, Emoji, FileId, FileKind, FileMeta, FileName, Message, MessageBody, MessageId, MessageKind, MessageText,
+    RoomId, Sender, Seq, UserId, Username,
 };
 
 use super::{at, uuid};
@@ -29,6 +29,7 @@ pub fn message(room_n: u128, n: u64, body: MessageBody) -> Message {
         sender: Sender { id: UserId::from_uuid(uuid(7)), username: Username::new("sender").expect("valid") },
         body,
         sent_at: at(i64::try_from(n).expect("small") * 1_000),
+        state: Default::default(),
     }
 }
 
@@ -52,7 +53,7 @@ async fn archive_seqs(archive: &impl MessageArchive, room_n: u128, seqs: impl In
     archive.insert_batch(&batch).await.expect("insert_batch");
 }
 
-const EVERYTHING: SeqRange = SeqRange { after: None, before: None, not_before: None };
+const EVERYTHING: SeqRange = SeqRange { after: None, before: None, not_before: None, content_only: false };
 
 pub async fn archived_messages_read_back_exactly(archive: &impl MessageArchive) {
     let batch = vec![
@@ -81,8 +82,13 @@ pub async fn a_retried_archive_batch_stores_nothing_twice(archive: &impl Message
 pub async fn oldest_take_returns_the_lowest_seqs_in_the_range(archive: &impl MessageArchive) {
     archive_seqs(archive, 1, (1..=10).rev()).await;
 
-    let page =
-        archive.fetch(room(1), SeqRange { after: Some(seq(2)), before: None, not_before: None }, Take::Oldest(3)).await;
+    let page = archive
+        .fetch(
+            room(1),
+            SeqRange { after: Some(seq(2)), before: None, not_before: None, content_only: false },
+            Take::Oldest(3),
+        )
+        .await;
 
     assert_eq!(seqs(&page.expect("fetch")), vec![3, 4, 5]);
 }
@@ -91,8 +97,13 @@ pub async fn newest_take_returns_the_highest_seqs_in_ascending_order(archive: &i
     archive_seqs(archive, 1, 1..=10).await;
 
     let latest = archive.fetch(room(1), EVERYTHING, Take::Newest(3)).await.expect("fetch");
-    let earlier =
-        archive.fetch(room(1), SeqRange { after: None, before: Some(seq(8)), not_before: None }, Take::Newest(3)).await;
+    let earlier = archive
+        .fetch(
+            room(1),
+            SeqRange { after: None, before: Some(seq(8)), not_before: None, content_only: false },
+            Take::Newest(3),
+        )
+        .await;
 
     assert_eq!(seqs(&latest), vec![8, 9, 10]);
     assert_eq!(seqs(&earlier.expect("fetch")), vec![5, 6, 7]);
@@ -101,7 +112,7 @@ pub async fn newest_take_returns_the_highest_seqs_in_ascending_order(archive: &i
 pub async fn fetch_bounds_are_exclusive_and_rooms_do_not_mix(archive: &impl MessageArchive) {
     archive_seqs(archive, 1, 1..=5).await;
     archive_seqs(archive, 2, 1..=5).await;
-    let inner = SeqRange { after: Some(seq(1)), before: Some(seq(5)), not_before: None };
+    let inner = SeqRange { after: Some(seq(1)), before: Some(seq(5)), not_before: None, content_only: false };
 
     let oldest = archive.fetch(room(1), inner, Take::Oldest(100)).await.expect("fetch");
     let newest = archive.fetch(room(1), inner, Take::Newest(100)).await.expect("fetch");
@@ -184,7 +195,7 @@ pub async fn count_in_counts_each_range_up_to_the_cap_in_the_order_asked(archive
     archive_seqs(archive, 2, 1..=3).await;
     let ranges = [
         (room(2), SeqRange { after: Some(seq(1)), ..EVERYTHING }),
-        (room(1), SeqRange { after: Some(seq(2)), before: Some(seq(6)), not_before: None }),
+        (room(1), SeqRange { after: Some(seq(2)), before: Some(seq(6)), ..EVERYTHING }),
         (room(3), EVERYTHING),
     ];
 
@@ -226,6 +237,113 @@ pub async fn newest_in_gives_each_ranges_newest_message_in_the_order_asked(archi
 }
 
 // ---- end of issue 16 ----
+/// A change entry with seq `n` in room `room_n` by user `by` (7 sent every fixture message).
+pub fn change(room_n: u128, n: u64, by: u128, change: Change) -> Message {
+    let mut entry = message(room_n, n, MessageBody::Change(change));
+    entry.sender =
+        Sender { id: UserId::from_uuid(uuid(by)), username: Username::new(&format!("user{by}")).expect("valid") };
+    entry
+}
+
+fn edit(target: u64, text: &str) -> Change {
+    Change::Edit { target: seq(target), text: MessageText::new(text).expect("valid text") }
+}
+
+fn react(target: u64, emoji: &str, added: bool) -> Change {
+    Change::React { target: seq(target), emoji: Emoji::new(emoji).expect("valid emoji"), added }
+}
+
+fn shown_text(message: &Message) -> &str {
+    match &message.body {
+        MessageBody::Text(text) => text.as_str(),
+        other => panic!("not a text message: {other:?}"),
+    }
+}
+
+const CONTENT: SeqRange = SeqRange { content_only: true, ..EVERYTHING };
+
+pub async fn an_archived_change_is_stored_and_applied_to_its_archived_target(archive: &impl MessageArchive) {
+    archive.insert_batch(&[text_message(1, 1)]).await.expect("insert");
+    let edited = change(1, 2, 7, edit(1, "edited"));
+
+    let inserted = archive.insert_batch(std::slice::from_ref(&edited)).await.expect("insert");
+
+    assert_eq!(inserted, 1);
+    let all = archive.fetch(room(1), EVERYTHING, Take::Oldest(10)).await.expect("fetch");
+    let mut expected = text_message(1, 1);
+    assert!(expected.apply(&edited));
+    assert_eq!(all, [expected.clone(), edited]);
+    assert_eq!(archive.fetch(room(1), CONTENT, Take::Oldest(10)).await.expect("fetch"), [expected]);
+}
+
+pub async fn a_change_archived_before_its_target_applies_when_the_target_comes(archive: &impl MessageArchive) {
+    let edited = change(1, 3, 7, edit(1, "edited early"));
+    archive.insert_batch(std::slice::from_ref(&edited)).await.expect("insert the change first");
+
+    archive.insert_batch(&[text_message(1, 1), text_message(1, 2)]).await.expect("insert the messages after");
+
+    let shown = archive.fetch(room(1), CONTENT, Take::Oldest(10)).await.expect("fetch");
+    assert_eq!(shown.iter().map(shown_text).collect::<Vec<_>>(), ["edited early", "message 2"]);
+    assert_eq!(shown[0].state.edit_seq, Some(seq(3)));
+}
+
+pub async fn changes_repeated_or_out_of_order_apply_once_and_the_newest_edit_wins(archive: &impl MessageArchive) {
+    let (first, second) = (change(1, 2, 7, edit(1, "first")), change(1, 3, 7, edit(1, "second")));
+    let (add, take_back) = (change(1, 4, 8, react(1, "👍", true)), change(1, 5, 8, react(1, "👍", false)));
+    archive.insert_batch(&[text_message(1, 1), second.clone(), take_back.clone()]).await.expect("insert");
+
+    let repeated = archive.insert_batch(&[first.clone(), second, add.clone(), take_back]).await.expect("insert");
+    let again = archive.apply_change(&first).await.expect("apply");
+    let added_again = archive.apply_change(&add).await.expect("apply");
+
+    assert_eq!(repeated, 2, "only the entries not stored before are new");
+    assert!(!again && !added_again, "an older change applied after a newer one changes nothing");
+    let shown = archive.fetch(room(1), CONTENT, Take::Oldest(1)).await.expect("fetch");
+    assert_eq!(shown_text(&shown[0]), "second");
+    assert!(shown[0].reactions().is_empty(), "the reaction was taken back after it was added");
+}
+
+pub async fn apply_change_changes_an_archived_target_and_stores_no_entry(archive: &impl MessageArchive) {
+    archive.insert_batch(&[text_message(1, 1)]).await.expect("insert");
+    let reacted = change(1, 2, 8, react(1, "🎉", true));
+
+    let applied = archive.apply_change(&reacted).await.expect("apply");
+    let nothing_to_change = archive.apply_change(&change(1, 3, 8, react(9, "🎉", true))).await.expect("apply");
+    let inserted_later = archive.insert_batch(std::slice::from_ref(&reacted)).await.expect("insert");
+
+    assert!(applied && !nothing_to_change);
+    assert_eq!(inserted_later, 1, "apply_change stored no entry");
+    let all = archive.fetch(room(1), EVERYTHING, Take::Oldest(10)).await.expect("fetch");
+    assert_eq!(seqs(&all), [1, 2]);
+    let reactions = all[0].reactions();
+    assert_eq!(reactions.len(), 1);
+    assert_eq!((reactions[0].emoji.as_str(), reactions[0].users.as_slice()), ("🎉", &[reacted.sender.id][..]));
+}
+
+pub async fn a_deleted_message_is_archived_as_a_tombstone_of_its_kind(archive: &impl MessageArchive) {
+    let image = message(1, 1, file_body(1, FileKind::Image, "photo.png", "image/png"));
+    let deleted = change(1, 2, 7, Change::Delete { target: seq(1) });
+
+    archive.insert_batch(&[image, deleted.clone()]).await.expect("insert");
+
+    let shown = archive.fetch(room(1), CONTENT, Take::Oldest(10)).await.expect("fetch");
+    assert_eq!(shown.len(), 1);
+    assert_eq!(shown[0].body, MessageBody::Removed(MessageKind::Image));
+    assert_eq!(shown[0].state.deleted_at, Some(deleted.sent_at));
+    let edit_after = change(1, 3, 7, edit(1, "back from the dead"));
+    assert!(!archive.apply_change(&edit_after).await.expect("apply"), "nothing changes a deleted message");
+}
+
+pub async fn concurrent_changes_to_one_archived_message_all_stick(archive: &impl MessageArchive) {
+    archive.insert_batch(&[text_message(1, 1)]).await.expect("insert");
+    let reactions: Vec<Message> = (2..=13).map(|n| change(1, n, u128::from(n), react(1, "👍", true))).collect();
+
+    let applied = futures::future::join_all(reactions.iter().map(|r| archive.apply_change(r))).await;
+
+    assert!(applied.into_iter().all(|a| a.expect("apply")), "each changed the message");
+    let shown = archive.fetch(room(1), CONTENT, Take::Oldest(1)).await.expect("fetch");
+    assert_eq!(shown[0].reactions()[0].count(), reactions.len());
+}
 
 /// Hands `$generate!` this module and every `MessageArchive` behaviour in it, after the caller's
 /// arguments: `application::archive_contract!(contract_tests!(&*fresh_adapter()))`.
@@ -245,6 +363,12 @@ macro_rules! archive_contract {
         count_in_counts_each_range_up_to_the_cap_in_the_order_asked,
         count_in_and_newest_in_leave_out_expired_messages,
         newest_in_gives_each_ranges_newest_message_in_the_order_asked,
+        an_archived_change_is_stored_and_applied_to_its_archived_target,
+        a_change_archived_before_its_target_applies_when_the_target_comes,
+        changes_repeated_or_out_of_order_apply_once_and_the_newest_edit_wins,
+        apply_change_changes_an_archived_target_and_stores_no_entry,
+        a_deleted_message_is_archived_as_a_tombstone_of_its_kind,
+        concurrent_changes_to_one_archived_message_all_stick,
         );
     };
 }

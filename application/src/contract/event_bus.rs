@@ -9,7 +9,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use crate::ports::{Delivery, EventBus, RoomEvent, SessionEndReason, SessionId, Subscription, UserSummary};
-use domain::{FileId, FileKind, FileMeta, FileName, Message, MessageBody, MessageId, MessageText, Seq};
+use domain::{Change, Emoji, FileId, FileKind, FileMeta, FileName, Message, MessageBody, MessageId, MessageText, Seq};
 use futures::stream::{BoxStream, StreamExt};
 
 use super::{now, room, sender};
@@ -39,6 +39,7 @@ pub fn every_variant() -> Vec<RoomEvent> {
         sender: sender(1),
         body,
         sent_at: now(),
+        state: Default::default(),
     };
     let file = FileMeta {
         id: FileId::from_uuid(uuid::Uuid::now_v7()),
@@ -52,6 +53,22 @@ pub fn every_variant() -> Vec<RoomEvent> {
     vec![
         RoomEvent::Message(message(1, MessageBody::Text(text))),
         RoomEvent::Message(message(u64::from(u32::MAX) + 1, MessageBody::File(file))),
+        RoomEvent::Message(message(
+            3,
+            MessageBody::Change(Change::Edit {
+                target: Seq::FIRST,
+                text: MessageText::new("edited \"text\"").expect("valid text"),
+            }),
+        )),
+        RoomEvent::Message(message(4, MessageBody::Change(Change::Delete { target: Seq::FIRST }))),
+        RoomEvent::Message(message(
+            5,
+            MessageBody::Change(Change::React {
+                target: Seq::FIRST,
+                emoji: Emoji::new("👩🏽‍💻").expect("valid emoji"),
+                added: false,
+            }),
+        )),
         RoomEvent::MemberJoined { room_id: room(1), user: summary(2) },
         RoomEvent::MemberLeft { room_id: room(1), user: summary(2) },
         RoomEvent::RoomDeleted { room_id: room(1) },

@@ -104,6 +104,38 @@ pub async fn expiring_a_room_makes_its_live_files_due_now_and_no_others(catalog:
     assert_eq!(catalog.get(elsewhere.meta.id).await.expect("get").map(|f| f.meta.expires_at), Some(at(9_000)));
 }
 
+pub async fn expiring_a_file_makes_it_due_now_and_leaves_due_or_purged_ones_and_others_alone(
+    catalog: &impl FileCatalog,
+) {
+    // Arrange: a live file, one already due earlier, a purged one, and another live one.
+    let live = file(1, owner(1), 1, 9_000);
+    let due_earlier = file(2, owner(1), 1, 1_000);
+    let purged = file(3, owner(1), 1, 9_000);
+    let other = file(4, owner(1), 1, 9_000);
+    for stored in [&live, &due_earlier, &purged, &other] {
+        catalog.insert(stored).await.expect("insert");
+    }
+    catalog.mark_purged(purged.meta.id, at(2_000)).await.expect("purge");
+
+    // Act
+    let expired = catalog.expire(live.meta.id, at(5_000)).await.expect("expire");
+    let already_due = catalog.expire(due_earlier.meta.id, at(5_000)).await.expect("expire");
+    let gone = catalog.expire(purged.meta.id, at(5_000)).await.expect("expire");
+    let unknown = catalog.expire(FileId::from_uuid(uuid(9_999)), at(5_000)).await.expect("expire");
+
+    // Assert
+    let expiry = |stored: Option<StoredFile>| stored.map(|f| f.meta.expires_at);
+    assert_eq!((expired, already_due, gone, unknown), (true, false, false, false));
+    assert_eq!(expiry(catalog.get(live.meta.id).await.expect("get")), Some(at(5_000)));
+    assert_eq!(expiry(catalog.get(due_earlier.meta.id).await.expect("get")), Some(at(1_000)));
+    assert_eq!(expiry(catalog.get(other.meta.id).await.expect("get")), Some(at(9_000)));
+    let mut due = catalog.expired(at(5_000), 10).await.expect("expired");
+    due.sort();
+    let mut expected = vec![live.meta.id, due_earlier.meta.id];
+    expected.sort();
+    assert_eq!(due, expected, "the purge finds it");
+}
+
 pub async fn expired_lists_files_due_at_or_before_now_up_to_the_limit(catalog: &impl FileCatalog) {
     let files: Vec<StoredFile> =
         (1..=4).map(|n| file(n, owner(1), 1, i64::try_from(n).expect("small") * 1_000)).collect();
@@ -289,6 +321,7 @@ macro_rules! files_contract {
         $generate!($($args)*; $crate::contract::files;
         attaching_a_live_file_sets_its_expiry_and_an_expired_or_purged_one_stays_as_it_is,
         expiring_a_room_makes_its_live_files_due_now_and_no_others,
+        expiring_a_file_makes_it_due_now_and_leaves_due_or_purged_ones_and_others_alone,
         a_catalogued_file_reads_back_exactly,
         an_unknown_file_is_absent,
         usage_sums_the_sizes_of_the_owners_files_only,

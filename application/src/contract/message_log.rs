@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use crate::ports::{Appended, DedupeKey, MessageLog, NewMessage, Queued, SeqRange, TailQuery, Take};
 use domain::{
-    ClientMsgId, FileId, FileKind, FileMeta, FileName, Message, MessageBody, MessageId, MessageText, RoomId, Sender,
-    Seq,
+    Change, ClientMsgId, Emoji, FileId, FileKind, FileMeta, FileName, Message, MessageBody, MessageId, MessageKind,
+    MessageText, RoomId, Sender, Seq,
 };
 
 use super::{now, room, sender};
@@ -44,7 +44,15 @@ pub fn dedupe(sender: &Sender, client_msg_id: &str) -> DedupeKey {
 
 /// `new` as the log should store it under `seq`.
 fn stored(new: NewMessage, seq: Seq) -> Message {
-    Message { id: new.id, room_id: new.room_id, seq, sender: new.sender, body: new.body, sent_at: new.sent_at }
+    Message {
+        id: new.id,
+        room_id: new.room_id,
+        seq,
+        sender: new.sender,
+        body: new.body,
+        sent_at: new.sent_at,
+        state: Default::default(),
+    }
 }
 
 fn created(appended: Appended) -> Message {
@@ -207,8 +215,13 @@ pub async fn oldest_take_returns_the_lowest_seqs_after_the_lower_bound(log: &imp
     append_texts(log, room(1), 10).await;
 
     let first = log.fetch(room(1), SeqRange::default(), Take::Oldest(3)).await.expect("fetch");
-    let after =
-        log.fetch(room(1), SeqRange { after: Some(seq(4)), before: None, not_before: None }, Take::Oldest(3)).await;
+    let after = log
+        .fetch(
+            room(1),
+            SeqRange { after: Some(seq(4)), before: None, not_before: None, content_only: false },
+            Take::Oldest(3),
+        )
+        .await;
 
     assert_eq!(seqs(&first), [1, 2, 3]);
     assert_eq!(seqs(&after.expect("fetch")), [5, 6, 7]);
@@ -218,8 +231,13 @@ pub async fn newest_take_returns_the_highest_seqs_in_ascending_order(log: &impl 
     append_texts(log, room(1), 10).await;
 
     let latest = log.fetch(room(1), SeqRange::default(), Take::Newest(3)).await.expect("fetch");
-    let earlier =
-        log.fetch(room(1), SeqRange { after: None, before: Some(seq(8)), not_before: None }, Take::Newest(3)).await;
+    let earlier = log
+        .fetch(
+            room(1),
+            SeqRange { after: None, before: Some(seq(8)), not_before: None, content_only: false },
+            Take::Newest(3),
+        )
+        .await;
 
     assert_eq!(seqs(&latest), [8, 9, 10]);
     assert_eq!(seqs(&earlier.expect("fetch")), [5, 6, 7]);
@@ -228,7 +246,7 @@ pub async fn newest_take_returns_the_highest_seqs_in_ascending_order(log: &impl 
 pub async fn fetch_bounds_are_exclusive_and_rooms_do_not_mix(log: &impl MessageLog) {
     append_texts(log, room(1), 10).await;
     append_texts(log, room(2), 5).await;
-    let inner = SeqRange { after: Some(seq(3)), before: Some(seq(7)), not_before: None };
+    let inner = SeqRange { after: Some(seq(3)), before: Some(seq(7)), not_before: None, content_only: false };
 
     let oldest = log.fetch(room(1), inner, Take::Oldest(100)).await.expect("fetch");
     let newest = log.fetch(room(1), inner, Take::Newest(100)).await.expect("fetch");
@@ -286,6 +304,7 @@ pub async fn an_empty_or_inverted_range_returns_nothing(log: &impl MessageLog) {
         after: Some(seq(after)),
         before: Some(seq(before)),
         not_before: None,
+        content_only: false,
     });
 
     for range in ranges {
@@ -493,6 +512,100 @@ pub async fn tails_never_give_an_expired_message_as_the_newest(log: &impl Messag
 }
 
 // ---- end of issue 16 ----
+/// A change to message `target` of `room` by `sender`, with a new id, made now.
+pub fn change_of(room: RoomId, sender: &Sender, change: Change) -> NewMessage {
+    NewMessage { body: MessageBody::Change(change), ..new_message(room, sender, "unused") }
+}
+
+pub fn edit_of(target: u64, text: &str) -> Change {
+    Change::Edit { target: seq(target), text: MessageText::new(text).expect("fixture texts are valid") }
+}
+
+pub fn reaction(target: u64, emoji: &str, added: bool) -> Change {
+    Change::React { target: seq(target), emoji: Emoji::new(emoji).expect("fixture emojis are valid"), added }
+}
+
+pub async fn a_change_is_an_entry_of_its_own_and_its_cached_target_shows_it(log: &impl MessageLog) {
+    let [original] = append_texts(log, room(1), 1).await.try_into().expect("one message");
+
+    let edit = created(log.append(change_of(room(1), &sender(1), edit_of(1, "edited")), None).await.expect("append"));
+    let reacted = change_of(room(1), &sender(2), reaction(1, "👍", true));
+    let reaction = created(log.append(reacted, None).await.expect("append"));
+
+    assert_eq!((edit.seq, reaction.seq), (seq(2), seq(3)), "a change takes the room's next seq");
+    let mut expected = original;
+    assert!(expected.apply(&edit) && expected.apply(&reaction));
+    assert_eq!(everything(log, room(1)).await, [expected.clone(), edit, reaction], "every entry, in seq order");
+    let content = SeqRange { content_only: true, ..SeqRange::default() };
+    assert_eq!(log.fetch(room(1), content, Take::Oldest(10)).await.expect("fetch"), [expected]);
+}
+
+pub async fn a_deleted_message_is_cached_as_a_tombstone(log: &impl MessageLog) {
+    append_texts(log, room(1), 1).await;
+
+    let delete = change_of(room(1), &sender(1), Change::Delete { target: seq(1) });
+    let delete = created(log.append(delete, None).await.expect("append"));
+
+    let cached = everything(log, room(1)).await;
+    assert_eq!(cached[0].body, MessageBody::Removed(MessageKind::Text));
+    assert_eq!(cached[0].state.deleted_at, Some(delete.sent_at));
+    assert_eq!(cached[1], delete);
+}
+
+pub async fn a_resent_change_is_stored_once(log: &impl MessageLog) {
+    append_texts(log, room(1), 1).await;
+    let edit = change_of(room(1), &sender(1), edit_of(1, "edited once"));
+
+    let first = created(log.append(edit.clone(), Some(dedupe(&sender(1), "e-1"))).await.expect("append"));
+    let again = log.append(edit, Some(dedupe(&sender(1), "e-1"))).await.expect("append");
+
+    assert_eq!(again, Appended::Duplicate(first));
+    assert_eq!(seqs(&everything(log, room(1)).await), [1, 2]);
+    assert_eq!(log.last_seq(room(1)).await.expect("last_seq"), Some(seq(2)));
+}
+
+pub async fn content_only_leaves_changes_out_before_take_counts(log: &impl MessageLog) {
+    append_texts(log, room(1), 2).await;
+    for n in 0..3 {
+        let edit = change_of(room(1), &sender(1), edit_of(2, &format!("edit {n}")));
+        log.append(edit, None).await.expect("append");
+    }
+    append_texts(log, room(1), 1).await;
+    let content = SeqRange { content_only: true, ..SeqRange::default() };
+
+    let newest = log.fetch(room(1), content, Take::Newest(2)).await.expect("fetch");
+    let oldest = log.fetch(room(1), SeqRange { after: Some(seq(1)), ..content }, Take::Oldest(2)).await.expect("fetch");
+
+    assert_eq!(seqs(&newest), [2, 6]);
+    assert_eq!(seqs(&oldest), [2, 6]);
+    assert_eq!(newest[0].body, text("edit 2"), "the newest edit shows");
+}
+
+pub async fn concurrent_changes_to_one_message_all_reach_its_cached_copy(log: &impl MessageLog) {
+    append_texts(log, room(1), 1).await;
+    let reactions = (2..=13_u128).map(|user| {
+        let react = change_of(room(1), &sender(user), reaction(1, "👍", true));
+        async move { created(log.append(react, None).await.expect("append")) }
+    });
+
+    let appended = futures::future::join_all(reactions).await;
+
+    let cached = everything(log, room(1)).await;
+    let users = &cached[0].reactions()[0].users;
+    assert_eq!(users.len(), appended.len(), "every reaction sticks: {users:?}");
+    assert_eq!(seqs(&cached), (1..=13).collect::<Vec<_>>());
+}
+
+/// For a log that queues messages for an archiver: changes are queued as their own entries, and
+/// the message they change stays queued as it was sent, for the archive to apply them to.
+pub async fn changes_are_queued_as_entries_and_their_target_as_sent(log: &impl MessageLog) {
+    let sent = append_texts(log, room(1), 1).await;
+    let edit = created(log.append(change_of(room(1), &sender(1), edit_of(1, "edited")), None).await.expect("append"));
+
+    let queued = log.claim_batch("archiver", 10).await.expect("claim");
+
+    assert_eq!(queued_messages(&queued), [sent[0].clone(), edit]);
+}
 
 /// Hands `$generate!` this module and every `MessageLog` behaviour that any log must have, after
 /// the caller's arguments: `application::message_log_contract!(contract_tests!(&log()))`.
@@ -514,6 +627,11 @@ macro_rules! message_log_contract {
         tails_count_past_each_marker_and_give_the_newest_message_in_the_order_asked,
         tails_stop_counting_at_the_cap,
         tails_never_give_an_expired_message_as_the_newest,
+        a_change_is_an_entry_of_its_own_and_its_cached_target_shows_it,
+        a_deleted_message_is_cached_as_a_tombstone,
+        a_resent_change_is_stored_once,
+        content_only_leaves_changes_out_before_take_counts,
+        concurrent_changes_to_one_message_all_reach_its_cached_copy,
         );
     };
 }
@@ -550,6 +668,7 @@ macro_rules! archive_queue_contract {
         acked_entries_leave_the_queue_and_the_rest_stay,
         unknown_receipts_are_ignored,
         the_cache_never_trims_an_unarchived_message,
+        changes_are_queued_as_entries_and_their_target_as_sent,
         oldest_unarchived_is_when_the_oldest_unacked_message_was_appended,
         forgetting_a_room_drops_its_cache_and_counter_but_not_its_queued_entries,
         );

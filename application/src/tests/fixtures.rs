@@ -132,6 +132,7 @@ pub fn message(room: RoomId, n: u64) -> Message {
         sender: Sender { id: sender.id, username: sender.username },
         body: MessageBody::Text(MessageText::new(&format!("message {n}")).expect("valid text")),
         sent_at: now() - minutes(10) + minutes(i64::try_from(n).expect("small seq")),
+        state: Default::default(),
     }
 }
 

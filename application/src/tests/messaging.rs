@@ -4,17 +4,19 @@ use std::ops::RangeInclusive;
 use std::sync::Arc;
 
 use domain::{
-    ClientMsgId, FileId, FileName, Message, MessageBody, MessageKind, MessageText, RetentionPolicy, RoomId, Sender,
-    Visibility,
+    Change, ChangeRefusal, ClientMsgId, Emoji, FileId, FileName, Message, MessageBody, MessageKind, MessageText,
+    RetentionPolicy, RoomId, Sender, Visibility,
 };
 use mockall::Sequence;
 
 use super::fixtures::{
-    alice, bob, byte_stream, fixed_clock, generated_id, message, now, read_all, room, room_id, seq, sequential_ids,
-    summary,
+    alice, bob, byte_stream, carol, days, fixed_clock, generated_id, message, now, read_all, room, room_id, seq,
+    sequential_ids, summary,
 };
 use crate::files::{FileLimits, Files};
-use crate::messaging::{HistoryError, HistoryQuery, Messaging, SendError, SendFileError, SendText};
+use crate::messaging::{
+    ChangeError, ChangeRequest, HistoryError, HistoryQuery, Messaging, SendError, SendFileError, SendText, Wanted,
+};
 use crate::ports::{
     AppendError, Appended, DedupeKey, MockClock, MockEventBus, MockFileCatalog, MockFileStore, MockIdGenerator,
     MockMessageArchive, MockMessageLog, MockRoomRepository, NewMessage, RoomEvent, SeqRange, Take,
@@ -115,7 +117,15 @@ fn holding(held: RangeInclusive<u64>) -> impl FnMut(RoomId, SeqRange, Take) -> a
 
 /// What the log stores for a new message: the same message with the next seq.
 fn stored(new: NewMessage, n: u64) -> Message {
-    Message { id: new.id, room_id: new.room_id, seq: seq(n), sender: new.sender, body: new.body, sent_at: new.sent_at }
+    Message {
+        id: new.id,
+        room_id: new.room_id,
+        seq: seq(n),
+        sender: new.sender,
+        body: new.body,
+        sent_at: new.sent_at,
+        state: Default::default(),
+    }
 }
 
 fn seqs(messages: &[Message]) -> Vec<u64> {
@@ -523,7 +533,7 @@ async fn syncing_after_seq_zero_starts_from_the_first_message() {
     let mut ports = Ports::default();
     ports.expect_membership(true);
     ports.log.expect_last_seq().times(1).returning(|_| Ok(Some(seq(8))));
-    let from_start = SeqRange { after: None, before: Some(seq(9)), not_before: None };
+    let from_start = SeqRange { after: None, before: Some(seq(9)), not_before: None, content_only: false };
     ports.log.expect_fetch().withf(move |_, range, _| *range == from_start).times(1).returning(holding(5..=8));
     ports.archive.expect_fetch().withf(move |_, range, _| *range == from_start).times(1).returning(holding(1..=6));
 
@@ -672,4 +682,242 @@ async fn both_stores_are_asked_for_live_messages_only_with_one_cutoff() {
 
     assert_eq!(seqs(&page.items), (101..=200).collect::<Vec<_>>());
     assert!(!page.has_more);
+}
+
+// --- change: edit, delete, react ---
+
+/// Expects `user`'s membership of the general room to be checked once.
+fn expect_member(ports: &mut Ports, user: &domain::User) {
+    let id = user.id;
+    ports
+        .rooms
+        .expect_is_member()
+        .withf(move |room, u| *room == general() && *u == id)
+        .times(1)
+        .returning(|_, _| Ok(true));
+}
+
+/// Expects one read of message `target` (`None`: the room has no such message), from the log.
+fn expect_target(ports: &mut Ports, target: Option<Message>) {
+    ports.log.expect_last_seq().times(1).returning(|_| Ok(Some(seq(8))));
+    ports
+        .log
+        .expect_fetch()
+        .withf(|_, range, _| range.content_only)
+        .times(1)
+        .return_once(move |_, _, _| Ok(target.into_iter().collect()));
+    ports.archive.expect_fetch().withf(|_, range, _| range.content_only).times(1).returning(|_, _, _| Ok(Vec::new()));
+}
+
+fn change_request(seq: u64, what: Wanted) -> ChangeRequest {
+    ChangeRequest { room_id: general(), seq, client_msg_id: Some(ClientMsgId::new("e-1").expect("valid")), what }
+}
+
+fn edit_to(text: &str) -> Wanted {
+    Wanted::Edit(MessageText::new(text).expect("valid"))
+}
+
+fn thumbs_up(added: bool) -> Wanted {
+    Wanted::React { emoji: Emoji::new("👍").expect("valid"), added }
+}
+
+#[tokio::test]
+async fn an_edit_is_appended_as_a_change_applied_to_the_archive_before_the_room_hears_of_it() {
+    // Arrange: alice's message 5, sent 5 minutes ago.
+    let mut ports = Ports { ids: sequential_ids(1), clock: fixed_clock(2), ..Ports::default() };
+    expect_member(&mut ports, &alice());
+    expect_target(&mut ports, Some(message(general(), 5)));
+    let mut order = Sequence::new();
+    ports
+        .log
+        .expect_append()
+        .withf(|new, dedupe| {
+            new.body
+                == MessageBody::Change(Change::Edit {
+                    target: seq(5),
+                    text: MessageText::new("edited").expect("valid"),
+                })
+                && dedupe.as_ref().is_some_and(|key| key.client_msg_id.as_str() == "e-1")
+        })
+        .times(1)
+        .in_sequence(&mut order)
+        .returning(|new, _| Ok(Appended::Created(stored(new, 9))));
+    ports
+        .archive
+        .expect_apply_change()
+        .withf(|change| change.seq == seq(9))
+        .times(1)
+        .in_sequence(&mut order)
+        .returning(|_| Ok(true));
+    ports
+        .bus
+        .expect_publish()
+        .withf(|event| matches!(event, RoomEvent::Message(m) if m.seq == seq(9)))
+        .times(1)
+        .in_sequence(&mut order)
+        .returning(|_| Ok(()));
+
+    // Act
+    let changed = ports.messaging().change(&alice(), change_request(5, edit_to("edited"))).await.expect("edited");
+
+    // Assert
+    assert_eq!(changed.message.seq, seq(5));
+    assert_eq!(changed.message.body, MessageBody::Text(MessageText::new("edited").expect("valid")));
+    assert_eq!(changed.message.state.edited_at, Some(now()));
+    assert_eq!(changed.change.map(|c| c.seq), Some(seq(9)));
+}
+
+#[tokio::test]
+async fn an_edit_after_the_window_is_refused_and_nothing_is_stored() {
+    let mut ports = Ports { clock: fixed_clock(1), ..Ports::default() };
+    expect_member(&mut ports, &alice());
+    expect_target(&mut ports, Some(message(general(), 5)));
+    ports.expect_no_append();
+    let messaging = ports.messaging().with_edit_window(std::time::Duration::from_secs(60));
+
+    let refused = messaging.change(&alice(), change_request(5, edit_to("too late"))).await;
+
+    assert!(matches!(refused, Err(ChangeError::Refused(ChangeRefusal::WindowPassed))), "{refused:?}");
+}
+
+#[tokio::test]
+async fn only_the_sender_may_edit() {
+    let mut ports = Ports { clock: fixed_clock(1), ..Ports::default() };
+    expect_member(&mut ports, &bob());
+    expect_target(&mut ports, Some(message(general(), 5)));
+    ports.expect_no_append();
+
+    let refused = ports.messaging().change(&bob(), change_request(5, edit_to("not mine"))).await;
+
+    assert!(matches!(refused, Err(ChangeError::Refused(ChangeRefusal::NotSender))), "{refused:?}");
+}
+
+#[tokio::test]
+async fn a_seq_that_is_no_message_of_the_room_is_not_found() {
+    let mut ports = Ports::default();
+    expect_member(&mut ports, &alice());
+    expect_target(&mut ports, None);
+    ports.expect_no_append();
+
+    let missing = ports.messaging().change(&alice(), change_request(7, Wanted::Delete)).await;
+
+    assert!(matches!(missing, Err(ChangeError::MessageNotFound)), "{missing:?}");
+}
+
+#[tokio::test]
+async fn a_non_member_changes_nothing() {
+    let mut ports = Ports::default();
+    ports.rooms.expect_is_member().times(1).returning(|_, _| Ok(false));
+    ports.rooms.expect_get().times(1).returning(|_| Ok(Some(room(general(), Visibility::Public, &bob(), &[]))));
+    ports.expect_no_reads();
+    ports.expect_no_append();
+
+    let refused = ports.messaging().change(&alice(), change_request(5, Wanted::Delete)).await;
+
+    assert!(matches!(refused, Err(ChangeError::Forbidden)), "{refused:?}");
+}
+
+#[tokio::test]
+async fn the_owner_deletes_someone_elses_file_message_and_the_file_expires() {
+    // Arrange: bob owns the room; alice shared a file as message 5.
+    let mut ports = Ports { ids: sequential_ids(1), clock: fixed_clock(1), ..Ports::default() };
+    expect_member(&mut ports, &bob());
+    let file_id = FileId::from_uuid(generated_id(40));
+    let mut shared = message(general(), 5);
+    shared.body = MessageBody::File(domain::FileMeta {
+        id: file_id,
+        name: FileName::sanitize("notes.pdf"),
+        size: 10,
+        content_type: "application/pdf".to_owned(),
+        kind: domain::FileKind::File,
+        expires_at: now() + days(1),
+    });
+    expect_target(&mut ports, Some(shared));
+    ports
+        .rooms
+        .expect_get()
+        .times(1)
+        .returning(|_| Ok(Some(room(general(), Visibility::Private, &bob(), &[&alice()]))));
+    ports
+        .log
+        .expect_append()
+        .withf(|new, _| new.body == MessageBody::Change(Change::Delete { target: seq(5) }) && new.sender.id == bob().id)
+        .times(1)
+        .returning(|new, _| Ok(Appended::Created(stored(new, 9))));
+    ports.archive.expect_apply_change().times(1).returning(|_| Ok(true));
+    ports.bus.expect_publish().times(1).returning(|_| Ok(()));
+    ports.files.clock = fixed_clock(1);
+    ports
+        .files
+        .catalog
+        .expect_expire()
+        .withf(move |id, at| *id == file_id && *at == now())
+        .times(1)
+        .returning(|_, _| Ok(true));
+
+    // Act
+    let changed = ports.messaging().change(&bob(), change_request(5, Wanted::Delete)).await.expect("deleted");
+
+    // Assert
+    assert_eq!(changed.message.body, MessageBody::Removed(MessageKind::File));
+    assert_eq!(changed.message.state.deleted_at, Some(now()));
+}
+
+#[tokio::test]
+async fn a_member_who_neither_sent_nor_owns_cannot_delete() {
+    let mut ports = Ports::default();
+    expect_member(&mut ports, &carol());
+    expect_target(&mut ports, Some(message(general(), 5)));
+    ports
+        .rooms
+        .expect_get()
+        .times(1)
+        .returning(|_| Ok(Some(room(general(), Visibility::Private, &bob(), &[&alice(), &carol()]))));
+    ports.expect_no_append();
+
+    let refused = ports.messaging().change(&carol(), change_request(5, Wanted::Delete)).await;
+
+    assert!(matches!(refused, Err(ChangeError::Refused(ChangeRefusal::NotSenderOrOwner))), "{refused:?}");
+}
+
+#[tokio::test]
+async fn a_reaction_already_there_stores_nothing_and_a_new_one_is_appended() {
+    // Arrange: bob already reacted 👍 to message 5.
+    let mut ports = Ports::default();
+    expect_member(&mut ports, &bob());
+    let mut reacted = message(general(), 5);
+    let earlier = Message {
+        body: MessageBody::Change(Change::React {
+            target: seq(5),
+            emoji: Emoji::new("👍").expect("valid"),
+            added: true,
+        }),
+        sender: Sender { id: bob().id, username: bob().username },
+        ..message(general(), 6)
+    };
+    assert!(reacted.apply(&earlier));
+    expect_target(&mut ports, Some(reacted.clone()));
+    ports.expect_no_append();
+
+    // Act
+    let again = ports.messaging().change(&bob(), change_request(5, thumbs_up(true))).await.expect("no change needed");
+
+    // Assert
+    assert_eq!(again.change, None);
+    assert_eq!(again.message, reacted);
+}
+
+#[tokio::test]
+async fn history_and_a_change_read_content_only_while_sync_reads_every_entry() {
+    let mut ports = Ports::default();
+    ports.rooms.expect_is_member().times(2).returning(|_, _| Ok(true));
+    ports.log.expect_last_seq().times(2).returning(|_| Ok(Some(seq(3))));
+    ports.log.expect_fetch().withf(|_, range, _| range.content_only).times(1).returning(|_, _, _| Ok(Vec::new()));
+    ports.archive.expect_fetch().withf(|_, range, _| range.content_only).times(1).returning(|_, _, _| Ok(Vec::new()));
+    ports.log.expect_fetch().withf(|_, range, _| !range.content_only).times(1).returning(|_, _, _| Ok(Vec::new()));
+    ports.archive.expect_fetch().withf(|_, range, _| !range.content_only).times(1).returning(|_, _, _| Ok(Vec::new()));
+    let messaging = ports.messaging();
+
+    messaging.history(&alice(), general(), query(None, None, 10)).await.expect("history");
+    messaging.sync(&alice(), general(), 0).await.expect("sync");
 }

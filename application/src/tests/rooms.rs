@@ -972,7 +972,11 @@ async fn unread_messages_the_log_no_longer_holds_are_counted_in_the_archive_in_o
     archive
         .expect_count_in()
         .withf(|ranges, cap| {
-            ranges == [(room_id(1), SeqRange { after: Some(seq(10)), before: Some(seq(401)), not_before: None })]
+            ranges
+                == [(
+                    room_id(1),
+                    SeqRange { after: Some(seq(10)), before: Some(seq(401)), not_before: None, content_only: true },
+                )]
                 && *cap == 1000
         })
         .times(1)
@@ -997,7 +1001,9 @@ async fn a_room_whose_log_holds_none_of_its_messages_takes_its_last_message_from
     archive.expect_count_in().never();
     archive
         .expect_newest_in()
-        .withf(|ranges| ranges == [(room_id(1), SeqRange { after: None, before: None, not_before: None })])
+        .withf(|ranges| {
+            ranges == [(room_id(1), SeqRange { after: None, before: None, not_before: None, content_only: true })]
+        })
         .times(1)
         .returning(|_| Ok(vec![Some(message(room_id(1), 5))]));
 

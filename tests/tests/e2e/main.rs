@@ -7,6 +7,7 @@ mod auth;
 mod backpressure;
 mod cors;
 mod dms;
+mod edits;
 mod files;
 mod history;
 mod metrics;

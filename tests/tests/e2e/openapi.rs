@@ -324,7 +324,11 @@ async fn the_spec_states_the_limits_the_server_enforces() {
     for (name, op) in operations(&spec) {
         for param in op["parameters"].as_array().into_iter().flatten() {
             if param["in"] == "path" {
-                assert_eq!(param["schema"]["format"], "uuid", "{name}: {}", param["name"]);
+                match param["name"].as_str() {
+                    Some("seq") => assert_eq!(param["schema"]["minimum"].as_f64(), Some(1.0), "{name}"),
+                    Some("emoji") => assert_eq!(param["schema"]["maxLength"], 32, "{name}"),
+                    _ => assert_eq!(param["schema"]["format"], "uuid", "{name}: {}", param["name"]),
+                }
             }
             if param["name"] == "limit" {
                 let max = if name == "GET /search" { 50.0 } else { 100.0 };

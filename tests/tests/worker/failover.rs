@@ -320,7 +320,7 @@ async fn a_master_killed_under_two_thousand_sends_with_its_replica_behind_loses_
         let around = SeqRange {
             after: first.seq.get().checked_sub(1).and_then(Seq::new),
             before: Some(first.seq.next()),
-            not_before: None,
+            ..SeqRange::default()
         };
         let cached = world.log.fetch(first.room_id, around, Take::Oldest(1)).await;
         let nodes = cluster.nodes.iter().map(|(p, c)| format!("{p}:{}", c.is_some())).collect::<Vec<_>>();

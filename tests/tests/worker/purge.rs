@@ -35,6 +35,7 @@ fn messages(room: RoomId, sent_at: &[Timestamp]) -> Vec<Message> {
             sender: sender.clone(),
             body: text(&format!("sent at {at}")),
             sent_at: *at,
+            state: Default::default(),
         })
         .collect()
 }

@@ -40,6 +40,15 @@ impl MessageArchive for ArchiveReadLate {
         self.inner.insert_batch(messages)
     }
 
+    fn apply_change<'life0, 'life1, 'async_trait>(&'life0 self, change: &'life1 Message) -> Answer<'async_trait, bool>
+    where
+        'life0: 'async_trait,
+        'life1: 'async_trait,
+        Self: 'async_trait,
+    {
+        self.inner.apply_change(change)
+    }
+
     fn fetch<'life0, 'async_trait>(
         &'life0 self,
         room: RoomId,

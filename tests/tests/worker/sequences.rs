@@ -16,6 +16,7 @@ fn archived_with_seqs(room: RoomId, seqs: impl IntoIterator<Item = u64>) -> Vec<
             sender: sender.clone(),
             body: text(&format!("message {n}")),
             sent_at: chrono::Utc::now(),
+            state: Default::default(),
         })
         .collect()
 }

@@ -86,6 +86,7 @@ pub fn message(room: RoomId, seq: u64) -> Message {
         sender: Sender { id: sender.id, username: sender.username },
         body: MessageBody::Text(MessageText::new(&format!("message {seq}")).expect("valid text")),
         sent_at: now() - Duration::minutes(100) + Duration::minutes(i64::try_from(seq).expect("small seq")),
+        state: Default::default(),
     }
 }
 

@@ -50,7 +50,13 @@ async fn without_bounds_the_newest_page_merges_cache_and_archive_once_each_in_as
     let mut ports = Ports::default();
     let auth = ports.sign_in(&ada());
     member(&mut ports, true);
-    stores_hold(&mut ports, SeqRange::default(), Take::Newest(4), &[4, 5, 6], &[3, 4, 5]);
+    stores_hold(
+        &mut ports,
+        SeqRange { content_only: true, ..SeqRange::default() },
+        Take::Newest(4),
+        &[4, 5, 6],
+        &[3, 4, 5],
+    );
     let client = ports.client();
 
     // Act
@@ -68,7 +74,7 @@ async fn a_message_has_the_shape_the_socket_protocol_uses() {
     let mut ports = Ports::default();
     let auth = ports.sign_in(&ada());
     member(&mut ports, true);
-    stores_hold(&mut ports, SeqRange::default(), Take::Newest(51), &[1], &[]);
+    stores_hold(&mut ports, SeqRange { content_only: true, ..SeqRange::default() }, Take::Newest(51), &[1], &[]);
     let client = ports.client();
 
     // Act
@@ -98,7 +104,7 @@ async fn before_pages_backwards_with_an_exclusive_bound() {
     let mut ports = Ports::default();
     let auth = ports.sign_in(&ada());
     member(&mut ports, true);
-    let range = SeqRange { after: None, before: Some(seq(8)), not_before: None };
+    let range = SeqRange { after: None, before: Some(seq(8)), not_before: None, content_only: true };
     stores_hold(&mut ports, range, Take::Newest(3), &[], &[5, 6, 7]);
     let client = ports.client();
 
@@ -118,7 +124,7 @@ async fn after_pages_forwards_with_an_exclusive_bound() {
     let mut ports = Ports::default();
     let auth = ports.sign_in(&ada());
     member(&mut ports, true);
-    let range = SeqRange { after: Some(seq(2)), before: None, not_before: None };
+    let range = SeqRange { after: Some(seq(2)), before: None, not_before: None, content_only: true };
     stores_hold(&mut ports, range, Take::Oldest(3), &[5], &[3, 4]);
     let client = ports.client();
 
@@ -138,7 +144,7 @@ async fn has_more_is_false_when_no_more_than_the_page_exists() {
     let mut ports = Ports::default();
     let auth = ports.sign_in(&ada());
     member(&mut ports, true);
-    stores_hold(&mut ports, SeqRange::default(), Take::Newest(3), &[2], &[1]);
+    stores_hold(&mut ports, SeqRange { content_only: true, ..SeqRange::default() }, Take::Newest(3), &[2], &[1]);
     let client = ports.client();
 
     // Act

@@ -2,7 +2,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::dto::MessageDto;
+use domain::Message;
+
+use crate::dto::{ChangeDto, ChangeKind, MessageDto};
 
 /// Largest header JSON in a binary `send_file` frame.
 pub const MAX_FILE_HEADER_BYTES: usize = 4096;
@@ -17,6 +19,31 @@ pub enum ClientFrame {
         client_msg_id: String,
         text: Option<String>,
         file_id: Option<String>,
+    },
+    /// New text for the caller's text message `seq`.
+    Edit {
+        room_id: String,
+        client_msg_id: String,
+        seq: u64,
+        text: String,
+    },
+    /// Deletes message `seq`: the caller's own, or any in a room the caller owns.
+    Delete {
+        room_id: String,
+        client_msg_id: String,
+        seq: u64,
+    },
+    React {
+        room_id: String,
+        client_msg_id: String,
+        seq: u64,
+        emoji: String,
+    },
+    Unreact {
+        room_id: String,
+        client_msg_id: String,
+        seq: u64,
+        emoji: String,
     },
     Sync {
         room_id: String,
@@ -99,10 +126,31 @@ pub enum ServerFrame<'a> {
     },
     Ack {
         client_msg_id: &'a str,
+        /// The message sent, or the message as a change left it.
         message: &'a MessageDto,
+        /// The seq of the change entry an `edit`, `delete`, `react` or `unreact` stored; absent
+        /// for a `send`, and for a reaction that was already there (or already gone).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        change_seq: Option<u64>,
     },
     Message {
         message: &'a MessageDto,
+    },
+    MessageEdited {
+        #[serde(flatten)]
+        change: &'a ChangeDto,
+    },
+    MessageDeleted {
+        #[serde(flatten)]
+        change: &'a ChangeDto,
+    },
+    ReactionAdded {
+        #[serde(flatten)]
+        change: &'a ChangeDto,
+    },
+    ReactionRemoved {
+        #[serde(flatten)]
+        change: &'a ChangeDto,
     },
     Synced {
         room_id: String,
@@ -155,6 +203,25 @@ impl ServerFrame<'_> {
     pub fn to_json(&self) -> String {
         // Serializing these plain structs cannot fail; an empty object would be a visible bug.
         serde_json::to_string(self).unwrap_or_else(|_| "{}".to_owned())
+    }
+}
+
+/// The frame of a log entry, live or replayed: `message` for a message, and for a change entry
+/// the frame its kind names (`message_edited`, `message_deleted`, `reaction_added`,
+/// `reaction_removed`).
+pub fn entry_json(entry: &Message) -> String {
+    match ChangeDto::of(entry) {
+        Some((kind, change)) => {
+            let change = &change;
+            match kind {
+                ChangeKind::Edited => ServerFrame::MessageEdited { change },
+                ChangeKind::Deleted => ServerFrame::MessageDeleted { change },
+                ChangeKind::ReactionAdded => ServerFrame::ReactionAdded { change },
+                ChangeKind::ReactionRemoved => ServerFrame::ReactionRemoved { change },
+            }
+            .to_json()
+        }
+        None => ServerFrame::Message { message: &MessageDto::from(entry) }.to_json(),
     }
 }
 
@@ -231,7 +298,7 @@ mod tests {
         }
 
         #[test]
-        fn arbitrary_json_like_text_never_panics_the_parser(raw in r#"\{"type":"(send|sync|typing|read|ping)"(,"[a-z_]{1,12}":("[^"]{0,8}"|[0-9]{1,20}|null|\[\]))*\}"#) {
+        fn arbitrary_json_like_text_never_panics_the_parser(raw in r#"\{"type":"(send|sync|typing|read|ping|edit|delete|react|unreact)"(,"[a-z_]{1,12}":("[^"]{0,8}"|[0-9]{1,20}|null|\[\]))*\}"#) {
             let _ = parse_text(&raw);
         }
 

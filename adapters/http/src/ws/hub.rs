@@ -16,10 +16,9 @@ use parking_lot::Mutex;
 use tokio::sync::{watch, Notify};
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
-use super::frames::{ServerFrame, UserRef};
+use super::frames::{entry_json, ServerFrame, UserRef};
 use super::outbox::{Closing, Offer, Outbox};
 use super::resume::{Claim, Live, Resumed};
-use crate::dto::MessageDto;
 
 /// Close codes of the protocol.
 pub mod close {
@@ -425,8 +424,8 @@ impl Hub {
     pub fn dispatch(&self, event: RoomEvent) {
         match event {
             RoomEvent::Message(message) => {
-                let dto = MessageDto::from(&message);
-                let json: Utf8Bytes = ServerFrame::Message { message: &dto }.to_json().into();
+                // A change entry goes through the room's sequencer as a message does.
+                let json: Utf8Bytes = entry_json(&message).into();
                 self.message_to_room(message.room_id, message.seq.get(), &json);
             }
             RoomEvent::MemberJoined { room_id, user } => {

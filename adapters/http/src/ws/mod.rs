@@ -11,13 +11,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use application::accounts::Authenticated;
-use application::messaging::{SendFileError, SendText};
+use application::messaging::{ChangeRequest, SendFileError, SendText, Wanted};
 use application::metrics::Metrics;
 use application::ports::{ByteStream, EventBus, HealthCheck};
 use application::presence::Presence;
 use application::rooms::Rooms;
 use bytes::Bytes;
-use domain::{ClientMsgId, FileName, MessageText, RoomId};
+use domain::{ClientMsgId, Emoji, FileName, MessageText, RoomId};
 use futures::StreamExt;
 use poem::http::{header, Method, StatusCode};
 use poem::web::Data;
@@ -28,7 +28,7 @@ use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::WebSocketStream;
 
-use self::frames::{BinaryHeader, ClientFrame, ServerFrame, UserRef};
+use self::frames::{entry_json, BinaryHeader, ClientFrame, ServerFrame, UserRef};
 use self::guard::{FrameGuard, GuardLimits, Skipped};
 use self::hub::{close, Hub};
 use self::outbox::{Closing, Outbox};
@@ -590,6 +590,21 @@ impl Connection {
                     Err(problem) => self.problem(problem, Some(&client_msg_id), None).await,
                 }
             }
+            ClientFrame::Edit { room_id, client_msg_id, seq, text } => {
+                let wanted = MessageText::new(&text).map(Wanted::Edit).map_err(|e| format!("text: {e}"));
+                self.change(room_id, client_msg_id, seq, wanted).await
+            }
+            ClientFrame::Delete { room_id, client_msg_id, seq } => {
+                self.change(room_id, client_msg_id, seq, Ok(Wanted::Delete)).await
+            }
+            ClientFrame::React { room_id, client_msg_id, seq, emoji } => {
+                let wanted = reaction(&emoji, true);
+                self.change(room_id, client_msg_id, seq, wanted).await
+            }
+            ClientFrame::Unreact { room_id, client_msg_id, seq, emoji } => {
+                let wanted = reaction(&emoji, false);
+                self.change(room_id, client_msg_id, seq, wanted).await
+            }
             ClientFrame::Sync { room_id, after_seq } => self.resume(vec![(room_id, after_seq)]).await,
             ClientFrame::Resume { rooms } => {
                 if rooms.len() > MAX_RESUMED_ROOMS {
@@ -741,8 +756,7 @@ impl Connection {
                 }
                 if claim != Claim::Skip {
                     progressed = true;
-                    let dto = MessageDto::from(message);
-                    if !self.send(ServerFrame::Message { message: &dto }.to_json()).await {
+                    if !self.send(entry_json(message)).await {
                         return Ok(false);
                     }
                 }
@@ -760,9 +774,42 @@ impl Connection {
         }
     }
 
+    /// An `edit`, `delete`, `react` or `unreact`: answered with an `ack` carrying the message as
+    /// the change left it, or an `error` naming the client message id. `wanted` is what the
+    /// frame asks for, or why it is malformed.
+    async fn change(
+        &mut self,
+        room_id: String,
+        client_msg_id: String,
+        seq: u64,
+        wanted: Result<Wanted, String>,
+    ) -> bool {
+        let Ok(cid) = ClientMsgId::new(&client_msg_id) else {
+            return self.error("bad_request", "client_msg_id must be 1 to 64 characters".into(), None, None).await;
+        };
+        let wanted = match wanted {
+            Ok(wanted) => wanted,
+            Err(message) => return self.error("bad_request", message, Some(&client_msg_id), None).await,
+        };
+        let Some(room_id) = parse_room(&room_id) else {
+            return self.problem(Problem::room_not_found(), Some(&client_msg_id), None).await;
+        };
+        let user = self.caller.user.clone();
+        let request = ChangeRequest { room_id, seq, client_msg_id: Some(cid), what: wanted };
+        match self.state.messaging.change(&user, request).await {
+            Ok(changed) => {
+                let message = MessageDto::from(&changed.message);
+                let change_seq = changed.change.map(|c| c.seq.get());
+                let ack = ServerFrame::Ack { client_msg_id: &client_msg_id, message: &message, change_seq };
+                self.send(ack.to_json()).await
+            }
+            Err(e) => self.problem(e.into(), Some(&client_msg_id), None).await,
+        }
+    }
+
     async fn ack(&mut self, client_msg_id: &str, message: &MessageDto) -> bool {
         self.state.metrics.message_accepted(self.received.elapsed());
-        self.send(ServerFrame::Ack { client_msg_id, message }.to_json()).await
+        self.send(ServerFrame::Ack { client_msg_id, message, change_seq: None }.to_json()).await
     }
 
     /// An `error` frame naming the message (`client_msg_id`) or room (`room_id`) it is about.
@@ -804,6 +851,11 @@ async fn keep_online(hub: Arc<Hub>, presence: Presence, every: Duration) {
 
 fn parse_room(raw: &str) -> Option<RoomId> {
     raw.parse().ok()
+}
+
+/// A `react` (`added`) or `unreact` of `emoji`, or what is wrong with the emoji.
+fn reaction(emoji: &str, added: bool) -> Result<Wanted, String> {
+    Emoji::new(emoji).map(|emoji| Wanted::React { emoji, added }).map_err(|e| format!("emoji: {e}"))
 }
 
 /// Whether a read failed on a frame over its limit: the codec's for binary, the guard's for text.
