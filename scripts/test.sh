@@ -120,7 +120,8 @@ start_redis_cluster() {
   log "started a 3-master Redis Cluster at $CHAT_TEST_REDIS_CLUSTER_URL"
 }
 
-start_secantus() {
+# Prints the URL of a new in-memory SecantusDB on a free port.
+start_secantus_on_free_port() {
   local venv="$root/target/secantus-venv"
   if [ ! -x "$venv/bin/secantusd-py" ]; then
     log "installing SecantusDB into $venv"
@@ -128,11 +129,23 @@ start_secantus() {
     "$venv/bin/pip" install -q --disable-pip-version-check SecantusDB
   fi
   local port; port="$(free_port)"
-  "$venv/bin/secantusd-py" --port "$port" --storage-path :memory: >"$state/secantus.log" 2>&1 &
+  "$venv/bin/secantusd-py" --port "$port" --storage-path :memory: >"$state/secantus-$port.log" 2>&1 &
   pids+=("$!")
   wait_for_port "$port" SecantusDB
-  export CHAT_TEST_MONGODB_URL="mongodb://127.0.0.1:$port"
+  SECANTUS_URL="mongodb://127.0.0.1:$port"
+}
+
+# SecantusDB answers one command at a time, so the split shape on the Redis Cluster gets a server
+# of its own (CHAT_TEST_MONGODB_CLUSTER_URL) rather than queueing behind the other split tests.
+start_secantus() {
+  start_secantus_on_free_port
+  export CHAT_TEST_MONGODB_URL="$SECANTUS_URL"
   log "started SecantusDB at $CHAT_TEST_MONGODB_URL"
+  if [ -z "${CHAT_TEST_MONGODB_CLUSTER_URL:-}" ]; then
+    start_secantus_on_free_port
+    export CHAT_TEST_MONGODB_CLUSTER_URL="$SECANTUS_URL"
+    log "started SecantusDB at $CHAT_TEST_MONGODB_CLUSTER_URL for the split shape on the cluster"
+  fi
 }
 
 # The web client's tests drive a headless Chromium through chromedriver (Debian's packages).

@@ -127,7 +127,7 @@ pub struct TestUser {
 
 /// A collection of the split app's MongoDB database.
 async fn shared_collection(cleanup: &Cleanup, name: &str) -> mongodb::Collection<mongodb::bson::Document> {
-    let client = mongodb::Client::with_uri_str(services::mongo_url()).await.expect("MongoDB client");
+    let client = mongodb::Client::with_uri_str(&cleanup.mongo).await.expect("MongoDB client");
     client.database(&cleanup.database).collection(name)
 }
 
@@ -218,10 +218,15 @@ impl TestApp {
         init_logs();
         let id = random_hex();
         let shape = if current_shape() == Shape::Cluster { Shape::Cluster } else { Shape::Split };
-        let redis_url = if shape == Shape::Cluster { services::redis_cluster_url() } else { services::redis_url() };
+        let (redis_url, mongo_url) = if shape == Shape::Cluster {
+            (services::redis_cluster_url(), services::mongo_url_for_cluster_shape())
+        } else {
+            (services::redis_url(), services::mongo_url())
+        };
         let cleanup = Cleanup {
             prefix: format!("test:{id}:"),
             database: format!("e2e_{id}"),
+            mongo: mongo_url.clone(),
             redis: redis_url.split(',').map(str::to_owned).collect(),
         };
         let mut vars: Vec<(String, String)> = vec![
@@ -233,7 +238,7 @@ impl TestApp {
             ("CHAT_REDIS_URL".into(), redis_url),
             ("CHAT_REDIS_MODE".into(), if shape == Shape::Cluster { "cluster" } else { "standalone" }.into()),
             ("CHAT_REDIS_PREFIX".into(), cleanup.prefix.clone()),
-            ("CHAT_MONGODB_URL".into(), services::url_with_database(&services::mongo_url(), &cleanup.database)),
+            ("CHAT_MONGODB_URL".into(), services::url_with_database(&mongo_url, &cleanup.database)),
             ("CHAT_JWT_SECRET".into(), format!("{}{}", random_hex(), random_hex())),
             ("CHAT_INTERNAL_TOKEN".into(), random_hex()),
             ("CHAT_WORKER_NAME".into(), format!("worker-{id}")),

@@ -18,6 +18,13 @@ pub fn redis_cluster_url() -> String {
         .expect("CHAT_TEST_REDIS_CLUSTER_URL names a Redis Cluster's seed nodes; scripts/test.sh starts one")
 }
 
+/// `CHAT_TEST_MONGODB_CLUSTER_URL`, the MongoDB of the split shape on a Redis Cluster, else the
+/// one of the others: scripts/test.sh gives that shape a server of its own, so the two split
+/// shapes' tests do not queue behind one single-threaded SecantusDB.
+pub fn mongo_url_for_cluster_shape() -> String {
+    std::env::var("CHAT_TEST_MONGODB_CLUSTER_URL").unwrap_or_else(|_| mongo_url())
+}
+
 /// `CHAT_TEST_MONGODB_URL`, else a local MongoDB on its usual port, as docs/testing.md says.
 pub fn mongo_url() -> String {
     std::env::var("CHAT_TEST_MONGODB_URL").unwrap_or_else(|_| "mongodb://127.0.0.1:27017".to_owned())
@@ -41,6 +48,8 @@ pub fn url_with_database(base: &str, database: &str) -> String {
 pub struct Cleanup {
     pub prefix: String,
     pub database: String,
+    /// The MongoDB server the database is on.
+    pub mongo: String,
     /// The Redis servers the keys may be on: one, or each master of a cluster.
     pub redis: Vec<String>,
 }
@@ -48,6 +57,7 @@ pub struct Cleanup {
 impl Drop for Cleanup {
     fn drop(&mut self) {
         let (prefix, database, redis) = (self.prefix.clone(), self.database.clone(), self.redis.clone());
+        let mongo = self.mongo.clone();
         let cleaner = std::thread::spawn(move || {
             let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
                 return;
@@ -58,7 +68,7 @@ impl Drop for Cleanup {
                         eprintln!("could not delete the Redis keys {prefix}*: {e:#}");
                     }
                 }
-                if let Err(e) = within_cleanup(drop_database(&database)).await {
+                if let Err(e) = within_cleanup(drop_database(&mongo, &database)).await {
                     eprintln!("could not drop the MongoDB database {database}: {e:#}");
                 }
             });
@@ -95,8 +105,8 @@ async fn delete_keys(url: &str, prefix: &str) -> anyhow::Result<()> {
     }
 }
 
-async fn drop_database(name: &str) -> anyhow::Result<()> {
-    mongodb::Client::with_uri_str(mongo_url()).await?.database(name).drop().await?;
+async fn drop_database(url: &str, name: &str) -> anyhow::Result<()> {
+    mongodb::Client::with_uri_str(url).await?.database(name).drop().await?;
     Ok(())
 }
 

@@ -265,7 +265,10 @@ impl MessageLog for InMemoryMessageLog {
         cap: u64,
     ) -> anyhow::Result<Vec<RoomTail>> {
         let state = self.state.lock();
-        let admitted = |message: &&Message| not_before.is_none_or(|cutoff| message.sent_at >= cutoff);
+        // Change entries take seqs but are no messages to count or show.
+        let admitted = |message: &&Message| {
+            message.body.change().is_none() && not_before.is_none_or(|cutoff| message.sent_at >= cutoff)
+        };
         let tails = rooms
             .iter()
             .map(|query| {

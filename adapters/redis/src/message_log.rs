@@ -651,25 +651,31 @@ impl RedisMessageLog {
         if rooms.is_empty() {
             return Ok(Vec::new());
         }
-        // One pipeline per room, all in flight together: a room's keys share a slot, but on a
-        // cluster different rooms' do not.
-        type Reply = (Option<u64>, Vec<(String, f64)>, Vec<String>, u64);
-        let pipes: Vec<redis::Pipeline> = rooms
+        // One script per room, all in flight together: a room's keys share a slot, but on a
+        // cluster different rooms' do not. The script skips change entries, which take seqs but
+        // are no messages to count or show.
+        type Reply = (String, String, String, u64);
+        let calls: Vec<redis::Cmd> = rooms
             .iter()
             .map(|query| {
-                let cache = self.keys.cache(query.room);
-                let mut pipe = redis::pipe();
-                pipe.get(self.keys.seq(query.room));
-                pipe.cmd("ZRANGE").arg(&cache).arg(0).arg(0).arg("WITHSCORES");
-                pipe.cmd("ZREVRANGE").arg(&cache).arg(0).arg(0);
-                pipe.cmd("ZCOUNT").arg(&cache).arg(format!("({}", query.read.get())).arg("+inf");
-                pipe
+                let mut cmd = evalsha(&self.scripts.tails, &[self.keys.seq(query.room), self.keys.cache(query.room)]);
+                cmd.arg(query.read.get()).arg(cap);
+                cmd
             })
             .collect();
-        let replies: Vec<Reply> = futures::stream::iter(pipes)
-            .map(|pipe| {
+        let replies: Vec<Reply> = futures::stream::iter(calls)
+            .map(|cmd| {
                 let mut conn = self.conn.clone();
-                async move { pipe.query_async::<Reply>(&mut conn).await.context("reading the ends of rooms") }
+                let script = &self.scripts.tails;
+                async move {
+                    match cmd.query_async::<Reply>(&mut conn).await {
+                        Err(e) if e.kind() == redis::ErrorKind::NoScriptError => {
+                            script.prepare_invoke().load_async(&mut conn).await?;
+                            Ok(cmd.query_async::<Reply>(&mut conn).await?)
+                        }
+                        other => other.context("reading the ends of rooms"),
+                    }
+                }
             })
             .buffered(SLOT_CONCURRENCY)
             .try_collect()
@@ -677,15 +683,13 @@ impl RedisMessageLog {
         anyhow::ensure!(replies.len() == rooms.len(), "Redis answered {} of {} rooms", replies.len(), rooms.len());
         let mut tails = Vec::with_capacity(rooms.len());
         for (query, (last, lowest, newest, count)) in rooms.iter().zip(replies) {
-            let newest = newest.first().map(|json| decode_message(json)).transpose()?;
+            let newest = Some(newest).filter(|json| !json.is_empty()).map(|json| decode_message(&json)).transpose()?;
             let live = newest.filter(|m| not_before.is_none_or(|cutoff| m.sent_at >= cutoff));
             let unread = if live.is_some() { count.min(cap) } else { 0 };
             tails.push(RoomTail {
                 room: query.room,
-                last_seq: last.and_then(Seq::new),
-                // Scores are seqs, far below where an f64 loses integers.
-                #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-                holds_from: lowest.first().and_then(|(_, score)| Seq::new(*score as u64)),
+                last_seq: last.parse::<u64>().ok().and_then(Seq::new),
+                holds_from: lowest.parse::<u64>().ok().and_then(Seq::new),
                 newest: live,
                 unread,
             });

@@ -201,6 +201,39 @@ end
 return dropped
 ";
 
+/// KEYS: seq, cache. ARGV: read marker, cap. The room-list view of a room: `{last seq or '',
+/// lowest cached seq or '', newest cached message (not a change entry) or '', how many messages
+/// (not change entries) past the marker are cached, at most cap}`. A change entry's body is
+/// `{"type":"edit"|"delete"|"react"…}`; a text cannot forge that, as its quotes are escaped.
+const TAILS: &str = r#"
+local function is_change(json)
+  return string.find(json, '"body":{"type":"edit"', 1, true)
+    or string.find(json, '"body":{"type":"delete"', 1, true)
+    or string.find(json, '"body":{"type":"react"', 1, true)
+end
+local last = redis.call('GET', KEYS[1]) or ''
+local lowest = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')[2] or ''
+local newest, from = '', 0
+while newest == '' do
+  local chunk = redis.call('ZREVRANGE', KEYS[2], from, from + 63)
+  for _, json in ipairs(chunk) do
+    if not is_change(json) then newest = json; break end
+  end
+  if #chunk < 64 then break end
+  from = from + 64
+end
+local cap, count = tonumber(ARGV[2]), 0
+if cap > 0 then
+  for _, json in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '(' .. ARGV[1], '+inf')) do
+    if not is_change(json) then
+      count = count + 1
+      if count >= cap then break end
+    end
+  end
+end
+return {last, lowest, newest, count}
+"#;
+
 /// KEYS: seq. ARGV: seq. Raises the counter to ARGV[1] unless it is already at least that.
 const RAISE_SEQ: &str = r"
 local current = tonumber(redis.call('GET', KEYS[1]) or '0')
@@ -242,6 +275,7 @@ pub(crate) struct Scripts {
     pub ack: Script,
     pub dead_letter: Script,
     pub raise_seq: Script,
+    pub tails: Script,
     pub came_online: Script,
     pub went_offline: Script,
 }
@@ -255,6 +289,7 @@ impl Scripts {
             ack: with_helpers(ACK),
             dead_letter: with_helpers(DEAD_LETTER),
             raise_seq: Script::new(&format!("{SHEBANG}{RAISE_SEQ}")),
+            tails: Script::new(&format!("{SHEBANG}{TAILS}")),
             came_online: Script::new(&format!("{SHEBANG}{CAME_ONLINE}")),
             went_offline: Script::new(&format!("{SHEBANG}{WENT_OFFLINE}")),
         }

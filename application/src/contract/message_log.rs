@@ -492,6 +492,19 @@ pub async fn tails_count_past_each_marker_and_give_the_newest_message_in_the_ord
     assert!(tail.holds_from.is_some_and(|from| from <= seq(3)), "it counted 3 to 5, so it holds them: {tail:?}");
 }
 
+pub async fn tails_count_and_show_messages_not_the_changes_made_to_them(log: &impl MessageLog) {
+    let appended = append_texts(log, room(1), 2).await;
+    log.append(change_of(room(1), &sender(1), edit_of(1, "edited")), None).await.expect("append");
+    log.append(change_of(room(1), &sender(2), reaction(2, "👍", true)), None).await.expect("append");
+
+    let tails = log.tails(&[tail_query(room(1), 1)], None, 1000).await.expect("tails");
+
+    assert_eq!(tails[0].last_seq, Some(seq(4)), "changes take seqs");
+    assert_eq!(tails[0].unread, 1, "only message 2 is unread past the marker at 1");
+    let newest = tails[0].newest.as_ref().expect("a newest message");
+    assert_eq!((newest.id, newest.seq), (appended[1].id, seq(2)), "the newest message, not the reaction to it");
+}
+
 pub async fn tails_stop_counting_at_the_cap(log: &impl MessageLog) {
     append_texts(log, room(1), 5).await;
 
@@ -625,6 +638,7 @@ macro_rules! message_log_contract {
         an_empty_or_inverted_range_returns_nothing,
         raise_seq_moves_the_next_seq_past_it_and_never_lowers_it,
         tails_count_past_each_marker_and_give_the_newest_message_in_the_order_asked,
+        tails_count_and_show_messages_not_the_changes_made_to_them,
         tails_stop_counting_at_the_cap,
         tails_never_give_an_expired_message_as_the_newest,
         a_change_is_an_entry_of_its_own_and_its_cached_target_shows_it,

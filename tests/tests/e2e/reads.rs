@@ -168,7 +168,7 @@ async fn unread_counts_take_in_messages_only_the_archive_still_holds() {
     for n in 1..=8 {
         send(&mut ada_socket, &room, n).await;
     }
-    if app.shape == e2e::Shape::Split {
+    if app.shape.is_split() {
         app.wait_until_archived(8).await;
     }
     mark(&app, &bob, &room, 1).await;

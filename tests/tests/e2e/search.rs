@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use e2e::{Shape, Socket, TestApp, TestUser};
+use e2e::{Socket, TestApp, TestUser};
 use reqwest::StatusCode;
 use serde_json::Value;
 
@@ -26,7 +26,7 @@ async fn say(socket: &mut Socket, room: &str, id: &str, text: &str) -> Value {
 /// index, after checking that it says so with a 503 `search_unavailable`.
 async fn searched(app: &TestApp, user: &TestUser, query: &str) -> Option<Value> {
     let (status, body) = app.get(&format!("/search?{query}"), &user.access_token).await;
-    if status == StatusCode::SERVICE_UNAVAILABLE && app.shape == Shape::Split {
+    if status == StatusCode::SERVICE_UNAVAILABLE && app.shape.is_split() {
         assert_eq!(body["code"], "search_unavailable", "{body}");
         eprintln!("search: this MongoDB-compatible server has no text index; checked the 503 and stopped");
         return None;
@@ -41,7 +41,7 @@ fn texts(page: &Value) -> Vec<&str> {
 
 /// Messages become searchable once archived: at once embedded, after the worker's pass split.
 async fn archived(app: &TestApp, count: u64) {
-    if app.shape == Shape::Split {
+    if app.shape.is_split() {
         app.wait_until_archived(count).await;
     }
 }

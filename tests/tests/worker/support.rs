@@ -54,7 +54,7 @@ impl World {
         adjust(&mut config);
         // Armed before connecting, so whatever a half-started test created is removed too.
         let redis = config.url.split(',').map(str::to_owned).collect();
-        let cleanup = Cleanup { prefix, database: database.clone(), redis };
+        let cleanup = Cleanup { prefix, database: database.clone(), mongo: mongo_url(), redis };
         let mongo_url = url_with_database(&mongo_url(), &database);
         let dir = tempfile::tempdir().expect("a temp dir");
         let files = Arc::new(LocalFileStore::new(dir.path().join("files")).expect("a file store"));
